@@ -1,0 +1,231 @@
+/**
+ * The in-memory backend (default): fastest, and a crash loses what is queued.
+ * Tasks of one request are linked in order; only the head of each group is ever
+ * in the ready queue, so a request's tasks run one after another.
+ */
+import { Fifo } from '../fifo.js'
+import {
+  type CancelOutcome,
+  type ClaimedTask,
+  type FailOptions,
+  type NewTask,
+  type PlainTaskFn,
+  type TaskBackend,
+  type TaskRecord,
+  isFinished,
+} from './types.js'
+
+export interface RetentionOptions {
+  /** Finished tasks kept for `GET /tasks/:id`, at most. */
+  maxCount: number
+  /** Finished tasks older than this are forgotten. */
+  maxAgeMs: number
+}
+
+interface Entry extends TaskRecord {
+  args: unknown[] | undefined
+  fn: PlainTaskFn | undefined
+  next: Entry | undefined
+  inReady: boolean
+}
+
+export class MemoryBackend implements TaskBackend {
+  readonly kind = 'memory'
+  readonly durable = false
+  private readonly entries = new Map<string, Entry>()
+  private readonly ready = new Fifo<Entry>()
+  private readonly delayed = new Set<Entry>()
+  private nextDelayedAt = Infinity
+  private readonly finished = new Fifo<Entry>()
+  private readonly retention: RetentionOptions
+
+  constructor(options: { retention: RetentionOptions }) {
+    this.retention = options.retention
+  }
+
+  enqueue(group: NewTask[]): void {
+    let previous: Entry | undefined
+    for (const task of group) {
+      const entry: Entry = {
+        id: task.id,
+        name: task.name,
+        status: 'queued',
+        attempts: 0,
+        maxAttempts: task.maxAttempts,
+        requestId: task.requestId,
+        createdAt: task.createdAt,
+        startedAt: undefined,
+        finishedAt: undefined,
+        runAt: undefined,
+        lastError: undefined,
+        args: task.args,
+        fn: task.fn,
+        next: undefined,
+        inReady: false,
+      }
+      this.entries.set(task.id, entry)
+      if (previous === undefined) this.pushReady(entry)
+      else previous.next = entry
+      previous = entry
+    }
+  }
+
+  claim(now: number): ClaimedTask | undefined {
+    if (now >= this.nextDelayedAt) this.promoteDelayed(now)
+    for (;;) {
+      const entry = this.ready.shift()
+      if (entry === undefined) return undefined
+      entry.inReady = false
+      if (entry.status === 'cancelled') {
+        this.releaseNext(entry)
+        continue
+      }
+      entry.status = 'running'
+      entry.attempts++
+      entry.startedAt ??= now
+      entry.runAt = undefined
+      return {
+        id: entry.id,
+        name: entry.name,
+        args: entry.args ?? [],
+        requestId: entry.requestId,
+        attempt: entry.attempts,
+        maxAttempts: entry.maxAttempts,
+        fn: entry.fn,
+      }
+    }
+  }
+
+  complete(id: string, now: number): void {
+    const entry = this.entries.get(id)
+    if (entry === undefined || entry.status !== 'running') return
+    entry.status = 'succeeded'
+    this.finish(entry, now)
+  }
+
+  fail(id: string, options: FailOptions): void {
+    const entry = this.entries.get(id)
+    if (entry === undefined || entry.status !== 'running') return
+    entry.lastError = options.error
+    if (options.retryAt !== undefined && options.status !== 'cancelled') {
+      entry.status = 'retrying'
+      entry.runAt = options.retryAt
+      this.delayed.add(entry)
+      if (options.retryAt < this.nextDelayedAt) this.nextDelayedAt = options.retryAt
+      return
+    }
+    entry.status = options.status ?? 'failed'
+    this.finish(entry, options.now)
+  }
+
+  get(id: string): TaskRecord | undefined {
+    const entry = this.entries.get(id)
+    return entry === undefined ? undefined : toRecord(entry)
+  }
+
+  cancel(id: string, now: number): CancelOutcome {
+    const entry = this.entries.get(id)
+    if (entry === undefined) return { outcome: 'not_found' }
+    if (isFinished(entry.status)) return { outcome: 'finished', record: toRecord(entry) }
+    if (entry.status === 'running') return { outcome: 'running', record: toRecord(entry) }
+    const wasDelayed = this.delayed.delete(entry)
+    entry.status = 'cancelled'
+    entry.runAt = undefined
+    this.finishedBookkeeping(entry, now)
+    // A task waiting in the ready queue is skipped (and its successor released) when claimed;
+    // a retrying task is not in the ready queue, so its successor is released now.
+    if (wasDelayed) this.releaseNext(entry)
+    return { outcome: 'cancelled', record: toRecord(entry) }
+  }
+
+  unfinished(): Array<Pick<TaskRecord, 'id' | 'name' | 'status'>> {
+    const out: Array<Pick<TaskRecord, 'id' | 'name' | 'status'>> = []
+    for (const entry of this.entries.values()) {
+      if (!isFinished(entry.status)) out.push({ id: entry.id, name: entry.name, status: entry.status })
+    }
+    return out
+  }
+
+  /** Number of records held (finished ones included): what retention bounds. */
+  get size(): number {
+    return this.entries.size
+  }
+
+  close(): void {
+    // Nothing to release: the map goes with the process.
+  }
+
+  private pushReady(entry: Entry): void {
+    entry.inReady = true
+    this.ready.push(entry)
+  }
+
+  private promoteDelayed(now: number): void {
+    let next = Infinity
+    for (const entry of this.delayed) {
+      const runAt = entry.runAt ?? 0
+      if (runAt <= now) {
+        this.delayed.delete(entry)
+        this.pushReady(entry)
+      } else if (runAt < next) {
+        next = runAt
+      }
+    }
+    this.nextDelayedAt = next
+  }
+
+  private finish(entry: Entry, now: number): void {
+    this.finishedBookkeeping(entry, now)
+    this.releaseNext(entry)
+  }
+
+  private finishedBookkeeping(entry: Entry, now: number): void {
+    entry.finishedAt = now
+    entry.args = undefined
+    entry.fn = undefined
+    this.finished.push(entry)
+    this.prune(now)
+  }
+
+  /** The group's next task that is not cancelled becomes ready. */
+  private releaseNext(entry: Entry): void {
+    let next = entry.next
+    entry.next = undefined
+    while (next !== undefined && next.status === 'cancelled') {
+      const after: Entry | undefined = next.next
+      next.next = undefined
+      next = after
+    }
+    if (next !== undefined) this.pushReady(next)
+  }
+
+  private prune(now: number): void {
+    const { maxCount, maxAgeMs } = this.retention
+    const oldestAllowed = now - maxAgeMs
+    for (;;) {
+      const oldest = this.finished.peek()
+      if (oldest === undefined) return
+      if (this.finished.length <= maxCount && (oldest.finishedAt ?? now) >= oldestAllowed) return
+      this.finished.shift()
+      // A cancelled-while-queued entry may still be linked in its group or sit in the ready
+      // queue; forgetting its record is safe, the chain skips it by status.
+      this.entries.delete(oldest.id)
+    }
+  }
+}
+
+function toRecord(entry: Entry): TaskRecord {
+  return {
+    id: entry.id,
+    name: entry.name,
+    status: entry.status,
+    attempts: entry.attempts,
+    maxAttempts: entry.maxAttempts,
+    requestId: entry.requestId,
+    createdAt: entry.createdAt,
+    startedAt: entry.startedAt,
+    finishedAt: entry.finishedAt,
+    runAt: entry.runAt,
+    lastError: entry.lastError,
+  }
+}

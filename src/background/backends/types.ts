@@ -1,0 +1,111 @@
+/**
+ * The narrow storage interface every task backend implements (memory, sqlite, BullMQ).
+ * The runner stores and claims tasks only through it; `test/backend-conformance.ts`
+ * is the contract each implementation must pass.
+ */
+
+export type TaskStatus = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed' | 'cancelled'
+
+export const TASK_STATUSES: readonly TaskStatus[] = [
+  'queued',
+  'running',
+  'retrying',
+  'succeeded',
+  'failed',
+  'cancelled',
+]
+
+export function isFinished(status: TaskStatus): boolean {
+  return status === 'succeeded' || status === 'failed' || status === 'cancelled'
+}
+
+/** A plain function task (memory backend only: a function cannot be stored). */
+export type PlainTaskFn = (...args: never[]) => unknown
+
+/** A task as the runner hands it to `enqueue`: one request's tasks form one group, in order. */
+export interface NewTask {
+  id: string
+  name: string
+  /** JSON-serialisable for durable backends; anything for plain functions in memory. */
+  args: unknown[]
+  requestId: string | undefined
+  maxAttempts: number
+  createdAt: number
+  /** Set for plain functions only. */
+  fn?: PlainTaskFn | undefined
+}
+
+/** What `GET /tasks/:id` shows: never the arguments. Times are epoch milliseconds. */
+export interface TaskRecord {
+  id: string
+  name: string
+  status: TaskStatus
+  attempts: number
+  maxAttempts: number
+  requestId: string | undefined
+  createdAt: number
+  startedAt: number | undefined
+  finishedAt: number | undefined
+  /** When the next attempt may start (status `retrying`). */
+  runAt: number | undefined
+  lastError: string | undefined
+}
+
+/** A task taken by `claim`: now `running`, `attempt` is 1 for the first run. */
+export interface ClaimedTask {
+  id: string
+  name: string
+  args: unknown[]
+  requestId: string | undefined
+  attempt: number
+  maxAttempts: number
+  fn?: PlainTaskFn | undefined
+}
+
+export interface FailOptions {
+  error: string
+  now: number
+  /** Retry at this time (status `retrying`); omitted: the task is finished. */
+  retryAt?: number | undefined
+  /** Final status when not retried: `failed` (default) or `cancelled`. */
+  status?: 'failed' | 'cancelled'
+}
+
+export type CancelOutcome =
+  | { outcome: 'cancelled'; record: TaskRecord } // it had not started: it never will
+  | { outcome: 'running'; record: TaskRecord } // the runner must abort it
+  | { outcome: 'finished'; record: TaskRecord } // too late
+  | { outcome: 'not_found' }
+
+export type MaybePromise<T> = T | Promise<T>
+
+export interface TaskBackend {
+  /** `memory`, `sqlite`, `bullmq`: shown in logs and /ready. */
+  readonly kind: string
+  /** True when an accepted task survives a crash: plain functions are then refused. */
+  readonly durable: boolean
+  /** Store one request's tasks, all or nothing. Durable backends resolve once committed. */
+  enqueue(group: NewTask[]): MaybePromise<void>
+  /**
+   * Take the next runnable task, or undefined. A task is runnable when it is queued (or
+   * retrying with `runAt <= now`) and every earlier task of its group has finished.
+   */
+  claim(now: number): MaybePromise<ClaimedTask | undefined>
+  complete(id: string, now: number): MaybePromise<void>
+  fail(id: string, options: FailOptions): MaybePromise<void>
+  get(id: string): MaybePromise<TaskRecord | undefined>
+  cancel(id: string, now: number): MaybePromise<CancelOutcome>
+  /** Tasks not finished (queued, retrying, running), for the shutdown report. */
+  unfinished(): MaybePromise<Array<Pick<TaskRecord, 'id' | 'name' | 'status'>>>
+  /**
+   * Called once when the runner starts: a durable backend puts back to `queued` what a
+   * previous process left `running`, and returns how many unfinished tasks it holds.
+   */
+  recover?(now: number): MaybePromise<number>
+  /** Safe to call twice. */
+  close(): MaybePromise<void>
+}
+
+export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | undefined)?.then === 'function'
+}

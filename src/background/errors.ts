@@ -1,0 +1,88 @@
+/**
+ * Every error the background-tasks plugin can raise, in one place.
+ * Each has a stable `code`, a message and the HTTP status a client sees.
+ */
+import createError from '@fastify/error'
+
+/** The backlog (queued + running tasks) is at `maxPending`: the request is refused whole. */
+export const BacklogFullError = createError<[number]>(
+  'TASKS_BACKLOG_FULL',
+  'The background task backlog is full (%d tasks pending); retry later',
+  503,
+)
+
+/** The runner is closing and takes no new tasks. */
+export const RunnerClosedError = createError(
+  'TASKS_RUNNER_CLOSED',
+  'The background task runner is shutting down and accepts no new tasks',
+  503,
+)
+
+/** The durable backend could not store the tasks: nothing was accepted. */
+export const BackendUnavailableError = createError<[string]>(
+  'TASKS_BACKEND_UNAVAILABLE',
+  'The task store is unavailable, the tasks were not accepted: %s',
+  503,
+)
+
+/** A defined task was added with arguments that do not match its schema. */
+export const InvalidTaskArgsError = createError<[string, string]>(
+  'TASKS_INVALID_ARGS',
+  'Invalid arguments for task "%s": %s',
+  400,
+)
+
+/** A plain function was added while the backend is durable: a function cannot be stored. */
+export const NotDurableTaskError = createError<[string, string]>(
+  'TASKS_NOT_DURABLE',
+  'Task "%s" is a plain function and the "%s" backend stores tasks durably; wrap it with defineTask({ name, args, run }) and register it in the plugin\'s `tasks` option',
+  500,
+)
+
+/** A defined task was added but is not registered with the plugin (durable backends need to find it by name). */
+export const UnregisteredTaskError = createError<[string]>(
+  'TASKS_UNREGISTERED',
+  'Task "%s" is not registered: pass it in the background-tasks plugin\'s `tasks` option',
+  500,
+)
+
+/** Two different definitions share a name. */
+export const DuplicateTaskNameError = createError<[string]>(
+  'TASKS_DUPLICATE_NAME',
+  'Two different task definitions are named "%s"',
+  500,
+)
+
+/** `GET`/`DELETE /tasks/:id` for an id the runner does not know (never existed, or pruned). */
+export const TaskNotFoundError = createError<[string]>(
+  'TASK_NOT_FOUND',
+  'No task with id "%s" (unknown, or finished long enough ago to be pruned)',
+  404,
+)
+
+/** `DELETE /tasks/:id` on a task that has already finished. */
+export const TaskAlreadyFinishedError = createError<[string, string]>(
+  'TASK_ALREADY_FINISHED',
+  'Task "%s" has already finished with status "%s" and cannot be cancelled',
+  409,
+)
+
+/** Plugin options rejected at registration. */
+export const InvalidOptionError = createError<[string, string]>(
+  'TASKS_INVALID_OPTION',
+  'Invalid background-tasks option "%s": %s',
+  500,
+)
+
+/** Reasons a running task's AbortSignal is aborted with. */
+export const TaskTimeoutError = createError<[number]>(
+  'TASK_TIMEOUT',
+  'Task timed out after %d ms',
+  500,
+)
+export const TaskCancelledError = createError('TASK_CANCELLED', 'Task was cancelled', 500)
+export const TaskShutdownError = createError(
+  'TASK_SHUTDOWN',
+  'Task was aborted because the shutdown deadline passed',
+  500,
+)

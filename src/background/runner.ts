@@ -1,0 +1,475 @@
+/**
+ * The task runner: one per app. It owns concurrency, the backlog bound, retries with
+ * backoff, per-attempt timeouts, cancellation, and the drain on close. Where tasks wait,
+ * and their status, is the backend's job; fastq runs what has been claimed.
+ */
+import { EventEmitter } from 'node:events'
+import { randomUUID } from 'node:crypto'
+import fastq from 'fastq'
+import type { FastifyBaseLogger } from 'fastify'
+import {
+  BackendUnavailableError,
+  BacklogFullError,
+  DuplicateTaskNameError,
+  InvalidTaskArgsError,
+  NotDurableTaskError,
+  RunnerClosedError,
+  TaskCancelledError,
+  TaskShutdownError,
+  TaskTimeoutError,
+  UnregisteredTaskError,
+} from './errors.js'
+import { backoffDelay } from './backoff.js'
+import { type AnyTaskDefinition, type TaskContext, isTaskDefinition } from './define-task.js'
+import { runUntilAborted } from './run-until-aborted.js'
+import {
+  type CancelOutcome,
+  type ClaimedTask,
+  type NewTask,
+  type PlainTaskFn,
+  type TaskBackend,
+  type TaskRecord,
+  type TaskStatus,
+  isPromise,
+} from './backends/types.js'
+
+export interface RunnerOptions {
+  backend: TaskBackend
+  /** Tasks run at once. */
+  concurrency: number
+  /** Bound on reserved + queued + retrying + running tasks; beyond it `reserve` throws a 503. */
+  maxPending: number
+  /** Sent as `Retry-After` with the 503 when the backlog is full. */
+  retryAfterSeconds: number
+  /** Per-attempt timeout for plain functions and for defined tasks without one. */
+  defaultTimeoutMs: number
+  logger: FastifyBaseLogger
+  /** Defined tasks, found by name when a stored task is claimed. */
+  tasks?: AnyTaskDefinition[]
+  /** Injectable for tests. */
+  now?: () => number
+  random?: () => number
+}
+
+export interface TaskFinishedEvent {
+  id: string
+  name: string
+  status: Extract<TaskStatus, 'succeeded' | 'failed' | 'cancelled'>
+  attempts: number
+  /** Duration of the last attempt. */
+  durationMs: number
+}
+
+export interface TaskRetriedEvent {
+  id: string
+  name: string
+  attempt: number
+  delayMs: number
+  error: string
+}
+
+export interface ShutdownReport {
+  /** True when everything finished before the deadline. */
+  drained: boolean
+  /** Tasks not run to the end: lost with the memory backend, kept in a durable journal. */
+  unfinished: Array<Pick<TaskRecord, 'id' | 'name' | 'status'>>
+}
+
+export interface RunnerStats {
+  running: number
+  /** Reserved + queued + retrying + running. */
+  pending: number
+  maxPending: number
+  concurrency: number
+  full: boolean
+  closing: boolean
+}
+
+interface ActiveTask {
+  task: ClaimedTask
+  controller: AbortController
+}
+
+export type TaskTarget = AnyTaskDefinition | PlainTaskFn
+
+const noop = (): void => {}
+
+export class TaskRunner extends EventEmitter {
+  readonly backend: TaskBackend
+  readonly concurrency: number
+  readonly maxPending: number
+  readonly retryAfterSeconds: number
+  private readonly defaultTimeoutMs: number
+  private readonly logger: FastifyBaseLogger
+  private readonly registry = new Map<string, AnyTaskDefinition>()
+  private readonly now: () => number
+  private readonly random: () => number
+  private readonly executor: fastq.queue<ClaimedTask>
+  private readonly active = new Map<string, ActiveTask>()
+  private pending = 0
+  private pumping = false
+  private wakeTimer: NodeJS.Timeout | undefined
+  private wakeAt = Infinity
+  private closing = false
+  private closed = false
+  private closePromise: Promise<ShutdownReport> | undefined
+  private idleWaiter: (() => void) | undefined
+
+  constructor(options: RunnerOptions) {
+    super()
+    this.backend = options.backend
+    this.concurrency = options.concurrency
+    this.maxPending = options.maxPending
+    this.retryAfterSeconds = options.retryAfterSeconds
+    this.defaultTimeoutMs = options.defaultTimeoutMs
+    this.logger = options.logger
+    this.now = options.now ?? Date.now
+    this.random = options.random ?? Math.random
+    for (const task of options.tasks ?? []) this.register(task)
+    this.executor = fastq(this, this.worker, this.concurrency)
+  }
+
+  /** Make a defined task findable by name (stored tasks are claimed by name). */
+  register(task: AnyTaskDefinition): void {
+    const known = this.registry.get(task.name)
+    if (known !== undefined && known !== task) throw new DuplicateTaskNameError(task.name)
+    this.registry.set(task.name, task)
+  }
+
+  /** Put back what a previous process left unfinished (durable backends), then start. */
+  async start(): Promise<number> {
+    const recovered = this.backend.recover === undefined ? 0 : await this.backend.recover(this.now())
+    if (recovered > 0) {
+      this.pending += recovered
+      this.logger.info({ recovered, backend: this.backend.kind }, 'resuming unfinished tasks from the journal')
+    }
+    this.pump()
+    return recovered
+  }
+
+  /** Validate one `add()` call and build the task; nothing is stored yet. */
+  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined): NewTask {
+    if (isTaskDefinition(target)) {
+      if (!target.check.Check(args)) {
+        const first = target.check.Errors(args).First()
+        const where = first === undefined ? '' : `${first.path || '/'} `
+        throw new InvalidTaskArgsError(target.name, `${where}${first?.message ?? 'does not match the schema'}`)
+      }
+      if (this.backend.durable && this.registry.get(target.name) !== target) {
+        throw new UnregisteredTaskError(target.name)
+      }
+      return {
+        id: randomUUID(),
+        name: target.name,
+        args,
+        requestId,
+        maxAttempts: target.retries + 1,
+        createdAt: this.now(),
+      }
+    }
+    const name = target.name || 'anonymous'
+    if (this.backend.durable) throw new NotDurableTaskError(name, this.backend.kind)
+    return { id: randomUUID(), name, args, requestId, maxAttempts: 1, createdAt: this.now(), fn: target }
+  }
+
+  /** Hold room for `count` tasks, or throw the 503 that tells the client to come back. */
+  reserve(count: number): void {
+    if (this.closed) throw this.retryLater(new RunnerClosedError())
+    if (this.pending + count > this.maxPending) throw this.retryLater(new BacklogFullError(this.pending))
+    this.pending += count
+  }
+
+  /** Give back room held by `reserve` for tasks that will not be submitted. */
+  release(count: number): void {
+    this.pending -= count
+    this.checkIdle()
+  }
+
+  /**
+   * Store reserved tasks. Memory: synchronous. Durable: resolves once committed, rejects
+   * with a 503 error (and releases the room) when the backend cannot store them.
+   */
+  submit(group: NewTask[]): void | Promise<void> {
+    let stored: void | Promise<void>
+    try {
+      stored = this.backend.enqueue(group)
+    } catch (error) {
+      this.release(group.length)
+      throw this.unavailable(error)
+    }
+    if (isPromise(stored)) {
+      return stored.then(
+        () => this.afterSubmit(group),
+        (error: unknown) => {
+          this.release(group.length)
+          throw this.unavailable(error)
+        },
+      )
+    }
+    this.afterSubmit(group)
+  }
+
+  async get(id: string): Promise<TaskRecord | undefined> {
+    return this.backend.get(id)
+  }
+
+  /** Cancel: a queued task never runs; a running one has its signal aborted. */
+  async cancel(id: string): Promise<CancelOutcome> {
+    const outcome = await this.backend.cancel(id, this.now())
+    if (outcome.outcome === 'cancelled') {
+      this.taskDone(outcome.record.name, outcome.record.id, 'cancelled', outcome.record.attempts, 0)
+      this.pump()
+      return outcome
+    }
+    if (outcome.outcome !== 'running') return outcome
+    const active = this.active.get(id)
+    if (active === undefined) return outcome
+    const settled = new Promise<void>((resolve) => this.once(`settled:${id}`, resolve))
+    active.controller.abort(new TaskCancelledError())
+    await settled
+    const record = await this.backend.get(id)
+    return record === undefined ? { outcome: 'not_found' } : { outcome: 'cancelled', record }
+  }
+
+  stats(): RunnerStats {
+    return {
+      running: this.active.size,
+      pending: this.pending,
+      maxPending: this.maxPending,
+      concurrency: this.concurrency,
+      full: this.pending >= this.maxPending,
+      closing: this.closing,
+    }
+  }
+
+  /**
+   * Drain up to `timeoutMs`, then abort what still runs and report what is left.
+   * Safe to call twice: the second call gets the first call's report.
+   */
+  close(timeoutMs: number): Promise<ShutdownReport> {
+    this.closePromise ??= this.drainAndClose(timeoutMs)
+    return this.closePromise
+  }
+
+  /** Start as many claimed tasks as there are free slots. */
+  pump(): void {
+    if (this.pumping || this.closed) return
+    this.pumping = true
+    try {
+      while (this.executor.running() < this.concurrency) {
+        const claimed = this.backend.claim(this.now())
+        if (isPromise(claimed)) {
+          claimed.then(
+            (task) => {
+              this.pumping = false
+              if (task === undefined) return
+              this.executor.push(task, noop)
+              this.pump()
+            },
+            (error: unknown) => {
+              this.pumping = false
+              this.logger.error({ err: error, backend: this.backend.kind }, 'claiming a task failed; retrying in 1s')
+              this.wakeUpAt(this.now() + 1000)
+            },
+          )
+          return
+        }
+        if (claimed === undefined) break
+        this.executor.push(claimed, noop)
+      }
+    } catch (error) {
+      this.logger.error({ err: error, backend: this.backend.kind }, 'claiming a task failed; retrying in 1s')
+      this.wakeUpAt(this.now() + 1000)
+    }
+    this.pumping = false
+  }
+
+  private afterSubmit(group: NewTask[]): void {
+    if (this.listenerCount('added') > 0) for (const task of group) this.emit('added', task)
+    this.pump()
+  }
+
+  private unavailable(error: unknown): Error {
+    if (error instanceof Error && (error as { statusCode?: number }).statusCode === 503) return this.retryLater(error)
+    this.logger.error({ err: error, backend: this.backend.kind }, 'the task backend could not store tasks')
+    return this.retryLater(new BackendUnavailableError(error instanceof Error ? error.message : String(error)))
+  }
+
+  /** Fastify's error handler sends `error.headers`: a 503 always says when to come back. */
+  private retryLater<E extends Error>(error: E): E {
+    ;(error as E & { headers?: Record<string, string> }).headers = { 'retry-after': String(this.retryAfterSeconds) }
+    return error
+  }
+
+  private worker(task: ClaimedTask, done: (error: Error | null) => void): void {
+    this.execute(task).then(
+      () => done(null),
+      (error: unknown) => {
+        this.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
+        done(null)
+      },
+    )
+  }
+
+  private async execute(task: ClaimedTask): Promise<void> {
+    const definition = task.fn === undefined ? this.registry.get(task.name) : undefined
+    const timeoutMs = definition?.timeoutMs ?? this.defaultTimeoutMs
+    const controller = new AbortController()
+    this.active.set(task.id, { task, controller })
+    this.emit('started', task)
+    const startedAt = this.now()
+    const timer = setTimeout(() => controller.abort(new TaskTimeoutError(timeoutMs)), timeoutMs)
+    let failure: unknown
+    let ok = false
+    try {
+      await runUntilAborted(() => this.invoke(task, definition, controller.signal), controller.signal)
+      ok = true
+    } catch (error) {
+      failure = controller.signal.aborted ? controller.signal.reason : error
+    } finally {
+      clearTimeout(timer)
+      this.active.delete(task.id)
+    }
+    const now = this.now()
+    const durationMs = now - startedAt
+    try {
+      if (ok) {
+        await this.backend.complete(task.id, now)
+        this.taskDone(task.name, task.id, 'succeeded', task.attempt, durationMs)
+      } else {
+        await this.handleFailure(task, definition, failure, now, durationMs)
+      }
+    } finally {
+      this.emit(`settled:${task.id}`)
+      this.pump()
+    }
+  }
+
+  private invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, signal: AbortSignal): unknown {
+    if (task.fn !== undefined) return (task.fn as (...args: unknown[]) => unknown)(...task.args)
+    if (definition === undefined) throw new UnregisteredTaskError(task.name)
+    const logger = this.logger
+    let log: FastifyBaseLogger | undefined
+    const context: TaskContext = {
+      signal,
+      attempt: task.attempt,
+      taskId: task.id,
+      requestId: task.requestId,
+      get log() {
+        log ??= logger.child({ reqId: task.requestId, taskId: task.id, task: task.name })
+        return log
+      },
+    }
+    return definition.run(task.args, context)
+  }
+
+  private async handleFailure(
+    task: ClaimedTask,
+    definition: AnyTaskDefinition | undefined,
+    failure: unknown,
+    now: number,
+    durationMs: number,
+  ): Promise<void> {
+    const error = describe(failure)
+    const fields = { taskId: task.id, task: task.name, reqId: task.requestId, attempt: task.attempt }
+    if (failure instanceof TaskShutdownError) {
+      // Past the shutdown deadline: a durable journal keeps the task `running`, and the next
+      // start runs it again; in memory it is reported by close() as abandoned.
+      if (!this.backend.durable) await this.backend.fail(task.id, { error, now })
+      this.logger.warn(fields, 'task aborted by the shutdown deadline')
+      return
+    }
+    if (failure instanceof TaskCancelledError) {
+      await this.backend.fail(task.id, { error, now, status: 'cancelled' })
+      this.logger.info(fields, 'task cancelled while running')
+      this.taskDone(task.name, task.id, 'cancelled', task.attempt, durationMs)
+      return
+    }
+    if (task.attempt < task.maxAttempts && definition !== undefined) {
+      const delayMs = backoffDelay(definition.backoff, task.attempt, this.random)
+      const retryAt = now + delayMs
+      await this.backend.fail(task.id, { error, now, retryAt })
+      this.logger.warn({ ...fields, err: failure, delayMs }, 'task failed; will retry')
+      this.emit('retried', { id: task.id, name: task.name, attempt: task.attempt, delayMs, error } satisfies TaskRetriedEvent)
+      this.wakeUpAt(retryAt)
+      return
+    }
+    await this.backend.fail(task.id, { error, now })
+    this.logger.error({ ...fields, err: failure }, 'task failed')
+    this.taskDone(task.name, task.id, 'failed', task.attempt, durationMs)
+  }
+
+  private taskDone(name: string, id: string, status: TaskFinishedEvent['status'], attempts: number, durationMs: number): void {
+    this.pending--
+    this.emit('finished', { id, name, status, attempts, durationMs } satisfies TaskFinishedEvent)
+    this.checkIdle()
+  }
+
+  private wakeUpAt(at: number): void {
+    if (this.closed || at >= this.wakeAt) return
+    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
+    this.wakeAt = at
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined
+      this.wakeAt = Infinity
+      this.pump()
+    }, Math.max(0, at - this.now()))
+  }
+
+  private checkIdle(): void {
+    if (this.pending === 0 && this.idleWaiter !== undefined) this.idleWaiter()
+  }
+
+  private async drainAndClose(timeoutMs: number): Promise<ShutdownReport> {
+    this.closing = true
+    const drained = await this.waitForIdle(timeoutMs)
+    this.closed = true
+    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
+    if (!drained) {
+      const settling = [...this.active.keys()].map(
+        (id) => new Promise<void>((resolve) => this.once(`settled:${id}`, resolve)),
+      )
+      for (const { controller } of this.active.values()) controller.abort(new TaskShutdownError())
+      await Promise.all(settling)
+    }
+    const unfinished = drained ? [] : await this.backend.unfinished()
+    if (unfinished.length > 0) {
+      if (this.backend.durable) {
+        this.logger.warn(
+          { count: unfinished.length, backend: this.backend.kind },
+          'shutdown deadline passed; unfinished tasks stay in the journal and run on the next start',
+        )
+      } else {
+        this.logger.error(
+          { count: unfinished.length, tasks: unfinished },
+          'shutdown deadline passed; these background tasks were abandoned',
+        )
+      }
+    }
+    await this.backend.close()
+    return { drained, unfinished }
+  }
+
+  private waitForIdle(timeoutMs: number): Promise<boolean> {
+    if (this.pending <= 0) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.idleWaiter = undefined
+        resolve(false)
+      }, timeoutMs)
+      this.idleWaiter = () => {
+        clearTimeout(timer)
+        this.idleWaiter = undefined
+        resolve(true)
+      }
+    })
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code
+    return typeof code === 'string' && !error.message.includes(code) ? `${code}: ${error.message}` : error.message
+  }
+  return String(error)
+}

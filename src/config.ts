@@ -1,0 +1,79 @@
+/**
+ * Configuration from the environment (and `.env` when present), validated once at start.
+ * A bad value stops the start with a message naming the variable. Every variable is
+ * documented in `.env.example`.
+ */
+import { existsSync } from 'node:fs'
+import { type Static, type TSchema, Type } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+const Integer = (minimum: number, maximum: number, defaultValue: number) =>
+  Type.Integer({ minimum, maximum, default: defaultValue })
+const Flag = (defaultValue: boolean) => Type.Boolean({ default: defaultValue })
+
+export const ConfigSchema = Type.Object({
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  PORT: Integer(0, 65_535, 8000),
+  LOG_FILE: Type.String({ minLength: 1, default: 'logs/log.txt' }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info' },
+  ),
+  MESSAGE_MAX_LENGTH: Integer(1, 1_000_000, 4096),
+  SHUTDOWN_TIMEOUT_MS: Integer(0, 3_600_000, 10_000),
+  TASK_CONCURRENCY: Integer(1, 10_000, 16),
+  TASK_MAX_PENDING: Integer(1, 10_000_000, 10_000),
+  TASK_TIMEOUT_MS: Integer(1, 86_400_000, 30_000),
+  TASK_RETENTION_COUNT: Integer(1, 10_000_000, 10_000),
+  TASK_RETENTION_MS: Integer(1, 604_800_000, 3_600_000),
+  RETRY_AFTER_SECONDS: Integer(1, 3600, 1),
+  TASK_BACKEND: Type.Union([Type.Literal('memory'), Type.Literal('sqlite'), Type.Literal('bullmq')], {
+    default: 'memory',
+  }),
+  TASK_DB: Type.String({ minLength: 1, default: 'logs/tasks.db' }),
+  TASK_DB_SYNC: Type.Union([Type.Literal('normal'), Type.Literal('full')], { default: 'normal' }),
+  REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
+  DOCS_ENABLED: Flag(true),
+  METRICS_ENABLED: Flag(true),
+})
+
+export type Config = Static<typeof ConfigSchema>
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+const BOOLEAN_WORDS: Record<string, boolean> = { true: true, '1': true, yes: true, on: true, false: false, '0': false, no: false, off: false }
+
+function describeSchema(schema: TSchema): string {
+  if (schema.type === 'integer') return `an integer from ${String(schema.minimum)} to ${String(schema.maximum)}`
+  if (schema.type === 'boolean') return 'true or false'
+  if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => String(s.const)).join(', ')}`
+  if (schema.pattern !== undefined) return `a string matching ${String(schema.pattern)}`
+  return 'a non-empty string'
+}
+
+function parseValue(name: string, raw: string, schema: TSchema): unknown {
+  let value: unknown = raw
+  if (schema.type === 'integer') value = /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN
+  else if (schema.type === 'boolean') value = BOOLEAN_WORDS[raw.trim().toLowerCase()]
+  if (value === undefined || !Value.Check(schema, value)) {
+    throw new ConfigError(`Invalid configuration: ${name} must be ${describeSchema(schema)}, got ${JSON.stringify(raw)}`)
+  }
+  return value
+}
+
+/** Build the typed configuration from an environment; unset or empty variables take their default. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const config: Record<string, unknown> = {}
+  for (const [name, schema] of Object.entries(ConfigSchema.properties) as Array<[string, TSchema]>) {
+    const raw = env[name]
+    config[name] = raw === undefined || raw === '' ? schema.default : parseValue(name, raw, schema)
+  }
+  return config as Config
+}
+
+/** Load `.env` from the working directory into process.env; variables already set win. */
+export function loadDotEnv(path = '.env'): void {
+  if (existsSync(path)) process.loadEnvFile(path)
+}

@@ -1,0 +1,43 @@
+/**
+ * Every error a client of this service can get, in one place: the application's own
+ * codes here, the background-tasks plugin's codes re-exported from `background/errors.ts`.
+ * Replies have the shape `{ statusCode, code, error, message }`.
+ */
+import createError from '@fastify/error'
+
+export * as taskErrors from './background/errors.js'
+
+export const QueryParamRepeatedError = createError<[string, number]>(
+  'QUERY_PARAM_REPEATED',
+  'querystring/%s must be given once, not %d times',
+  400,
+)
+
+export const MalformedQueryError = createError<[string]>(
+  'QUERY_MALFORMED',
+  'querystring has a malformed percent-escape or invalid UTF-8 near %s',
+  400,
+)
+
+export const BodyNotAllowedError = createError(
+  'BODY_NOT_ALLOWED',
+  'This route takes no request body: send the message in the query string (?message=...)',
+  400,
+)
+
+export const MethodNotAllowedError = createError<[string, string, string]>(
+  'METHOD_NOT_ALLOWED',
+  'Method %s is not allowed on %s; use %s',
+  405,
+)
+
+export const RouteNotFoundError = createError<[string, string]>('ROUTE_NOT_FOUND', 'Route %s %s not found', 404)
+
+export const ServiceClosingError = createError(
+  'SERVICE_CLOSING',
+  'The server is shutting down and takes no new requests; retry shortly',
+  503,
+)
+
+/** Anything unexpected: logged in full, never shown to the client. */
+export const InternalError = createError('INTERNAL_ERROR', 'Internal server error', 500)

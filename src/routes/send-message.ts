@@ -1,0 +1,99 @@
+/**
+ * POST /send-message?message=Hello (and /send-message/): answers at once; after the
+ * response, the log_message task appends `<timestamp>: <message>` to the log file.
+ */
+import { Type } from '@sinclair/typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
+import { BodyNotAllowedError, MethodNotAllowedError, QueryParamRepeatedError } from '../errors.js'
+import { ErrorReply } from '../schemas.js'
+import type { LogMessageTask } from '../tasks/log-message.js'
+
+export const RECEIVED = 'Message received. It will be logged soon.'
+
+export interface SendMessageOptions {
+  logMessage: LogMessageTask
+  messageMaxLength: number
+}
+
+const PATH = '/send-message'
+
+function rejectBody(request: FastifyRequest): void {
+  const length = request.headers['content-length']
+  if ((length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined) {
+    throw new BodyNotAllowedError()
+  }
+}
+
+function rejectRepeated(request: FastifyRequest): void {
+  const message = (request.query as { message?: unknown }).message
+  if (Array.isArray(message)) throw new QueryParamRepeatedError('message', message.length)
+}
+
+export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = async (app, options) => {
+  const { logMessage, messageMaxLength } = options
+
+  app.post(
+    PATH,
+    {
+      schema: {
+        summary: 'Accept a message; log it after the response',
+        description: [
+          'Answers `200` at once. After the response has been sent, a background task (`log_message`)',
+          'appends one line to the log file (`LOG_FILE`, default `logs/log.txt`):',
+          '',
+          '    <ISO 8601 UTC timestamp with milliseconds>: <message>',
+          '',
+          'for example `2026-11-25T11:34:58.994Z: Hello`. Control characters in the message (CR, LF, tab,',
+          'other C0/C1, U+2028/U+2029) are escaped (`\\n`, `\\r`, `\\t`, `\\u0085`…) so one message is one line.',
+          'The task is retried with exponential backoff if the write fails. Its id is in the `Task-Id`',
+          'response header; `GET /tasks/{id}` reports its status. `/send-message/` (trailing slash) works too.',
+        ].join('\n'),
+        tags: ['messages'],
+        querystring: Type.Object(
+          {
+            message: Type.String({
+              minLength: 1,
+              maxLength: messageMaxLength,
+              description: `The text to log: 1 to ${messageMaxLength} characters, given once`,
+              examples: ['Hello'],
+            }),
+          },
+          { additionalProperties: true },
+        ),
+        response: {
+          200: Type.Object(
+            { message: Type.Literal(RECEIVED) },
+            {
+              description: 'Accepted; the line is written after the response',
+              headers: { 'task-id': { type: 'string', description: 'The id of the background task' } },
+            },
+          ),
+          400: { ...ErrorReply, description: 'Missing, empty, repeated, over-long or malformed message, or a body was sent' },
+          503: { ...ErrorReply, description: 'The task backlog is full or the server is shutting down; see Retry-After' },
+        },
+      },
+      onRequest: (request, _reply, done) => {
+        rejectBody(request)
+        done()
+      },
+      preValidation: (request, _reply, done) => {
+        rejectRepeated(request)
+        done()
+      },
+    },
+    async (request) => {
+      request.backgroundTasks.add(logMessage, request.query.message)
+      return { message: RECEIVED } as const
+    },
+  )
+
+  app.route({
+    method: ['GET', 'PUT', 'PATCH', 'DELETE'],
+    url: PATH,
+    handler: async (request, reply) => {
+      reply.header('allow', 'POST')
+      throw new MethodNotAllowedError(request.method, PATH, 'POST')
+    },
+  })
+}

@@ -1,0 +1,73 @@
+/** GET /tasks/:id (status) and DELETE /tasks/:id (cancel). */
+import { Type } from '@sinclair/typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { TaskRecord } from '../background/index.js'
+import { taskErrors } from '../errors.js'
+import { ErrorReply, TaskView } from '../schemas.js'
+
+const Params = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 128, description: 'A task id from the Task-Id header', examples: ['3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e'] }),
+})
+
+const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
+
+export function toTaskView(record: TaskRecord): TaskView {
+  return {
+    id: record.id,
+    name: record.name,
+    status: record.status,
+    attempts: record.attempts,
+    maxAttempts: record.maxAttempts,
+    requestId: record.requestId,
+    createdAt: new Date(record.createdAt).toISOString(),
+    startedAt: iso(record.startedAt),
+    finishedAt: iso(record.finishedAt),
+    nextAttemptAt: record.status === 'retrying' ? iso(record.runAt) : undefined,
+    lastError: record.lastError,
+  }
+}
+
+export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/tasks/:id',
+    {
+      schema: {
+        summary: 'A background task\'s status',
+        description: 'Status (`queued | running | retrying | succeeded | failed | cancelled`), attempts, timestamps and the last error. Never the task\'s arguments. Finished tasks are kept for a bounded time and count (`TASK_RETENTION_MS`, `TASK_RETENTION_COUNT`).',
+        tags: ['tasks'],
+        params: Params,
+        response: { 200: TaskView, 404: { ...ErrorReply, description: 'Unknown task id (or pruned)' } },
+      },
+    },
+    async (request) => {
+      const record = await app.backgroundTasks.get(request.params.id)
+      if (record === undefined) throw new taskErrors.TaskNotFoundError(request.params.id)
+      return toTaskView(record)
+    },
+  )
+
+  app.delete(
+    '/tasks/:id',
+    {
+      schema: {
+        summary: 'Cancel a background task',
+        description: 'A queued (or retrying) task never runs; a running task has its AbortSignal aborted and ends `cancelled`. `409` if it has already finished.',
+        tags: ['tasks'],
+        params: Params,
+        response: {
+          200: TaskView,
+          404: { ...ErrorReply, description: 'Unknown task id (or pruned)' },
+          409: { ...ErrorReply, description: 'The task has already finished' },
+        },
+      },
+    },
+    async (request) => {
+      const outcome = await app.backgroundTasks.cancel(request.params.id)
+      if (outcome.outcome === 'not_found') throw new taskErrors.TaskNotFoundError(request.params.id)
+      if (outcome.outcome === 'finished') {
+        throw new taskErrors.TaskAlreadyFinishedError(request.params.id, outcome.record.status)
+      }
+      return toTaskView(outcome.record)
+    },
+  )
+}

@@ -1,0 +1,20 @@
+/** The demo task: append `<timestamp>: <message>` to the log file. */
+import { Type } from '@sinclair/typebox'
+import { defineTask } from '../background/index.js'
+import type { LogFile } from '../log-file.js'
+import { formatLogLine } from '../log-line.js'
+
+export const LOG_MESSAGE_TASK = 'log_message'
+
+export function createLogMessageTask(logFile: LogFile) {
+  return defineTask({
+    name: LOG_MESSAGE_TASK,
+    args: Type.Tuple([Type.String()]),
+    retries: 5,
+    backoff: { type: 'exponential', delayMs: 100, maxDelayMs: 10_000, jitter: true },
+    timeoutMs: 5_000,
+    run: ([message]) => logFile.append(formatLogLine(message)),
+  })
+}
+
+export type LogMessageTask = ReturnType<typeof createLogMessageTask>

@@ -1,0 +1,186 @@
+/**
+ * The contract every task backend must keep. Each backend's test file calls
+ * `describeBackendConformance` with a factory that gives a fresh, empty backend.
+ */
+import { randomUUID } from 'node:crypto'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { NewTask, TaskBackend } from '../src/background/index.js'
+import { waitFor } from './helpers/wait.js'
+
+export interface BackendFixture {
+  backend: TaskBackend
+  /** Close the backend and remove whatever it created. */
+  cleanup: () => Promise<void>
+}
+
+function task(name = 'conformance', args: unknown[] = ['hello', 1, { nested: true }], maxAttempts = 3): NewTask {
+  return { id: randomUUID(), name, args, requestId: `req-${randomUUID().slice(0, 8)}`, maxAttempts, createdAt: Date.now() }
+}
+
+export function describeBackendConformance(kind: string, create: () => Promise<BackendFixture>): void {
+  describe(`backend conformance: ${kind}`, () => {
+    let fixture: BackendFixture | undefined
+
+    async function fresh(): Promise<TaskBackend> {
+      fixture = await create()
+      return fixture.backend
+    }
+
+    afterEach(async () => {
+      await fixture?.cleanup()
+      fixture = undefined
+    })
+
+    it('enqueue stores queued tasks that get() reports without their arguments', async () => {
+      const backend = await fresh()
+      const t = task()
+      await backend.enqueue([t])
+      const record = await backend.get(t.id)
+      expect(record).toMatchObject({ id: t.id, name: t.name, status: 'queued', attempts: 0, maxAttempts: 3, requestId: t.requestId })
+      expect(record?.createdAt).toBeTypeOf('number')
+      expect(record).not.toHaveProperty('args')
+      expect(await backend.get(randomUUID())).toBeUndefined()
+    })
+
+    it('claim hands out a task once, running, with its arguments and attempt 1', async () => {
+      const backend = await fresh()
+      const t = task()
+      await backend.enqueue([t])
+      const claimed = await backend.claim(Date.now())
+      expect(claimed).toMatchObject({ id: t.id, name: t.name, attempt: 1, maxAttempts: 3, requestId: t.requestId })
+      expect(claimed?.args).toEqual(t.args)
+      expect((await backend.get(t.id))?.status).toBe('running')
+      expect((await backend.get(t.id))?.startedAt).toBeTypeOf('number')
+      expect(await backend.claim(Date.now())).toBeUndefined()
+    })
+
+    it('keeps one request\'s tasks in order: the next is claimable only when the previous has finished', async () => {
+      const backend = await fresh()
+      const group = [task('first'), task('second'), task('third')]
+      await backend.enqueue(group)
+      const first = await backend.claim(Date.now())
+      expect(first?.id).toBe(group[0]!.id)
+      expect(await backend.claim(Date.now())).toBeUndefined()
+      await backend.complete(first!.id, Date.now())
+      const second = await backend.claim(Date.now())
+      expect(second?.id).toBe(group[1]!.id)
+      await backend.fail(second!.id, { error: 'boom', now: Date.now() })
+      const third = await backend.claim(Date.now())
+      expect(third?.id).toBe(group[2]!.id)
+    })
+
+    it('runs different requests\' tasks independently', async () => {
+      const backend = await fresh()
+      const a = task('a')
+      const b = task('b')
+      await backend.enqueue([a])
+      await backend.enqueue([b])
+      const ids = new Set([(await backend.claim(Date.now()))?.id, (await backend.claim(Date.now()))?.id])
+      expect(ids).toEqual(new Set([a.id, b.id]))
+    })
+
+    it('complete marks a task succeeded with finishedAt', async () => {
+      const backend = await fresh()
+      const t = task()
+      await backend.enqueue([t])
+      await backend.claim(Date.now())
+      await backend.complete(t.id, Date.now())
+      const record = await backend.get(t.id)
+      expect(record).toMatchObject({ status: 'succeeded', attempts: 1 })
+      expect(record?.finishedAt).toBeTypeOf('number')
+    })
+
+    it('fail with retryAt makes the task retrying, claimable again from then, with the next attempt number', async () => {
+      const backend = await fresh()
+      const t = task()
+      await backend.enqueue([t])
+      await backend.claim(Date.now())
+      const retryAt = Date.now() + 300
+      await backend.fail(t.id, { error: 'first failure', now: Date.now(), retryAt })
+      const record = await backend.get(t.id)
+      expect(record).toMatchObject({ status: 'retrying', lastError: 'first failure', attempts: 1 })
+      expect(record?.runAt).toBeGreaterThanOrEqual(retryAt - 5)
+      expect(await backend.claim(Date.now())).toBeUndefined()
+      const again = await waitFor(async () => backend.claim(Date.now()), { timeoutMs: 10_000, what: 'the retry' })
+      expect(again).toMatchObject({ id: t.id, attempt: 2 })
+      expect(Date.now()).toBeGreaterThanOrEqual(retryAt - 5)
+    })
+
+    it('fail without retryAt marks the task failed with its last error', async () => {
+      const backend = await fresh()
+      const t = task()
+      await backend.enqueue([t])
+      await backend.claim(Date.now())
+      await backend.fail(t.id, { error: 'ENOSPC: no space left on device', now: Date.now() })
+      expect(await backend.get(t.id)).toMatchObject({ status: 'failed', lastError: 'ENOSPC: no space left on device' })
+    })
+
+    it('cancel of a queued task: it never runs, and the rest of its request still does', async () => {
+      const backend = await fresh()
+      const group = [task('first'), task('second'), task('third')]
+      await backend.enqueue(group)
+      expect(await backend.cancel(group[0]!.id, Date.now())).toMatchObject({ outcome: 'cancelled', record: { status: 'cancelled' } })
+      expect(await backend.cancel(group[1]!.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
+      const next = await backend.claim(Date.now())
+      expect(next?.id).toBe(group[2]!.id)
+      expect(await backend.claim(Date.now())).toBeUndefined()
+      expect((await backend.get(group[0]!.id))?.status).toBe('cancelled')
+    })
+
+    it('cancel of a retrying task: it never runs again', async () => {
+      const backend = await fresh()
+      const t = task()
+      await backend.enqueue([t])
+      await backend.claim(Date.now())
+      await backend.fail(t.id, { error: 'x', now: Date.now(), retryAt: Date.now() + 50 })
+      expect(await backend.cancel(t.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      expect(await backend.claim(Date.now())).toBeUndefined()
+      expect((await backend.get(t.id))?.status).toBe('cancelled')
+    })
+
+    it('cancel of a running task reports running; the runner then records it cancelled', async () => {
+      const backend = await fresh()
+      const t = task()
+      await backend.enqueue([t])
+      await backend.claim(Date.now())
+      expect(await backend.cancel(t.id, Date.now())).toMatchObject({ outcome: 'running' })
+      await backend.fail(t.id, { error: 'Task was cancelled', now: Date.now(), status: 'cancelled' })
+      expect((await backend.get(t.id))?.status).toBe('cancelled')
+    })
+
+    it('cancel of a finished task reports finished; of an unknown id, not_found', async () => {
+      const backend = await fresh()
+      const t = task()
+      await backend.enqueue([t])
+      await backend.claim(Date.now())
+      await backend.complete(t.id, Date.now())
+      expect(await backend.cancel(t.id, Date.now())).toMatchObject({ outcome: 'finished', record: { status: 'succeeded' } })
+      expect(await backend.cancel(randomUUID(), Date.now())).toEqual({ outcome: 'not_found' })
+    })
+
+    it('unfinished lists queued, running and retrying tasks only', async () => {
+      const backend = await fresh()
+      const [done, running, retrying, queued] = [task('done'), task('running'), task('retrying'), task('queued')]
+      for (const t of [done, running, retrying]) await backend.enqueue([t!])
+      for (let i = 0; i < 3; i++) await backend.claim(Date.now())
+      await backend.complete(done!.id, Date.now())
+      await backend.fail(retrying!.id, { error: 'x', now: Date.now(), retryAt: Date.now() + 60_000 })
+      await backend.enqueue([queued!])
+      const unfinished = await backend.unfinished()
+      expect(new Map(unfinished.map((u) => [u.id, u.status]))).toEqual(
+        new Map([
+          [running!.id, 'running'],
+          [retrying!.id, 'retrying'],
+          [queued!.id, 'queued'],
+        ]),
+      )
+    })
+
+    it('close is safe to call twice', async () => {
+      const backend = await fresh()
+      await backend.close()
+      await backend.close()
+    })
+  })
+}

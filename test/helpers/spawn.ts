@@ -1,0 +1,55 @@
+/** Spawn the built server (`dist/server.js`) as a child process, for signal and crash tests. */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
+import { resolve } from 'node:path'
+
+export interface SpawnedServer {
+  child: ChildProcess
+  url: string
+  /** Every JSON log line the process printed so far. */
+  logs: Array<Record<string, unknown>>
+  stderr: string[]
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+const ROOT = resolve(import.meta.dirname, '../..')
+
+export async function spawnServer(
+  env: Record<string, string>,
+  options: { script?: string; readyMessage?: RegExp; timeoutMs?: number } = {},
+): Promise<SpawnedServer> {
+  const script = options.script ?? 'dist/server.js'
+  const child = spawn(process.execPath, [resolve(ROOT, script)], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const logs: Array<Record<string, unknown>> = []
+  const stderr: string[] = []
+  const exited = once(child, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }))
+  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line))
+  const ready = options.readyMessage ?? /Server listening at (http:\/\/[^\s"]+)/
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr.join('\n')}`)), options.timeoutMs ?? 15_000)
+    void exited.then(({ code }) => reject(new Error(`server exited with ${code} before listening: ${stderr.join('\n')}`)))
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let parsed: Record<string, unknown>
+      try {
+        parsed = JSON.parse(line) as Record<string, unknown>
+      } catch {
+        return
+      }
+      logs.push(parsed)
+      const match = ready.exec(String(parsed.msg))
+      if (match) {
+        clearTimeout(timer)
+        resolveUrl(match[1] ?? '')
+      }
+    })
+  })
+  return { child, url, logs, stderr, exited }
+}
