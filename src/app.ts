@@ -74,7 +74,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     throw new RouteNotFoundError(request.method, request.url.split('?')[0] ?? '/')
   })
 
-  const backend = options.backend ?? (await createTaskBackend(config))
+  const backend = options.backend ?? (await createTaskBackend(config, app.log))
   const logMessage = createLogMessageTask(logFile)
   await app.register(backgroundTasks, {
     backend,

@@ -215,7 +215,13 @@ export class TaskRunner extends EventEmitter {
 
   /** Cancel: a queued task never runs; a running one has its signal aborted. */
   async cancel(id: string): Promise<CancelOutcome> {
-    const outcome = await this.backend.cancel(id, this.now())
+    let outcome: CancelOutcome
+    try {
+      outcome = await this.backend.cancel(id, this.now())
+    } catch (error) {
+      // A durable backend that cannot record the cancel: 503 with Retry-After, like submit.
+      throw this.unavailable(error)
+    }
     if (outcome.outcome === 'cancelled') {
       this.taskDone(outcome.record.name, outcome.record.id, 'cancelled', outcome.record.attempts, 0)
       this.pump()

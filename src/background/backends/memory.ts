@@ -22,6 +22,11 @@ export interface RetentionOptions {
   maxAgeMs: number
 }
 
+/** A task as a durable store kept it (`restore`): its record and, while unfinished, its arguments. */
+export interface StoredTask extends TaskRecord {
+  args: unknown[] | undefined
+}
+
 interface Entry extends TaskRecord {
   args: unknown[] | undefined
   fn: PlainTaskFn | undefined
@@ -144,6 +149,43 @@ export class MemoryBackend implements TaskBackend {
       if (!isFinished(entry.status)) out.push({ id: entry.id, name: entry.name, status: entry.status })
     }
     return out
+  }
+
+  /**
+   * Take back tasks a durable store kept, after a restart: the sqlite journal keeps its
+   * in-memory index in this backend. `groups` holds each request's tasks in order. Unfinished
+   * tasks become runnable again in their group's order: one a dead process left `running` is
+   * `queued` again, and one waiting for a retry is due at once (the old process's timer is
+   * gone). Finished ones are kept for `get()` within the retention bound. Returns the ids of
+   * the unfinished tasks whose record changed, and how many are unfinished.
+   */
+  restore(groups: StoredTask[][], now: number): { unfinished: number; changed: string[] } {
+    const finished: Entry[] = []
+    const changed: string[] = []
+    let unfinished = 0
+    for (const group of groups) {
+      let previous: Entry | undefined
+      for (const task of group) {
+        const entry: Entry = { ...task, fn: undefined, next: undefined, inReady: false }
+        this.entries.set(entry.id, entry)
+        if (isFinished(entry.status)) {
+          entry.args = undefined
+          finished.push(entry)
+          continue
+        }
+        unfinished++
+        if (entry.status === 'running') entry.status = 'queued'
+        if (entry.status === 'retrying') entry.runAt = now
+        if (entry.status !== task.status || entry.runAt !== task.runAt) changed.push(entry.id)
+        if (previous === undefined) this.pushReady(entry)
+        else previous.next = entry
+        previous = entry
+      }
+    }
+    finished.sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0))
+    for (const entry of finished) this.finished.push(entry)
+    this.prune(now)
+    return { unfinished, changed }
   }
 
   /** Number of records held (finished ones included): what retention bounds. */

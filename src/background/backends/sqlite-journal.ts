@@ -1,0 +1,358 @@
+/**
+ * The sqlite journal file: opening it safely, its schema, and the few statements the sqlite
+ * backend needs. One process holds it at a time (`locking_mode=EXCLUSIVE`, WAL).
+ *
+ * Opening never harms a file that is not a journal: what is at the path is checked from its
+ * bytes before SQLite touches it (a directory, garbage, another application's database, a
+ * newer schema are refused with a JournalOpenError), so a wrong TASK_DB cannot be
+ * "repaired" into an empty journal.
+ */
+import { closeSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs'
+import { dirname } from 'node:path'
+import Database from 'better-sqlite3'
+import type { StoredTask } from './memory.js'
+import type { TaskRecord, TaskStatus } from './types.js'
+import { isFinished } from './types.js'
+
+/** The journal cannot be used; `reason` says why, for a start-up error that names the setting. */
+export class JournalOpenError extends Error {
+  override name = 'JournalOpenError'
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`${path} ${reason}`)
+  }
+}
+
+/** Written in the file header (offset 68): how a journal is told from another application's database. */
+export const APPLICATION_ID = 0x42475453 // "BGTS"
+export const SCHEMA_VERSION = 1
+
+const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1')
+
+const SCHEMA = `
+  CREATE TABLE tasks (
+    id           TEXT    NOT NULL,          -- the task id (random UUID)
+    grp          TEXT    NOT NULL,          -- the request's group: the id of its first task
+    seq          INTEGER NOT NULL,          -- place in the group: run one after another
+    name         TEXT    NOT NULL,          -- the defined task's name
+    args         TEXT,                      -- JSON; NULL once finished
+    status       TEXT    NOT NULL CHECK (status IN ('queued','running','retrying','succeeded','failed','cancelled')),
+    attempts     INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    request_id   TEXT,
+    created_at   INTEGER NOT NULL,          -- epoch ms
+    started_at   INTEGER,
+    finished_at  INTEGER,
+    run_at       INTEGER,                   -- next attempt (retrying)
+    last_error   TEXT
+  );
+  CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+`
+
+/** A new row: one task of a request's group. */
+export interface JournalInsert {
+  id: string
+  grp: string
+  seq: number
+  name: string
+  args: string
+  maxAttempts: number
+  requestId: string | undefined
+  createdAt: number
+}
+
+/** A change to write: the task's whole current record, or null to delete its row. */
+export type JournalChange = [rowid: number, record: TaskRecord | null]
+
+export interface JournalWrite {
+  inserts: JournalInsert[][]
+  changes: JournalChange[]
+  now: number
+}
+
+export interface LoadedJournal {
+  /** Every row, grouped by request in insertion order. */
+  groups: StoredTask[][]
+  /** The row of each unfinished task. */
+  rowids: Map<string, number>
+}
+
+export interface JournalOptions {
+  /** `normal`: a commit survives a crash of the process; `full`: also a power loss (fsync per commit). */
+  sync: 'normal' | 'full'
+  /** Finished rows kept: at most this many, for at most this long. */
+  retention: { maxCount: number; maxAgeMs: number }
+}
+
+interface WriteResult {
+  rowids: number[][]
+  finishedDelta: number
+  agePruned: boolean
+}
+
+interface Row {
+  rowid: number
+  id: string
+  grp: string
+  name: string
+  args: string | null
+  status: TaskStatus
+  attempts: number
+  max_attempts: number
+  request_id: string | null
+  created_at: number
+  started_at: number | null
+  finished_at: number | null
+  run_at: number | null
+  last_error: string | null
+}
+
+const AGE_PRUNE_INTERVAL_MS = 1000
+
+export class Journal {
+  readonly path: string
+  private readonly db: Database.Database
+  private readonly identity: Pick<Stats, 'dev' | 'ino'>
+  private readonly retention: JournalOptions['retention']
+  private readonly writeTransaction: (write: JournalWrite) => WriteResult
+  private readonly insertStatement: Database.Statement
+  private readonly updateStatement: Database.Statement
+  private readonly deleteStatement: Database.Statement
+  private readonly pruneAgeStatement: Database.Statement
+  private readonly pruneCountStatement: Database.Statement
+  private finishedRows: number
+  private nextAgePrune = 0
+  private closed = false
+
+  /** Open (or create) the journal at `path`, or throw a JournalOpenError; the file is left as it was. */
+  static open(path: string, options: JournalOptions): Journal {
+    const state = inspect(path)
+    if (state === 'missing') mkdirOrThrow(path)
+    let db: Database.Database
+    try {
+      db = new Database(path, { timeout: 0 })
+    } catch (error) {
+      throw new JournalOpenError(path, `cannot be opened: ${describe(error)}`)
+    }
+    try {
+      // Before the first access: the whole file is ours until close, no -shm, no other writer.
+      db.pragma('locking_mode = EXCLUSIVE')
+      if (state === 'journal') {
+        const check = db.pragma('quick_check', { simple: true })
+        if (check !== 'ok') throw new JournalOpenError(path, `is corrupt (quick_check: ${oneLine(String(check))}); it was left untouched`)
+      } else {
+        // Header fields are written before WAL is on, so they are always in the main file.
+        db.transaction(() => {
+          db.pragma(`application_id = ${APPLICATION_ID}`)
+          db.pragma(`user_version = ${SCHEMA_VERSION}`)
+          db.exec(SCHEMA)
+        })()
+      }
+      const mode = db.pragma('journal_mode = WAL', { simple: true })
+      if (mode !== 'wal') throw new JournalOpenError(path, `cannot use write-ahead logging (journal_mode is ${String(mode)})`)
+      db.pragma(`synchronous = ${options.sync === 'full' ? 'FULL' : 'NORMAL'}`)
+      db.pragma('journal_size_limit = 16777216')
+      // Take the write lock now: from here to close, no other process can read or write the file.
+      db.exec('BEGIN EXCLUSIVE; COMMIT')
+      return new Journal(path, db, options)
+    } catch (error) {
+      db.close()
+      if (error instanceof JournalOpenError) throw error
+      throw new JournalOpenError(path, explainOpenError(error))
+    }
+  }
+
+  private constructor(path: string, db: Database.Database, options: JournalOptions) {
+    this.path = path
+    this.db = db
+    this.retention = options.retention
+    this.identity = statSync(path)
+    this.insertStatement = db.prepare(
+      `INSERT INTO tasks (id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at)
+       VALUES (@id, @grp, @seq, @name, @args, 'queued', 0, @maxAttempts, @requestId, @createdAt)`,
+    )
+    this.updateStatement = db.prepare(
+      `UPDATE tasks SET status = @status, attempts = @attempts, started_at = @startedAt, finished_at = @finishedAt,
+         run_at = @runAt, last_error = @lastError, args = CASE WHEN @finishedAt IS NULL THEN args END
+       WHERE rowid = @rowid`,
+    )
+    this.deleteStatement = db.prepare('DELETE FROM tasks WHERE rowid = ?')
+    this.pruneAgeStatement = db.prepare('DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?')
+    this.pruneCountStatement = db.prepare(
+      'DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks WHERE finished_at IS NOT NULL ORDER BY finished_at LIMIT ?)',
+    )
+    this.finishedRows = db.prepare('SELECT count(*) FROM tasks WHERE finished_at IS NOT NULL').pluck().get() as number
+    this.writeTransaction = db.transaction((write: JournalWrite) => this.applyWrite(write))
+  }
+
+  /** Every row, for the in-memory index. */
+  load(): LoadedJournal {
+    const groups = new Map<string, StoredTask[]>()
+    const rowids = new Map<string, number>()
+    const rows = this.db.prepare('SELECT rowid, * FROM tasks ORDER BY rowid').all() as Row[]
+    for (const row of rows) {
+      let group = groups.get(row.grp)
+      if (group === undefined) groups.set(row.grp, (group = []))
+      group.push(toStoredTask(row))
+      if (!isFinished(row.status)) rowids.set(row.id, row.rowid)
+    }
+    return { groups: [...groups.values()], rowids }
+  }
+
+  /**
+   * Write new groups and changed records in one transaction (and prune finished rows beyond
+   * retention). Returns the new rows' rowids, per group. Throws if the file cannot be written
+   * (disk full, I/O error, the file replaced or deleted); nothing is then written.
+   */
+  write(write: JournalWrite): number[][] {
+    if (this.closed) throw new Error('the task journal is closed')
+    this.checkIdentity()
+    const result = this.writeTransaction(write)
+    // Counted only once committed: a failed transaction changed nothing.
+    this.finishedRows += result.finishedDelta
+    if (result.agePruned) this.nextAgePrune = write.now + Math.min(AGE_PRUNE_INTERVAL_MS, this.retention.maxAgeMs)
+    return result.rowids
+  }
+
+  /** Rows in the file (finished ones included): what retention bounds. */
+  rowCount(): number {
+    return this.db.prepare('SELECT count(*) FROM tasks').pluck().get() as number
+  }
+
+  /** Close the file (a last checkpoint folds the WAL into it). Safe to call twice. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.db.close()
+  }
+
+  private applyWrite({ inserts, changes, now }: JournalWrite): WriteResult {
+    const rowids = inserts.map((group) => group.map((row) => Number(this.insertStatement.run(row).lastInsertRowid)))
+    let finishedDelta = 0
+    for (const [rowid, record] of changes) {
+      if (record === null) {
+        this.deleteStatement.run(rowid)
+        continue
+      }
+      this.updateStatement.run({
+        rowid,
+        status: record.status,
+        attempts: record.attempts,
+        startedAt: record.startedAt ?? null,
+        finishedAt: record.finishedAt ?? null,
+        runAt: record.runAt ?? null,
+        lastError: record.lastError ?? null,
+      })
+      if (record.finishedAt !== undefined) finishedDelta++
+    }
+    // Prune finished rows: by age at most once a second, by count once a little slack has built up.
+    const { maxCount, maxAgeMs } = this.retention
+    const agePruned = now >= this.nextAgePrune
+    if (agePruned) finishedDelta -= this.pruneAgeStatement.run(now - maxAgeMs).changes
+    const excess = this.finishedRows + finishedDelta - maxCount
+    if (excess > 0 && excess >= Math.min(1000, Math.ceil(maxCount / 10))) {
+      finishedDelta -= this.pruneCountStatement.run(excess).changes
+    }
+    return { rowids, finishedDelta, agePruned }
+  }
+
+  /** SQLite keeps writing to a deleted file: refuse instead of acknowledging work that would be lost. */
+  private checkIdentity(): void {
+    const now = statSync(this.path, { throwIfNoEntry: false })
+    if (now === undefined || now.ino !== this.identity.ino || now.dev !== this.identity.dev) {
+      throw new Error(`the journal file ${this.path} was deleted or replaced while in use; restart to open it again`)
+    }
+  }
+}
+
+type FileState = 'missing' | 'empty' | 'journal'
+
+/** What is at `path`, judged from its bytes only: nothing is written. */
+function inspect(path: string): FileState {
+  let stats: Stats
+  try {
+    stats = statSync(path)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'missing'
+    throw new JournalOpenError(path, `cannot be read: ${describe(error)}`)
+  }
+  if (stats.isDirectory()) throw new JournalOpenError(path, 'is a directory, not a journal file')
+  if (!stats.isFile()) throw new JournalOpenError(path, 'is not a regular file')
+  if (stats.size === 0) return 'empty'
+  const header = Buffer.alloc(100)
+  let length: number
+  try {
+    const fd = openSync(path, 'r')
+    try {
+      length = readSync(fd, header, 0, header.length, 0)
+    } finally {
+      closeSync(fd)
+    }
+  } catch (error) {
+    throw new JournalOpenError(path, `cannot be read: ${describe(error)}`)
+  }
+  if (length < header.length || !header.subarray(0, SQLITE_HEADER.length).equals(SQLITE_HEADER)) {
+    throw new JournalOpenError(path, 'is not a SQLite database (corrupt, or some other file); it was left untouched')
+  }
+  const applicationId = header.readUInt32BE(68)
+  if (applicationId !== APPLICATION_ID) {
+    throw new JournalOpenError(
+      path,
+      `is a SQLite database of another application (application_id ${applicationId}), not a task journal; it was left untouched`,
+    )
+  }
+  const version = header.readUInt32BE(60)
+  if (version > SCHEMA_VERSION) {
+    throw new JournalOpenError(path, `was written by a newer version (schema ${version}; this one reads ${SCHEMA_VERSION}); it was left untouched`)
+  }
+  return 'journal'
+}
+
+function mkdirOrThrow(path: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true })
+  } catch (error) {
+    throw new JournalOpenError(path, `cannot be created: ${describe(error)}`)
+  }
+}
+
+function explainOpenError(error: unknown): string {
+  const code = (error as { code?: unknown }).code
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+    return 'is locked by another process (is another server using the same journal?)'
+  }
+  if (typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB')) {
+    return `is corrupt (${describe(error)}); it was left untouched`
+  }
+  return `cannot be used: ${describe(error)}`
+}
+
+function oneLine(text: string): string {
+  const joined = text.replace(/\s*\n\s*/g, '; ')
+  return joined.length > 200 ? `${joined.slice(0, 200)}…` : joined
+}
+
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error)
+  const code = (error as { code?: unknown }).code
+  return typeof code === 'string' && !error.message.includes(code) ? `${code}: ${error.message}` : error.message
+}
+
+function toStoredTask(row: Row): StoredTask {
+  return {
+    id: row.id,
+    name: row.name,
+    args: row.args === null ? undefined : (JSON.parse(row.args) as unknown[]),
+    status: row.status,
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+    requestId: row.request_id ?? undefined,
+    createdAt: row.created_at,
+    startedAt: row.started_at ?? undefined,
+    finishedAt: row.finished_at ?? undefined,
+    runAt: row.run_at ?? undefined,
+    lastError: row.last_error ?? undefined,
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * The sqlite journal backend (`better-sqlite3`, WAL): a task is accepted only once it is
+ * committed to a file, and after a crash or `kill -9` the next start runs what was unfinished
+ * (at least once).
+ *
+ * - The file is the only copy that outlives the process; an in-memory index of it (a
+ *   MemoryBackend: group order, ready queue, retries, retention) answers claim/get at
+ *   memory speed. One process holds the file exclusively, so the index cannot go stale.
+ * - `enqueue` resolves once its rows are committed. Concurrent requests' tasks share one
+ *   transaction per event-loop turn (group commit), so a commit (and, with `sync: 'full'`,
+ *   its fsync) is paid per turn rather than per request.
+ * - Claims, results and cancels update the index at once and are written in one transaction
+ *   at the end of the current microtask burst: before the claimed task's first I/O callback
+ *   runs, so a task whose effects may have happened is `running` in the file, never `queued`.
+ *   If such a write fails it is retried; until then the file is behind, which after a crash
+ *   only means a task runs again.
+ * - A write that fails (disk full, read-only or replaced file) rejects the enqueues it
+ *   carried with a 503 error: nothing is acknowledged that is not in the file.
+ */
+import { BackendUnavailableError } from '../errors.js'
+import { Journal, JournalOpenError, type JournalChange, type JournalInsert } from './sqlite-journal.js'
+import { MemoryBackend, type RetentionOptions } from './memory.js'
+import {
+  type CancelOutcome,
+  type ClaimedTask,
+  type FailOptions,
+  type NewTask,
+  type TaskBackend,
+  type TaskRecord,
+  isFinished,
+} from './types.js'
+
+export { JournalOpenError } from './sqlite-journal.js'
+
+/** The subset of a pino logger the backend uses. */
+export interface JournalLogger {
+  info: (fields: object, message: string) => void
+  error: (fields: object, message: string) => void
+}
+
+export interface SqliteBackendOptions {
+  /** The journal file; created, with its directory, when missing. */
+  path: string
+  /** `normal` (default): a commit survives a crash of the process; `full`: also a power loss (fsync per commit). */
+  sync?: 'normal' | 'full'
+  /** Finished tasks kept for `get()`, in memory and in the file. */
+  retention: RetentionOptions
+  /** Write failures and recoveries are logged here. */
+  logger?: JournalLogger
+  /** Injectable for tests. */
+  now?: () => number
+}
+
+interface PendingGroup {
+  group: NewTask[]
+  rows: JournalInsert[]
+  resolve: () => void
+  reject: (error: Error) => void
+}
+
+interface Waiter {
+  resolve: () => void
+  reject: (error: Error) => void
+}
+
+const RETRY_MIN_MS = 100
+const RETRY_MAX_MS = 2000
+
+export class SqliteBackend implements TaskBackend {
+  readonly kind = 'sqlite'
+  readonly durable = true
+  private readonly journal: Journal
+  private readonly index: MemoryBackend
+  private readonly logger: JournalLogger | undefined
+  private readonly now: () => number
+  /** The file row of each unfinished task. */
+  private readonly rowids: Map<string, number>
+  private readonly unfinishedAtOpen: number
+  private pending: PendingGroup[] = []
+  /** Records to write, by task id; null: the index forgot it already, delete its row. */
+  private dirty = new Map<string, TaskRecord | null>()
+  private waiters: Waiter[] = []
+  private flushQueued: 'microtask' | 'immediate' | undefined
+  private retryTimer: NodeJS.Timeout | undefined
+  private retryDelayMs = RETRY_MIN_MS
+  private failure: string | undefined
+  private closed = false
+  private committed = 0
+
+  constructor(options: SqliteBackendOptions) {
+    this.logger = options.logger
+    this.now = options.now ?? Date.now
+    this.index = new MemoryBackend({ retention: options.retention })
+    this.journal = Journal.open(options.path, { sync: options.sync ?? 'normal', retention: options.retention })
+    try {
+      const loaded = this.journal.load()
+      this.rowids = loaded.rowids
+      const restored = this.index.restore(loaded.groups, this.now())
+      this.unfinishedAtOpen = restored.unfinished
+      // What a dead process left running is queued again: say so in the file too.
+      for (const id of restored.changed) this.touch(id)
+    } catch (error) {
+      this.journal.close()
+      throw new JournalOpenError(options.path, `cannot be read back (${error instanceof Error ? error.message : String(error)}); it was left untouched`)
+    }
+  }
+
+  /** Transactions committed so far: with group commit, one per event-loop turn, not one per request. */
+  get commits(): number {
+    return this.committed
+  }
+
+  get path(): string {
+    return this.journal.path
+  }
+
+  /** Store one request's tasks; resolves once they are committed, rejects with a 503 error if they cannot be. */
+  enqueue(group: NewTask[]): Promise<void> {
+    if (this.closed) return Promise.reject(new BackendUnavailableError('the task journal is closed'))
+    const first = group[0]
+    if (first === undefined) return Promise.resolve()
+    const rows = group.map((task, seq): JournalInsert => {
+      if (task.fn !== undefined) throw new TypeError(`task "${task.name}" is a plain function: it cannot be stored`)
+      return {
+        id: task.id,
+        grp: first.id,
+        seq,
+        name: task.name,
+        args: JSON.stringify(task.args),
+        maxAttempts: task.maxAttempts,
+        requestId: task.requestId,
+        createdAt: task.createdAt,
+      }
+    })
+    return new Promise((resolve, reject) => {
+      this.pending.push({ group, rows, resolve, reject })
+      // One commit per event-loop turn for every request that enqueued during it.
+      this.scheduleFlush('immediate')
+    })
+  }
+
+  claim(now: number): ClaimedTask | undefined {
+    const task = this.index.claim(now)
+    if (task !== undefined) this.touch(task.id)
+    return task
+  }
+
+  complete(id: string, now: number): void {
+    this.index.complete(id, now)
+    this.touch(id)
+  }
+
+  fail(id: string, options: FailOptions): void {
+    this.index.fail(id, options)
+    this.touch(id)
+  }
+
+  get(id: string): TaskRecord | undefined {
+    return this.index.get(id)
+  }
+
+  /** A cancel is answered once it is committed: a cancelled task stays cancelled after a restart. */
+  async cancel(id: string, now: number): Promise<CancelOutcome> {
+    const outcome = this.index.cancel(id, now)
+    if (outcome.outcome !== 'cancelled' || this.closed) return outcome
+    this.touch(id)
+    await new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
+    return outcome
+  }
+
+  unfinished(): Array<Pick<TaskRecord, 'id' | 'name' | 'status'>> {
+    return this.index.unfinished()
+  }
+
+  /** The file was read back when opened: what a dead process left running is queued again. */
+  recover(): number {
+    return this.unfinishedAtOpen
+  }
+
+  /** Task records held in memory (finished ones included). */
+  get size(): number {
+    return this.index.size
+  }
+
+  /** Rows in the file: bounded by the retention plus what is unfinished. */
+  rowCount(): number {
+    return this.journal.rowCount()
+  }
+
+  /**
+   * Commit what is pending (requests still waiting are answered), then close the file. Tasks
+   * not finished stay in it and run on the next start. Safe to call twice.
+   */
+  close(): void {
+    if (this.closed) return
+    this.flush()
+    this.closed = true
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+    const error = new BackendUnavailableError('the task journal is closed')
+    for (const pending of this.pending.splice(0)) pending.reject(error)
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error)
+    this.journal.close()
+  }
+
+  /** Note a task's new record for the next write. */
+  private touch(id: string): void {
+    if (this.closed) return
+    this.dirty.set(id, this.index.get(id) ?? null)
+    // While the file fails, the retry timer (and new enqueues) try again; no attempt per change.
+    if (this.failure === undefined) this.scheduleFlush('microtask')
+    else this.scheduleRetry()
+  }
+
+  private scheduleFlush(when: 'microtask' | 'immediate'): void {
+    if (this.flushQueued === 'microtask' || this.flushQueued === when) return
+    this.flushQueued = when
+    if (when === 'microtask') queueMicrotask(() => this.flushIf('microtask'))
+    else setImmediate(() => this.flushIf('immediate'))
+  }
+
+  private flushIf(when: 'microtask' | 'immediate'): void {
+    // A microtask flush may have taken over a pending immediate one (or the other way round).
+    if (this.flushQueued !== when) return
+    this.flush()
+  }
+
+  /** Write everything pending in one transaction. */
+  private flush(): void {
+    this.flushQueued = undefined
+    if (this.closed) return
+    const groups = this.pending
+    const dirty = this.dirty
+    const waiters = this.waiters
+    if (groups.length === 0 && dirty.size === 0) {
+      for (const waiter of waiters.splice(0)) waiter.resolve()
+      return
+    }
+    this.pending = []
+    this.dirty = new Map()
+    this.waiters = []
+    const changes: JournalChange[] = []
+    for (const [id, record] of dirty) {
+      const rowid = this.rowids.get(id)
+      if (rowid !== undefined) changes.push([rowid, record])
+    }
+    let rowids: number[][]
+    try {
+      rowids = this.journal.write({ inserts: groups.map((pending) => pending.rows), changes, now: this.now() })
+    } catch (error) {
+      // Keep the changes (a newer record of the same task wins) and try again later; the
+      // enqueues are refused: their requests get a 503 and the client retries.
+      for (const [id, record] of dirty) if (!this.dirty.has(id)) this.dirty.set(id, record)
+      const refusal = new BackendUnavailableError(describe(error))
+      for (const pending of groups) pending.reject(refusal)
+      for (const waiter of waiters) waiter.reject(refusal)
+      this.failed(error)
+      return
+    }
+    this.committed++
+    if (this.failure !== undefined) this.recovered()
+    for (const [id, record] of dirty) if (record === null || isFinished(record.status)) this.rowids.delete(id)
+    groups.forEach((pending, i) => {
+      pending.group.forEach((task, j) => this.rowids.set(task.id, rowids[i]?.[j] ?? -1))
+      this.index.enqueue(pending.group)
+      pending.resolve()
+    })
+    for (const waiter of waiters) waiter.resolve()
+  }
+
+  private failed(error: unknown): void {
+    const message = describe(error)
+    if (this.failure !== message) {
+      this.logger?.error({ err: error, journal: this.journal.path }, 'the task journal cannot be written: new tasks are refused (503) until it can')
+    }
+    this.failure = message
+    if (this.dirty.size > 0) this.scheduleRetry()
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer !== undefined || this.closed) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      this.flush()
+    }, this.retryDelayMs)
+    this.retryTimer.unref()
+    this.retryDelayMs = Math.min(this.retryDelayMs * 2, RETRY_MAX_MS)
+  }
+
+  private recovered(): void {
+    this.logger?.info({ journal: this.journal.path, failure: this.failure }, 'the task journal can be written again')
+    this.failure = undefined
+    this.retryDelayMs = RETRY_MIN_MS
+  }
+}
+
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error)
+  const code = (error as { code?: unknown }).code
+  return typeof code === 'string' && !error.message.includes(code) ? `${code}: ${error.message}` : error.message
+}

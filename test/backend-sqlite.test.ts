@@ -1,0 +1,235 @@
+import { randomUUID } from 'node:crypto'
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { NewTask } from '../src/background/index.js'
+import { JournalOpenError, SqliteBackend } from '../src/background/backends/sqlite.js'
+import { describeBackendConformance } from './backend-conformance.js'
+import { tempDir } from './helpers/app.js'
+import { journalStatuses, openBackend, siblings, writeForeignDatabase, writeGarbage } from './helpers/journal.js'
+
+describeBackendConformance('sqlite', async () => {
+  const dir = tempDir('sqlite-conformance-')
+  const backend = openBackend(join(dir, 'tasks.db'))
+  return {
+    backend,
+    cleanup: async () => {
+      backend.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+})
+
+function task(name = 'journal_test', args: unknown[] = ['hello', 1, { nested: true }]): NewTask {
+  return { id: randomUUID(), name, args, requestId: `req-${randomUUID().slice(0, 8)}`, maxAttempts: 3, createdAt: Date.now() }
+}
+
+describe('sqlite journal', () => {
+  const dirs: string[] = []
+  const open: SqliteBackend[] = []
+  function journalPath(): string {
+    const dir = tempDir('sqlite-journal-')
+    dirs.push(dir)
+    return join(dir, 'tasks.db')
+  }
+  function backendAt(path: string, options: Parameters<typeof openBackend>[1] = {}): SqliteBackend {
+    const backend = openBackend(path, options)
+    open.push(backend)
+    return backend
+  }
+
+  afterEach(() => {
+    for (const backend of open.splice(0)) backend.close()
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('reads itself back after a restart: unfinished tasks run again in order, finished and cancelled ones keep their status', async () => {
+    const path = journalPath()
+    const first = backendAt(path)
+    const group = [task('a'), task('b'), task('c')]
+    const cancelled = task('cancelled')
+    await first.enqueue(group)
+    await first.enqueue([cancelled])
+    expect(await first.cancel(cancelled.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
+    const a = first.claim(Date.now())
+    expect(a?.id).toBe(group[0]!.id)
+    first.complete(a!.id, Date.now())
+    const b = first.claim(Date.now())
+    expect(b?.id).toBe(group[1]!.id) // b is running when the process stops
+    first.close()
+    expect(journalStatuses(path)).toEqual({ succeeded: 1, running: 1, queued: 1, cancelled: 1 })
+
+    const second = backendAt(path)
+    expect(second.recover()).toBe(2)
+    expect(second.get(group[0]!.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
+    expect(second.get(group[1]!.id)).toMatchObject({ status: 'queued', attempts: 1 })
+    expect(second.get(cancelled.id)).toMatchObject({ status: 'cancelled' })
+    const again = second.claim(Date.now())
+    expect(again).toMatchObject({ id: group[1]!.id, attempt: 2, args: group[1]!.args, requestId: group[1]!.requestId })
+    expect(second.claim(Date.now())).toBeUndefined() // c waits for b; the cancelled task never runs
+    second.complete(again!.id, Date.now())
+    expect(second.claim(Date.now())?.id).toBe(group[2]!.id)
+  })
+
+  it('a task waiting for a retry when the process stopped is retried right after the next start', async () => {
+    const path = journalPath()
+    const first = backendAt(path)
+    const t = task()
+    await first.enqueue([t])
+    first.claim(Date.now())
+    first.fail(t.id, { error: 'boom', now: Date.now(), retryAt: Date.now() + 60_000 })
+    first.close()
+    const second = backendAt(path)
+    expect(second.recover()).toBe(1)
+    expect(second.claim(Date.now())).toMatchObject({ id: t.id, attempt: 2 })
+  })
+
+  it('commits concurrent enqueues in one transaction per event-loop turn, and resolves only once committed', async () => {
+    const backend = backendAt(journalPath())
+    await backend.enqueue([task()])
+    const before = backend.commits
+    const groups = Array.from({ length: 50 }, () => [task(), task()])
+    const stored = groups.map((group) => backend.enqueue(group))
+    expect(backend.rowCount()).toBe(1) // nothing is written before the turn ends
+    expect(backend.get(groups[0]![0]!.id)).toBeUndefined()
+    await Promise.all(stored)
+    expect(backend.commits).toBe(before + 1)
+    expect(backend.rowCount()).toBe(101)
+    expect(backend.get(groups[49]![1]!.id)).toMatchObject({ status: 'queued' })
+  })
+
+  it('keeps the file bounded: finished tasks beyond the retention count are pruned, and the file stops growing', async () => {
+    const path = journalPath()
+    const backend = backendAt(path, { retention: { maxCount: 50, maxAgeMs: 3_600_000 } })
+    const runRound = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        await backend.enqueue([task('bulk', ['x'.repeat(200)])])
+        const claimed = backend.claim(Date.now())
+        backend.complete(claimed!.id, Date.now())
+      }
+      await backend.enqueue([]) // let the last results be written
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await runRound(1000)
+    const sizeAfterFirst = statSync(path).size
+    await runRound(1000)
+    expect(backend.rowCount()).toBeLessThanOrEqual(50 + 5)
+    expect(backend.size).toBeLessThanOrEqual(50)
+    expect(statSync(path).size).toBeLessThanOrEqual(sizeAfterFirst)
+  })
+
+  it('prunes finished tasks older than the retention age', async () => {
+    let now = 1_000_000
+    const backend = backendAt(journalPath(), { retention: { maxCount: 1000, maxAgeMs: 1000 }, now: () => now })
+    const old = task()
+    await backend.enqueue([old])
+    backend.complete(backend.claim(now)!.id, now)
+    await backend.enqueue([])
+    expect(backend.rowCount()).toBe(1)
+    now += 5000
+    const fresh = task()
+    await backend.enqueue([fresh])
+    backend.complete(backend.claim(now)!.id, now)
+    await backend.enqueue([])
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(backend.rowCount()).toBe(1)
+    expect(backend.get(old.id)).toBeUndefined()
+    expect(backend.get(fresh.id)).toMatchObject({ status: 'succeeded' })
+  })
+
+  it('after close, enqueue is refused with a 503 error', async () => {
+    const backend = backendAt(journalPath())
+    backend.close()
+    await expect(backend.enqueue([task()])).rejects.toMatchObject({ code: 'TASKS_BACKEND_UNAVAILABLE', statusCode: 503 })
+  })
+
+  it('refuses the enqueue, and never runs the task, when the file was replaced by a directory', async () => {
+    const path = journalPath()
+    const backend = backendAt(path)
+    await backend.enqueue([task()])
+    rmSync(path)
+    mkdirSync(path)
+    const lost = task()
+    await expect(backend.enqueue([lost])).rejects.toMatchObject({
+      code: 'TASKS_BACKEND_UNAVAILABLE',
+      message: expect.stringContaining('deleted or replaced'),
+    })
+    expect(backend.get(lost.id)).toBeUndefined()
+    expect(backend.claim(Date.now())?.id).not.toBe(lost.id)
+  })
+
+  describe('opening a file that is not a usable journal: refused, and the file left untouched', () => {
+    function expectRefused(path: string, reason: RegExp): void {
+      let error: unknown
+      try {
+        backendAt(path)
+      } catch (caught) {
+        error = caught
+      }
+      expect(error).toBeInstanceOf(JournalOpenError)
+      expect((error as JournalOpenError).reason).toMatch(reason)
+    }
+
+    it('a file of garbage', () => {
+      const path = journalPath()
+      const bytes = writeGarbage(path)
+      expectRefused(path, /is not a SQLite database/)
+      expect(readFileSync(path)).toEqual(bytes)
+      expect(siblings(path)).toEqual([])
+    })
+
+    it('another application\'s SQLite database', () => {
+      const path = journalPath()
+      writeForeignDatabase(path)
+      const bytes = readFileSync(path)
+      expectRefused(path, /another application/)
+      expect(readFileSync(path)).toEqual(bytes)
+      expect(siblings(path)).toEqual([])
+    })
+
+    it('a directory', () => {
+      const path = journalPath()
+      mkdirSync(path)
+      expectRefused(path, /is a directory/)
+      expect(statSync(path).isDirectory()).toBe(true)
+    })
+
+    it('a journal with corrupt pages', async () => {
+      const path = journalPath()
+      const backend = openBackend(path)
+      await Promise.all(Array.from({ length: 200 }, () => backend.enqueue([task('bulk', ['y'.repeat(500)])])))
+      backend.close()
+      const bytes = readFileSync(path)
+      bytes.fill(0x5a, 4096 * 2, 4096 * 6) // pages 3 to 6: the header stays valid
+      writeFileSync(path, bytes)
+      expectRefused(path, /corrupt|cannot be read back/)
+      expect(readFileSync(path)).toEqual(bytes)
+    })
+
+    it('a journal written by a newer version', () => {
+      const path = journalPath()
+      openBackend(path).close()
+      const db = new Database(path)
+      db.pragma('user_version = 99')
+      db.close()
+      const bytes = readFileSync(path)
+      expectRefused(path, /newer version/)
+      expect(readFileSync(path)).toEqual(bytes)
+    })
+
+    it('a journal another backend (another process) holds', () => {
+      const path = journalPath()
+      backendAt(path)
+      expectRefused(path, /locked by another process/)
+    })
+
+    it('an empty file becomes a journal', async () => {
+      const path = journalPath()
+      writeFileSync(path, '')
+      const backend = backendAt(path)
+      await backend.enqueue([task()])
+      expect(backend.rowCount()).toBe(1)
+    })
+  })
+})
