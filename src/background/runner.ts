@@ -306,10 +306,15 @@ export class TaskRunner extends EventEmitter {
 
   private worker(task: ClaimedTask, done: (error: Error | null) => void): void {
     this.execute(task).then(
-      () => done(null),
+      () => {
+        done(null)
+        // Only now is the slot free in fastq's count: fill it.
+        this.pump()
+      },
       (error: unknown) => {
         this.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
         done(null)
+        this.pump()
       },
     )
   }
@@ -344,7 +349,6 @@ export class TaskRunner extends EventEmitter {
       }
     } finally {
       this.emit(`settled:${task.id}`)
-      this.pump()
     }
   }
 
