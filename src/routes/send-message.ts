@@ -6,7 +6,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { BodyNotAllowedError, MethodNotAllowedError, QueryParamRepeatedError } from '../errors.js'
-import { ErrorReply } from '../schemas.js'
+import { ErrorReply, ref } from '../schemas.js'
 import type { LogMessageTask } from '../tasks/log-message.js'
 
 export const RECEIVED = 'Message received. It will be logged soon.'
@@ -48,6 +48,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
           'other C0/C1, U+2028/U+2029) are escaped (`\\n`, `\\r`, `\\t`, `\\u0085`…) so one message is one line.',
           'The task is retried with exponential backoff if the write fails. Its id is in the `Task-Id`',
           'response header; `GET /tasks/{id}` reports its status. `/send-message/` (trailing slash) works too.',
+          'Other methods on this path get `405` (`METHOD_NOT_ALLOWED`, with `Allow: POST`).',
         ].join('\n'),
         tags: ['messages'],
         querystring: Type.Object(
@@ -69,8 +70,8 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
               headers: { 'task-id': { type: 'string', description: 'The id of the background task' } },
             },
           ),
-          400: { ...ErrorReply, description: 'Missing, empty, repeated, over-long or malformed message, or a body was sent' },
-          503: { ...ErrorReply, description: 'The task backlog is full or the server is shutting down; see Retry-After' },
+          400: ref(ErrorReply, { description: 'Missing, empty, repeated, over-long or malformed message, or a body was sent' }),
+          503: ref(ErrorReply, { description: 'The task backlog is full, the task store is unreachable, or the server is shutting down; see Retry-After' }),
         },
       },
       onRequest: (request, _reply, done) => {
@@ -91,6 +92,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
   app.route({
     method: ['GET', 'PUT', 'PATCH', 'DELETE'],
     url: PATH,
+    schema: { hide: true },
     handler: async (request, reply) => {
       reply.header('allow', 'POST')
       throw new MethodNotAllowedError(request.method, PATH, 'POST')
