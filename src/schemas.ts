@@ -3,6 +3,7 @@
  * `app.addSchema()` and used through `ref()`, so the OpenAPI spec lists them once, by name,
  * under `components.schemas`.
  */
+import { STATUS_CODES } from 'node:http'
 import { Type, type SchemaOptions, type Static, type TSchema } from '@sinclair/typebox'
 
 /** A `$ref` to a registered schema that keeps its static type (and may add a description). */
@@ -44,10 +45,32 @@ export const TaskView = Type.Object(
 )
 export type TaskView = Static<typeof TaskView>
 
+/**
+ * An error response: the shared ErrorReply schema, with this status's own example. The
+ * `content` form is how @fastify/swagger keeps an example next to a `$ref`.
+ */
+export function errorResponse(description: string, statusCode: number, code: string, message: string) {
+  return {
+    description,
+    content: {
+      'application/json': {
+        schema: ref(ErrorReply),
+        example: { statusCode, code, error: STATUS_CODES[statusCode], message },
+      },
+    },
+  }
+}
+
 /** Replies every route can give, from the app-wide onRequest hook (see app.ts). */
-export const MalformedQueryReply = ref(ErrorReply, {
-  description: 'A malformed percent-escape or invalid UTF-8 in the query string (`QUERY_MALFORMED`)',
-})
-export const ClosingReply = ref(ErrorReply, {
-  description: 'The server is shutting down (`SERVICE_CLOSING`); see `Retry-After`',
-})
+export const MalformedQueryReply = errorResponse(
+  'A malformed percent-escape or invalid UTF-8 in the query string (`QUERY_MALFORMED`)',
+  400,
+  'QUERY_MALFORMED',
+  'querystring has a malformed percent-escape or invalid UTF-8 near %ZZ',
+)
+export const ClosingReply = errorResponse(
+  'The server is shutting down (`SERVICE_CLOSING`); see `Retry-After`',
+  503,
+  'SERVICE_CLOSING',
+  'The server is shutting down and takes no new requests; retry shortly',
+)

@@ -77,8 +77,16 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
         ].join('\n'),
         tags: ['operations'],
         response: {
-          200: { ...Ready, description: 'Ready: `status` is `ready`' },
-          503: { ...Ready, description: 'Not ready: `status` says why; see `Retry-After`' },
+          200: {
+            ...Ready,
+            description: 'Ready: `status` is `ready`',
+            examples: [{ status: 'ready', backend: 'memory', pending: 3, running: 3, maxPending: 10_000 }],
+          },
+          503: {
+            ...Ready,
+            description: 'Not ready: `status` says why; see `Retry-After`',
+            examples: [{ status: 'backlog_full', reason: '10000 of 10000 tasks pending', backend: 'memory', pending: 10_000, running: 16, maxPending: 10_000 }],
+          },
           400: MalformedQueryReply,
         },
       },

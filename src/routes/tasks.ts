@@ -3,14 +3,24 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { TaskRecord } from '../background/index.js'
 import { taskErrors } from '../errors.js'
-import { ClosingReply, ErrorReply, TaskView, ref } from '../schemas.js'
+import { ClosingReply, TaskView, errorResponse, ref } from '../schemas.js'
 
 const Params = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 128, description: 'A task id from the Task-Id header', examples: ['3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e'] }),
 })
 
-const BadId = ref(ErrorReply, { description: 'An id longer than 128 characters (`FST_ERR_VALIDATION`), or a malformed query string (`QUERY_MALFORMED`)' })
-const NotFound = ref(ErrorReply, { description: 'Unknown task id, or finished long enough ago to be pruned (`TASK_NOT_FOUND`)' })
+const BadId = errorResponse(
+  'An id longer than 128 characters (`FST_ERR_VALIDATION`), or a malformed query string (`QUERY_MALFORMED`)',
+  400,
+  'FST_ERR_VALIDATION',
+  'params/id must NOT have more than 128 characters',
+)
+const NotFound = errorResponse(
+  'Unknown task id, or finished long enough ago to be pruned (`TASK_NOT_FOUND`)',
+  404,
+  'TASK_NOT_FOUND',
+  'No task with id "3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e" (unknown, or finished long enough ago to be pruned)',
+)
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
 
@@ -61,7 +71,12 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
           200: ref(TaskView, { description: 'Cancelled: the task as it is now (status `cancelled`)' }),
           400: BadId,
           404: NotFound,
-          409: ref(ErrorReply, { description: 'The task has already finished (`TASK_ALREADY_FINISHED`)' }),
+          409: errorResponse(
+            'The task has already finished (`TASK_ALREADY_FINISHED`)',
+            409,
+            'TASK_ALREADY_FINISHED',
+            'Task "3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e" has already finished with status "succeeded" and cannot be cancelled',
+          ),
           503: ClosingReply,
         },
       },

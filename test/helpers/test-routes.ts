@@ -11,16 +11,15 @@ export interface TestRoutes {
   install: (app: FastifyInstance) => void
   /** Let every blocked task and held request finish, now and from now on. */
   release: () => void
-  /** Resolves when a request to /test/hold has reached its handler. */
-  held: Promise<void>
+  /** How many requests to /test/hold have reached their handler so far. */
+  held: () => number
 }
 
 export function testRoutes(): TestRoutes {
   let released = false
   const waiters: Array<() => void> = []
   const gate = () => new Promise<void>((resolve) => (released ? resolve() : waiters.push(resolve)))
-  let markHeld: () => void = () => {}
-  const held = new Promise<void>((resolve) => (markHeld = resolve))
+  let held = 0
 
   const alwaysFails = defineTask({
     name: 'always_fails',
@@ -34,7 +33,7 @@ export function testRoutes(): TestRoutes {
   const blocks = defineTask({ name: 'blocks', args: Type.Tuple([]), run: () => gate() })
 
   return {
-    held,
+    held: () => held,
     release: () => {
       released = true
       for (const wake of waiters.splice(0)) wake()
@@ -45,7 +44,7 @@ export function testRoutes(): TestRoutes {
       app.post('/test/fail', async (request) => ({ id: request.backgroundTasks.add(alwaysFails).id }))
       app.post('/test/block', async (request) => ({ id: request.backgroundTasks.add(blocks).id }))
       app.get('/test/hold', async () => {
-        markHeld()
+        held++
         await gate()
         return { held: true }
       })
