@@ -21,7 +21,6 @@ interface Ready {
 
 /** A memory backend whose readiness the test sets: an answer, a throw, or no answer at all. */
 class ProbedBackend extends MemoryBackend {
-  override readonly kind = 'probed'
   answer: BackendReadiness | Error | 'hang' = { ok: true }
   ready(): Promise<BackendReadiness> {
     const answer = this.answer
@@ -138,14 +137,14 @@ describe('GET /health and GET /ready', () => {
       expect(await ready()).toEqual({
         status: 503,
         retryAfter: '1',
-        body: { status: 'backend_unavailable', reason: 'journal is on a read-only disk', backend: 'probed', pending: 0, running: 0, maxPending: 10_000 },
+        body: { status: 'backend_unavailable', reason: 'journal is on a read-only disk', backend: 'memory', pending: 0, running: 0, maxPending: 10_000 },
       })
 
       backend.answer = new Error('connect ECONNREFUSED 127.0.0.1:6379')
       expect(await ready()).toMatchObject({ status: 503, body: { status: 'backend_unavailable', reason: 'connect ECONNREFUSED 127.0.0.1:6379' } })
 
       backend.answer = { ok: true }
-      expect(await ready()).toMatchObject({ status: 200, body: { status: 'ready', backend: 'probed' } })
+      expect(await ready()).toMatchObject({ status: 200, body: { status: 'ready', backend: 'memory' } })
     })
 
     it('counts a check that does not answer within 2 s as unreachable', async () => {
@@ -153,7 +152,7 @@ describe('GET /health and GET /ready', () => {
       backend.answer = 'hang'
       expect(await ready()).toMatchObject({
         status: 503,
-        body: { status: 'backend_unavailable', reason: 'the probed backend did not answer within 2000 ms' },
+        body: { status: 'backend_unavailable', reason: 'the memory backend did not answer within 2000 ms' },
       })
     })
   })

@@ -13,7 +13,7 @@ interface Operation {
   description?: string
   tags?: string[]
   parameters?: Array<{ name: string; in: string; description?: string; example?: unknown; examples?: unknown }>
-  responses: Record<string, { description?: string; content?: Record<string, { schema?: unknown }> }>
+  responses: Record<string, { description?: string; content?: Record<string, { schema?: unknown; example?: unknown }> }>
 }
 type Spec = { openapi: string; paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, unknown> } }
 
@@ -74,6 +74,10 @@ describe('GET /openapi.json', () => {
         const media = Object.values(response.content ?? {})
         expect(media.length, `${key} ${status} content`).toBe(1)
         expect(media[0]?.schema, `${key} ${status} schema`).toBeDefined()
+        // Error replies share one schema; each status shows an example of its own.
+        if ((media[0]?.schema as { $ref?: string }).$ref === '#/components/schemas/ErrorReply') {
+          expect((media[0]?.example as { statusCode?: number } | undefined)?.statusCode, `${key} ${status} example`).toBe(Number(status))
+        }
       }
     }
   })
