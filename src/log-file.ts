@@ -154,7 +154,14 @@ export class LogFile {
 }
 
 function openForAppend(path: string): number {
-  mkdirSync(dirname(path), { recursive: true })
+  const directory = dirname(path)
+  try {
+    mkdirSync(directory, { recursive: true })
+  } catch (error) {
+    // mkdir -p says EEXIST when a path component is a file: name the real problem.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    throw Object.assign(new Error(`ENOTDIR: not a directory, '${directory}'`), { code: 'ENOTDIR' })
+  }
   return openSync(path, 'a')
 }
 

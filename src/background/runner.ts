@@ -155,8 +155,11 @@ export class TaskRunner extends EventEmitter {
         const where = first === undefined ? '' : `${first.path || '/'} `
         throw new InvalidTaskArgsError(target.name, `${where}${first?.message ?? 'does not match the schema'}`)
       }
-      if (this.backend.durable && this.registry.get(target.name) !== target) {
-        throw new UnregisteredTaskError(target.name)
+      if (this.registry.get(target.name) !== target) {
+        // A stored task must be findable by name after a restart: durable backends need it
+        // registered up front. In memory the definition is simply remembered on first use.
+        if (this.backend.durable) throw new UnregisteredTaskError(target.name)
+        this.register(target)
       }
       return {
         id: randomUUID(),
@@ -309,10 +312,15 @@ export class TaskRunner extends EventEmitter {
 
   private worker(task: ClaimedTask, done: (error: Error | null) => void): void {
     this.execute(task).then(
-      () => done(null),
+      () => {
+        done(null)
+        // Only now is the slot free in fastq's count: fill it.
+        this.pump()
+      },
       (error: unknown) => {
         this.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
         done(null)
+        this.pump()
       },
     )
   }
@@ -347,7 +355,6 @@ export class TaskRunner extends EventEmitter {
       }
     } finally {
       this.emit(`settled:${task.id}`)
-      this.pump()
     }
   }
 
