@@ -62,13 +62,15 @@ export function setImmutable(paths: string[], on: boolean): void {
   if (existing.length > 0) execFileSync('chattr', [on ? '+i' : '-i', ...existing])
 }
 
-/** A tmpfs of `sizeKb` at a new directory, or undefined where `mount` is not permitted. */
+/** A tmpfs of `sizeKb` at a new directory, or undefined where `mount` is not permitted (not root). */
 export function mountTmpfs(sizeKb: number): { dir: string; unmount: () => void } | undefined {
-  const dir = join(tempDir('tmpfs-'), 'mnt')
+  const parent = tempDir('tmpfs-')
+  const dir = join(parent, 'mnt')
   mkdirSync(dir)
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKb}k`, 'tmpfs', dir], { stdio: 'ignore' })
   } catch {
+    rmSync(parent, { recursive: true, force: true })
     return undefined
   }
   let mounted = true
@@ -78,9 +80,16 @@ export function mountTmpfs(sizeKb: number): { dir: string; unmount: () => void }
       if (!mounted) return
       mounted = false
       execFileSync('umount', [dir])
+      rmSync(parent, { recursive: true, force: true })
     },
   }
 }
+
+export const canMountTmpfs: boolean = (() => {
+  const probe = mountTmpfs(64)
+  probe?.unmount()
+  return probe !== undefined
+})()
 
 /** Fill a filesystem: append to `path` until ENOSPC, in big then small pieces. */
 export function fillDisk(path: string): void {

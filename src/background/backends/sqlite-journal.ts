@@ -70,6 +70,12 @@ export interface JournalWrite {
   inserts: JournalInsert[][]
   changes: JournalChange[]
   now: number
+  /**
+   * The commit acknowledges something to a client (new tasks, a cancel): with `sync: 'full'`
+   * it is fsynced. Bookkeeping alone (claims, results) is not: losing it to a power cut only
+   * means a task runs again, and the next full commit syncs it along.
+   */
+  acknowledges: boolean
 }
 
 export interface LoadedJournal {
@@ -116,6 +122,8 @@ export class Journal {
   private readonly db: Database.Database
   private readonly identity: Pick<Stats, 'dev' | 'ino'>
   private readonly retention: JournalOptions['retention']
+  private readonly fullSync: boolean
+  private synchronous: 'NORMAL' | 'FULL' = 'NORMAL'
   private readonly writeTransaction: (write: JournalWrite) => WriteResult
   private readonly insertStatement: Database.Statement
   private readonly updateStatement: Database.Statement
@@ -152,7 +160,7 @@ export class Journal {
       }
       const mode = db.pragma('journal_mode = WAL', { simple: true })
       if (mode !== 'wal') throw new JournalOpenError(path, `cannot use write-ahead logging (journal_mode is ${String(mode)})`)
-      db.pragma(`synchronous = ${options.sync === 'full' ? 'FULL' : 'NORMAL'}`)
+      db.pragma('synchronous = NORMAL')
       db.pragma('journal_size_limit = 16777216')
       // Take the write lock now: from here to close, no other process can read or write the file.
       db.exec('BEGIN EXCLUSIVE; COMMIT')
@@ -168,6 +176,7 @@ export class Journal {
     this.path = path
     this.db = db
     this.retention = options.retention
+    this.fullSync = options.sync === 'full'
     this.identity = statSync(path)
     this.insertStatement = db.prepare(
       `INSERT INTO tasks (id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at)
@@ -209,11 +218,19 @@ export class Journal {
   write(write: JournalWrite): number[][] {
     if (this.closed) throw new Error('the task journal is closed')
     this.checkIdentity()
+    this.setSynchronous(this.fullSync && write.acknowledges ? 'FULL' : 'NORMAL')
     const result = this.writeTransaction(write)
     // Counted only once committed: a failed transaction changed nothing.
     this.finishedRows += result.finishedDelta
     if (result.agePruned) this.nextAgePrune = write.now + Math.min(AGE_PRUNE_INTERVAL_MS, this.retention.maxAgeMs)
     return result.rowids
+  }
+
+  /** A small real write (the header's user_version, rewritten): throws if the file cannot be written. */
+  probe(): void {
+    if (this.closed) throw new Error('the task journal is closed')
+    this.checkIdentity()
+    this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
   }
 
   /** Rows in the file (finished ones included): what retention bounds. */
@@ -256,6 +273,13 @@ export class Journal {
       finishedDelta -= this.pruneCountStatement.run(excess).changes
     }
     return { rowids, finishedDelta, agePruned }
+  }
+
+  /** WAL with NORMAL: a commit survives a crash of the process; FULL also fsyncs it (and every commit before it). */
+  private setSynchronous(level: 'NORMAL' | 'FULL'): void {
+    if (this.synchronous === level) return
+    this.db.pragma(`synchronous = ${level}`)
+    this.synchronous = level
   }
 
   /** SQLite keeps writing to a deleted file: refuse instead of acknowledging work that would be lost. */

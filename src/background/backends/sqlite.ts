@@ -21,6 +21,7 @@ import { BackendUnavailableError } from '../errors.js'
 import { Journal, JournalOpenError, type JournalChange, type JournalInsert } from './sqlite-journal.js'
 import { MemoryBackend, type RetentionOptions } from './memory.js'
 import {
+  type BackendReadiness,
   type CancelOutcome,
   type ClaimedTask,
   type FailOptions,
@@ -172,6 +173,24 @@ export class SqliteBackend implements TaskBackend {
     return this.index.unfinished()
   }
 
+  /**
+   * For `GET /ready`: not ready while the journal cannot be written (requests get 503 then).
+   * Asked while failing, it tries a small write, so readiness comes back without traffic.
+   */
+  ready(): BackendReadiness {
+    if (this.closed) return { ok: false, reason: 'the task journal is closed' }
+    if (this.failure !== undefined) {
+      try {
+        this.journal.probe()
+        this.recovered()
+        this.flush()
+      } catch (error) {
+        this.failure = describe(error)
+      }
+    }
+    return this.failure === undefined ? { ok: true } : { ok: false, reason: `the task journal cannot be written: ${this.failure}` }
+  }
+
   /** The file was read back when opened: what a dead process left running is queued again. */
   recover(): number {
     return this.unfinishedAtOpen
@@ -245,7 +264,12 @@ export class SqliteBackend implements TaskBackend {
     }
     let rowids: number[][]
     try {
-      rowids = this.journal.write({ inserts: groups.map((pending) => pending.rows), changes, now: this.now() })
+      rowids = this.journal.write({
+        inserts: groups.map((pending) => pending.rows),
+        changes,
+        now: this.now(),
+        acknowledges: groups.length > 0 || waiters.length > 0,
+      })
     } catch (error) {
       // Keep the changes (a newer record of the same task wins) and try again later; the
       // enqueues are refused: their requests get a 503 and the client retries.
