@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { NewTask } from '../src/background/index.js'
 import { JournalOpenError, SqliteBackend } from '../src/background/backends/sqlite.js'
 import { describeBackendConformance } from './backend-conformance.js'
@@ -97,6 +97,31 @@ describe('sqlite journal', () => {
     expect(backend.commits).toBe(before + 1)
     expect(backend.rowCount()).toBe(101)
     expect(backend.get(groups[49]![1]!.id)).toMatchObject({ status: 'queued' })
+  })
+
+  it('with sync "full", commits that acknowledge (new tasks, a cancel) run with synchronous=FULL, bookkeeping with NORMAL', async () => {
+    const pragma = vi.spyOn(Database.prototype, 'pragma')
+    const levels = () => pragma.mock.calls.map(([source]) => String(source)).filter((source) => source.startsWith('synchronous'))
+    try {
+      const full = backendAt(journalPath(), { sync: 'full' })
+      pragma.mockClear()
+      const [a, b] = [task(), task()]
+      await full.enqueue([a])
+      await full.enqueue([b])
+      expect(levels()).toEqual(['synchronous = FULL']) // set once, kept while it is needed
+      full.complete(full.claim(Date.now())!.id, Date.now())
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(levels()).toEqual(['synchronous = FULL', 'synchronous = NORMAL'])
+      await full.cancel(b.id, Date.now())
+      expect(levels()).toEqual(['synchronous = FULL', 'synchronous = NORMAL', 'synchronous = FULL'])
+
+      const normal = backendAt(journalPath(), { sync: 'normal' })
+      pragma.mockClear()
+      await normal.enqueue([task()])
+      expect(levels()).toEqual([])
+    } finally {
+      pragma.mockRestore()
+    }
   })
 
   it('keeps the file bounded: finished tasks beyond the retention count are pruned, and the file stops growing', async () => {

@@ -167,6 +167,30 @@ describe('sqlite journal: the process dies', () => {
   })
 })
 
+describe('sqlite journal: statuses after kill -9', () => {
+  it('a cancel answered 200 and a task waiting for its retry are as they were after kill -9', async () => {
+    const dir = workDir()
+    const db = join(dir, 'tasks.db')
+    // /dev/full: every write fails, so the tasks are retrying (unfinished) when the process dies.
+    const server = await start({ TASK_DB: db, LOG_FILE: '/dev/full' })
+    const post = (message: string) => fetch(`${server.url}/send-message?message=${message}`, { method: 'POST' })
+    const cancelled = (await post('cancelled')).headers.get('task-id')!
+    const retrying = (await post('retrying')).headers.get('task-id')!
+    const view = async (url: string, id: string) => (await (await fetch(`${url}/tasks/${id}`)).json()) as { status: string; attempts: number }
+    await waitFor(async () => (await view(server.url, cancelled)).status === 'retrying', { what: 'a failed attempt' })
+    expect((await fetch(`${server.url}/tasks/${cancelled}`, { method: 'DELETE' })).status).toBe(200)
+    server.child.kill('SIGKILL')
+    await server.exited
+
+    const logFile = join(dir, 'log.txt')
+    const restarted = await start({ TASK_DB: db, LOG_FILE: logFile })
+    expect(await view(restarted.url, cancelled)).toMatchObject({ status: 'cancelled' })
+    await waitFor(async () => (await view(restarted.url, retrying)).status === 'succeeded', { what: 'the retried task' })
+    await drainAndStop(restarted)
+    expect(readLogLines(logFile).map((line) => LINE.exec(line)?.[2])).toEqual(['retrying'])
+  })
+})
+
 describe('sqlite journal: a TASK_DB that cannot be used stops the start, naming TASK_DB, and is left untouched', () => {
   async function expectStartRefused(env: Record<string, string>, reason: RegExp): Promise<void> {
     const error = await start(env).then(

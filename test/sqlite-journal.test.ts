@@ -159,7 +159,12 @@ describe('sqlite journal over HTTP', () => {
       cleanups.push(() => setImmutable(files, false))
       const { accepted, refused } = await sendUntilRefused(server, 'read-only')
       expect(server.logs.find((line) => String(line.msg).startsWith('the task journal cannot be written'))).toBeDefined()
+      const notReady = await server.request('/ready', { method: 'GET' })
+      expect(notReady.status).toBe(503)
+      expect(notReady.json()).toMatchObject({ status: 'backend_unavailable', reason: expect.stringContaining('cannot be written') })
       setImmutable(files, false)
+      // Readiness comes back by itself (a probe write), before any request is sent.
+      expect((await server.request('/ready', { method: 'GET' })).json()).toMatchObject({ status: 'ready' })
       await expectRecovered(server, ['before', ...accepted], refused)
       expect(server.logs.find((line) => line.msg === 'the task journal can be written again')).toBeDefined()
     })
