@@ -218,7 +218,12 @@ export class SqliteBackend implements TaskBackend {
     const error = new BackendUnavailableError('the task journal is closed')
     for (const pending of this.pending.splice(0)) pending.reject(error)
     for (const waiter of this.waiters.splice(0)) waiter.reject(error)
-    this.journal.close()
+    try {
+      this.journal.close()
+    } catch (closeError) {
+      // The last checkpoint failed (disk full?): the WAL keeps the commits for the next start.
+      this.logger?.error({ err: closeError, journal: this.journal.path }, 'closing the task journal failed')
+    }
   }
 
   /** Note a task's new record for the next write. */
