@@ -169,19 +169,25 @@ describe('sqlite journal over HTTP', () => {
       expect(server.logs.find((line) => line.msg === 'the task journal can be written again')).toBeDefined()
     })
 
-    it('the file deleted and a directory put in its place', async () => {
-      const server = await sqliteServer({})
+    it('the file deleted and a directory put in its place: requests and cancels refused, nothing changed', async () => {
+      // /dev/full: the task keeps retrying, so there is something left to cancel.
+      const server = await sqliteServer({ LOG_FILE: '/dev/full' })
       const before = await send(server, 'before')
       expect(before.status).toBe(200)
-      await server.waitForLines(1)
+      await waitFor(async () => (await status(server, taskId(before))) === 'retrying', { what: 'a failed attempt' })
       const db = server.config.TASK_DB
       rmSync(db)
       rmSync(`${db}-wal`, { force: true })
       mkdirSync(db)
+      const cancel = await server.request(`/tasks/${taskId(before)}`, { method: 'DELETE' })
+      expectRefused(cancel)
+      expect(cancel.json<{ message: string }>().message).toMatch(/nothing was stored.*deleted or replaced/)
+      expect(await status(server, taskId(before))).toBe('retrying')
       const reply = await send(server, 'into a deleted file')
       expectRefused(reply)
-      expect(reply.json<{ message: string }>().message).toMatch(/deleted or replaced/)
-      expect(await status(server, taskId(before))).toBe('succeeded')
+      const ready = await server.request('/ready', { method: 'GET' })
+      expect(ready.status).toBe(503)
+      expect(ready.json()).toMatchObject({ status: 'backend_unavailable', reason: expect.stringContaining('deleted or replaced') })
     })
   })
 })

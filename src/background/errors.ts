@@ -21,7 +21,7 @@ export const RunnerClosedError = createError(
 /** The durable backend could not store the tasks: nothing was accepted. */
 export const BackendUnavailableError = createError<[string]>(
   'TASKS_BACKEND_UNAVAILABLE',
-  'The task store is unavailable, the tasks were not accepted: %s',
+  'The task store is unavailable, nothing was stored: %s',
   503,
 )
 

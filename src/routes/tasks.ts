@@ -77,7 +77,12 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
             'TASK_ALREADY_FINISHED',
             'Task "3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e" has already finished with status "succeeded" and cannot be cancelled',
           ),
-          503: ClosingReply,
+          503: errorResponse(
+            'The server is shutting down (`SERVICE_CLOSING`), or a durable task store cannot record the cancel (`TASKS_BACKEND_UNAVAILABLE`; nothing was changed); see `Retry-After`',
+            503,
+            'TASKS_BACKEND_UNAVAILABLE',
+            'The task store is unavailable, nothing was stored: SQLITE_FULL: database or disk is full',
+          ),
         },
       },
     },

@@ -217,6 +217,7 @@ export class Journal {
    */
   write(write: JournalWrite): number[][] {
     if (this.closed) throw new Error('the task journal is closed')
+    // SQLite keeps writing to a deleted file: refuse instead of acknowledging work that would be lost.
     this.checkIdentity()
     this.setSynchronous(this.fullSync && write.acknowledges ? 'FULL' : 'NORMAL')
     const result = this.writeTransaction(write)
@@ -231,6 +232,14 @@ export class Journal {
     if (this.closed) throw new Error('the task journal is closed')
     this.checkIdentity()
     this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
+  }
+
+  /** Throws if the file at the path is no longer the one open (deleted, replaced): a stat, no write. */
+  checkIdentity(): void {
+    const now = statSync(this.path, { throwIfNoEntry: false })
+    if (now === undefined || now.ino !== this.identity.ino || now.dev !== this.identity.dev) {
+      throw new Error(`the journal file ${this.path} was deleted or replaced while in use; restart to open it again`)
+    }
   }
 
   /** Rows in the file (finished ones included): what retention bounds. */
@@ -282,13 +291,6 @@ export class Journal {
     this.synchronous = level
   }
 
-  /** SQLite keeps writing to a deleted file: refuse instead of acknowledging work that would be lost. */
-  private checkIdentity(): void {
-    const now = statSync(this.path, { throwIfNoEntry: false })
-    if (now === undefined || now.ino !== this.identity.ino || now.dev !== this.identity.dev) {
-      throw new Error(`the journal file ${this.path} was deleted or replaced while in use; restart to open it again`)
-    }
-  }
 }
 
 type FileState = 'missing' | 'empty' | 'journal'

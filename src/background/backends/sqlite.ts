@@ -160,8 +160,12 @@ export class SqliteBackend implements TaskBackend {
     return this.index.get(id)
   }
 
-  /** A cancel is answered once it is committed: a cancelled task stays cancelled after a restart. */
+  /**
+   * A cancel is answered once it is committed: a cancelled task stays cancelled after a restart.
+   * If the journal is known not to be writable, it is refused (503) before anything changes.
+   */
   async cancel(id: string, now: number): Promise<CancelOutcome> {
+    if (!this.closed && !this.writable()) throw new BackendUnavailableError(this.failure ?? 'the task journal cannot be written')
     const outcome = this.index.cancel(id, now)
     if (outcome.outcome !== 'cancelled' || this.closed) return outcome
     this.touch(id)
@@ -179,16 +183,7 @@ export class SqliteBackend implements TaskBackend {
    */
   ready(): BackendReadiness {
     if (this.closed) return { ok: false, reason: 'the task journal is closed' }
-    if (this.failure !== undefined) {
-      try {
-        this.journal.probe()
-        this.recovered()
-        this.flush()
-      } catch (error) {
-        this.failure = describe(error)
-      }
-    }
-    return this.failure === undefined ? { ok: true } : { ok: false, reason: `the task journal cannot be written: ${this.failure}` }
+    return this.writable() ? { ok: true } : { ok: false, reason: `the task journal cannot be written: ${this.failure}` }
   }
 
   /** The file was read back when opened: what a dead process left running is queued again. */
@@ -224,6 +219,26 @@ export class SqliteBackend implements TaskBackend {
       // The last checkpoint failed (disk full?): the WAL keeps the commits for the next start.
       this.logger?.error({ err: closeError, journal: this.journal.path }, 'closing the task journal failed')
     }
+  }
+
+  /**
+   * Can the journal be written? Healthy: a stat that the file is still the one open. After a
+   * failed write: a small real write, and on success what was pending is written at once.
+   */
+  private writable(): boolean {
+    try {
+      if (this.failure === undefined) {
+        this.journal.checkIdentity()
+        return true
+      }
+      this.journal.probe()
+    } catch (error) {
+      this.failed(error)
+      return false
+    }
+    this.recovered()
+    this.flush()
+    return this.failure === undefined
   }
 
   /** Note a task's new record for the next write. */
