@@ -204,6 +204,26 @@ describe('task runner over HTTP', () => {
     expect(probe.of('cancel-while-retrying', 'start')).toHaveLength(1)
   })
 
+  it('shutdown past SHUTDOWN_TIMEOUT_MS aborts the running task and logs every abandoned task by id and name', async () => {
+    await start({ SHUTDOWN_TIMEOUT_MS: '300', TASK_CONCURRENCY: '1' })
+    const [runningId] = await add(['gated', 'held'])
+    await waitFor(() => probe.of('held', 'start').length === 1)
+    const [queuedId] = await add(['plain', 'never-started'])
+
+    await server.close()
+    const [abort] = probe.of('held', 'abort')
+    expect((abort!.detail as { code: string }).code).toBe('TASK_SHUTDOWN')
+    expect(probe.of('never-started')).toEqual([])
+    const abandoned = [
+      { id: runningId, name: 'test_gated', status: 'running' },
+      { id: queuedId, name: 'plainRecorder', status: 'queued' },
+    ]
+    const line = server.logs.find((entry) => entry.msg === 'shutdown deadline passed; these background tasks were abandoned')
+    expect(line).toMatchObject({ level: 50, count: 2, tasks: abandoned })
+    // The runner's report says the same; closing again is harmless and gives the same report.
+    expect(await server.app.backgroundTasks.close(0)).toEqual({ drained: false, unfinished: abandoned })
+  })
+
   it('DELETE a finished task: 409 TASK_ALREADY_FINISHED; an unknown one: 404', async () => {
     await start()
     const [id] = await add(['plain', 'done'])
