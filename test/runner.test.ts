@@ -12,8 +12,8 @@ import {
   type RunnerOptions,
   type TaskOptions,
   type TaskRetriedEvent,
-  type TaskTarget,
 } from '../src/background/index.js'
+import type { TaskTarget } from '../src/background/runner.js'
 import { backoffDelay, type BackoffPolicy } from '../src/background/backoff.js'
 import { captureLogs, type CapturedLogs } from './helpers/log-capture.js'
 import { waitFor } from './helpers/wait.js'
@@ -27,17 +27,17 @@ interface Harness {
 
 const runners: TaskRunner[] = []
 
-function harness(options: Partial<RunnerOptions> & { retentionCount?: number } = {}): Harness {
+function harness(options: Partial<RunnerOptions> & { retentionCount?: number; backend?: MemoryBackend } = {}): Harness {
   const logs = captureLogs()
-  const backend = new MemoryBackend({ retention: { maxCount: options.retentionCount ?? 1000, maxAgeMs: 3_600_000 } })
+  const backend = options.backend ?? new MemoryBackend({ retention: { maxCount: options.retentionCount ?? 1000, maxAgeMs: 3_600_000 } })
   const runner = new TaskRunner({
-    backend,
     concurrency: 4,
     maxPending: 100_000,
     retryAfterSeconds: 1,
     defaultTimeoutMs: 10_000,
     logger: pino({ level: 'info' }, logs.stream),
     ...options,
+    backend,
   })
   runners.push(runner)
   const add = (target: TaskTarget, ...args: unknown[]): string => {
@@ -165,6 +165,49 @@ describe('TaskRunner', () => {
     await waitFor(() => ids.every((id) => backend.get(id)?.status === 'succeeded'), { what: '30 tasks' })
     expect(peak).toBe(concurrency)
     expect(runner.stats()).toMatchObject({ running: 0, pending: 0 })
+  })
+
+  it('a timed-out attempt is retried like any other failure', async () => {
+    const { backend, add } = harness()
+    const signals: AbortSignal[] = []
+    const slow = defineTask({
+      name: 'times_out',
+      args: Type.Tuple([]),
+      retries: 1,
+      timeoutMs: 30,
+      backoff: { delayMs: 1, jitter: false },
+      run: (_args, { signal }) => {
+        signals.push(signal)
+        return new Promise(() => {}) // ignores its signal: the runner gives up on it anyway
+      },
+    })
+    const id = add(slow)
+    await waitFor(() => backend.get(id)?.status === 'failed', { what: 'both attempts to time out' })
+    expect(backend.get(id)).toMatchObject({ attempts: 2, lastError: 'TASK_TIMEOUT: Task timed out after 30 ms' })
+    expect(signals.map((signal) => signal.aborted)).toEqual([true, true])
+  })
+
+  it('cancel() of an attempt that ended on its own while being recorded: too late, "finished"', async () => {
+    let recorded!: () => void
+    const recording = new Promise<void>((resolve) => {
+      recorded = resolve
+    })
+    class SlowToRecord extends MemoryBackend {
+      override async complete(id: string, now: number): Promise<void> {
+        await recording
+        super.complete(id, now)
+      }
+    }
+    const backend = new SlowToRecord({ retention: { maxCount: 10, maxAgeMs: 60_000 } })
+    const { runner, add } = harness({ backend })
+    let ran = false
+    const id = add(() => {
+      ran = true
+    })
+    await waitFor(() => ran)
+    const cancelling = runner.cancel(id)
+    recorded()
+    expect(await cancelling).toMatchObject({ outcome: 'finished', record: { status: 'succeeded' } })
   })
 
   it('memory stays bounded: after 50,000 finished tasks the backend holds at most TASK_RETENTION_COUNT', async () => {

@@ -194,7 +194,29 @@ describe('task runner over HTTP', () => {
     expect(server.app.backgroundTasks.stats()).toMatchObject({ running: 0, pending: 0 })
   })
 
-  it('DELETE a retrying task: it is not attempted again', async () => {
+  it('a retrying task shows when it is due, holds no slot meanwhile, and once DELETEd is not attempted again', async () => {
+    await start({ TASK_CONCURRENCY: '1' })
+    const before = Date.now()
+    const [id] = await add(['stubborn', 'waits-a-minute'])
+    const retrying = await untilStatus(id!, 'retrying')
+    expect(retrying).toMatchObject({ attempts: 1, maxAttempts: 2, lastError: 'stubborn waits-a-minute failed attempt 1' })
+    const due = Date.parse(retrying.nextAttemptAt!)
+    expect(due).toBeGreaterThanOrEqual(before + 60_000)
+    expect(due).toBeLessThanOrEqual(Date.now() + 60_000)
+    // The only slot is free for other work while it waits.
+    const [otherId] = await add(['plain', 'meanwhile'])
+    await untilStatus(otherId!, 'succeeded')
+
+    const reply = await server.request(`/tasks/${id}`, { method: 'DELETE' })
+    expect(reply.status).toBe(200)
+    const cancelled = reply.json<View>()
+    expect(cancelled).toMatchObject({ status: 'cancelled', attempts: 1 })
+    expect(cancelled.nextAttemptAt).toBeUndefined()
+    expect(server.app.backgroundTasks.stats()).toMatchObject({ pending: 0 })
+    expect(probe.of('waits-a-minute', 'start')).toHaveLength(1)
+  })
+
+  it('DELETE a task between attempts with a short backoff: it is not attempted again', async () => {
     await start()
     // The flaky task's backoff is a few ms: cancel it from inside, right after its first failure.
     server.app.backgroundTasks.on('retried', ({ id }: { id: string }) => void server.app.backgroundTasks.cancel(id))

@@ -1,8 +1,7 @@
 /**
  * Tasks with controllable behaviour, and a test-only route that adds them, for the runner's
  * integration tests. `POST /test/tasks` with a JSON body `{ tasks: [{ task, args }] }` adds
- * each task to the request's list in order and answers `{ ids }`; `/test/tasks?fail=1` adds
- * them and then answers 500, so they must be dropped.
+ * each task to the request's list in order and answers `{ ids }`.
  */
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
@@ -86,6 +85,18 @@ export function testTasks(probe: TaskProbe) {
     },
   })
 
+  /** Always fails; one retry, due a minute later: it stays `retrying`. */
+  const stubborn = defineTask({
+    name: 'test_stubborn',
+    args: Type.Tuple([Type.String()]),
+    retries: 1,
+    backoff: { type: 'fixed', delayMs: 60_000, maxDelayMs: 60_000, jitter: false },
+    run: ([key], { attempt }) => {
+      probe.record({ key, what: 'start', attempt })
+      throw new Error(`stubborn ${key} failed attempt ${attempt}`)
+    },
+  })
+
   /** Never finishes by itself: only its signal ends it. Times out after 150 ms, no retries. */
   const hang = defineTask({
     name: 'test_hang',
@@ -120,8 +131,8 @@ export function testTasks(probe: TaskProbe) {
     probe.record({ key, what: 'ok', attempt: 1, detail: rest })
   }
 
-  const defined: Record<string, AnyTaskDefinition> = { flaky, hang, gated }
-  return { flaky, hang, gated, plainRecorder, defined }
+  const defined: Record<string, AnyTaskDefinition> = { flaky, stubborn, hang, gated }
+  return { flaky, stubborn, hang, gated, plainRecorder, defined }
 }
 
 interface AddBody {
@@ -132,7 +143,7 @@ interface AddBody {
 export function testTaskRoutes(probe: TaskProbe) {
   const tasks = testTasks(probe)
   return (app: FastifyInstance): void => {
-    app.post('/test/tasks', async (request, reply) => {
+    app.post('/test/tasks', async (request) => {
       const body = request.body as AddBody
       const ids: string[] = []
       for (const { task, args } of body.tasks) {
@@ -143,7 +154,6 @@ export function testTaskRoutes(probe: TaskProbe) {
             : request.backgroundTasks.add(tasks.plainRecorder, ...(args as [string, ...unknown[]]))
         ids.push(handle.id)
       }
-      if ((request.query as { fail?: string }).fail !== undefined) return reply.code(500).send({ failed: true })
       return { ids }
     })
   }
