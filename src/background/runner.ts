@@ -319,11 +319,10 @@ export class TaskRunner extends EventEmitter {
   }
 
   private worker(task: ClaimedTask, done: (error: Error | null) => void): void {
-    // The slot is free only once fastq has been told (`done`): claim the next task after that,
-    // or a full runner would never refill the slot the finished task leaves.
     this.execute(task).then(
       () => {
         done(null)
+        // Only now is the slot free in fastq's count: fill it.
         this.pump()
       },
       (error: unknown) => {

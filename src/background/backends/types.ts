@@ -79,6 +79,12 @@ export type CancelOutcome =
 
 export type MaybePromise<T> = T | Promise<T>
 
+/** What `TaskBackend.ready()` answers: `reason` says why not, e.g. `Redis: connect ECONNREFUSED`. */
+export interface BackendReadiness {
+  ok: boolean
+  reason?: string
+}
+
 export interface TaskBackend {
   /** `memory`, `sqlite`, `bullmq`: shown in logs and /ready. */
   readonly kind: string
@@ -102,6 +108,11 @@ export interface TaskBackend {
    * previous process left `running`, and returns how many unfinished tasks it holds.
    */
   recover?(now: number): MaybePromise<number>
+  /**
+   * Optional, for `GET /ready`: can the backend take tasks now (the database or Redis is
+   * reachable)? Should answer within a second or two; a throw counts as not ready.
+   */
+  ready?(): MaybePromise<BackendReadiness>
   /** Safe to call twice. */
   close(): MaybePromise<void>
 }
