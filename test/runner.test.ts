@@ -210,6 +210,31 @@ describe('TaskRunner', () => {
     expect(await cancelling).toMatchObject({ outcome: 'finished', record: { status: 'succeeded' } })
   })
 
+  it('a task added while an asynchronous claim is in flight is still claimed (durable backends claim asynchronously)', async () => {
+    // Claims read the queue at once and answer a turn later, as a database would.
+    class AsyncClaims extends MemoryBackend {
+      override claim(now: number): never {
+        const claimed = super.claim(now)
+        return new Promise((resolve) => setImmediate(() => resolve(claimed))) as never
+      }
+    }
+    const backend = new AsyncClaims({ retention: { maxCount: 10, maxAgeMs: 60_000 } })
+    const { runner, add } = harness({ backend, concurrency: 2 })
+    let releaseFirst!: () => void
+    const secondStarted = new Promise<void>((resolve) => {
+      releaseFirst = resolve
+    })
+    let secondId = ''
+    // The first task starts; the runner's next claim is already on its way (finding nothing)
+    // when the second task is added.
+    runner.once('started', () => queueMicrotask(() => (secondId = add(() => releaseFirst()))))
+    const firstId = add(() => secondStarted)
+    await waitFor(() => backend.get(firstId)?.status === 'succeeded' && backend.get(secondId)?.status === 'succeeded', {
+      timeoutMs: 5000,
+      what: 'the second task to run while the first waits for it',
+    })
+  })
+
   it('memory stays bounded: after 50,000 finished tasks the backend holds at most TASK_RETENTION_COUNT', async () => {
     const { runner, backend, add } = harness({ concurrency: 16, maxPending: 10_000, retentionCount: 500 })
     let finished = 0
