@@ -30,6 +30,7 @@ import {
   type TaskBackend,
   type TaskRecord,
   type TaskStatus,
+  isFinished,
   isPromise,
 } from './backends/types.js'
 
@@ -108,12 +109,16 @@ export class TaskRunner extends EventEmitter {
   private readonly active = new Map<string, ActiveTask>()
   private pending = 0
   private pumping = false
-  private wakeTimer: NodeJS.Timeout | undefined
-  private wakeAt = Infinity
+  /** pump() was called while an asynchronous claim was in flight: pump again after it. */
+  private pumpAgain = false
+  /** One timer per scheduled wake-up (retries): none is lost when several are pending. */
+  private readonly wakeTimers = new Set<NodeJS.Timeout>()
   private closing = false
   private closed = false
   private closePromise: Promise<ShutdownReport> | undefined
   private idleWaiter: (() => void) | undefined
+  /** Running tasks that the shutdown deadline aborted, for the report. */
+  private readonly abortedByShutdown: ShutdownReport['unfinished'] = []
 
   constructor(options: RunnerOptions) {
     super()
@@ -237,7 +242,11 @@ export class TaskRunner extends EventEmitter {
     active.controller.abort(new TaskCancelledError())
     await settled
     const record = await this.backend.get(id)
-    return record === undefined ? { outcome: 'not_found' } : { outcome: 'cancelled', record }
+    if (record === undefined) return { outcome: 'not_found' }
+    if (record.status === 'cancelled') return { outcome: 'cancelled', record }
+    // The attempt ended on its own before the abort landed: too late if it finished,
+    // and if it is to be retried, cancel that.
+    return isFinished(record.status) ? { outcome: 'finished', record } : this.cancel(id)
   }
 
   stats(): RunnerStats {
@@ -262,8 +271,13 @@ export class TaskRunner extends EventEmitter {
 
   /** Start as many claimed tasks as there are free slots. */
   pump(): void {
-    if (this.pumping || this.closed) return
+    if (this.closed) return
+    if (this.pumping) {
+      this.pumpAgain = true
+      return
+    }
     this.pumping = true
+    this.pumpAgain = false
     try {
       while (this.executor.running() < this.concurrency) {
         const claimed = this.backend.claim(this.now())
@@ -271,9 +285,9 @@ export class TaskRunner extends EventEmitter {
           claimed.then(
             (task) => {
               this.pumping = false
-              if (task === undefined) return
-              this.executor.push(task, noop)
-              this.pump()
+              if (task !== undefined) this.executor.push(task, noop)
+              // A task added while the claim was in flight may have found nothing to claim.
+              if (task !== undefined || this.pumpAgain) this.pump()
             },
             (error: unknown) => {
               this.pumping = false
@@ -342,7 +356,6 @@ export class TaskRunner extends EventEmitter {
       failure = controller.signal.aborted ? controller.signal.reason : error
     } finally {
       clearTimeout(timer)
-      this.active.delete(task.id)
     }
     const now = this.now()
     const durationMs = now - startedAt
@@ -354,6 +367,8 @@ export class TaskRunner extends EventEmitter {
         await this.handleFailure(task, definition, failure, now, durationMs)
       }
     } finally {
+      // Still `active` until recorded: a cancel arriving meanwhile waits for the outcome.
+      this.active.delete(task.id)
       this.emit(`settled:${task.id}`)
     }
   }
@@ -388,6 +403,7 @@ export class TaskRunner extends EventEmitter {
     if (failure instanceof TaskShutdownError) {
       // Past the shutdown deadline: a durable journal keeps the task `running`, and the next
       // start runs it again; in memory it is reported by close() as abandoned.
+      this.abortedByShutdown.push({ id: task.id, name: task.name, status: 'running' })
       if (!this.backend.durable) await this.backend.fail(task.id, { error, now })
       this.logger.warn(fields, 'task aborted by the shutdown deadline')
       return
@@ -418,15 +434,19 @@ export class TaskRunner extends EventEmitter {
     this.checkIdle()
   }
 
+  /**
+   * Pump at `at`. A timer can fire a little before the clock reads `at` (timers run on the
+   * event loop's cached monotonic time, `now` is the wall clock): then it waits again, since a
+   * claim made too early would not find the task and nothing else would wake the runner.
+   */
   private wakeUpAt(at: number): void {
-    if (this.closed || at >= this.wakeAt) return
-    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
-    this.wakeAt = at
-    this.wakeTimer = setTimeout(() => {
-      this.wakeTimer = undefined
-      this.wakeAt = Infinity
-      this.pump()
+    if (this.closed) return
+    const timer = setTimeout(() => {
+      this.wakeTimers.delete(timer)
+      if (this.now() < at) this.wakeUpAt(at)
+      else this.pump()
     }, Math.max(0, at - this.now()))
+    this.wakeTimers.add(timer)
   }
 
   private checkIdle(): void {
@@ -437,15 +457,21 @@ export class TaskRunner extends EventEmitter {
     this.closing = true
     const drained = await this.waitForIdle(timeoutMs)
     this.closed = true
-    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
+    for (const timer of this.wakeTimers) clearTimeout(timer)
+    this.wakeTimers.clear()
+    let unfinished: ShutdownReport['unfinished'] = []
     if (!drained) {
+      // The running tasks are abandoned too: handleFailure lists them, since the memory
+      // backend records them as failed and would no longer report them as unfinished.
       const settling = [...this.active.keys()].map(
         (id) => new Promise<void>((resolve) => this.once(`settled:${id}`, resolve)),
       )
       for (const { controller } of this.active.values()) controller.abort(new TaskShutdownError())
       await Promise.all(settling)
+      const abortedIds = new Set(this.abortedByShutdown.map(({ id }) => id))
+      const left = (await this.backend.unfinished()).filter(({ id }) => !abortedIds.has(id))
+      unfinished = [...this.abortedByShutdown, ...left]
     }
-    const unfinished = drained ? [] : await this.backend.unfinished()
     if (unfinished.length > 0) {
       if (this.backend.durable) {
         this.logger.warn(
