@@ -28,6 +28,7 @@ import {
   type NewTask,
   type PlainTaskFn,
   type TaskBackend,
+  type TaskExecution,
   type TaskRecord,
   type TaskStatus,
   isPromise,
@@ -96,6 +97,8 @@ const noop = (): void => {}
 
 export class TaskRunner extends EventEmitter {
   readonly backend: TaskBackend
+  /** Who runs what the backend stores: decides what counts as pending and whether to claim. */
+  readonly execution: TaskExecution
   readonly concurrency: number
   readonly maxPending: number
   readonly retryAfterSeconds: number
@@ -118,6 +121,7 @@ export class TaskRunner extends EventEmitter {
   constructor(options: RunnerOptions) {
     super()
     this.backend = options.backend
+    this.execution = options.backend.execution ?? 'local'
     this.concurrency = options.concurrency
     this.maxPending = options.maxPending
     this.retryAfterSeconds = options.retryAfterSeconds
@@ -138,6 +142,11 @@ export class TaskRunner extends EventEmitter {
 
   /** Put back what a previous process left unfinished (durable backends), then start. */
   async start(): Promise<number> {
+    this.backend.attach?.({
+      wake: () => this.pump(),
+      cancelLocal: (id) => this.active.get(id)?.controller.abort(new TaskCancelledError()),
+      logger: this.logger,
+    })
     const recovered = this.backend.recover === undefined ? 0 : await this.backend.recover(this.now())
     if (recovered > 0) {
       this.pending += recovered
@@ -209,15 +218,27 @@ export class TaskRunner extends EventEmitter {
     this.afterSubmit(group)
   }
 
+  /** A backend that cannot answer gives a 503 with Retry-After, never a 500. */
   async get(id: string): Promise<TaskRecord | undefined> {
-    return this.backend.get(id)
+    try {
+      return await this.backend.get(id)
+    } catch (error) {
+      throw this.unavailable(error)
+    }
   }
 
   /** Cancel: a queued task never runs; a running one has its signal aborted. */
   async cancel(id: string): Promise<CancelOutcome> {
-    const outcome = await this.backend.cancel(id, this.now())
+    let outcome: CancelOutcome
+    try {
+      outcome = await this.backend.cancel(id, this.now())
+    } catch (error) {
+      throw this.unavailable(error)
+    }
     if (outcome.outcome === 'cancelled') {
-      this.taskDone(outcome.record.name, outcome.record.id, 'cancelled', outcome.record.attempts, 0)
+      // Only a task this process was holding room for gives room back.
+      const counted = this.execution === 'local'
+      this.taskDone(outcome.record.name, outcome.record.id, 'cancelled', outcome.record.attempts, 0, counted)
       this.pump()
       return outcome
     }
@@ -253,7 +274,9 @@ export class TaskRunner extends EventEmitter {
 
   /** Start as many claimed tasks as there are free slots. */
   pump(): void {
-    if (this.pumping || this.closed) return
+    if (this.pumping || this.closed || this.execution === 'remote') return
+    // A closing worker leaves the shared queue to the others and only finishes what it runs.
+    if (this.closing && this.execution === 'shared') return
     this.pumping = true
     try {
       while (this.executor.running() < this.concurrency) {
@@ -263,7 +286,7 @@ export class TaskRunner extends EventEmitter {
             (task) => {
               this.pumping = false
               if (task === undefined) return
-              this.executor.push(task, noop)
+              this.startClaimed(task)
               this.pump()
             },
             (error: unknown) => {
@@ -275,7 +298,7 @@ export class TaskRunner extends EventEmitter {
           return
         }
         if (claimed === undefined) break
-        this.executor.push(claimed, noop)
+        this.startClaimed(claimed)
       }
     } catch (error) {
       this.logger.error({ err: error, backend: this.backend.kind }, 'claiming a task failed; retrying in 1s')
@@ -284,14 +307,22 @@ export class TaskRunner extends EventEmitter {
     this.pumping = false
   }
 
+  private startClaimed(task: ClaimedTask): void {
+    // Shared queue: the task is this process's from its claim until it finishes.
+    if (this.execution === 'shared') this.pending++
+    this.executor.push(task, noop)
+  }
+
   private afterSubmit(group: NewTask[]): void {
+    // Committed to a queue that other processes run: the room held since add() is given back.
+    if (this.execution !== 'local') this.release(group.length)
     if (this.listenerCount('added') > 0) for (const task of group) this.emit('added', task)
     this.pump()
   }
 
   private unavailable(error: unknown): Error {
     if (error instanceof Error && (error as { statusCode?: number }).statusCode === 503) return this.retryLater(error)
-    this.logger.error({ err: error, backend: this.backend.kind }, 'the task backend could not store tasks')
+    this.logger.error({ err: error, backend: this.backend.kind }, 'the task backend is unavailable')
     return this.retryLater(new BackendUnavailableError(error instanceof Error ? error.message : String(error)))
   }
 
@@ -391,6 +422,8 @@ export class TaskRunner extends EventEmitter {
       await this.backend.fail(task.id, { error, now, retryAt })
       this.logger.warn({ ...fields, err: failure, delayMs }, 'task failed; will retry')
       this.emit('retried', { id: task.id, name: task.name, attempt: task.attempt, delayMs, error } satisfies TaskRetriedEvent)
+      // Shared queue: the retry is the queue's again, any worker may run it.
+      if (this.execution === 'shared') this.release(1)
       this.wakeUpAt(retryAt)
       return
     }
@@ -399,8 +432,15 @@ export class TaskRunner extends EventEmitter {
     this.taskDone(task.name, task.id, 'failed', task.attempt, durationMs)
   }
 
-  private taskDone(name: string, id: string, status: TaskFinishedEvent['status'], attempts: number, durationMs: number): void {
-    this.pending--
+  private taskDone(
+    name: string,
+    id: string,
+    status: TaskFinishedEvent['status'],
+    attempts: number,
+    durationMs: number,
+    counted = true,
+  ): void {
+    if (counted) this.pending--
     this.emit('finished', { id, name, status, attempts, durationMs } satisfies TaskFinishedEvent)
     this.checkIdle()
   }
@@ -425,6 +465,7 @@ export class TaskRunner extends EventEmitter {
     const drained = await this.waitForIdle(timeoutMs)
     this.closed = true
     if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
+    const cutOff = [...this.active.values()].map(({ task }) => ({ id: task.id, name: task.name, status: 'running' as const }))
     if (!drained) {
       const settling = [...this.active.keys()].map(
         (id) => new Promise<void>((resolve) => this.once(`settled:${id}`, resolve)),
@@ -432,9 +473,15 @@ export class TaskRunner extends EventEmitter {
       for (const { controller } of this.active.values()) controller.abort(new TaskShutdownError())
       await Promise.all(settling)
     }
-    const unfinished = drained ? [] : await this.backend.unfinished()
+    // Local: everything left in the backend is this process's. Shared or remote: only what it cut off.
+    const unfinished = drained ? [] : this.execution === 'local' ? await this.backend.unfinished() : cutOff
     if (unfinished.length > 0) {
-      if (this.backend.durable) {
+      if (this.execution !== 'local') {
+        this.logger.warn(
+          { count: unfinished.length, tasks: unfinished, backend: this.backend.kind },
+          'shutdown deadline passed; the tasks cut off go back to the shared queue and run again on a worker',
+        )
+      } else if (this.backend.durable) {
         this.logger.warn(
           { count: unfinished.length, backend: this.backend.kind },
           'shutdown deadline passed; unfinished tasks stay in the journal and run on the next start',

@@ -7,7 +7,7 @@ export interface HealthOptions {
 }
 
 const Ready = Type.Object({
-  status: Type.Union([Type.Literal('ready'), Type.Literal('closing'), Type.Literal('backlog_full')]),
+  status: Type.Union([Type.Literal('ready'), Type.Literal('closing'), Type.Literal('backlog_full'), Type.Literal('backend_unavailable')]),
   backend: Type.String(),
   pending: Type.Integer(),
   running: Type.Integer(),
@@ -31,14 +31,16 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
     '/ready',
     {
       schema: {
-        summary: 'Readiness: 503 while closing or while the task backlog is full',
+        summary: 'Readiness: 503 while closing, while the task store is unreachable, or while the task backlog is full',
         tags: ['operations'],
         response: { 200: Ready, 503: Ready },
       },
     },
     async (_request, reply) => {
       const stats = app.backgroundTasks.stats()
-      const status: 'ready' | 'closing' | 'backlog_full' = options.isClosing() || stats.closing ? 'closing' : stats.full ? 'backlog_full' : 'ready'
+      const healthy = (await app.backgroundTasks.backend.healthy?.()) ?? true
+      const status: 'ready' | 'closing' | 'backlog_full' | 'backend_unavailable' =
+        options.isClosing() || stats.closing ? 'closing' : !healthy ? 'backend_unavailable' : stats.full ? 'backlog_full' : 'ready'
       if (status !== 'ready') reply.code(503).header('retry-after', String(app.backgroundTasks.retryAfterSeconds))
       return {
         status,
