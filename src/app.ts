@@ -4,13 +4,15 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOpt
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { backgroundTasks, type TaskBackend } from './background/index.js'
 import type { Config } from './config.js'
+import { docs } from './docs.js'
 import { InternalError, MalformedQueryError, RouteNotFoundError, ServiceClosingError } from './errors.js'
 import { LogFile } from './log-file.js'
+import { metrics } from './metrics.js'
 import { malformedPart, parseQuerystring } from './querystring.js'
 import { healthRoutes } from './routes/health.js'
 import { sendMessageRoutes } from './routes/send-message.js'
 import { taskRoutes } from './routes/tasks.js'
-import { ErrorReply } from './schemas.js'
+import { ErrorReply, TaskView } from './schemas.js'
 import { createTaskBackend } from './task-backend.js'
 import { createLogMessageTask } from './tasks/log-message.js'
 
@@ -21,6 +23,13 @@ export interface BuildOptions {
   backend?: TaskBackend
   /** Runs before the routes are registered: tests add routes of their own here. */
   beforeRoutes?: (app: FastifyInstance) => void | Promise<void>
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Answered while the server drains on shutdown (/health, /ready, /metrics) instead of a 503. */
+    servedWhileClosing?: boolean
+  }
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}) {
@@ -42,9 +51,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   })
 
   app.addSchema(ErrorReply)
+  app.addSchema(TaskView)
 
   app.addHook('onRequest', (request, reply, done) => {
-    if (closing) {
+    if (closing && request.routeOptions.config.servedWhileClosing !== true) {
       reply.header('connection', 'close')
       return done(withRetryAfter(new ServiceClosingError(), config.RETRY_AFTER_SECONDS))
     }
@@ -93,6 +103,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     await logFile.close()
   })
 
+  // Docs first: swagger collects the routes added after it, /metrics included.
+  if (config.DOCS_ENABLED) await app.register(docs)
+  if (config.METRICS_ENABLED) await app.register(metrics)
   if (options.beforeRoutes !== undefined) await options.beforeRoutes(app)
   await app.register(sendMessageRoutes, { logMessage, messageMaxLength: config.MESSAGE_MAX_LENGTH })
   await app.register(taskRoutes)

@@ -2,11 +2,14 @@
  * The log file appender: one open file for the process, lines batched into one write
  * per event-loop turn (never a sync call on the request path), flushed and fsynced on close.
  *
- * If the file is moved or deleted (logrotate), it is reopened at the same path within a
- * second; after a failed write it is reopened before the next one. A line whose write
- * failed rejects its promise, so the task that wrote it fails and is retried.
+ * Each batch write also checks that the path still leads to the open file: if it was moved
+ * (logrotate) the next batch goes to the path; if it was deleted, or its directory replaced,
+ * the batch is written again at the path, so no line goes to a file nobody reads. An idle
+ * file is checked every second, to release a rotated one. After a failed write the path is
+ * reopened before the next one. A line whose write failed rejects
+ * its promise, so the task that wrote it fails and is retried.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync } from 'node:fs'
 import { fstat, stat, write } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 
@@ -38,6 +41,8 @@ const ROTATION_CHECK_MS = 1000
 export class LogFile {
   readonly path: string
   private fd: number | null
+  /** Device and inode of the open file: what the path must still lead to. */
+  private identity: { dev: number; ino: number } | null = null
   private next: Batch | null = null
   private writing: Promise<void> | null = null
   private closed = false
@@ -46,7 +51,7 @@ export class LogFile {
 
   private constructor(path: string, fd: number) {
     this.path = path
-    this.fd = fd
+    this.fd = this.opened(fd)
     this.rotationTimer = setInterval(() => this.checkRotation(), ROTATION_CHECK_MS)
     this.rotationTimer.unref()
   }
@@ -114,9 +119,17 @@ export class LogFile {
     try {
       const fd = this.ensureOpen()
       const buffer = Buffer.from(batch.lines.length === 1 ? (batch.lines[0] as string) : batch.lines.join(''), 'utf8')
-      let offset = 0
-      while (offset < buffer.length) {
-        offset += await writeAsync(fd, buffer, offset)
+      // Checked while the batch is written (no added latency): does the path still lead to
+      // the open file? If it was moved (logrotate) the lines are in the moved file and the
+      // next batch goes to the path; if it was deleted, or its directory removed or replaced,
+      // the lines went nowhere: they are written again at the path, or the batch fails with
+      // the path's error (ENOTDIR…) and its tasks are retried.
+      const pathCheck = this.pathLeadsToOpenFile()
+      await writeAll(fd, buffer)
+      if (!(await pathCheck)) {
+        const lost = await isDeleted(fd)
+        this.reopenLater()
+        if (lost) await writeAll(this.ensureOpen(), buffer)
       }
       batch.resolve()
     } catch (error) {
@@ -126,8 +139,24 @@ export class LogFile {
   }
 
   private ensureOpen(): number {
-    if (this.fd === null) this.fd = openForAppend(this.path)
+    if (this.fd === null) this.fd = this.opened(openForAppend(this.path))
     return this.fd
+  }
+
+  private opened(fd: number): number {
+    const { dev, ino } = fstatSync(fd)
+    this.identity = { dev, ino }
+    return fd
+  }
+
+  /** One stat per batch: false when the path is gone or now names another file. */
+  private pathLeadsToOpenFile(): Promise<boolean> {
+    const identity = this.identity
+    return new Promise((resolvePromise) => {
+      stat(this.path, (error, current) => {
+        resolvePromise(error === null && identity !== null && current.dev === identity.dev && current.ino === identity.ino)
+      })
+    })
   }
 
   /** Drop the descriptor: the next write reopens the path (and fails if it cannot). */
@@ -153,9 +182,31 @@ export class LogFile {
   }
 }
 
+/**
+ * Open for appending; create the directory only if it is missing. Creating it first would
+ * turn "the directory is now a regular file" into a misleading EEXIST from mkdir instead of
+ * the ENOTDIR that opening the path gives.
+ */
 function openForAppend(path: string): number {
-  mkdirSync(dirname(path), { recursive: true })
-  return openSync(path, 'a')
+  try {
+    return openSync(path, 'a')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    mkdirSync(dirname(path), { recursive: true })
+    return openSync(path, 'a')
+  }
+}
+
+async function writeAll(fd: number, buffer: Buffer): Promise<void> {
+  let offset = 0
+  while (offset < buffer.length) offset += await writeAsync(fd, buffer, offset)
+}
+
+/** True when the open file has no name left (deleted), or cannot be inspected. */
+function isDeleted(fd: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    fstat(fd, (error, stats) => resolvePromise(error !== null || stats.nlink === 0))
+  })
 }
 
 function writeAsync(fd: number, buffer: Buffer, offset: number): Promise<number> {

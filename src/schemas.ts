@@ -1,5 +1,16 @@
-/** Schemas shared by the routes: the error reply and the task view. */
-import { Type, type Static } from '@sinclair/typebox'
+/**
+ * Schemas shared by the routes: the error reply and the task view. Both are registered with
+ * `app.addSchema()` and used through `ref()`, so the OpenAPI spec lists them once, by name,
+ * under `components.schemas`.
+ */
+import { STATUS_CODES } from 'node:http'
+import { Type, type SchemaOptions, type Static, type TSchema } from '@sinclair/typebox'
+
+/** A `$ref` to a registered schema that keeps its static type (and may add a description). */
+export function ref<T extends TSchema & { $id?: string }>(schema: T, options?: SchemaOptions) {
+  if (schema.$id === undefined) throw new Error('ref() needs a schema with an $id')
+  return Type.Unsafe<Static<T>>(Type.Ref(schema.$id, options))
+}
 
 export const ErrorReply = Type.Object(
   {
@@ -33,3 +44,33 @@ export const TaskView = Type.Object(
   { $id: 'TaskView', title: 'Task', description: 'A task\'s status; never its arguments.' },
 )
 export type TaskView = Static<typeof TaskView>
+
+/**
+ * An error response: the shared ErrorReply schema, with this status's own example. The
+ * `content` form is how @fastify/swagger keeps an example next to a `$ref`.
+ */
+export function errorResponse(description: string, statusCode: number, code: string, message: string) {
+  return {
+    description,
+    content: {
+      'application/json': {
+        schema: ref(ErrorReply),
+        example: { statusCode, code, error: STATUS_CODES[statusCode], message },
+      },
+    },
+  }
+}
+
+/** Replies every route can give, from the app-wide onRequest hook (see app.ts). */
+export const MalformedQueryReply = errorResponse(
+  'A malformed percent-escape or invalid UTF-8 in the query string (`QUERY_MALFORMED`)',
+  400,
+  'QUERY_MALFORMED',
+  'querystring has a malformed percent-escape or invalid UTF-8 near %ZZ',
+)
+export const ClosingReply = errorResponse(
+  'The server is shutting down (`SERVICE_CLOSING`); see `Retry-After`',
+  503,
+  'SERVICE_CLOSING',
+  'The server is shutting down and takes no new requests; retry shortly',
+)

@@ -1,6 +1,9 @@
 /** Retry delays: exponential (or fixed) with an optional "full jitter" (AWS architecture blog). */
 import { InvalidOptionError } from './errors.js'
 
+/** The longest delay a Node.js timer takes; a longer one fires after 1 ms instead. */
+export const MAX_TIMER_MS = 2_147_483_647
+
 export interface BackoffPolicy {
   type: 'exponential' | 'fixed'
   /** Base delay: the first retry waits up to this long. */
@@ -26,8 +29,8 @@ export function validateBackoff(policy: BackoffPolicy, taskName: string): Backof
   }
   for (const key of ['delayMs', 'maxDelayMs'] as const) {
     const value = policy[key]
-    if (!Number.isFinite(value) || value < 0) {
-      throw new InvalidOptionError(`backoff.${key}`, `task "${taskName}": a number of milliseconds >= 0`)
+    if (!Number.isFinite(value) || value < 0 || value > MAX_TIMER_MS) {
+      throw new InvalidOptionError(`backoff.${key}`, `task "${taskName}": a number of milliseconds from 0 to ${MAX_TIMER_MS}`)
     }
   }
   return Object.freeze({ ...policy, jitter: policy.jitter !== false })

@@ -3,11 +3,11 @@
  * and a timeout. Named tasks can be stored (sqlite, BullMQ) because they are found by
  * name again after a restart or in a worker process.
  */
-import type { Static, TTuple, TSchema } from '@sinclair/typebox'
+import { KindGuard, type Static, type TTuple, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { FastifyBaseLogger } from 'fastify'
 import { InvalidOptionError } from './errors.js'
-import { type BackoffPolicy, validateBackoff } from './backoff.js'
+import { type BackoffPolicy, MAX_TIMER_MS, validateBackoff } from './backoff.js'
 
 export interface TaskContext {
   /** Aborted on timeout, cancellation (`DELETE /tasks/:id`) or when the shutdown deadline passes. */
@@ -60,12 +60,16 @@ export function defineTask<A extends TTuple<TSchema[]>>(options: TaskOptions<A>)
     throw new InvalidOptionError('name', 'a task name is 1 to 100 letters, digits, "_", ".", ":" or "-"')
   }
   if (typeof run !== 'function') throw new InvalidOptionError('run', `task "${name}" needs a run function`)
+  if (!KindGuard.IsTuple(args)) {
+    throw new InvalidOptionError('args', `task "${name}": a TypeBox tuple of the arguments, such as Type.Tuple([Type.String()])`)
+  }
   const retries = options.retries ?? 0
   if (!Number.isInteger(retries) || retries < 0) {
     throw new InvalidOptionError('retries', `task "${name}": retries must be an integer >= 0`)
   }
-  if (options.timeoutMs !== undefined && !(Number.isInteger(options.timeoutMs) && options.timeoutMs > 0)) {
-    throw new InvalidOptionError('timeoutMs', `task "${name}": timeoutMs must be a positive integer`)
+  const { timeoutMs } = options
+  if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
+    throw new InvalidOptionError('timeoutMs', `task "${name}": timeoutMs must be an integer from 1 to ${MAX_TIMER_MS}`)
   }
   const backoff = validateBackoff({ ...DEFAULT_BACKOFF, ...options.backoff }, name)
   return Object.freeze({

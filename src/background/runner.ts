@@ -31,6 +31,7 @@ import {
   type TaskExecution,
   type TaskRecord,
   type TaskStatus,
+  isFinished,
   isPromise,
 } from './backends/types.js'
 
@@ -111,12 +112,16 @@ export class TaskRunner extends EventEmitter {
   private readonly active = new Map<string, ActiveTask>()
   private pending = 0
   private pumping = false
-  private wakeTimer: NodeJS.Timeout | undefined
-  private wakeAt = Infinity
+  /** pump() was called while an asynchronous claim was in flight: pump again after it. */
+  private pumpAgain = false
+  /** One timer per scheduled wake-up (retries): none is lost when several are pending. */
+  private readonly wakeTimers = new Set<NodeJS.Timeout>()
   private closing = false
   private closed = false
   private closePromise: Promise<ShutdownReport> | undefined
   private idleWaiter: (() => void) | undefined
+  /** Running tasks that the shutdown deadline aborted, for the report. */
+  private readonly abortedByShutdown: ShutdownReport['unfinished'] = []
 
   constructor(options: RunnerOptions) {
     super()
@@ -164,8 +169,11 @@ export class TaskRunner extends EventEmitter {
         const where = first === undefined ? '' : `${first.path || '/'} `
         throw new InvalidTaskArgsError(target.name, `${where}${first?.message ?? 'does not match the schema'}`)
       }
-      if (this.backend.durable && this.registry.get(target.name) !== target) {
-        throw new UnregisteredTaskError(target.name)
+      if (this.registry.get(target.name) !== target) {
+        // A stored task must be findable by name after a restart: durable backends need it
+        // registered up front. In memory the definition is simply remembered on first use.
+        if (this.backend.durable) throw new UnregisteredTaskError(target.name)
+        this.register(target)
       }
       return {
         id: randomUUID(),
@@ -249,7 +257,11 @@ export class TaskRunner extends EventEmitter {
     active.controller.abort(new TaskCancelledError())
     await settled
     const record = await this.backend.get(id)
-    return record === undefined ? { outcome: 'not_found' } : { outcome: 'cancelled', record }
+    if (record === undefined) return { outcome: 'not_found' }
+    if (record.status === 'cancelled') return { outcome: 'cancelled', record }
+    // The attempt ended on its own before the abort landed: too late if it finished,
+    // and if it is to be retried, cancel that.
+    return isFinished(record.status) ? { outcome: 'finished', record } : this.cancel(id)
   }
 
   stats(): RunnerStats {
@@ -274,10 +286,15 @@ export class TaskRunner extends EventEmitter {
 
   /** Start as many claimed tasks as there are free slots. */
   pump(): void {
-    if (this.pumping || this.closed || this.execution === 'remote') return
+    if (this.closed || this.execution === 'remote') return
     // A closing worker leaves the shared queue to the others and only finishes what it runs.
     if (this.closing && this.execution === 'shared') return
+    if (this.pumping) {
+      this.pumpAgain = true
+      return
+    }
     this.pumping = true
+    this.pumpAgain = false
     try {
       while (this.executor.running() < this.concurrency) {
         const claimed = this.backend.claim(this.now())
@@ -285,9 +302,9 @@ export class TaskRunner extends EventEmitter {
           claimed.then(
             (task) => {
               this.pumping = false
-              if (task === undefined) return
-              this.startClaimed(task)
-              this.pump()
+              if (task !== undefined) this.startClaimed(task)
+              // A task added while the claim was in flight may have found nothing to claim.
+              if (task !== undefined || this.pumpAgain) this.pump()
             },
             (error: unknown) => {
               this.pumping = false
@@ -334,10 +351,15 @@ export class TaskRunner extends EventEmitter {
 
   private worker(task: ClaimedTask, done: (error: Error | null) => void): void {
     this.execute(task).then(
-      () => done(null),
+      () => {
+        done(null)
+        // Only now is the slot free in fastq's count: fill it.
+        this.pump()
+      },
       (error: unknown) => {
         this.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
         done(null)
+        this.pump()
       },
     )
   }
@@ -359,7 +381,6 @@ export class TaskRunner extends EventEmitter {
       failure = controller.signal.aborted ? controller.signal.reason : error
     } finally {
       clearTimeout(timer)
-      this.active.delete(task.id)
     }
     const now = this.now()
     const durationMs = now - startedAt
@@ -371,8 +392,9 @@ export class TaskRunner extends EventEmitter {
         await this.handleFailure(task, definition, failure, now, durationMs)
       }
     } finally {
+      // Still `active` until recorded: a cancel arriving meanwhile waits for the outcome.
+      this.active.delete(task.id)
       this.emit(`settled:${task.id}`)
-      this.pump()
     }
   }
 
@@ -406,6 +428,7 @@ export class TaskRunner extends EventEmitter {
     if (failure instanceof TaskShutdownError) {
       // Past the shutdown deadline: a durable journal keeps the task `running`, and the next
       // start runs it again; in memory it is reported by close() as abandoned.
+      this.abortedByShutdown.push({ id: task.id, name: task.name, status: 'running' })
       if (!this.backend.durable) await this.backend.fail(task.id, { error, now })
       this.logger.warn(fields, 'task aborted by the shutdown deadline')
       return
@@ -445,15 +468,19 @@ export class TaskRunner extends EventEmitter {
     this.checkIdle()
   }
 
+  /**
+   * Pump at `at`. A timer can fire a little before the clock reads `at` (timers run on the
+   * event loop's cached monotonic time, `now` is the wall clock): then it waits again, since a
+   * claim made too early would not find the task and nothing else would wake the runner.
+   */
   private wakeUpAt(at: number): void {
-    if (this.closed || at >= this.wakeAt) return
-    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
-    this.wakeAt = at
-    this.wakeTimer = setTimeout(() => {
-      this.wakeTimer = undefined
-      this.wakeAt = Infinity
-      this.pump()
+    if (this.closed) return
+    const timer = setTimeout(() => {
+      this.wakeTimers.delete(timer)
+      if (this.now() < at) this.wakeUpAt(at)
+      else this.pump()
     }, Math.max(0, at - this.now()))
+    this.wakeTimers.add(timer)
   }
 
   private checkIdle(): void {
@@ -464,17 +491,22 @@ export class TaskRunner extends EventEmitter {
     this.closing = true
     const drained = await this.waitForIdle(timeoutMs)
     this.closed = true
-    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
-    const cutOff = [...this.active.values()].map(({ task }) => ({ id: task.id, name: task.name, status: 'running' as const }))
+    for (const timer of this.wakeTimers) clearTimeout(timer)
+    this.wakeTimers.clear()
+    let unfinished: ShutdownReport['unfinished'] = []
     if (!drained) {
+      // The running tasks are abandoned too: handleFailure lists them, since the memory
+      // backend records them as failed and would no longer report them as unfinished.
       const settling = [...this.active.keys()].map(
         (id) => new Promise<void>((resolve) => this.once(`settled:${id}`, resolve)),
       )
       for (const { controller } of this.active.values()) controller.abort(new TaskShutdownError())
       await Promise.all(settling)
+      const abortedIds = new Set(this.abortedByShutdown.map(({ id }) => id))
+      // Local: everything left in the backend is this process's. Shared or remote: only what it cut off.
+      const left = this.execution === 'local' ? (await this.backend.unfinished()).filter(({ id }) => !abortedIds.has(id)) : []
+      unfinished = [...this.abortedByShutdown, ...left]
     }
-    // Local: everything left in the backend is this process's. Shared or remote: only what it cut off.
-    const unfinished = drained ? [] : this.execution === 'local' ? await this.backend.unfinished() : cutOff
     if (unfinished.length > 0) {
       if (this.execution !== 'local') {
         this.logger.warn(

@@ -1,27 +1,62 @@
 /** GET /health (the process is alive) and GET /ready (it can take work). */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { BackendReadiness, TaskBackend } from '../background/index.js'
+import { MalformedQueryReply } from '../schemas.js'
 
 export interface HealthOptions {
   isClosing: () => boolean
+  /** How long /ready waits for the backend's own check before calling it unreachable. Default 2000. */
+  backendCheckTimeoutMs?: number
 }
 
-const Ready = Type.Object({
-  status: Type.Union([Type.Literal('ready'), Type.Literal('closing'), Type.Literal('backlog_full'), Type.Literal('backend_unavailable')]),
-  backend: Type.String(),
-  pending: Type.Integer(),
-  running: Type.Integer(),
-  maxPending: Type.Integer(),
-})
+const READY_STATUSES = ['ready', 'closing', 'backend_unavailable', 'backlog_full'] as const
+type ReadyStatus = (typeof READY_STATUSES)[number]
+
+const Ready = Type.Object(
+  {
+    status: Type.Union(READY_STATUSES.map((s) => Type.Literal(s)), {
+      description: '`ready`, or why not: `closing` (shutting down), `backend_unavailable` (the task store cannot be reached), `backlog_full` (`TASK_MAX_PENDING` reached)',
+    }),
+    reason: Type.Optional(Type.String({ description: 'Details when not ready', examples: ['connect ECONNREFUSED 127.0.0.1:6379'] })),
+    backend: Type.String({ description: 'The task backend (`TASK_BACKEND`)', examples: ['memory'] }),
+    pending: Type.Integer({ description: 'Tasks queued, retrying or running in this process' }),
+    running: Type.Integer({ description: 'Tasks running in this process' }),
+    maxPending: Type.Integer({ description: 'The bound on pending tasks (`TASK_MAX_PENDING`)' }),
+  },
+  { title: 'Readiness' },
+)
+
+const whileClosing = { servedWhileClosing: true }
+
+/** The backend's own check, bounded in time; a throw or no answer counts as unreachable. */
+async function checkBackend(backend: TaskBackend, timeoutMs: number): Promise<BackendReadiness> {
+  if (backend.ready === undefined) return { ok: true }
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<BackendReadiness>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, reason: `the ${backend.kind} backend did not answer within ${timeoutMs} ms` }), timeoutMs)
+  })
+  try {
+    return await Promise.race([Promise.resolve().then(() => backend.ready!()), timeout])
+  } catch (error) {
+    return { ok: false, reason: error instanceof Error ? error.message : String(error) }
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app, options) => {
+  const backendCheckTimeoutMs = options.backendCheckTimeoutMs ?? 2000
+
   app.get(
     '/health',
     {
+      config: whileClosing,
       schema: {
         summary: 'Liveness: the process is up',
+        description: 'Always `200` while the process can answer HTTP at all, also while it drains on shutdown. Use `/ready` to decide whether to send it traffic.',
         tags: ['operations'],
-        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'The process is alive' }), 400: MalformedQueryReply },
       },
     },
     async () => ({ status: 'ok' }) as const,
@@ -30,25 +65,52 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
   app.get(
     '/ready',
     {
+      config: whileClosing,
       schema: {
-        summary: 'Readiness: 503 while closing, while the task store is unreachable, or while the task backlog is full',
+        summary: 'Readiness: can it take work now?',
+        description: [
+          '`200` when new requests can be accepted. `503` (with `Retry-After`) and a `status` that says why when:',
+          '',
+          '- `closing`: the server is shutting down and draining its tasks;',
+          '- `backend_unavailable`: a durable task store (sqlite, Redis) cannot be reached, or did not answer within 2 s (`reason` has the error);',
+          '- `backlog_full`: `TASK_MAX_PENDING` tasks are queued or running, so `POST /send-message` would get `503`.',
+        ].join('\n'),
         tags: ['operations'],
-        response: { 200: Ready, 503: Ready },
+        response: {
+          200: {
+            ...Ready,
+            description: 'Ready: `status` is `ready`',
+            examples: [{ status: 'ready', backend: 'memory', pending: 3, running: 3, maxPending: 10_000 }],
+          },
+          503: {
+            ...Ready,
+            description: 'Not ready: `status` says why; see `Retry-After`',
+            examples: [{ status: 'backlog_full', reason: '10000 of 10000 tasks pending', backend: 'memory', pending: 10_000, running: 16, maxPending: 10_000 }],
+          },
+          400: MalformedQueryReply,
+        },
       },
     },
     async (_request, reply) => {
-      const stats = app.backgroundTasks.stats()
-      const healthy = (await app.backgroundTasks.backend.healthy?.()) ?? true
-      const status: 'ready' | 'closing' | 'backlog_full' | 'backend_unavailable' =
-        options.isClosing() || stats.closing ? 'closing' : !healthy ? 'backend_unavailable' : stats.full ? 'backlog_full' : 'ready'
-      if (status !== 'ready') reply.code(503).header('retry-after', String(app.backgroundTasks.retryAfterSeconds))
-      return {
-        status,
-        backend: app.backgroundTasks.backend.kind,
-        pending: stats.pending,
-        running: stats.running,
-        maxPending: stats.maxPending,
+      const runner = app.backgroundTasks
+      let status: ReadyStatus = 'ready'
+      let reason: string | undefined
+      if (options.isClosing() || runner.stats().closing) {
+        status = 'closing'
+      } else {
+        const backend = await checkBackend(runner.backend, backendCheckTimeoutMs)
+        const stats = runner.stats()
+        if (!backend.ok) {
+          status = 'backend_unavailable'
+          reason = backend.reason ?? 'the task backend reports it is not ready'
+        } else if (stats.full) {
+          status = 'backlog_full'
+          reason = `${stats.pending} of ${stats.maxPending} tasks pending`
+        }
       }
+      if (status !== 'ready') reply.code(503).header('retry-after', String(runner.retryAfterSeconds))
+      const stats = runner.stats()
+      return { status, reason, backend: runner.backend.kind, pending: stats.pending, running: stats.running, maxPending: stats.maxPending }
     },
   )
 }

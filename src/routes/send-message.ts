@@ -6,7 +6,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { BodyNotAllowedError, MethodNotAllowedError, QueryParamRepeatedError } from '../errors.js'
-import { ErrorReply } from '../schemas.js'
+import { errorResponse } from '../schemas.js'
 import type { LogMessageTask } from '../tasks/log-message.js'
 
 export const RECEIVED = 'Message received. It will be logged soon.'
@@ -46,8 +46,13 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
           '',
           'for example `2026-11-25T11:34:58.994Z: Hello`. Control characters in the message (CR, LF, tab,',
           'other C0/C1, U+2028/U+2029) are escaped (`\\n`, `\\r`, `\\t`, `\\u0085`…) so one message is one line.',
-          'The task is retried with exponential backoff if the write fails. Its id is in the `Task-Id`',
-          'response header; `GET /tasks/{id}` reports its status. `/send-message/` (trailing slash) works too.',
+          '',
+          'The client never waits for the task. If the write fails, the task is retried with exponential',
+          'backoff. Its id is in the `Task-Id` response header, and `GET /tasks/{id}` reports its status.',
+          'With a durable backend (`TASK_BACKEND=sqlite` or `bullmq`) the task is stored before the `200` is sent.',
+          '',
+          '`/send-message/` (trailing slash) works too. Other methods on this path get `405`',
+          '(`METHOD_NOT_ALLOWED`, with `Allow: POST`).',
         ].join('\n'),
         tags: ['messages'],
         querystring: Type.Object(
@@ -69,8 +74,18 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
               headers: { 'task-id': { type: 'string', description: 'The id of the background task' } },
             },
           ),
-          400: { ...ErrorReply, description: 'Missing, empty, repeated, over-long or malformed message, or a body was sent' },
-          503: { ...ErrorReply, description: 'The task backlog is full or the server is shutting down; see Retry-After' },
+          400: errorResponse(
+            'Missing, empty, repeated (`QUERY_PARAM_REPEATED`), over-long or malformed (`QUERY_MALFORMED`) message, or a body was sent (`BODY_NOT_ALLOWED`)',
+            400,
+            'FST_ERR_VALIDATION',
+            `querystring/message must NOT have more than ${messageMaxLength} characters`,
+          ),
+          503: errorResponse(
+            'The task backlog is full (`TASKS_BACKLOG_FULL`), the task store is unreachable (`TASKS_BACKEND_UNAVAILABLE`), or the server is shutting down (`SERVICE_CLOSING`); see `Retry-After`. Nothing was accepted.',
+            503,
+            'TASKS_BACKLOG_FULL',
+            'The background task backlog is full (10000 tasks pending); retry later',
+          ),
         },
       },
       onRequest: (request, _reply, done) => {
@@ -91,6 +106,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
   app.route({
     method: ['GET', 'PUT', 'PATCH', 'DELETE'],
     url: PATH,
+    schema: { hide: true },
     handler: async (request, reply) => {
       reply.header('allow', 'POST')
       throw new MethodNotAllowedError(request.method, PATH, 'POST')

@@ -3,11 +3,24 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { TaskRecord } from '../background/index.js'
 import { taskErrors } from '../errors.js'
-import { ErrorReply, TaskView } from '../schemas.js'
+import { ClosingReply, TaskView, errorResponse, ref } from '../schemas.js'
 
 const Params = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 128, description: 'A task id from the Task-Id header', examples: ['3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e'] }),
 })
+
+const BadId = errorResponse(
+  'An id longer than 128 characters (`FST_ERR_VALIDATION`), or a malformed query string (`QUERY_MALFORMED`)',
+  400,
+  'FST_ERR_VALIDATION',
+  'params/id must NOT have more than 128 characters',
+)
+const NotFound = errorResponse(
+  'Unknown task id, or finished long enough ago to be pruned (`TASK_NOT_FOUND`)',
+  404,
+  'TASK_NOT_FOUND',
+  'No task with id "3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e" (unknown, or finished long enough ago to be pruned)',
+)
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
 
@@ -36,7 +49,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'Status (`queued | running | retrying | succeeded | failed | cancelled`), attempts, timestamps and the last error. Never the task\'s arguments. Finished tasks are kept for a bounded time and count (`TASK_RETENTION_MS`, `TASK_RETENTION_COUNT`).',
         tags: ['tasks'],
         params: Params,
-        response: { 200: TaskView, 404: { ...ErrorReply, description: 'Unknown task id (or pruned)' } },
+        response: { 200: ref(TaskView, { description: 'The task' }), 400: BadId, 404: NotFound, 503: ClosingReply },
       },
     },
     async (request) => {
@@ -55,9 +68,16 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['tasks'],
         params: Params,
         response: {
-          200: TaskView,
-          404: { ...ErrorReply, description: 'Unknown task id (or pruned)' },
-          409: { ...ErrorReply, description: 'The task has already finished' },
+          200: ref(TaskView, { description: 'Cancelled: the task as it is now (status `cancelled`)' }),
+          400: BadId,
+          404: NotFound,
+          409: errorResponse(
+            'The task has already finished (`TASK_ALREADY_FINISHED`)',
+            409,
+            'TASK_ALREADY_FINISHED',
+            'Task "3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e" has already finished with status "succeeded" and cannot be cancelled',
+          ),
+          503: ClosingReply,
         },
       },
     },

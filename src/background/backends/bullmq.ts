@@ -28,6 +28,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { BackendUnavailableError } from '../errors.js'
 import type {
   BackendHooks,
+  BackendReadiness,
   CancelOutcome,
   ClaimedTask,
   FailOptions,
@@ -212,8 +213,10 @@ export class BullMQBackend implements TaskBackend {
     return 0
   }
 
-  healthy(): boolean {
-    return this.redis.status === 'ready'
+  /** For `GET /ready`: the producer connection's state (no round trip: it changes as soon as the socket drops). */
+  ready(): BackendReadiness {
+    if (this.redis.status === 'ready') return { ok: true }
+    return { ok: false, reason: `Redis at ${redactedUrl(this.options.url)} is not reachable (connection ${this.redis.status})` }
   }
 
   async enqueue(group: NewTask[]): Promise<void> {
@@ -281,6 +284,8 @@ export class BullMQBackend implements TaskBackend {
       if (job === undefined) return { outcome: 'not_found' }
       const state = await job.getState()
       if (FINISHED.has(state)) return { outcome: 'finished', record: toRecord(job, state) }
+      // Already cancelled, and no worker will run it: as good as finished.
+      if (job.data.cancelledAt !== undefined && state !== 'active') return { outcome: 'finished', record: toRecord(job, state) }
       if (job.data.cancelledAt === undefined) await job.updateData({ ...job.data, cancelledAt: now })
       // From here on no worker starts it; it may have started before the mark, though.
       const after = await this.queue.getJobState(id)
@@ -458,6 +463,16 @@ export class BullMQBackend implements TaskBackend {
   }
 }
 
+
+function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password !== '') parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    return 'REDIS_URL'
+  }
+}
 
 function dataOf(task: NewTask): JobData {
   return task.requestId === undefined ? { args: task.args } : { args: task.args, requestId: task.requestId }

@@ -33,7 +33,7 @@ export class MemoryBackend implements TaskBackend {
   readonly kind = 'memory'
   readonly durable = false
   private readonly entries = new Map<string, Entry>()
-  private readonly ready = new Fifo<Entry>()
+  private readonly readyQueue = new Fifo<Entry>()
   private readonly delayed = new Set<Entry>()
   private nextDelayedAt = Infinity
   private readonly finished = new Fifo<Entry>()
@@ -73,7 +73,7 @@ export class MemoryBackend implements TaskBackend {
   claim(now: number): ClaimedTask | undefined {
     if (now >= this.nextDelayedAt) this.promoteDelayed(now)
     for (;;) {
-      const entry = this.ready.shift()
+      const entry = this.readyQueue.shift()
       if (entry === undefined) return undefined
       entry.inReady = false
       if (entry.status === 'cancelled') {
@@ -157,7 +157,7 @@ export class MemoryBackend implements TaskBackend {
 
   private pushReady(entry: Entry): void {
     entry.inReady = true
-    this.ready.push(entry)
+    this.readyQueue.push(entry)
   }
 
   private promoteDelayed(now: number): void {

@@ -103,6 +103,12 @@ export interface BackendHooks {
   logger: FastifyBaseLogger
 }
 
+/** What `TaskBackend.ready()` answers: `reason` says why not, e.g. `Redis: connect ECONNREFUSED`. */
+export interface BackendReadiness {
+  ok: boolean
+  reason?: string
+}
+
 export interface TaskBackend {
   /** `memory`, `sqlite`, `bullmq`: shown in logs and /ready. */
   readonly kind: string
@@ -130,8 +136,11 @@ export interface TaskBackend {
   recover?(now: number): MaybePromise<number>
   /** Called once by the runner's `start()`, before `recover`. */
   attach?(hooks: BackendHooks): void
-  /** False while the store cannot be reached (`/ready` reports it). Absent: always healthy. */
-  healthy?(): MaybePromise<boolean>
+  /**
+   * Optional, for `GET /ready`: can the backend take tasks now (the database or Redis is
+   * reachable)? Should answer within a second or two; a throw counts as not ready.
+   */
+  ready?(): MaybePromise<BackendReadiness>
   /** Safe to call twice. */
   close(): MaybePromise<void>
 }

@@ -1,0 +1,57 @@
+/** Pure parts: the line format, the configuration loader, the backoff curve. */
+import { describe, expect, it } from 'vitest'
+import { escapeControlCharacters, formatLogLine } from '../src/log-line.js'
+import { ConfigError, loadConfig } from '../src/config.js'
+
+describe('log line', () => {
+  it('formats `<ISO timestamp>: <message>\\n`', () => {
+    expect(formatLogLine('Hello', new Date('2026-11-25T11:34:58.994Z'))).toBe('2026-11-25T11:34:58.994Z: Hello\n')
+  })
+
+  it('escapes every C0/C1 control, DEL and U+2028/2029, nothing else', () => {
+    for (let code = 0; code < 0xa0; code++) {
+      const char = String.fromCharCode(code)
+      const escaped = escapeControlCharacters(char)
+      if (code < 0x20 || (code >= 0x7f && code < 0xa0)) {
+        expect(escaped).toMatch(/^\\(n|r|t|u00[0-9a-f]{2})$/)
+      } else {
+        expect(escaped).toBe(char)
+      }
+    }
+    expect(escapeControlCharacters('\u2028\u2029')).toBe('\\u2028\\u2029')
+    expect(escapeControlCharacters('a\\nb')).toBe('a\\nb')
+    expect(escapeControlCharacters('👋 日本 שלום')).toBe('👋 日本 שלום')
+  })
+})
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    expect(loadConfig({})).toMatchObject({
+      HOST: '127.0.0.1',
+      PORT: 8000,
+      LOG_FILE: 'logs/log.txt',
+      LOG_LEVEL: 'info',
+      MESSAGE_MAX_LENGTH: 4096,
+      SHUTDOWN_TIMEOUT_MS: 10_000,
+      TASK_BACKEND: 'memory',
+      DOCS_ENABLED: true,
+    })
+  })
+
+  it('parses numbers and flags', () => {
+    expect(loadConfig({ PORT: '0', DOCS_ENABLED: 'false', METRICS_ENABLED: 'off' })).toMatchObject({ PORT: 0, DOCS_ENABLED: false, METRICS_ENABLED: false })
+  })
+
+  it.each([
+    ['PORT', '80x', 'PORT must be an integer from 0 to 65535, got "80x"'],
+    ['PORT', '70000', 'PORT must be an integer from 0 to 65535, got "70000"'],
+    ['MESSAGE_MAX_LENGTH', '0', 'MESSAGE_MAX_LENGTH must be an integer from 1 to 1000000, got "0"'],
+    ['LOG_LEVEL', 'loud', 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
+    ['TASK_BACKEND', 'kafka', 'TASK_BACKEND must be one of memory, sqlite, bullmq, got "kafka"'],
+    ['DOCS_ENABLED', 'maybe', 'DOCS_ENABLED must be true or false, got "maybe"'],
+    ['SHUTDOWN_TIMEOUT_MS', '1.5', 'SHUTDOWN_TIMEOUT_MS must be an integer from 0 to 3600000, got "1.5"'],
+  ])('refuses %s=%s, naming the variable', (name, value, message) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError)
+    expect(() => loadConfig({ [name]: value })).toThrow(`Invalid configuration: ${message}`)
+  })
+})
