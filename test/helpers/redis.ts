@@ -60,7 +60,8 @@ export function describeWithRedis(name: string, body: () => void, options: { nee
   describe.skip(name, body)
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port nobody listens on right now. */
+export async function freePort(): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')

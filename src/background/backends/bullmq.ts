@@ -120,7 +120,8 @@ export class BullMQBackend implements TaskBackend {
   private closing = false
   private closePromise: Promise<void> | undefined
   private lastErrorLogAt = 0
-  private wasReady = false
+  private connected = false
+  private connectedOnce = false
 
   constructor(options: BullMQBackendOptions) {
     this.options = {
@@ -144,11 +145,14 @@ export class BullMQBackend implements TaskBackend {
     })
     this.redis.on('error', (error) => this.connectionError(error))
     this.redis.on('ready', () => {
-      if (this.wasReady) this.logger?.info({ backend: this.kind }, 'Redis is reachable again')
-      this.wasReady = true
+      if (this.connectedOnce && !this.connected) this.logger?.info({ backend: this.kind }, 'Redis is reachable again')
+      this.connected = this.connectedOnce = true
     })
     this.redis.on('close', () => {
-      if (this.wasReady && !this.closing) this.logger?.warn({ backend: this.kind }, 'lost the connection to Redis; requests get 503 until it is back')
+      if (!this.connected || this.closing) return
+      this.connected = false
+      const meaning = options.role === 'producer' ? 'requests get 503 until it is back' : 'tasks wait until it is back'
+      this.logger?.warn({ backend: this.kind }, `lost the connection to Redis; ${meaning}`)
     })
     this.queue = new Queue<JobData>(this.queueName, { connection: this.redis })
     this.flows = new FlowProducer({ connection: this.redis })
