@@ -5,9 +5,10 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
+import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
-import { TaskRunner, defineTask, errors } from '../src/background/index.js'
+import { type AnyTaskDefinition, TaskRunner, defineTask, errors } from '../src/background/index.js'
 import { BullMQBackend } from '../src/background/backends/bullmq.js'
 import { describeBackendConformance } from './backend-conformance.js'
 import { describeWithRedis, startRedis, type RedisServer } from './helpers/redis.js'
@@ -30,10 +31,26 @@ describeWithRedis('bullmq backend', () => {
     await redis?.stop()
   })
 
-  async function backend(role: 'producer' | 'worker', queueName: string): Promise<BullMQBackend> {
-    const created = new BullMQBackend({ role, url: redis.url, queueName, retention })
+  async function backend(role: 'producer' | 'worker', queueName: string, options: Partial<ConstructorParameters<typeof BullMQBackend>[0]> = {}): Promise<BullMQBackend> {
+    const created = new BullMQBackend({ role, url: redis.url, queueName, retention, ...options })
     await created.waitUntilReady()
     return created
+  }
+
+  async function workerRunner(queueName: string, tasks: AnyTaskDefinition[]): Promise<TaskRunner> {
+    const runner = new TaskRunner({ backend: await backend('worker', queueName), concurrency: 4, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 5000, logger: silent, tasks })
+    opened.push({ close: () => runner.close(2000) })
+    await runner.start()
+    return runner
+  }
+
+  /** Submit through a web-side runner, as a request would; resolves with the task ids once committed. */
+  async function submit(producer: BullMQBackend, task: AnyTaskDefinition, args: unknown[][]): Promise<string[]> {
+    const web = new TaskRunner({ backend: producer, concurrency: 1, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    const group = args.map((a) => web.prepare(task, a as never, 'req-test'))
+    web.reserve(group.length)
+    await web.submit(group)
+    return group.map((t) => t.id)
   }
 
   describeBackendConformance('bullmq', async () => {
@@ -128,5 +145,115 @@ describeWithRedis('bullmq backend', () => {
     await waitFor(async () => (await producer.get(group[3]!.id))?.status === 'succeeded', { timeoutMs: 5_000, what: 'the last task' }).catch(async (e) => { console.log(ran, await Promise.all(group.map((t) => producer.get(t.id)))); throw e })
     expect(ran).toEqual(['a', 'b', 'c', 'd'])
     expect((await producer.get(group[1]!.id))?.status).toBe('failed')
+  })
+
+  it('a failed attempt is retried by BullMQ at the time the runner drew, on any worker; the web process sees retrying, then succeeded', async () => {
+    const queueName = `retry-${randomUUID()}`
+    let calls = 0
+    const flaky = defineTask({
+      name: 'flaky',
+      args: Type.Tuple([]),
+      retries: 2,
+      backoff: { type: 'fixed', delayMs: 400, jitter: false },
+      run: () => {
+        calls++
+        if (calls === 1) throw new Error('first attempt fails')
+      },
+    })
+    await workerRunner(queueName, [flaky])
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    const [id] = await submit(producer, flaky, [[]])
+    const retrying = await waitFor(async () => {
+      const record = await producer.get(id!)
+      return record?.status === 'retrying' ? record : undefined
+    }, { what: 'the retry to be scheduled' })
+    expect(retrying).toMatchObject({ attempts: 1, maxAttempts: 3, lastError: 'first attempt fails' })
+    expect(retrying.runAt).toBeGreaterThan(retrying.startedAt!)
+    const done = await waitFor(async () => {
+      const record = await producer.get(id!)
+      return record?.status === 'succeeded' ? record : undefined
+    }, { what: 'the second attempt' })
+    expect(done.attempts).toBe(2)
+    expect(done.finishedAt).toBeGreaterThanOrEqual(retrying.runAt!)
+  })
+
+  it('a worker closing past its deadline hands the task it cut off back to the queue, and another worker runs it', async () => {
+    const queueName = `handback-${randomUUID()}`
+    const attempts: number[] = []
+    const stubborn = defineTask({
+      name: 'stubborn',
+      args: Type.Tuple([]),
+      timeoutMs: 60_000,
+      run: (_args, { attempt }) => {
+        attempts.push(attempt)
+        // The first attempt never ends on its own; the second does.
+        return attempt === 1 ? new Promise(() => {}) : undefined
+      },
+    })
+    const first = new TaskRunner({ backend: await backend('worker', queueName), concurrency: 1, maxPending: 10, retryAfterSeconds: 1, defaultTimeoutMs: 60_000, logger: silent, tasks: [stubborn] })
+    await first.start()
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    const [id] = await submit(producer, stubborn, [[]])
+    await waitFor(() => attempts.length === 1, { what: 'the first attempt' })
+    const report = await first.close(200)
+    expect(report).toMatchObject({ drained: false, unfinished: [{ id, status: 'running' }] })
+    // Back in the queue at once, not after the lock expires.
+    expect((await producer.get(id!))?.status).toBe('queued')
+    await workerRunner(queueName, [stubborn])
+    await waitFor(async () => (await producer.get(id!))?.status === 'succeeded', { what: 'another worker to run it' })
+    expect(attempts).toEqual([1, 2])
+  })
+
+  it('a cancel waits a bounded time for a worker that does not answer, and reports the task still running', async () => {
+    const queueName = `unanswered-${randomUUID()}`
+    const task = defineTask({ name: 'held', args: Type.Tuple([]), run: () => {} })
+    // A worker that claims the job and then never answers (no runner, so no control listener).
+    const silentWorker = await backend('worker', queueName)
+    opened.push(silentWorker)
+    const producer = await backend('producer', queueName, { cancelWaitMs: 300 })
+    opened.push(producer)
+    const [id] = await submit(producer, task, [[]])
+    expect((await silentWorker.claim())?.id).toBe(id)
+    const started = Date.now()
+    expect(await producer.cancel(id!, Date.now())).toMatchObject({ outcome: 'running', record: { status: 'running' } })
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300)
+  })
+
+  it('Redis out of memory (noeviction): the web process refuses the tasks with a 503 error, and takes them again once there is room', async () => {
+    const queueName = `oom-${randomUUID()}`
+    const task = defineTask({ name: 'oom', args: Type.Tuple([]), run: () => {} })
+    const admin = new Redis(redis.url)
+    opened.push({ close: () => admin.quit() })
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    await admin.config('SET', 'maxmemory-policy', 'noeviction')
+    await admin.config('SET', 'maxmemory', '1')
+    try {
+      await expect(submit(producer, task, [[]])).rejects.toMatchObject({ statusCode: 503, code: 'TASKS_BACKEND_UNAVAILABLE', headers: { 'retry-after': '1' } })
+    } finally {
+      await admin.config('SET', 'maxmemory', '0')
+    }
+    const [id] = await submit(producer, task, [[]])
+    expect((await producer.get(id!))?.status).toBe('queued')
+  })
+
+  it('finished jobs are kept per TASK_RETENTION_COUNT: older ones are forgotten (404)', async () => {
+    const queueName = `retention-${randomUUID()}`
+    const task = defineTask({ name: 'kept', args: Type.Tuple([Type.Integer()]), run: () => {} })
+    const runner = new TaskRunner({ backend: await backend('worker', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } }), concurrency: 1, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    opened.push({ close: () => runner.close(2000) })
+    await runner.start()
+    const producer = await backend('producer', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } })
+    opened.push(producer)
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) {
+      const [id] = await submit(producer, task, [[i]])
+      ids.push(id!)
+      await waitFor(async () => (await producer.get(id!))?.status === 'succeeded', { what: `task ${i}` })
+    }
+    expect(await producer.get(ids[0]!)).toBeUndefined()
+    expect((await producer.get(ids[4]!))?.status).toBe('succeeded')
   })
 })
