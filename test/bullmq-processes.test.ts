@@ -213,7 +213,13 @@ describeWithRedis(
       expect(during.map((reply) => reply.status)).toEqual(Array(100).fill(503))
       expect(during.every((reply) => reply.retryAfter === '2')).toBe(true)
       const ready = await getJson(agent, `${server.url}/ready`)
-      expect(ready).toMatchObject({ status: 503, body: { status: 'backend_unavailable' } })
+      expect(ready).toMatchObject({ status: 503, body: { status: 'backend_unavailable', reason: expect.stringContaining('not reachable') } })
+      // Status and cancel cannot reach Redis either: 503 with Retry-After, not 500.
+      for (const method of ['GET', 'DELETE'] as const) {
+        const response = await request(`${server.url}/tasks/${before[0]!.taskId}`, { method, dispatcher: agent })
+        await response.body.dump()
+        expect([response.statusCode, response.headers['retry-after']]).toEqual([503, '2'])
+      }
 
       await redis.restart()
       // The first 200 arrives once the web process has reconnected on its own; until then, only 503s.
@@ -239,23 +245,27 @@ describeWithRedis(
       for (const reply of during) expect(counts.has(reply.message)).toBe(false)
     })
 
-    it('status and cancel across processes: the web process cancels a queued task that no worker then runs, and reports what a worker did', async () => {
+    it('status and cancel across processes: a cancelled task never runs, an accepted one runs after its web process died, and another web process reports both', async () => {
       const redis = await redisServer()
       const dir = tempDir()
       const logs = [join(dir, 'worker.txt')]
-      const server = await web(redis, dir)
+      const first = await web(redis, dir)
       const agent = client()
 
-      // No worker yet: the task waits in Redis.
-      const cancelled = await post(agent, server.url, `cancel-me-${randomUUID()}`)
+      // No worker yet: the tasks wait in Redis.
+      const cancelled = await post(agent, first.url, `cancel-me-${randomUUID()}`)
       expect(cancelled.status).toBe(200)
       const id = cancelled.taskId as string
-      expect((await getJson(agent, `${server.url}/tasks/${id}`)).body).toMatchObject({ id, name: 'log_message', status: 'queued', attempts: 0, maxAttempts: 6 })
-      expect(await getJson(agent, `${server.url}/tasks/${id}`, 'DELETE')).toMatchObject({ status: 200, body: { status: 'cancelled' } })
-      expect(await getJson(agent, `${server.url}/tasks/${id}`, 'DELETE')).toMatchObject({ status: 409, body: { code: 'TASK_ALREADY_FINISHED' } })
+      expect((await getJson(agent, `${first.url}/tasks/${id}`)).body).toMatchObject({ id, name: 'log_message', status: 'queued', attempts: 0, maxAttempts: 6 })
+      expect(await getJson(agent, `${first.url}/tasks/${id}`, 'DELETE')).toMatchObject({ status: 200, body: { status: 'cancelled' } })
+      expect(await getJson(agent, `${first.url}/tasks/${id}`, 'DELETE')).toMatchObject({ status: 409, body: { code: 'TASK_ALREADY_FINISHED' } })
+      const kept = await post(agent, first.url, `kept-${randomUUID()}`)
+      expect(kept.status).toBe(200)
 
-      await worker(redis, logs[0]!)
-      const kept = await post(agent, server.url, `kept-${randomUUID()}`)
+      // The web process that accepted them dies; a worker and another web process come up.
+      first.child.kill('SIGKILL')
+      await first.exited
+      const [server] = await Promise.all([web(redis, dir), worker(redis, logs[0]!)])
       await waitUntilLogged(logs, [kept.message])
       const done = await waitFor(async () => {
         const reply = await getJson(agent, `${server.url}/tasks/${kept.taskId}`)
