@@ -204,14 +204,18 @@ export class BullMQBackend implements TaskBackend {
    * refused; a worker starts renewing its locks and looking for stalled jobs.
    */
   async recover(): Promise<number> {
-    const ready = await Promise.race([
-      this.waitUntilReady().then(() => true),
-      new Promise<false>((resolve) => setTimeout(resolve, 2_000, false).unref()),
-    ]).catch(() => false)
-    if (!ready) this.logger?.warn({ backend: this.kind, queue: this.queueName }, 'Redis is not reachable yet; requests get 503 until it is')
+    const connected = async (): Promise<true> => {
+      await this.waitUntilReady()
+      await this.controlEvents?.waitUntilReady()
+      return true
+    }
+    const ready = await Promise.race([connected(), new Promise<false>((resolve) => setTimeout(resolve, 2_000, false).unref())]).catch(() => false)
+    if (!ready) {
+      const meaning = this.worker === undefined ? 'requests get 503 until it is' : 'tasks start once it is'
+      this.logger?.warn({ backend: this.kind, queue: this.queueName }, `Redis is not reachable yet; ${meaning}`)
+    }
     if (this.worker !== undefined) {
       await this.worker.startStalledCheckTimer()
-      await this.controlEvents?.waitUntilReady()
       this.lockTimer = setInterval(() => void this.renewLocks(), this.options.lockDurationMs / 2)
     }
     return 0
