@@ -22,7 +22,19 @@
  * that worker aborts the task's AbortSignal.
  */
 import { randomUUID } from 'node:crypto'
-import { FlowProducer, type FlowJob, type Job, type JobsOptions, type JobState, Queue, QueueEvents, QueueEventsProducer, UnrecoverableError, Worker } from 'bullmq'
+import {
+  FlowProducer,
+  type FlowJob,
+  type Job,
+  type JobJson,
+  type JobsOptions,
+  type JobState,
+  Queue,
+  QueueEvents,
+  QueueEventsProducer,
+  UnrecoverableError,
+  Worker,
+} from 'bullmq'
 import { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { BackendUnavailableError } from '../errors.js'
@@ -86,6 +98,19 @@ class RetryAt extends Error {
   }
 }
 
+/**
+ * BullMQ's Worker, driven by hand. Completing or failing a job can fetch the next one in the
+ * same call (`fetchNext`, as BullMQ's own processing loop does); this turns what came back into
+ * a Job the way `getNextJob` would.
+ */
+class ManualWorker extends Worker<JobData> {
+  async fetched(result: unknown, token: string): Promise<Job<JobData> | undefined> {
+    if (!Array.isArray(result)) return undefined
+    const [jobData, jobId] = result as [JobJson | undefined, string | undefined]
+    return this.nextJobFromJobData(jobData, jobId, token)
+  }
+}
+
 /** A Redis failure seen by a caller: a 503 with Retry-After (the runner adds the header). */
 function unavailable(error: unknown): Error {
   if (error instanceof Error && (error as { statusCode?: number }).statusCode === 503) return error
@@ -104,7 +129,7 @@ export class BullMQBackend implements TaskBackend {
   private readonly flows: FlowProducer
   private readonly control: QueueEventsProducer
   private readonly jobOptions: JobsOptions
-  private readonly worker: Worker<JobData> | undefined
+  private readonly worker: ManualWorker | undefined
   private controlEvents: QueueEvents | undefined
   /** Jobs this process holds the lock of, by id: claimed (running) or fetched by the idle watch. */
   private readonly held = new Map<string, Job<JobData>>()
@@ -163,7 +188,7 @@ export class BullMQBackend implements TaskBackend {
     const keep = { count: options.retention.maxCount, age: Math.ceil(options.retention.maxAgeMs / 1000) }
     this.jobOptions = { removeOnComplete: keep, removeOnFail: keep, backoff: { type: TASK_BACKOFF } }
     if (options.role === 'worker') {
-      this.worker = new Worker<JobData>(this.queueName, null, {
+      this.worker = new ManualWorker(this.queueName, null, {
         // BullMQ owns these connections: they wait for Redis to come back (maxRetriesPerRequest: null).
         connection: { url: options.url },
         autorun: false,
@@ -252,7 +277,7 @@ export class BullMQBackend implements TaskBackend {
     const job = this.held.get(id)
     if (job === undefined) return
     try {
-      await job.moveToCompleted(null, job.token as string, false)
+      await this.keepFetched(await job.moveToCompleted(null, job.token as string, !this.closing), job.token as string)
     } finally {
       this.held.delete(id)
     }
@@ -268,9 +293,9 @@ export class BullMQBackend implements TaskBackend {
       if (options.retryAt !== undefined && options.status !== 'cancelled') {
         // BullMQ's own retry (attempts, delayed set, failedReason); its backoff strategy applies this time.
         await this.queue.updateJobProgress(id, { retryAt: options.retryAt } satisfies RetryProgress)
-        await job.moveToFailed(new RetryAt(options.error, options.retryAt), job.token as string, false)
+        await this.keepFetched(await job.moveToFailed(new RetryAt(options.error, options.retryAt), job.token as string, !this.closing), job.token as string)
       } else {
-        await job.moveToFailed(new UnrecoverableError(options.error), job.token as string, false)
+        await this.keepFetched(await job.moveToFailed(new UnrecoverableError(options.error), job.token as string, !this.closing), job.token as string)
       }
     } finally {
       this.held.delete(id)
@@ -371,6 +396,14 @@ export class BullMQBackend implements TaskBackend {
         maxAttempts: job.opts.attempts ?? 1,
       }
     }
+  }
+
+  /** The next job BullMQ handed back with a completion: held, and the next claim takes it. */
+  private async keepFetched(result: unknown, token: string): Promise<void> {
+    const next = await this.worker?.fetched(result, token)
+    if (next?.id === undefined) return
+    this.held.set(next.id, next)
+    this.prefetched.push(next)
   }
 
   /**
