@@ -6,15 +6,12 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent } from 'undici'
-import { execFileSync } from 'node:child_process'
 import { httpRequest, LINE, readLogLines, tempDir } from './helpers/app.js'
-import { spawnServer } from './helpers/spawn.js'
+import { ensureBuilt, spawnServer } from './helpers/spawn.js'
 import { waitFor } from './helpers/wait.js'
 
-beforeAll(() => {
-  // Process tests run the built server: make sure dist/ is current even under a bare `vitest`.
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' })
-}, 120_000)
+// Process tests run the built server: make sure dist/ is current even under a bare `vitest`.
+beforeAll(ensureBuilt, 120_000)
 
 describe('graceful shutdown (SIGTERM) of the built server', () => {
   const agents: Agent[] = []

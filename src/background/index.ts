@@ -128,8 +128,11 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, options: Backgrou
   // Memory: hand the tasks over once the response has been sent…
   fastify.addHook('onResponse', function onResponseTasks(request, _reply: FastifyReply, done) {
     const list = (request as RequestWithTasks)[kTasks]
-    if (list !== null && list.isReady) submitInBackground(request, list)
-    else if (durable && list !== null && list.size > 0) runner.pump()
+    if (list !== null) {
+      if (list.isReady) submitInBackground(request, list)
+      else if (list.isOpenOrReady()) list.drop() // answered without onSend (hijacked): never ran, give the room back
+      else if (durable && list.size > 0) runner.pump()
+    }
     done()
   })
 

@@ -1,8 +1,9 @@
 /** Spawn the built server (`dist/server.js`) as a child process, for signal and crash tests. */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 
 export interface SpawnedServer {
   child: ChildProcess
@@ -52,4 +53,17 @@ export async function spawnServer(
     })
   })
   return { child, url, logs, stderr, exited }
+}
+
+/** Build dist/ when a source file is newer than it (`npm test` builds first; a bare `vitest` may not). */
+export function ensureBuilt(): void {
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((latest, entry) => {
+      const path = join(dir, entry.name)
+      return Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs)
+    }, 0)
+  const built = existsSync(resolve(ROOT, 'dist/server.js')) ? newest(resolve(ROOT, 'dist')) : 0
+  if (built < newest(resolve(ROOT, 'src'))) {
+    execFileSync(process.execPath, [resolve(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' })
+  }
 }
