@@ -7,10 +7,10 @@ import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { join, resolve } from 'node:path'
 import { Agent, request } from 'undici'
-import { afterEach, expect, it } from 'vitest'
+import { afterEach, beforeAll, expect, it } from 'vitest'
 import { LINE, readLogLines, tempDir } from './helpers/app.js'
 import { describeWithRedis, freePort, startRedis, type RedisServer } from './helpers/redis.js'
-import { spawnServer, type SpawnedServer } from './helpers/spawn.js'
+import { ensureBuilt, spawnServer, type SpawnedServer } from './helpers/spawn.js'
 import { waitFor } from './helpers/wait.js'
 
 interface Posted {
@@ -137,6 +137,8 @@ const messagesFor = (prefix: string, count: number) => Array.from({ length: coun
 describeWithRedis(
   'BullMQ scale-out: web process + workers as processes',
   () => {
+    beforeAll(() => ensureBuilt())
+
     it('one web process and two workers: 5,000 messages, each in the workers\' logs exactly once', async () => {
       const redis = await redisServer()
       const dir = tempDir()
