@@ -214,6 +214,8 @@ describeWithRedis(
       const during = record(await postAll(agent, server.url, messagesFor('during', 100), 8))
       expect(during.map((reply) => reply.status)).toEqual(Array(100).fill(503))
       expect(during.every((reply) => reply.retryAfter === '2')).toBe(true)
+      // A refused request names no task: nothing was stored.
+      expect(during.every((reply) => reply.taskId === undefined)).toBe(true)
       const ready = await getJson(agent, `${server.url}/ready`)
       expect(ready).toMatchObject({ status: 503, body: { status: 'backend_unavailable', reason: expect.stringContaining('not reachable') } })
       // Status and cancel cannot reach Redis either: 503 with Retry-After, not 500.
