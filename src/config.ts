@@ -33,6 +33,9 @@ export const ConfigSchema = Type.Object({
   TASK_DB: Type.String({ minLength: 1, default: 'logs/tasks.db' }),
   TASK_DB_SYNC: Type.Union([Type.Literal('normal'), Type.Literal('full')], { default: 'normal' }),
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
+  TASK_QUEUE: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,100}$', default: 'background-tasks' }),
+  TASK_LOCK_DURATION_MS: Integer(1000, 3_600_000, 30_000),
+  TASK_STALLED_INTERVAL_MS: Integer(100, 3_600_000, 30_000),
   DOCS_ENABLED: Flag(true),
   METRICS_ENABLED: Flag(true),
 })

@@ -94,7 +94,8 @@ describe('graceful shutdown (SIGTERM) of the built server', () => {
     const socket = net.connect(Number(port), hostname)
     await new Promise<void>((resolve) => socket.once('connect', resolve))
     socket.write('POST /send-message?message=held HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345')
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    // In flight (headers read, body pending): this connection is not idle, so the close waits for it.
+    await waitFor(() => server.logs.some((line) => line.msg === 'incoming request' && String((line.req as { url?: string } | undefined)?.url).includes('held')), { what: 'the held request to arrive' })
     server.child.kill('SIGTERM')
     await waitFor(() => server.logs.some((line) => String(line.msg).startsWith('shutting down')) || server.child.exitCode !== null, { what: 'shutdown start' })
     server.child.kill('SIGTERM')

@@ -107,22 +107,27 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, options: Backgrou
       return done(null, payload)
     }
     if (header !== false) reply.header(header, list.ids.join(','))
-    if (durable) return commitBeforeReply(request, list, payload, done)
+    if (durable) return commitBeforeReply(request, reply, list, payload, done)
     list.markReady()
     // The client is already gone: neither onResponse nor onRequestAbort will follow.
     if (reply.raw.destroyed) submitInBackground(request, list)
     done(null, payload)
   })
 
-  function commitBeforeReply(request: FastifyRequest, list: BackgroundTasks, payload: unknown, done: HookHandlerDoneFunction & ((err: Error | null, value?: unknown) => void)): void {
+  function commitBeforeReply(request: FastifyRequest, reply: FastifyReply, list: BackgroundTasks, payload: unknown, done: HookHandlerDoneFunction & ((err: Error | null, value?: unknown) => void)): void {
+    // Not stored: the error reply must not name tasks that do not exist.
+    const refused = (error: Error): void => {
+      if (header !== false) reply.removeHeader(header)
+      done(error)
+    }
     let committed: void | Promise<void>
     try {
       committed = list.submit()
     } catch (error) {
-      return done(error as Error)
+      return refused(error as Error)
     }
     if (committed === undefined) return done(null, payload)
-    committed.then(() => done(null, payload), (error: Error) => done(error))
+    committed.then(() => done(null, payload), refused)
   }
 
   // Memory: hand the tasks over once the response has been sent…

@@ -28,6 +28,7 @@ import {
   type NewTask,
   type PlainTaskFn,
   type TaskBackend,
+  type TaskExecution,
   type TaskRecord,
   type TaskStatus,
   isFinished,
@@ -97,6 +98,8 @@ const noop = (): void => {}
 
 export class TaskRunner extends EventEmitter {
   readonly backend: TaskBackend
+  /** Who runs what the backend stores: decides what counts as pending and whether to claim. */
+  readonly execution: TaskExecution
   readonly concurrency: number
   readonly maxPending: number
   readonly retryAfterSeconds: number
@@ -123,6 +126,7 @@ export class TaskRunner extends EventEmitter {
   constructor(options: RunnerOptions) {
     super()
     this.backend = options.backend
+    this.execution = options.backend.execution ?? 'local'
     this.concurrency = options.concurrency
     this.maxPending = options.maxPending
     this.retryAfterSeconds = options.retryAfterSeconds
@@ -143,6 +147,11 @@ export class TaskRunner extends EventEmitter {
 
   /** Put back what a previous process left unfinished (durable backends), then start. */
   async start(): Promise<number> {
+    this.backend.attach?.({
+      wake: () => this.pump(),
+      cancelLocal: (id) => this.active.get(id)?.controller.abort(new TaskCancelledError()),
+      logger: this.logger,
+    })
     const recovered = this.backend.recover === undefined ? 0 : await this.backend.recover(this.now())
     if (recovered > 0) {
       this.pending += recovered
@@ -217,8 +226,13 @@ export class TaskRunner extends EventEmitter {
     this.afterSubmit(group)
   }
 
+  /** A backend that cannot answer gives a 503 with Retry-After, never a 500. */
   async get(id: string): Promise<TaskRecord | undefined> {
-    return this.backend.get(id)
+    try {
+      return await this.backend.get(id)
+    } catch (error) {
+      throw this.unavailable(error)
+    }
   }
 
   /** Cancel: a queued task never runs; a running one has its signal aborted. */
@@ -231,7 +245,9 @@ export class TaskRunner extends EventEmitter {
       throw this.unavailable(error)
     }
     if (outcome.outcome === 'cancelled') {
-      this.taskDone(outcome.record.name, outcome.record.id, 'cancelled', outcome.record.attempts, 0)
+      // Only a task this process was holding room for gives room back.
+      const counted = this.execution === 'local'
+      this.taskDone(outcome.record.name, outcome.record.id, 'cancelled', outcome.record.attempts, 0, counted)
       this.pump()
       return outcome
     }
@@ -271,7 +287,9 @@ export class TaskRunner extends EventEmitter {
 
   /** Start as many claimed tasks as there are free slots. */
   pump(): void {
-    if (this.closed) return
+    if (this.closed || this.execution === 'remote') return
+    // A closing worker leaves the shared queue to the others and only finishes what it runs.
+    if (this.closing && this.execution === 'shared') return
     if (this.pumping) {
       this.pumpAgain = true
       return
@@ -285,7 +303,7 @@ export class TaskRunner extends EventEmitter {
           claimed.then(
             (task) => {
               this.pumping = false
-              if (task !== undefined) this.executor.push(task, noop)
+              if (task !== undefined) this.startClaimed(task)
               // A task added while the claim was in flight may have found nothing to claim.
               if (task !== undefined || this.pumpAgain) this.pump()
             },
@@ -298,7 +316,7 @@ export class TaskRunner extends EventEmitter {
           return
         }
         if (claimed === undefined) break
-        this.executor.push(claimed, noop)
+        this.startClaimed(claimed)
       }
     } catch (error) {
       this.logger.error({ err: error, backend: this.backend.kind }, 'claiming a task failed; retrying in 1s')
@@ -307,14 +325,22 @@ export class TaskRunner extends EventEmitter {
     this.pumping = false
   }
 
+  private startClaimed(task: ClaimedTask): void {
+    // Shared queue: the task is this process's from its claim until it finishes.
+    if (this.execution === 'shared') this.pending++
+    this.executor.push(task, noop)
+  }
+
   private afterSubmit(group: NewTask[]): void {
+    // Committed to a queue that other processes run: the room held since add() is given back.
+    if (this.execution !== 'local') this.release(group.length)
     if (this.listenerCount('added') > 0) for (const task of group) this.emit('added', task)
     this.pump()
   }
 
   private unavailable(error: unknown): Error {
     if (error instanceof Error && (error as { statusCode?: number }).statusCode === 503) return this.retryLater(error)
-    this.logger.error({ err: error, backend: this.backend.kind }, 'the task backend could not store tasks')
+    this.logger.error({ err: error, backend: this.backend.kind }, 'the task backend is unavailable')
     return this.retryLater(new BackendUnavailableError(error instanceof Error ? error.message : String(error)))
   }
 
@@ -420,6 +446,8 @@ export class TaskRunner extends EventEmitter {
       await this.backend.fail(task.id, { error, now, retryAt })
       this.logger.warn({ ...fields, err: failure, delayMs }, 'task failed; will retry')
       this.emit('retried', { id: task.id, name: task.name, attempt: task.attempt, delayMs, error } satisfies TaskRetriedEvent)
+      // Shared queue: the retry is the queue's again, any worker may run it.
+      if (this.execution === 'shared') this.release(1)
       this.wakeUpAt(retryAt)
       return
     }
@@ -428,8 +456,15 @@ export class TaskRunner extends EventEmitter {
     this.taskDone(task.name, task.id, 'failed', task.attempt, durationMs)
   }
 
-  private taskDone(name: string, id: string, status: TaskFinishedEvent['status'], attempts: number, durationMs: number): void {
-    this.pending--
+  private taskDone(
+    name: string,
+    id: string,
+    status: TaskFinishedEvent['status'],
+    attempts: number,
+    durationMs: number,
+    counted = true,
+  ): void {
+    if (counted) this.pending--
     this.emit('finished', { id, name, status, attempts, durationMs } satisfies TaskFinishedEvent)
     this.checkIdle()
   }
@@ -469,11 +504,17 @@ export class TaskRunner extends EventEmitter {
       for (const { controller } of this.active.values()) controller.abort(new TaskShutdownError())
       await Promise.all(settling)
       const abortedIds = new Set(this.abortedByShutdown.map(({ id }) => id))
-      const left = (await this.backend.unfinished()).filter(({ id }) => !abortedIds.has(id))
+      // Local: everything left in the backend is this process's. Shared or remote: only what it cut off.
+      const left = this.execution === 'local' ? (await this.backend.unfinished()).filter(({ id }) => !abortedIds.has(id)) : []
       unfinished = [...this.abortedByShutdown, ...left]
     }
     if (unfinished.length > 0) {
-      if (this.backend.durable) {
+      if (this.execution !== 'local') {
+        this.logger.warn(
+          { count: unfinished.length, tasks: unfinished, backend: this.backend.kind },
+          'shutdown deadline passed; the tasks cut off go back to the shared queue and run again on a worker',
+        )
+      } else if (this.backend.durable) {
         this.logger.warn(
           { count: unfinished.length, backend: this.backend.kind },
           'shutdown deadline passed; unfinished tasks stay in the journal and run on the next start',

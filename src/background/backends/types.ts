@@ -3,6 +3,7 @@
  * The runner stores and claims tasks only through it; `test/backend-conformance.ts`
  * is the contract each implementation must pass.
  */
+import type { FastifyBaseLogger } from 'fastify'
 
 export type TaskStatus = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed' | 'cancelled'
 
@@ -79,6 +80,29 @@ export type CancelOutcome =
 
 export type MaybePromise<T> = T | Promise<T>
 
+/**
+ * Which process runs the tasks a backend stores, and so what counts against the runner's
+ * `maxPending` (its back-pressure bound):
+ * - `local` (memory, sqlite): the process that added them. A task counts from `add()` until it
+ *   finishes; the runner claims from the backend.
+ * - `remote` (BullMQ in a web process): worker processes run them. The runner only stores:
+ *   room is given back as soon as the tasks are committed, and it never claims.
+ * - `shared` (BullMQ in a worker process): whichever process claims them first. Committed tasks
+ *   belong to the queue, not to this process; a task counts from claim until it finishes (a
+ *   retry goes back to the queue), and a closing runner stops claiming at once.
+ */
+export type TaskExecution = 'local' | 'remote' | 'shared'
+
+/** What the runner hands a backend when it starts (`attach`). */
+export interface BackendHooks {
+  /** Work may be claimable now (a task arrived from another process): claim if there is room. */
+  wake(): void
+  /** Another process asked to cancel this task: abort its signal if it is running here. */
+  cancelLocal(id: string): void
+  /** The runner's logger, for the backend's own warnings (a lost connection, a failed lock renewal). */
+  logger: FastifyBaseLogger
+}
+
 /** What `TaskBackend.ready()` answers: `reason` says why not, e.g. `Redis: connect ECONNREFUSED`. */
 export interface BackendReadiness {
   ok: boolean
@@ -90,6 +114,8 @@ export interface TaskBackend {
   readonly kind: string
   /** True when an accepted task survives a crash: plain functions are then refused. */
   readonly durable: boolean
+  /** Who runs the stored tasks; default `local`. See {@link TaskExecution}. */
+  readonly execution?: TaskExecution
   /** Store one request's tasks, all or nothing. Durable backends resolve once committed. */
   enqueue(group: NewTask[]): MaybePromise<void>
   /**
@@ -108,6 +134,8 @@ export interface TaskBackend {
    * previous process left `running`, and returns how many unfinished tasks it holds.
    */
   recover?(now: number): MaybePromise<number>
+  /** Called once by the runner's `start()`, before `recover`. */
+  attach?(hooks: BackendHooks): void
   /**
    * Optional, for `GET /ready`: can the backend take tasks now (the database or Redis is
    * reachable)? Should answer within a second or two; a throw counts as not ready.

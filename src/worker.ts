@@ -1,0 +1,59 @@
+/**
+ * `npm run worker`: runs the tasks that web processes with `TASK_BACKEND=bullmq` put in Redis.
+ * Start any number of them, on any machine that reaches `REDIS_URL`.
+ *
+ * The same task runner as the web process (concurrency `TASK_CONCURRENCY`, timeouts, retries
+ * with full-jitter backoff, cancellation) claims jobs from the BullMQ queue; this process's
+ * `log_message` task writes to its own `LOG_FILE`. SIGTERM/SIGINT: stop taking jobs, let the
+ * running ones finish up to `SHUTDOWN_TIMEOUT_MS`, abort the rest and hand them back to the
+ * queue for another worker; a second signal exits at once.
+ */
+import closeWithGrace from 'close-with-grace'
+import { pino } from 'pino'
+import { TaskRunner } from './background/index.js'
+import { loadConfig, loadDotEnv } from './config.js'
+import { LogFile } from './log-file.js'
+import { createBullMQBackend } from './task-backend.js'
+import { createLogMessageTask } from './tasks/log-message.js'
+
+async function main(): Promise<void> {
+  loadDotEnv()
+  const config = loadConfig(process.env)
+  const logger = pino({ level: config.LOG_LEVEL, base: { pid: process.pid, role: 'worker' } })
+  const logFile = LogFile.open(config.LOG_FILE)
+  const backend = createBullMQBackend(config, 'worker')
+  const runner = new TaskRunner({
+    backend,
+    concurrency: config.TASK_CONCURRENCY,
+    maxPending: config.TASK_MAX_PENDING,
+    retryAfterSeconds: config.RETRY_AFTER_SECONDS,
+    defaultTimeoutMs: config.TASK_TIMEOUT_MS,
+    logger,
+    tasks: [createLogMessageTask(logFile)],
+  })
+
+  closeWithGrace(
+    {
+      delay: config.SHUTDOWN_TIMEOUT_MS + 5_000,
+      logger: { error: (message: string) => logger.error(message) },
+    },
+    async ({ signal, err }) => {
+      if (err !== undefined) logger.error({ err }, 'closing after an uncaught error')
+      else logger.info({ signal }, 'worker shutting down: finishing running tasks')
+      const report = await runner.close(config.SHUTDOWN_TIMEOUT_MS)
+      await logFile.close()
+      logger.info({ drained: report.drained, handedBack: report.unfinished.length }, 'worker stopped')
+    },
+  )
+
+  await runner.start()
+  logger.info(
+    { queue: backend.queueName, concurrency: config.TASK_CONCURRENCY, logFile: logFile.path },
+    'worker started',
+  )
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? `${error.name}: ${error.message}` : String(error))
+  process.exit(1)
+})

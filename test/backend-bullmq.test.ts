@@ -1,0 +1,260 @@
+/**
+ * The BullMQ backend against a real redis-server: the conformance suite (as a worker, which
+ * both stores and claims), then what only a shared queue has: a web-side runner that gives its
+ * room back once tasks are committed, and a cancel that travels to the worker running the task.
+ */
+import { randomUUID } from 'node:crypto'
+import { Type } from '@sinclair/typebox'
+import { Redis } from 'ioredis'
+import { pino } from 'pino'
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
+import { type AnyTaskDefinition, TaskRunner, defineTask, errors } from '../src/background/index.js'
+import { BullMQBackend } from '../src/background/backends/bullmq.js'
+import { describeBackendConformance } from './backend-conformance.js'
+import { describeWithRedis, redisSetup, startRedis, type RedisServer } from './helpers/redis.js'
+import { waitFor } from './helpers/wait.js'
+
+const retention = { maxCount: 1000, maxAgeMs: 60_000 }
+const silent = pino({ level: 'silent' })
+
+describeWithRedis('bullmq backend', () => {
+  let redis: RedisServer
+  const opened: Array<{ close: () => Promise<unknown> }> = []
+
+  beforeAll(async () => {
+    redis = await startRedis()
+  })
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((thing) => thing.close()))
+  })
+  afterAll(async () => {
+    await redis?.stop()
+  })
+
+  async function backend(role: 'producer' | 'worker', queueName: string, options: Partial<ConstructorParameters<typeof BullMQBackend>[0]> = {}): Promise<BullMQBackend> {
+    const created = new BullMQBackend({ role, url: redis.url, queueName, retention, ...options })
+    await created.waitUntilReady()
+    return created
+  }
+
+  async function workerRunner(queueName: string, tasks: AnyTaskDefinition[]): Promise<TaskRunner> {
+    const runner = new TaskRunner({ backend: await backend('worker', queueName), concurrency: 4, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 5000, logger: silent, tasks })
+    opened.push({ close: () => runner.close(2000) })
+    await runner.start()
+    return runner
+  }
+
+  /** Submit through a web-side runner, as a request would; resolves with the task ids once committed. */
+  async function submit(producer: BullMQBackend, task: AnyTaskDefinition, args: unknown[][]): Promise<string[]> {
+    const web = new TaskRunner({ backend: producer, concurrency: 1, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    const group = args.map((a) => web.prepare(task, a as never, 'req-test'))
+    web.reserve(group.length)
+    await web.submit(group)
+    return group.map((t) => t.id)
+  }
+
+  describeBackendConformance('bullmq', async () => {
+    const created = await backend('worker', `conformance-${randomUUID()}`)
+    return { backend: created, cleanup: () => created.close() }
+  })
+
+  it('a web process stores only: its runner gives the room back once the tasks are in Redis, and never claims', async () => {
+    const queueName = `producer-${randomUUID()}`
+    const task = defineTask({ name: 'noop', args: Type.Tuple([Type.String()]), run: () => {} })
+    const producer = await backend('producer', queueName)
+    const runner = new TaskRunner({ backend: producer, concurrency: 4, maxPending: 3, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    opened.push({ close: () => runner.close(1000) })
+    await runner.start()
+    for (let i = 0; i < 10; i++) {
+      const group = [runner.prepare(task, [`m${i}`], `req-${i}`)]
+      runner.reserve(1)
+      await runner.submit(group)
+    }
+    // Ten tasks through a bound of three: each gave its room back on commit.
+    expect(runner.stats()).toMatchObject({ pending: 0, running: 0 })
+    const inspector = await backend('producer', queueName)
+    opened.push(inspector)
+    const counts = await (inspector as unknown as { queue: { getJobCounts: (...s: string[]) => Promise<Record<string, number>> } }).queue.getJobCounts('waiting', 'active')
+    expect(counts).toEqual({ waiting: 10, active: 0 })
+  })
+
+  it('cancel from a web process aborts the task running in a worker, which records it cancelled', async () => {
+    const queueName = `cancel-${randomUUID()}`
+    let seen: unknown
+    const started = new Set<string>()
+    const waitsForAbort = defineTask({
+      name: 'waits_for_abort',
+      args: Type.Tuple([]),
+      timeoutMs: 60_000,
+      run: (_args, { signal, taskId }) =>
+        new Promise<void>((resolve) => {
+          started.add(taskId)
+          signal.addEventListener('abort', () => {
+            seen = signal.reason
+            resolve()
+          })
+        }),
+    })
+    const worker = await backend('worker', queueName)
+    const workerRunner = new TaskRunner({ backend: worker, concurrency: 2, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: silent, tasks: [waitsForAbort] })
+    opened.push({ close: () => workerRunner.close(2000) })
+    await workerRunner.start()
+
+    const producer = await backend('producer', queueName)
+    const webRunner = new TaskRunner({ backend: producer, concurrency: 2, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: silent, tasks: [waitsForAbort] })
+    opened.push({ close: () => webRunner.close(1000) })
+    await webRunner.start()
+    const group = [webRunner.prepare(waitsForAbort, [], 'req-cancel')]
+    webRunner.reserve(1)
+    await webRunner.submit(group)
+    const id = group[0]!.id
+
+    await waitFor(() => started.has(id), { timeoutMs: 10_000, what: 'the worker to start the task' })
+    expect((await webRunner.get(id))?.status).toBe('running')
+    const outcome = await webRunner.cancel(id)
+    expect(outcome).toMatchObject({ outcome: 'cancelled', record: { status: 'cancelled', attempts: 1 } })
+    expect(seen).toBeInstanceOf(errors.TaskCancelledError)
+    expect(await webRunner.cancel(id)).toMatchObject({ outcome: 'finished', record: { status: 'cancelled' } })
+  })
+
+  it('a request\'s tasks run in order across workers, and a failure does not stop the rest', async () => {
+    const queueName = `order-${randomUUID()}`
+    const ran: string[] = []
+    const step = defineTask({
+      name: 'step',
+      args: Type.Tuple([Type.String()]),
+      run: async ([name]) => {
+        ran.push(name)
+        await new Promise((resolve) => setTimeout(resolve, 5))
+        if (name === 'b') throw new Error('b fails')
+      },
+    })
+    const runners: TaskRunner[] = []
+    for (let i = 0; i < 2; i++) {
+      const runner = new TaskRunner({ backend: await backend('worker', queueName), concurrency: 4, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: silent, tasks: [step] })
+      opened.push({ close: () => runner.close(2000) })
+      await runner.start()
+      runners.push(runner)
+    }
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    const web = new TaskRunner({ backend: producer, concurrency: 1, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: silent, tasks: [step] })
+    const group = ['a', 'b', 'c', 'd'].map((name) => web.prepare(step, [name], 'req-order'))
+    web.reserve(group.length)
+    await web.submit(group)
+    await waitFor(async () => (await producer.get(group[3]!.id))?.status === 'succeeded', { timeoutMs: 5_000, what: 'the last task' }).catch(async (e) => { console.log(ran, await Promise.all(group.map((t) => producer.get(t.id)))); throw e })
+    expect(ran).toEqual(['a', 'b', 'c', 'd'])
+    expect((await producer.get(group[1]!.id))?.status).toBe('failed')
+  })
+
+  it('a failed attempt is retried by BullMQ at the time the runner drew, on any worker; the web process sees retrying, then succeeded', async () => {
+    const queueName = `retry-${randomUUID()}`
+    let calls = 0
+    const flaky = defineTask({
+      name: 'flaky',
+      args: Type.Tuple([]),
+      retries: 2,
+      backoff: { type: 'fixed', delayMs: 400, jitter: false },
+      run: () => {
+        calls++
+        if (calls === 1) throw new Error('first attempt fails')
+      },
+    })
+    await workerRunner(queueName, [flaky])
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    const [id] = await submit(producer, flaky, [[]])
+    const retrying = await waitFor(async () => {
+      const record = await producer.get(id!)
+      return record?.status === 'retrying' ? record : undefined
+    }, { what: 'the retry to be scheduled' })
+    expect(retrying).toMatchObject({ attempts: 1, maxAttempts: 3, lastError: 'first attempt fails' })
+    expect(retrying.runAt).toBeGreaterThan(retrying.startedAt!)
+    const done = await waitFor(async () => {
+      const record = await producer.get(id!)
+      return record?.status === 'succeeded' ? record : undefined
+    }, { what: 'the second attempt' })
+    expect(done.attempts).toBe(2)
+    expect(done.finishedAt).toBeGreaterThanOrEqual(retrying.runAt!)
+  })
+
+  it('a worker closing past its deadline hands the task it cut off back to the queue, and another worker runs it', async () => {
+    const queueName = `handback-${randomUUID()}`
+    const attempts: number[] = []
+    const stubborn = defineTask({
+      name: 'stubborn',
+      args: Type.Tuple([]),
+      timeoutMs: 60_000,
+      run: (_args, { attempt }) => {
+        attempts.push(attempt)
+        // The first attempt never ends on its own; the second does.
+        return attempt === 1 ? new Promise(() => {}) : undefined
+      },
+    })
+    const first = new TaskRunner({ backend: await backend('worker', queueName), concurrency: 1, maxPending: 10, retryAfterSeconds: 1, defaultTimeoutMs: 60_000, logger: silent, tasks: [stubborn] })
+    await first.start()
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    const [id] = await submit(producer, stubborn, [[]])
+    await waitFor(() => attempts.length === 1, { what: 'the first attempt' })
+    const report = await first.close(200)
+    expect(report).toMatchObject({ drained: false, unfinished: [{ id, status: 'running' }] })
+    // Back in the queue at once, not after the lock expires.
+    expect((await producer.get(id!))?.status).toBe('queued')
+    await workerRunner(queueName, [stubborn])
+    await waitFor(async () => (await producer.get(id!))?.status === 'succeeded', { what: 'another worker to run it' })
+    expect(attempts).toEqual([1, 2])
+  })
+
+  it('a cancel waits a bounded time for a worker that does not answer, and reports the task still running', async () => {
+    const queueName = `unanswered-${randomUUID()}`
+    const task = defineTask({ name: 'held', args: Type.Tuple([]), run: () => {} })
+    // A worker that claims the job and then never answers (no runner, so no control listener).
+    const silentWorker = await backend('worker', queueName)
+    opened.push(silentWorker)
+    const producer = await backend('producer', queueName, { cancelWaitMs: 300 })
+    opened.push(producer)
+    const [id] = await submit(producer, task, [[]])
+    expect((await silentWorker.claim())?.id).toBe(id)
+    const started = Date.now()
+    expect(await producer.cancel(id!, Date.now())).toMatchObject({ outcome: 'running', record: { status: 'running' } })
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300)
+  })
+
+  // It changes the server's maxmemory: only on a redis-server of the test's own.
+  it.skipIf(redisSetup.mode !== 'server')('Redis out of memory (noeviction): the web process refuses the tasks with a 503 error, and takes them again once there is room', async () => {
+    const queueName = `oom-${randomUUID()}`
+    const task = defineTask({ name: 'oom', args: Type.Tuple([]), run: () => {} })
+    const admin = new Redis(redis.url)
+    opened.push({ close: () => admin.quit() })
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    await admin.config('SET', 'maxmemory-policy', 'noeviction')
+    await admin.config('SET', 'maxmemory', '1')
+    try {
+      await expect(submit(producer, task, [[]])).rejects.toMatchObject({ statusCode: 503, code: 'TASKS_BACKEND_UNAVAILABLE', headers: { 'retry-after': '1' } })
+    } finally {
+      await admin.config('SET', 'maxmemory', '0')
+    }
+    const [id] = await submit(producer, task, [[]])
+    expect((await producer.get(id!))?.status).toBe('queued')
+  })
+
+  it('finished jobs are kept per TASK_RETENTION_COUNT: older ones are forgotten (404)', async () => {
+    const queueName = `retention-${randomUUID()}`
+    const task = defineTask({ name: 'kept', args: Type.Tuple([Type.Integer()]), run: () => {} })
+    const runner = new TaskRunner({ backend: await backend('worker', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } }), concurrency: 1, maxPending: 100, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    opened.push({ close: () => runner.close(2000) })
+    await runner.start()
+    const producer = await backend('producer', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } })
+    opened.push(producer)
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) {
+      const [id] = await submit(producer, task, [[i]])
+      ids.push(id!)
+      await waitFor(async () => (await producer.get(id!))?.status === 'succeeded', { what: `task ${i}` })
+    }
+    expect(await producer.get(ids[0]!)).toBeUndefined()
+    expect((await producer.get(ids[4]!))?.status).toBe('succeeded')
+  })
+})
