@@ -18,7 +18,7 @@ export const RunnerClosedError = createError(
   503,
 )
 
-/** The durable backend could not store the tasks: nothing was accepted. */
+/** The durable backend could not store the tasks (or a cancel): nothing was stored. */
 export const BackendUnavailableError = createError<[string]>(
   'TASKS_BACKEND_UNAVAILABLE',
   'The task store is unavailable, nothing was stored: %s',
