@@ -7,7 +7,7 @@ import type { RunContext } from './context.js'
 import { messages } from './context.js'
 import { runLoad, type LoadResult } from './load.js'
 import { LogTail } from './log-tail.js'
-import { RssWatch } from './processes.js'
+import { cpuTimeMs, RssWatch } from './processes.js'
 import { int, mark, mb, ms, ratio, table } from './report.js'
 import type { ServerUnderTest } from './servers.js'
 import { median } from './stats.js'
@@ -18,6 +18,8 @@ export interface RoundRow {
   server: 'app' | 'bare'
   load: Omit<LoadResult, 'accepted'>
   peakRssBytes: number
+  /** CPU time of the server process (all threads) per request, in µs: less noisy than req/s on a busy machine. */
+  cpuUsPerRequest: number
   /** App rounds: ms from the last reply until the log held every accepted line (undefined: not within the limit). */
   logLagMs?: number | undefined
 }
@@ -27,6 +29,8 @@ export interface LevelSummary {
   requestsPerRound: number
   rpsRatios: number[]
   p99Ratios: number[]
+  cpuRatios: number[]
+  medianCpuRatio: number
   medianRpsRatio: number
   medianP99Ratio: number
   worstLogLagMs: number | undefined
@@ -60,6 +64,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
     if (!server.proc.alive) throw new Error(server.proc.describeExit())
     const prefix = `${runId}.${server.name}.c${connections}.${label}`
     const watch = new RssWatch(server.proc.pid)
+    const cpuBefore = cpuTimeMs(server.proc.pid) ?? Number.NaN
     const result = await runLoad({ url: server.url, connections, amount, prefix })
     const peakRssBytes = watch.stop()
     let logLagMs: number | undefined
@@ -70,7 +75,9 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
       const seenAt = await tail.waitFor(expectedLines, CATCH_UP_LIMIT_MS)
       logLagMs = seenAt === undefined ? undefined : Math.max(0, seenAt - result.endedAt)
     }
-    return { result, peakRssBytes, logLagMs }
+    // Measured after the catch-up: the background work the round caused is included.
+    const cpuUsPerRequest = (((cpuTimeMs(server.proc.pid) ?? Number.NaN) - cpuBefore) * 1000) / result.requests
+    return { result, peakRssBytes, logLagMs, cpuUsPerRequest }
   }
 
   try {
@@ -86,19 +93,30 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
       )
       const rpsRatios: number[] = []
       const p99Ratios: number[] = []
+      const cpuRatios: number[] = []
       const lags: Array<number | undefined> = []
       for (let round = 1; round <= options.rounds; round++) {
         const b = await load(bare, connections, amount, `r${round}`)
         const a = await load(app, connections, amount, `r${round}`)
         for (const [server, measured] of [['bare', b], ['app', a]] as const) {
           const { accepted: _accepted, ...loadResult } = measured.result
-          rows.push({ connections, round, server, load: loadResult, peakRssBytes: measured.peakRssBytes, logLagMs: measured.logLagMs })
+          rows.push({
+            connections,
+            round,
+            server,
+            load: loadResult,
+            peakRssBytes: measured.peakRssBytes,
+            cpuUsPerRequest: measured.cpuUsPerRequest,
+            logLagMs: measured.logLagMs,
+          })
         }
         rpsRatios.push(a.result.rps / b.result.rps)
         p99Ratios.push(a.result.latencyMs.p99 / b.result.latencyMs.p99)
+        cpuRatios.push(a.cpuUsPerRequest / b.cpuUsPerRequest)
         lags.push(a.logLagMs)
         process.stdout.write(
-          `  round ${round}: bare ${int(b.result.rps)} req/s, app ${int(a.result.rps)} req/s, ratio ${ratio(a.result.rps / b.result.rps)}, log lag ${a.logLagMs === undefined ? 'NOT CAUGHT UP' : `${ms(a.logLagMs)} ms`}\n`,
+          `  round ${round}: bare ${int(b.result.rps)} req/s, app ${int(a.result.rps)} req/s, ratio ${ratio(a.result.rps / b.result.rps)}, ` +
+            `CPU/req ${ms(b.cpuUsPerRequest)} vs ${ms(a.cpuUsPerRequest)} µs, log lag ${a.logLagMs === undefined ? 'NOT CAUGHT UP' : `${ms(a.logLagMs)} ms`}\n`,
         )
       }
       const worst = lags.some((lag) => lag === undefined) ? undefined : Math.max(...(lags as number[]))
@@ -110,6 +128,8 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
         requestsPerRound: amount,
         rpsRatios,
         p99Ratios,
+        cpuRatios,
+        medianCpuRatio: median(cpuRatios),
         medianRpsRatio,
         medianP99Ratio,
         worstLogLagMs: worst,
@@ -132,7 +152,7 @@ export function* expectedMessageList(result: CompareResult): Generator<string> {
 }
 
 export function formatCompare(result: CompareResult): string {
-  const header = ['conns', 'round', 'server', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS', '2xx', 'non-2xx', 'errors', 'log lag ms', 'app/bare req/s', 'app/bare p99']
+  const header = ['conns', 'round', 'server', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS', 'CPU µs/req', '2xx', 'non-2xx', 'errors', 'log lag ms', 'app/bare req/s', 'app/bare p99']
   const body: string[][] = []
   for (const row of result.rows) {
     const pair = row.server === 'app' ? result.rows.find((r) => r.server === 'bare' && r.connections === row.connections && r.round === row.round) : undefined
@@ -144,6 +164,7 @@ export function formatCompare(result: CompareResult): string {
       ms(row.load.latencyMs.p50),
       ms(row.load.latencyMs.p99),
       mb(row.peakRssBytes),
+      ms(row.cpuUsPerRequest),
       int(row.load.ok),
       int(row.load.non2xx),
       int(row.load.errors),
@@ -156,6 +177,7 @@ export function formatCompare(result: CompareResult): string {
     (level) =>
       `${level.connections} connections: median app/bare req/s ${ratio(level.medianRpsRatio)} (target >= ${level.targets.rpsRatio}: ${mark(level.met.rps)}), ` +
       `median app/bare p99 ${ratio(level.medianP99Ratio)} (target <= ${level.targets.p99Ratio}: ${mark(level.met.p99)}), ` +
+      `median app/bare CPU per request ${ratio(level.medianCpuRatio)}, ` +
       `log caught up ${level.worstLogLagMs === undefined ? 'NOT within 30 s' : `within ${ms(level.worstLogLagMs)} ms`} of the end of load (target <= ${level.targets.logLagMs} ms: ${mark(level.met.logLag)})`,
   )
   return `${table(header, body)}\n\n${summary.join('\n')}`

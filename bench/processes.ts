@@ -157,3 +157,17 @@ export class RssWatch {
     return Math.max(this.sampledPeak, hwm ?? 0)
   }
 }
+
+const TICKS_PER_SECOND = 100 // USER_HZ: what /proc/PID/stat counts in on Linux
+
+/** CPU time (user + system, all threads) a process has used so far, in ms. */
+export function cpuTimeMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // Fields 14 and 15 of proc(5), counted from the state (field 3) at index 0.
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND
+  } catch {
+    return undefined
+  }
+}
