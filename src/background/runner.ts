@@ -21,6 +21,7 @@ import {
 } from './errors.js'
 import { backoffDelay } from './backoff.js'
 import { type AnyTaskDefinition, type TaskContext, isTaskDefinition } from './define-task.js'
+import { LazyAbortController } from './lazy-abort.js'
 import { runUntilAborted } from './run-until-aborted.js'
 import {
   type CancelOutcome,
@@ -87,7 +88,7 @@ export interface RunnerStats {
 
 interface ActiveTask {
   task: ClaimedTask
-  controller: AbortController
+  controller: LazyAbortController
 }
 
 export type TaskTarget = AnyTaskDefinition | PlainTaskFn
@@ -322,7 +323,7 @@ export class TaskRunner extends EventEmitter {
   private async execute(task: ClaimedTask): Promise<void> {
     const definition = task.fn === undefined ? this.registry.get(task.name) : undefined
     const timeoutMs = definition?.timeoutMs ?? this.defaultTimeoutMs
-    const controller = new AbortController()
+    const controller = new LazyAbortController()
     this.active.set(task.id, { task, controller })
     this.emit('started', task)
     const startedAt = this.now()
@@ -330,10 +331,10 @@ export class TaskRunner extends EventEmitter {
     let failure: unknown
     let ok = false
     try {
-      await runUntilAborted(() => this.invoke(task, definition, controller.signal), controller.signal)
+      await runUntilAborted(() => this.invoke(task, definition, controller), controller)
       ok = true
     } catch (error) {
-      failure = controller.signal.aborted ? controller.signal.reason : error
+      failure = controller.aborted ? controller.reason : error
     } finally {
       clearTimeout(timer)
       this.active.delete(task.id)
@@ -352,13 +353,16 @@ export class TaskRunner extends EventEmitter {
     }
   }
 
-  private invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, signal: AbortSignal): unknown {
+  private invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, controller: LazyAbortController): unknown {
     if (task.fn !== undefined) return (task.fn as (...args: unknown[]) => unknown)(...task.args)
     if (definition === undefined) throw new UnregisteredTaskError(task.name)
     const logger = this.logger
     let log: FastifyBaseLogger | undefined
     const context: TaskContext = {
-      signal,
+      // Made on first use: most tasks never look at it (see LazyAbortController).
+      get signal() {
+        return controller.signal
+      },
       attempt: task.attempt,
       taskId: task.id,
       requestId: task.requestId,
