@@ -115,6 +115,8 @@ export class TaskRunner extends EventEmitter {
   private closed = false
   private closePromise: Promise<ShutdownReport> | undefined
   private idleWaiter: (() => void) | undefined
+  /** Callers of whenSettled() still waiting. */
+  private settleWaiters = 0
 
   constructor(options: RunnerOptions) {
     super()
@@ -228,7 +230,7 @@ export class TaskRunner extends EventEmitter {
     if (outcome.outcome !== 'running') return outcome
     const active = this.active.get(id)
     if (active === undefined) return outcome
-    const settled = new Promise<void>((resolve) => this.once(`settled:${id}`, resolve))
+    const settled = this.whenSettled(id)
     active.controller.abort(new TaskCancelledError())
     await settled
     const record = await this.backend.get(id)
@@ -349,8 +351,20 @@ export class TaskRunner extends EventEmitter {
         await this.handleFailure(task, definition, failure, now, durationMs)
       }
     } finally {
-      this.emit(`settled:${task.id}`)
+      // Only cancel() and close() wait for this: skip building the event name otherwise.
+      if (this.settleWaiters > 0) this.emit(`settled:${task.id}`)
     }
+  }
+
+  /** Resolves once the running task `id` has settled (its outcome recorded). */
+  private whenSettled(id: string): Promise<void> {
+    this.settleWaiters++
+    return new Promise((resolve) =>
+      this.once(`settled:${id}`, () => {
+        this.settleWaiters--
+        resolve()
+      }),
+    )
   }
 
   private invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, controller: LazyAbortController): unknown {
@@ -437,9 +451,7 @@ export class TaskRunner extends EventEmitter {
     this.closed = true
     if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
     if (!drained) {
-      const settling = [...this.active.keys()].map(
-        (id) => new Promise<void>((resolve) => this.once(`settled:${id}`, resolve)),
-      )
+      const settling = [...this.active.keys()].map((id) => this.whenSettled(id))
       for (const { controller } of this.active.values()) controller.abort(new TaskShutdownError())
       await Promise.all(settling)
     }
