@@ -20,8 +20,9 @@ import {
   UnregisteredTaskError,
 } from './errors.js'
 import { backoffDelay } from './backoff.js'
-import { type AnyTaskDefinition, type TaskContext, isTaskDefinition } from './define-task.js'
+import { type AnyTaskDefinition, isTaskDefinition } from './define-task.js'
 import { LazyAbortController } from './lazy-abort.js'
+import { RunnerTaskContext } from './task-context.js'
 import { runUntilAborted } from './run-until-aborted.js'
 import {
   type CancelOutcome,
@@ -370,22 +371,7 @@ export class TaskRunner extends EventEmitter {
   private invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, controller: LazyAbortController): unknown {
     if (task.fn !== undefined) return (task.fn as (...args: unknown[]) => unknown)(...task.args)
     if (definition === undefined) throw new UnregisteredTaskError(task.name)
-    const logger = this.logger
-    let log: FastifyBaseLogger | undefined
-    const context: TaskContext = {
-      // Made on first use: most tasks never look at it (see LazyAbortController).
-      get signal() {
-        return controller.signal
-      },
-      attempt: task.attempt,
-      taskId: task.id,
-      requestId: task.requestId,
-      get log() {
-        log ??= logger.child({ reqId: task.requestId, taskId: task.id, task: task.name })
-        return log
-      },
-    }
-    return definition.run(task.args, context)
+    return definition.run(task.args, new RunnerTaskContext(task, controller, this.logger))
   }
 
   private async handleFailure(
