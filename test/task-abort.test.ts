@@ -42,29 +42,39 @@ describe('LazyAbortController', () => {
   })
 })
 
+function newRunner(): TaskRunner {
+  return new TaskRunner({
+    backend: new MemoryBackend({ retention: { maxCount: 100, maxAgeMs: 60_000 } }),
+    concurrency: 2,
+    maxPending: 10,
+    retryAfterSeconds: 1,
+    defaultTimeoutMs: 1000,
+    logger: pino({ level: 'silent' }),
+  })
+}
+
+/** A task that waits for its signal and records the abort reason. */
+function waitsForItsSignal(reasons: unknown[], timeoutMs = 30_000, started?: () => void) {
+  return defineTask({
+    name: 'waits_for_its_signal',
+    args: Type.Tuple([]),
+    timeoutMs,
+    run: (_args, { signal }) =>
+      new Promise<void>((resolve) => {
+        signal.addEventListener('abort', () => {
+          reasons.push(signal.reason)
+          resolve()
+        })
+        started?.()
+      }),
+  })
+}
+
 describe('the runner and task signals', () => {
   it('a task that reads its signal sees it aborted by its timeout, with the timeout error', async () => {
-    const runner = new TaskRunner({
-      backend: new MemoryBackend({ retention: { maxCount: 100, maxAgeMs: 60_000 } }),
-      concurrency: 2,
-      maxPending: 10,
-      retryAfterSeconds: 1,
-      defaultTimeoutMs: 1000,
-      logger: pino({ level: 'silent' }),
-    })
+    const runner = newRunner()
     const reasons: unknown[] = []
-    const waitsForAbort = defineTask({
-      name: 'waits_for_abort',
-      args: Type.Tuple([]),
-      timeoutMs: 30,
-      run: (_args, { signal }) =>
-        new Promise<void>((resolve) => {
-          signal.addEventListener('abort', () => {
-            reasons.push(signal.reason)
-            resolve()
-          })
-        }),
-    })
+    const waitsForAbort = waitsForItsSignal(reasons, 30)
     const finished = new Promise<TaskFinishedEvent>((resolve) => runner.once('finished', resolve))
     await runner.start()
     const task = runner.prepare(waitsForAbort, [], undefined)
@@ -76,5 +86,39 @@ describe('the runner and task signals', () => {
     expect((reasons[0] as Error & { code?: string }).code).toBe('TASK_TIMEOUT')
     expect((await runner.get(task.id))?.lastError).toMatch(/TASK_TIMEOUT/)
     await runner.close(1000)
+  })
+
+  it('cancel() aborts a running task with the cancel error, waits for it, and leaves no listener behind', async () => {
+    const runner = newRunner()
+    const reasons: unknown[] = []
+    let started!: () => void
+    const running = new Promise<void>((resolve) => (started = resolve))
+    const task = waitsForItsSignal(reasons, 30_000, started)
+    await runner.start()
+    const prepared = runner.prepare(task, [], undefined)
+    runner.reserve(1)
+    runner.submit([prepared])
+    await running
+    const outcome = await runner.cancel(prepared.id)
+    expect(outcome.outcome).toBe('cancelled')
+    expect((reasons[0] as Error & { code?: string }).code).toBe('TASK_CANCELLED')
+    expect(runner.eventNames().filter((name) => String(name).startsWith('settled:'))).toEqual([])
+    await runner.close(1000)
+  })
+
+  it('close() past its deadline aborts running tasks with the shutdown error and reports them', async () => {
+    const runner = newRunner()
+    const reasons: unknown[] = []
+    let started!: () => void
+    const running = new Promise<void>((resolve) => (started = resolve))
+    await runner.start()
+    const prepared = runner.prepare(waitsForItsSignal(reasons, 30_000, started), [], undefined)
+    runner.reserve(1)
+    runner.submit([prepared])
+    await running
+    const report = await runner.close(20)
+    expect(report.drained).toBe(false)
+    expect((reasons[0] as Error & { code?: string }).code).toBe('TASK_SHUTDOWN')
+    expect(runner.eventNames().filter((name) => String(name).startsWith('settled:'))).toEqual([])
   })
 })
