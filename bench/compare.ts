@@ -43,6 +43,8 @@ export interface CompareResult {
   levels: LevelSummary[]
   expectedLines: number
   expectedMessages: Array<{ prefix: string; count: number }>
+  /** Every request each server answered in the run, warm-ups included (to read a profile per request). */
+  totalRequests: { app: number; bare: number }
   /** Any app load with a non-2xx reply or a socket error: the per-message check is partial. */
   allAccepted: boolean
 }
@@ -59,6 +61,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
   const expectedMessages: CompareResult['expectedMessages'] = []
   let expectedLines = 0
   let allAccepted = true
+  const totalRequests = { app: 0, bare: 0 }
 
   const load = async (server: ServerUnderTest, connections: number, amount: number, label: string) => {
     if (!server.proc.alive) throw new Error(server.proc.describeExit())
@@ -67,6 +70,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
     const cpuBefore = cpuTimeMs(server.proc.pid) ?? Number.NaN
     const result = await runLoad({ url: server.url, connections, amount, prefix })
     const peakRssBytes = watch.stop()
+    totalRequests[server.name] += result.requests
     let logLagMs: number | undefined
     if (server.name === 'app') {
       expectedLines += result.ok
@@ -144,7 +148,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
   } finally {
     tail.close()
   }
-  return { rows, levels, expectedLines, expectedMessages, allAccepted }
+  return { rows, levels, expectedLines, expectedMessages, allAccepted, totalRequests }
 }
 
 export function* expectedMessageList(result: CompareResult): Generator<string> {
