@@ -20,6 +20,22 @@ export function escapeControlCharacters(message: string): string {
   return CONTROL.test(message) ? message.replace(CONTROL_GLOBAL, escapeOne) : message
 }
 
-export function formatLogLine(message: string, at: Date = new Date()): string {
-  return `${at.toISOString()}: ${escapeControlCharacters(message)}\n`
+// Lines written in the same millisecond share one timestamp string: under load that is
+// most of them, and Date#toISOString is a good part of a small task's cost.
+let cachedMs = Number.NaN
+let cachedTimestamp = ''
+
+function timestampNow(): string {
+  const now = Date.now()
+  if (now !== cachedMs) {
+    cachedMs = now
+    cachedTimestamp = new Date(now).toISOString()
+  }
+  return cachedTimestamp
+}
+
+/** `<timestamp>: <message>\n`, the timestamp `at` (default: now) in ISO 8601 UTC with ms. */
+export function formatLogLine(message: string, at?: Date): string {
+  const timestamp = at === undefined ? timestampNow() : at.toISOString()
+  return `${timestamp}: ${escapeControlCharacters(message)}\n`
 }

@@ -20,7 +20,9 @@ import {
   UnregisteredTaskError,
 } from './errors.js'
 import { backoffDelay } from './backoff.js'
-import { type AnyTaskDefinition, type TaskContext, isTaskDefinition } from './define-task.js'
+import { type AnyTaskDefinition, isTaskDefinition } from './define-task.js'
+import { LazyAbortController } from './lazy-abort.js'
+import { RunnerTaskContext } from './task-context.js'
 import { runUntilAborted } from './run-until-aborted.js'
 import {
   type CancelOutcome,
@@ -89,7 +91,7 @@ export interface RunnerStats {
 
 interface ActiveTask {
   task: ClaimedTask
-  controller: AbortController
+  controller: LazyAbortController
 }
 
 export type TaskTarget = AnyTaskDefinition | PlainTaskFn
@@ -122,6 +124,8 @@ export class TaskRunner extends EventEmitter {
   private idleWaiter: (() => void) | undefined
   /** Running tasks that the shutdown deadline aborted, for the report. */
   private readonly abortedByShutdown: ShutdownReport['unfinished'] = []
+  /** Callers of whenSettled() still waiting. */
+  private settleWaiters = 0
 
   constructor(options: RunnerOptions) {
     super()
@@ -254,7 +258,7 @@ export class TaskRunner extends EventEmitter {
     if (outcome.outcome !== 'running') return outcome
     const active = this.active.get(id)
     if (active === undefined) return outcome
-    const settled = new Promise<void>((resolve) => this.once(`settled:${id}`, resolve))
+    const settled = this.whenSettled(id)
     active.controller.abort(new TaskCancelledError())
     await settled
     const record = await this.backend.get(id)
@@ -368,7 +372,7 @@ export class TaskRunner extends EventEmitter {
   private async execute(task: ClaimedTask): Promise<void> {
     const definition = task.fn === undefined ? this.registry.get(task.name) : undefined
     const timeoutMs = definition?.timeoutMs ?? this.defaultTimeoutMs
-    const controller = new AbortController()
+    const controller = new LazyAbortController()
     this.active.set(task.id, { task, controller })
     this.emit('started', task)
     const startedAt = this.now()
@@ -376,10 +380,10 @@ export class TaskRunner extends EventEmitter {
     let failure: unknown
     let ok = false
     try {
-      await runUntilAborted(() => this.invoke(task, definition, controller.signal), controller.signal)
+      await runUntilAborted(() => this.invoke(task, definition, controller), controller)
       ok = true
     } catch (error) {
-      failure = controller.signal.aborted ? controller.signal.reason : error
+      failure = controller.aborted ? controller.reason : error
     } finally {
       clearTimeout(timer)
     }
@@ -395,26 +399,26 @@ export class TaskRunner extends EventEmitter {
     } finally {
       // Still `active` until recorded: a cancel arriving meanwhile waits for the outcome.
       this.active.delete(task.id)
-      this.emit(`settled:${task.id}`)
+      // Only cancel() and close() wait for this: skip building the event name otherwise.
+      if (this.settleWaiters > 0) this.emit(`settled:${task.id}`)
     }
   }
 
-  private invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, signal: AbortSignal): unknown {
+  /** Resolves once the running task `id` has settled (its outcome recorded). */
+  private whenSettled(id: string): Promise<void> {
+    this.settleWaiters++
+    return new Promise((resolve) =>
+      this.once(`settled:${id}`, () => {
+        this.settleWaiters--
+        resolve()
+      }),
+    )
+  }
+
+  private invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, controller: LazyAbortController): unknown {
     if (task.fn !== undefined) return (task.fn as (...args: unknown[]) => unknown)(...task.args)
     if (definition === undefined) throw new UnregisteredTaskError(task.name)
-    const logger = this.logger
-    let log: FastifyBaseLogger | undefined
-    const context: TaskContext = {
-      signal,
-      attempt: task.attempt,
-      taskId: task.id,
-      requestId: task.requestId,
-      get log() {
-        log ??= logger.child({ reqId: task.requestId, taskId: task.id, task: task.name })
-        return log
-      },
-    }
-    return definition.run(task.args, context)
+    return definition.run(task.args, new RunnerTaskContext(task, controller, this.logger))
   }
 
   private async handleFailure(
@@ -498,9 +502,7 @@ export class TaskRunner extends EventEmitter {
     if (!drained) {
       // The running tasks are abandoned too: handleFailure lists them, since the memory
       // backend records them as failed and would no longer report them as unfinished.
-      const settling = [...this.active.keys()].map(
-        (id) => new Promise<void>((resolve) => this.once(`settled:${id}`, resolve)),
-      )
+      const settling = [...this.active.keys()].map((id) => this.whenSettled(id))
       for (const { controller } of this.active.values()) controller.abort(new TaskShutdownError())
       await Promise.all(settling)
       const abortedIds = new Set(this.abortedByShutdown.map(({ id }) => id))

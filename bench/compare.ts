@@ -1,0 +1,188 @@
+/**
+ * The default mode: the app against the bare baseline, in alternating rounds (bare, app,
+ * bare, app …) at each connection count, after a warm-up of each; the log caught up after
+ * every app round and checked line by line at the end.
+ */
+import type { RunContext } from './context.js'
+import { messages } from './context.js'
+import { runLoad, type LoadResult } from './load.js'
+import { LogTail } from './log-tail.js'
+import { cpuTimeMs, RssWatch } from './processes.js'
+import { int, mark, mb, ms, ratio, table } from './report.js'
+import type { ServerUnderTest } from './servers.js'
+import { median } from './stats.js'
+
+export interface RoundRow {
+  connections: number
+  round: number
+  server: 'app' | 'bare'
+  load: Omit<LoadResult, 'accepted'>
+  peakRssBytes: number
+  /** CPU time of the server process (all threads) per request, in µs: less noisy than req/s on a busy machine. */
+  cpuUsPerRequest: number
+  /** App rounds: ms from the last reply until the log held every accepted line (undefined: not within the limit). */
+  logLagMs?: number | undefined
+}
+
+export interface LevelSummary {
+  connections: number
+  requestsPerRound: number
+  rpsRatios: number[]
+  p99Ratios: number[]
+  cpuRatios: number[]
+  medianCpuRatio: number
+  medianRpsRatio: number
+  medianP99Ratio: number
+  worstLogLagMs: number | undefined
+  targets: { rpsRatio: number; p99Ratio: number; logLagMs: number }
+  met: { rps: boolean; p99: boolean; logLag: boolean }
+}
+
+export interface CompareResult {
+  rows: RoundRow[]
+  levels: LevelSummary[]
+  expectedLines: number
+  expectedMessages: Array<{ prefix: string; count: number }>
+  /** Every request each server answered in the run, warm-ups included (to read a profile per request). */
+  totalRequests: { app: number; bare: number }
+  /** Any app load with a non-2xx reply or a socket error: the per-message check is partial. */
+  allAccepted: boolean
+}
+
+const CATCH_UP_LIMIT_MS = 30_000
+
+export const rpsTarget = (connections: number) => (connections <= 50 ? 0.95 : 0.9)
+
+export async function runCompare(context: RunContext, app: ServerUnderTest, bare: ServerUnderTest): Promise<CompareResult> {
+  const { options, runId } = context
+  const tail = new LogTail(context.logFile)
+  const rows: RoundRow[] = []
+  const levels: LevelSummary[] = []
+  const expectedMessages: CompareResult['expectedMessages'] = []
+  let expectedLines = 0
+  let allAccepted = true
+  const totalRequests = { app: 0, bare: 0 }
+
+  const load = async (server: ServerUnderTest, connections: number, amount: number, label: string) => {
+    if (!server.proc.alive) throw new Error(server.proc.describeExit())
+    const prefix = `${runId}.${server.name}.c${connections}.${label}`
+    const watch = new RssWatch(server.proc.pid)
+    const cpuBefore = cpuTimeMs(server.proc.pid) ?? Number.NaN
+    const result = await runLoad({ url: server.url, connections, amount, prefix })
+    const peakRssBytes = watch.stop()
+    totalRequests[server.name] += result.requests
+    let logLagMs: number | undefined
+    if (server.name === 'app') {
+      expectedLines += result.ok
+      if (result.non2xx === 0 && result.errors === 0) expectedMessages.push({ prefix, count: result.requests })
+      else allAccepted = false
+      const seenAt = await tail.waitFor(expectedLines, CATCH_UP_LIMIT_MS)
+      logLagMs = seenAt === undefined ? undefined : Math.max(0, seenAt - result.endedAt)
+    }
+    // Measured after the catch-up: the background work the round caused is included.
+    const cpuUsPerRequest = (((cpuTimeMs(server.proc.pid) ?? Number.NaN) - cpuBefore) * 1000) / result.requests
+    return { result, peakRssBytes, logLagMs, cpuUsPerRequest }
+  }
+
+  try {
+    for (const connections of options.connections) {
+      process.stdout.write(`\n${connections} connections: warming up…`)
+      const probe = await load(bare, connections, connections * 100, 'probe')
+      const warmupAmount = Math.max(connections * 10, Math.round(probe.result.rps * options.warmupSeconds))
+      const bareWarm = await load(bare, connections, warmupAmount, 'w')
+      const appWarm = await load(app, connections, warmupAmount, 'w')
+      const amount = Math.max(connections * 10, Math.round(bareWarm.result.rps * options.roundSeconds))
+      process.stdout.write(
+        ` bare ${int(bareWarm.result.rps)} req/s, app ${int(appWarm.result.rps)} req/s; ${options.rounds} rounds of ${int(amount)} requests each\n`,
+      )
+      const rpsRatios: number[] = []
+      const p99Ratios: number[] = []
+      const cpuRatios: number[] = []
+      const lags: Array<number | undefined> = []
+      for (let round = 1; round <= options.rounds; round++) {
+        const b = await load(bare, connections, amount, `r${round}`)
+        const a = await load(app, connections, amount, `r${round}`)
+        for (const [server, measured] of [['bare', b], ['app', a]] as const) {
+          const { accepted: _accepted, ...loadResult } = measured.result
+          rows.push({
+            connections,
+            round,
+            server,
+            load: loadResult,
+            peakRssBytes: measured.peakRssBytes,
+            cpuUsPerRequest: measured.cpuUsPerRequest,
+            logLagMs: measured.logLagMs,
+          })
+        }
+        rpsRatios.push(a.result.rps / b.result.rps)
+        p99Ratios.push(a.result.latencyMs.p99 / b.result.latencyMs.p99)
+        cpuRatios.push(a.cpuUsPerRequest / b.cpuUsPerRequest)
+        lags.push(a.logLagMs)
+        process.stdout.write(
+          `  round ${round}: bare ${int(b.result.rps)} req/s, app ${int(a.result.rps)} req/s, ratio ${ratio(a.result.rps / b.result.rps)}, ` +
+            `CPU/req ${ms(b.cpuUsPerRequest)} vs ${ms(a.cpuUsPerRequest)} µs, log lag ${a.logLagMs === undefined ? 'NOT CAUGHT UP' : `${ms(a.logLagMs)} ms`}\n`,
+        )
+      }
+      const worst = lags.some((lag) => lag === undefined) ? undefined : Math.max(...(lags as number[]))
+      const targets = { rpsRatio: rpsTarget(connections), p99Ratio: 1.5, logLagMs: 100 }
+      const medianRpsRatio = median(rpsRatios)
+      const medianP99Ratio = median(p99Ratios)
+      levels.push({
+        connections,
+        requestsPerRound: amount,
+        rpsRatios,
+        p99Ratios,
+        cpuRatios,
+        medianCpuRatio: median(cpuRatios),
+        medianRpsRatio,
+        medianP99Ratio,
+        worstLogLagMs: worst,
+        targets,
+        met: {
+          rps: medianRpsRatio >= targets.rpsRatio,
+          p99: medianP99Ratio <= targets.p99Ratio,
+          logLag: worst !== undefined && worst <= targets.logLagMs,
+        },
+      })
+    }
+  } finally {
+    tail.close()
+  }
+  return { rows, levels, expectedLines, expectedMessages, allAccepted, totalRequests }
+}
+
+export function* expectedMessageList(result: CompareResult): Generator<string> {
+  for (const { prefix, count } of result.expectedMessages) yield* messages(prefix, count)
+}
+
+export function formatCompare(result: CompareResult): string {
+  const header = ['conns', 'round', 'server', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS', 'CPU µs/req', '2xx', 'non-2xx', 'errors', 'log lag ms', 'app/bare req/s', 'app/bare p99']
+  const body: string[][] = []
+  for (const row of result.rows) {
+    const pair = row.server === 'app' ? result.rows.find((r) => r.server === 'bare' && r.connections === row.connections && r.round === row.round) : undefined
+    body.push([
+      String(row.connections),
+      String(row.round),
+      row.server,
+      int(row.load.rps),
+      ms(row.load.latencyMs.p50),
+      ms(row.load.latencyMs.p99),
+      mb(row.peakRssBytes),
+      ms(row.cpuUsPerRequest),
+      int(row.load.ok),
+      int(row.load.non2xx),
+      int(row.load.errors),
+      row.server === 'app' ? (row.logLagMs === undefined ? 'not caught up' : ms(row.logLagMs)) : '',
+      pair === undefined ? '' : ratio(row.load.rps / pair.load.rps),
+      pair === undefined ? '' : ratio(row.load.latencyMs.p99 / pair.load.latencyMs.p99),
+    ])
+  }
+  const summary = result.levels.map(
+    (level) =>
+      `${level.connections} connections: median app/bare req/s ${ratio(level.medianRpsRatio)} (target >= ${level.targets.rpsRatio}: ${mark(level.met.rps)}), ` +
+      `median app/bare p99 ${ratio(level.medianP99Ratio)} (target <= ${level.targets.p99Ratio}: ${mark(level.met.p99)}), ` +
+      `median app/bare CPU per request ${ratio(level.medianCpuRatio)}, ` +
+      `log caught up ${level.worstLogLagMs === undefined ? 'NOT within 30 s' : `within ${ms(level.worstLogLagMs)} ms`} of the end of load (target <= ${level.targets.logLagMs} ms: ${mark(level.met.logLag)})`,
+  )
+  return `${table(header, body)}\n\n${summary.join('\n')}`
+}

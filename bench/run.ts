@@ -1,0 +1,173 @@
+/**
+ * `npm run bench`: the real app against a bare Fastify route, then a check that every
+ * accepted message is in the log exactly once. See the README's "Performance" section.
+ * Exits non-zero when the log check fails (or a server dies).
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { cpus, loadavg, tmpdir, totalmem, type as osType, release } from 'node:os'
+import { join, resolve } from 'node:path'
+import { backendByName } from './backends.js'
+import { expectedMessageList, formatCompare, runCompare, type CompareResult } from './compare.js'
+import { MESSAGE_PATTERN, type RunContext } from './context.js'
+import { describeLogCheck, verifyLog, type LogCheck } from './log-verify.js'
+import { parseOptions, USAGE, type BenchOptions } from './options.js'
+import { formatOverload, OVERLOAD_ENV, runOverload, type OverloadResult } from './overload.js'
+import { formatProfileSummary, readProfile, summarizeProfile, type ProfileSummary } from './profile-summary.js'
+import { startApp, startBare, type ServerUnderTest } from './servers.js'
+import { int } from './report.js'
+
+const ROOT = resolve(import.meta.dirname, '..')
+
+function machine() {
+  const cpu = cpus()
+  return {
+    cpu: cpu[0]?.model ?? 'unknown',
+    cores: cpu.length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    os: `${osType()} ${release()}`,
+    node: process.version,
+    loadAverageAtStart: loadavg().map((value) => Number(value.toFixed(2))),
+  }
+}
+
+async function main(): Promise<number> {
+  let options: BenchOptions | 'help'
+  try {
+    options = parseOptions(process.argv.slice(2))
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${USAGE}`)
+    return 2
+  }
+  if (options === 'help') {
+    console.log(USAGE)
+    return 0
+  }
+  const backendDef = backendByName(options.backend)
+  const info = machine()
+  const dir = mkdtempSync(join(tmpdir(), 'bench-'))
+  const runId = randomBytes(4).toString('hex')
+  const logFile = join(dir, 'log.txt')
+  const startedAt = new Date()
+  const resultsDir = join(ROOT, 'bench/results')
+  mkdirSync(resultsDir, { recursive: true })
+  const profileDir = options.profile ? join(resultsDir, `profiles-${runId}`) : undefined
+  console.log(
+    `npm run bench (${options.mode}${options.quick ? ', quick' : ''}), backend ${backendDef.name}: ${info.cores} × ${info.cpu}, ` +
+      `Node ${info.node}, load average ${info.loadAverageAtStart.join(' ')}`,
+  )
+
+  const baseEnv = { LOG_LEVEL: options.logLevel, LOG_FILE: logFile }
+  const appEnv: Record<string, string> = {
+    ...baseEnv,
+    SHUTDOWN_TIMEOUT_MS: '60000',
+    ...(options.mode === 'overload' ? { ...OVERLOAD_ENV, BENCH_TASK_DELAY_MS: String(options.taskDelayMs), BENCH_APP_DIST: join(ROOT, 'dist') } : {}),
+    ...options.env,
+  }
+  const backend = await backendDef.prepare({ dir, root: ROOT, appEnv, workers: options.workers })
+  Object.assign(appEnv, backend.env)
+  const context: RunContext = { options, root: ROOT, dir, logFile, runId, backend, appEnv, profileDir }
+  const profileFlags = (name: string) => (profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, name)}`])
+
+  let app: ServerUnderTest | undefined
+  let bare: ServerUnderTest | undefined
+  let compare: CompareResult | undefined
+  let overload: OverloadResult | undefined
+  let failure: string | undefined
+  try {
+    const appFlags = [...profileFlags('app'), ...(options.mode === 'overload' ? ['--import', join(ROOT, 'dist-bench/slow-task.js')] : [])]
+    app = await startApp({ root: ROOT, env: appEnv, nodeFlags: appFlags })
+    if (options.mode === 'compare') {
+      bare = await startBare({ root: ROOT, env: baseEnv, nodeFlags: profileFlags('bare') })
+      compare = await runCompare(context, app, bare)
+    } else {
+      overload = await runOverload(context, app)
+    }
+  } catch (error) {
+    failure = (error as Error).stack ?? String(error)
+  } finally {
+    // The app drains what is left and closes the log file (flush + fsync) before it exits.
+    await Promise.all([app?.proc.stop(120_000), bare?.proc.stop()])
+    await backend.stop()
+  }
+
+  // The log, line by line, once the app is gone: nothing can be written after this.
+  let logCheck: LogCheck | undefined
+  if (compare !== undefined || overload !== undefined) {
+    const text = readFileSyncSafe(logFile)
+    logCheck = verifyLog(text, {
+      expectedLines: compare?.expectedLines ?? overload?.expectedLines ?? 0,
+      messagePattern: MESSAGE_PATTERN,
+      expectedMessages: compare !== undefined ? expectedMessageList(compare) : overload?.accepted,
+    })
+  }
+
+  if (compare !== undefined) console.log(`\n${formatCompare(compare)}`)
+  if (overload !== undefined) console.log(`\n${formatOverload(overload)}`)
+  if (logCheck !== undefined) {
+    console.log(
+      `\nlog check: ${int(logCheck.lines)} lines for ${int(logCheck.expectedLines)} 2xx replies, ${logCheck.duplicates} duplicates, ` +
+        `${logCheck.torn} torn, ${logCheck.missing} accepted messages missing: ${logCheck.ok ? 'OK' : `FAILED (${describeLogCheck(logCheck)})`}`,
+    )
+    if (compare !== undefined && !compare.allAccepted) console.log('  (some requests were refused or failed: counts checked, but not every message by name)')
+  }
+
+  const profiles: Record<string, ProfileSummary> = {}
+  if (profileDir !== undefined) {
+    for (const name of ['bare', 'app']) {
+      const files = safeList(join(profileDir, name)).filter((file) => file.endsWith('.cpuprofile'))
+      const file = files[0]
+      if (file === undefined) continue
+      const summary = summarizeProfile(readProfile(join(profileDir, name, file)))
+      profiles[name] = summary
+      console.log(`\n${formatProfileSummary(`profile of ${name} (${join(profileDir, name, file)})`, summary)}`)
+    }
+  }
+
+  const crashed = overload?.crashed === true || (app !== undefined && app.proc.alive === false && failure !== undefined)
+  if (failure !== undefined) console.error(`\nthe bench failed: ${failure}`)
+  const resultFile = join(resultsDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}-${options.mode}-${backendDef.name}.json`)
+  writeFileSync(
+    resultFile,
+    JSON.stringify(
+      {
+        startedAt,
+        finishedAt: new Date(),
+        machine: { ...info, loadAverageAtEnd: loadavg().map((value) => Number(value.toFixed(2))) },
+        options,
+        backend: { name: backendDef.name, env: backend.env },
+        appEnv,
+        compare,
+        overload: overload === undefined ? undefined : { ...overload, accepted: undefined, acceptedCount: overload.accepted.length },
+        logCheck,
+        profiles,
+        failure,
+      },
+      null,
+      2,
+    ),
+  )
+  console.log(`\nresults: ${resultFile}`)
+  if (options.keep) console.log(`run directory kept: ${dir}`)
+  else rmSync(dir, { recursive: true, force: true })
+  return failure !== undefined || crashed || logCheck?.ok !== true ? 1 : 0
+}
+
+function readFileSyncSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+function safeList(path: string): string[] {
+  try {
+    return readdirSync(path)
+  } catch {
+    return []
+  }
+}
+
+// Exit at once: a keep-alive socket of the readiness checks must not hold the process.
+process.exit(await main())
