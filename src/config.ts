@@ -21,7 +21,7 @@ export const ConfigSchema = Type.Object({
   ),
   MESSAGE_MAX_LENGTH: Integer(1, 1_000_000, 4096),
   SHUTDOWN_TIMEOUT_MS: Integer(0, 3_600_000, 10_000),
-  TASK_CONCURRENCY: Integer(1, 10_000, 16),
+  TASK_CONCURRENCY: Integer(1, 10_000, 256),
   TASK_MAX_PENDING: Integer(1, 10_000_000, 10_000),
   TASK_TIMEOUT_MS: Integer(1, 86_400_000, 30_000),
   TASK_RETENTION_COUNT: Integer(1, 10_000_000, 10_000),

@@ -19,7 +19,7 @@ export interface BackgroundTasksOptions {
   backend?: TaskBackend
   /** Defined tasks; required for durable backends, which find a stored task's code by name. */
   tasks?: AnyTaskDefinition[]
-  /** Tasks run at once. Default 16. */
+  /** Tasks run at once. Default 256: an I/O-bound task ends at most once per event-loop turn, so fewer slots than requests per turn let the backlog grow. */
   concurrency?: number
   /** Bound on queued + running tasks; `add()` throws a 503 beyond it. Default 10000. */
   maxPending?: number
@@ -56,7 +56,7 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
 }
 
 async function backgroundTasksPlugin(fastify: FastifyInstance, options: BackgroundTasksOptions): Promise<void> {
-  const concurrency = positiveInteger('concurrency', options.concurrency, 16)
+  const concurrency = positiveInteger('concurrency', options.concurrency, 256)
   const maxPending = positiveInteger('maxPending', options.maxPending, 10_000)
   const retryAfterSeconds = positiveInteger('retryAfterSeconds', options.retryAfterSeconds, 1)
   const defaultTimeoutMs = positiveInteger('defaultTimeoutMs', options.defaultTimeoutMs, 30_000)
