@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs'
 import { type Static, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { DEFAULTS as TASK_DEFAULTS } from './background/index.js'
 
 const Integer = (minimum: number, maximum: number, defaultValue: number) =>
   Type.Integer({ minimum, maximum, default: defaultValue })
@@ -20,12 +21,12 @@ export const ConfigSchema = Type.Object({
     { default: 'info' },
   ),
   MESSAGE_MAX_LENGTH: Integer(1, 1_000_000, 4096),
-  SHUTDOWN_TIMEOUT_MS: Integer(0, 3_600_000, 10_000),
-  TASK_CONCURRENCY: Integer(1, 10_000, 256),
-  TASK_MAX_PENDING: Integer(1, 10_000_000, 10_000),
-  TASK_TIMEOUT_MS: Integer(1, 86_400_000, 30_000),
-  TASK_RETENTION_COUNT: Integer(1, 10_000_000, 10_000),
-  TASK_RETENTION_MS: Integer(1, 604_800_000, 3_600_000),
+  SHUTDOWN_TIMEOUT_MS: Integer(0, 3_600_000, TASK_DEFAULTS.shutdownTimeoutMs),
+  TASK_CONCURRENCY: Integer(1, 10_000, TASK_DEFAULTS.concurrency),
+  TASK_MAX_PENDING: Integer(1, 10_000_000, TASK_DEFAULTS.maxPending),
+  TASK_TIMEOUT_MS: Integer(1, 86_400_000, TASK_DEFAULTS.defaultTimeoutMs),
+  TASK_RETENTION_COUNT: Integer(1, 10_000_000, TASK_DEFAULTS.retention.maxCount),
+  TASK_RETENTION_MS: Integer(1, 604_800_000, TASK_DEFAULTS.retention.maxAgeMs),
   RETRY_AFTER_SECONDS: Integer(1, 3600, 1),
   TASK_BACKEND: Type.Union([Type.Literal('memory'), Type.Literal('sqlite'), Type.Literal('bullmq')], {
     default: 'memory',
@@ -57,9 +58,9 @@ function describeSchema(schema: TSchema): string {
 }
 
 function parseValue(name: string, raw: string, schema: TSchema): unknown {
-  let value: unknown = raw
-  if (schema.type === 'integer') value = /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN
-  else if (schema.type === 'boolean') value = BOOLEAN_WORDS[raw.trim().toLowerCase()]
+  // TypeBox converts numbers; flags also take the words people write in .env files.
+  const value =
+    schema.type === 'boolean' ? BOOLEAN_WORDS[raw.trim().toLowerCase()] : schema.type === 'integer' ? (/^-?\d+$/.test(raw.trim()) ? Value.Convert(schema, raw.trim()) : raw) : raw
   if (value === undefined || !Value.Check(schema, value)) {
     throw new ConfigError(`Invalid configuration: ${name} must be ${describeSchema(schema)}, got ${JSON.stringify(raw)}`)
   }

@@ -5,6 +5,7 @@
  */
 import { STATUS_CODES } from 'node:http'
 import { Type, type SchemaOptions, type Static, type TSchema } from '@sinclair/typebox'
+import { TASK_STATUSES } from './background/index.js'
 
 /** A `$ref` to a registered schema that keeps its static type (and may add a description). */
 export function ref<T extends TSchema & { $id?: string }>(schema: T, options?: SchemaOptions) {
@@ -29,9 +30,7 @@ export const TaskView = Type.Object(
   {
     id: Type.String({ description: 'The task id, as returned in the Task-Id header' }),
     name: Type.String({ examples: ['log_message'] }),
-    status: Type.Union(
-      ['queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)),
-    ),
+    status: Type.Union(TASK_STATUSES.map((status) => Type.Literal(status))),
     attempts: Type.Integer({ description: 'Attempts started so far' }),
     maxAttempts: Type.Integer({ description: '1 + retries' }),
     requestId: Type.Optional(Type.String({ description: 'The id of the request that added the task' })),

@@ -12,45 +12,40 @@ import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { TaskRunner } from './background/index.js'
 import { loadConfig, loadDotEnv } from './config.js'
-import { LogFile } from './log-file.js'
-import { createBullMQBackend } from './task-backend.js'
+import { createTaskBackend, runnerSettings } from './task-settings.js'
+import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
 
 async function main(): Promise<void> {
   loadDotEnv()
-  const config = loadConfig(process.env)
+  // A worker always takes its tasks from the BullMQ queue, whatever the web processes' TASK_BACKEND says.
+  const config = { ...loadConfig(process.env), TASK_BACKEND: 'bullmq' as const }
   const logger = pino({ level: config.LOG_LEVEL, base: { pid: process.pid, role: 'worker' } })
   const logFile = LogFile.open(config.LOG_FILE)
-  const backend = createBullMQBackend(config, 'worker')
+  const settings = runnerSettings(config)
   const runner = new TaskRunner({
-    backend,
-    concurrency: config.TASK_CONCURRENCY,
-    maxPending: config.TASK_MAX_PENDING,
-    retryAfterSeconds: config.RETRY_AFTER_SECONDS,
-    defaultTimeoutMs: config.TASK_TIMEOUT_MS,
+    ...settings,
+    backend: await createTaskBackend(config, 'worker'),
     logger,
     tasks: [createLogMessageTask(logFile)],
   })
 
   closeWithGrace(
     {
-      delay: config.SHUTDOWN_TIMEOUT_MS + 5_000,
+      delay: settings.shutdownTimeoutMs + 5_000,
       logger: { error: (message: string) => logger.error(message) },
     },
     async ({ signal, err }) => {
       if (err !== undefined) logger.error({ err }, 'closing after an uncaught error')
       else logger.info({ signal }, 'worker shutting down: finishing running tasks')
-      const report = await runner.close(config.SHUTDOWN_TIMEOUT_MS)
+      const report = await runner.close(settings.shutdownTimeoutMs)
       await logFile.close()
       logger.info({ drained: report.drained, handedBack: report.unfinished.length }, 'worker stopped')
     },
   )
 
   await runner.start()
-  logger.info(
-    { queue: backend.queueName, concurrency: config.TASK_CONCURRENCY, logFile: logFile.path },
-    'worker started',
-  )
+  logger.info({ queue: config.TASK_QUEUE, concurrency: settings.concurrency, logFile: logFile.path }, 'worker started')
 }
 
 main().catch((error: unknown) => {

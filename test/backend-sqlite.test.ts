@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { NewTask } from '../src/background/index.js'
-import { JournalOpenError, SqliteBackend } from '../src/background/backends/sqlite.js'
+import { JournalOpenError, SqliteBackend } from '../src/background/backends/sqlite/backend.js'
 import { describeBackendConformance } from './backend-conformance.js'
 import { tempDir } from './helpers/app.js'
 import { journalStatuses, openBackend, siblings, writeForeignDatabase, writeGarbage } from './helpers/journal.js'
@@ -61,7 +61,7 @@ describe('sqlite journal', () => {
     expect(journalStatuses(path)).toEqual({ succeeded: 1, running: 1, queued: 1, cancelled: 1 })
 
     const second = backendAt(path)
-    expect(second.recover()).toBe(2)
+    expect(second.start()).toBe(2)
     expect(second.get(group[0]!.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
     expect(second.get(group[1]!.id)).toMatchObject({ status: 'queued', attempts: 1 })
     expect(second.get(cancelled.id)).toMatchObject({ status: 'cancelled' })
@@ -81,7 +81,7 @@ describe('sqlite journal', () => {
     first.fail(t.id, { error: 'boom', now: Date.now(), retryAt: Date.now() + 60_000 })
     first.close()
     const second = backendAt(path)
-    expect(second.recover()).toBe(1)
+    expect(second.start()).toBe(1)
     expect(second.claim(Date.now())).toMatchObject({ id: t.id, attempt: 2 })
   })
 

@@ -100,7 +100,7 @@ describe('request.backgroundTasks', () => {
     expect((await server.request('/three?tag=ok')).status).toBe(200)
     await waitFor(() => probe.events.length === 3, { what: 'the good request\'s tasks' })
     expect(probe.events).toEqual(['ok:1', 'ok:2', 'ok:3'])
-    expect(server.app.backgroundTasks.stats().pending).toBe(0)
+    expect(server.app.taskRunner.stats().pending).toBe(0)
   })
 
   it('a throwing task is logged with name, task id and request id; the later tasks still run', async () => {

@@ -52,7 +52,7 @@ describe('back-pressure', () => {
 
     for (const key of ['A', 'B', 'D']) probe.open(key)
     await waitFor(async () => (await ready()).status === 200, { what: 'the backlog to drain' })
-    expect(server.app.backgroundTasks.stats()).toMatchObject({ pending: 0, running: 0 })
+    expect(server.app.taskRunner.stats()).toMatchObject({ pending: 0, running: 0 })
 
     probe.open('F1')
     probe.open('F2')

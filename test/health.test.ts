@@ -22,7 +22,7 @@ interface Ready {
 /** A memory backend whose readiness the test sets: an answer, a throw, or no answer at all. */
 class ProbedBackend extends MemoryBackend {
   answer: BackendReadiness | Error | 'hang' = { ok: true }
-  ready(): Promise<BackendReadiness> {
+  override ready(): Promise<BackendReadiness> {
     const answer = this.answer
     if (answer === 'hang') return new Promise(() => {})
     if (answer instanceof Error) return Promise.reject(answer)

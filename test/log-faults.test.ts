@@ -92,7 +92,7 @@ describe('log file faults', () => {
     writeFileSync(parent, 'not a directory\n')
 
     // Put the directory back as soon as the first attempt has failed.
-    server.app.backgroundTasks.once('retried', () => {
+    server.app.taskRunner.once('retried', () => {
       rmSync(parent)
       mkdirSync(parent)
     })

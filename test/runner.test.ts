@@ -13,7 +13,7 @@ import {
   type TaskOptions,
   type TaskRetriedEvent,
 } from '../src/background/index.js'
-import type { TaskTarget } from '../src/background/runner.js'
+import type { TaskTarget } from '../src/background/registry.js'
 import { backoffDelay, type BackoffPolicy } from '../src/background/backoff.js'
 import { captureLogs, type CapturedLogs } from './helpers/log-capture.js'
 import { waitFor } from './helpers/wait.js'
@@ -33,7 +33,6 @@ function harness(options: Partial<RunnerOptions> & { retentionCount?: number; ba
   const runner = new TaskRunner({
     concurrency: 4,
     maxPending: 100_000,
-    retryAfterSeconds: 1,
     defaultTimeoutMs: 10_000,
     logger: pino({ level: 'info' }, logs.stream),
     ...options,
@@ -258,7 +257,7 @@ describe('TaskRunner', () => {
     let clock = 0
     const logs = captureLogs()
     const backend = new MemoryBackend({ retention: { maxCount: 1000, maxAgeMs: 60_000 } })
-    const runner = new TaskRunner({ backend, concurrency: 1, maxPending: 10, retryAfterSeconds: 1, defaultTimeoutMs: 1000, logger: pino(logs.stream), now: () => clock })
+    const runner = new TaskRunner({ backend, concurrency: 1, maxPending: 10, defaultTimeoutMs: 1000, logger: pino(logs.stream), now: () => clock })
     runners.push(runner)
     const add = (): string => {
       const task = runner.prepare(() => {}, [], undefined)
@@ -330,11 +329,11 @@ describe('TaskRunner', () => {
     expect(ran.sort()).toEqual(['flaky:1', 'flaky:2', 'flaky:3', 'plain'])
   })
 
-  it('the backlog bound: reserve() refuses with a 503 carrying Retry-After, and release() gives room back', () => {
-    const { runner } = harness({ maxPending: 2, retryAfterSeconds: 7 })
+  it('the backlog bound: reserve() refuses with TASKS_BACKLOG_FULL (a 503), and release() gives room back', () => {
+    const { runner } = harness({ maxPending: 2 })
     runner.reserve(1)
     expect(() => runner.reserve(2)).toThrow(
-      expect.objectContaining({ code: 'TASKS_BACKLOG_FULL', statusCode: 503, headers: { 'retry-after': '7' } }),
+      expect.objectContaining({ code: 'TASKS_BACKLOG_FULL', statusCode: 503 }),
     )
     expect(runner.stats()).toMatchObject({ pending: 1, full: false })
     runner.reserve(1)

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { Type } from '@sinclair/typebox'
 import { afterEach, describe, expect, it } from 'vitest'
 import { defineTask } from '../src/background/index.js'
-import type { SqliteBackend } from '../src/background/backends/sqlite.js'
+import type { SqliteBackend } from '../src/background/backends/sqlite/backend.js'
 import { LINE, startServer, tempDir, type Reply, type TestServer } from './helpers/app.js'
 import { canMakeImmutable, canMountTmpfs, fillDisk, mountTmpfs, setImmutable } from './helpers/journal.js'
 import { waitFor } from './helpers/wait.js'
@@ -33,7 +33,7 @@ const status = async (server: TestServer, id: string) => (await server.request(`
 const messages = (lines: string[]) => lines.map((line) => LINE.exec(line)?.[2])
 
 function journal(server: TestServer): SqliteBackend {
-  return server.app.backgroundTasks.backend as SqliteBackend
+  return server.app.taskRunner.backend as SqliteBackend
 }
 
 function expectRefused(reply: Reply): void {
@@ -104,7 +104,7 @@ describe('sqlite journal over HTTP', () => {
     expect((await server.request('/test/unregistered')).status).toBe(500)
     expect(server.logs.find((line) => (line.err as { code?: string } | undefined)?.code === 'TASKS_UNREGISTERED')).toBeDefined()
     expect(journal(server).rowCount()).toBe(0)
-    expect(server.app.backgroundTasks.stats().pending).toBe(0)
+    expect(server.app.taskRunner.stats().pending).toBe(0)
   })
 
   describe('a journal that cannot be written: 503 with Retry-After, never a 200 for work not stored', () => {

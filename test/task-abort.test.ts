@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
 import { Type } from '@sinclair/typebox'
-import { LazyAbortController } from '../src/background/lazy-abort.js'
-import { runUntilAborted } from '../src/background/run-until-aborted.js'
+import { LazyAbortController } from '../src/background/runner/lazy-abort.js'
+import { runUntilAborted } from '../src/background/runner/run-until-aborted.js'
 import { defineTask, MemoryBackend, TaskRunner, type TaskFinishedEvent } from '../src/background/index.js'
 
 describe('LazyAbortController', () => {
@@ -47,7 +47,6 @@ function newRunner(): TaskRunner {
     backend: new MemoryBackend({ retention: { maxCount: 100, maxAgeMs: 60_000 } }),
     concurrency: 2,
     maxPending: 10,
-    retryAfterSeconds: 1,
     defaultTimeoutMs: 1000,
     logger: pino({ level: 'silent' }),
   })

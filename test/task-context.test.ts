@@ -11,7 +11,6 @@ describe('the context a task runs with', () => {
       backend: new MemoryBackend({ retention: { maxCount: 100, maxAgeMs: 60_000 } }),
       concurrency: 1,
       maxPending: 10,
-      retryAfterSeconds: 1,
       defaultTimeoutMs: 1000,
       logger: pino({ level: 'info' }, logs.stream),
     })

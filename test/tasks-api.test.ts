@@ -140,7 +140,7 @@ describe('task runner over HTTP', () => {
     expect(reply.headers['task-id']).toBeUndefined()
     expect(reply.json()).toMatchObject({ statusCode: 400, code: 'TASKS_INVALID_ARGS' })
     expect(reply.json<{ message: string }>().message).toMatch(/^Invalid arguments for task "test_flaky": \/1 /)
-    expect(server.app.backgroundTasks.stats().pending).toBe(0)
+    expect(server.app.taskRunner.stats().pending).toBe(0)
     // A later request's task runs; the refused request's never did.
     await add(['plain', 'later'])
     await waitFor(() => probe.of('later').length === 1)
@@ -158,7 +158,7 @@ describe('task runner over HTTP', () => {
     expect((abort!.detail as { code: string }).code).toBe('TASK_TIMEOUT')
     // The only slot went to the next task once the hanging one was aborted.
     await untilStatus(nextId!, 'succeeded')
-    expect(server.app.backgroundTasks.stats()).toMatchObject({ running: 0, pending: 0 })
+    expect(server.app.taskRunner.stats()).toMatchObject({ running: 0, pending: 0 })
   })
 
   it('DELETE a queued task: it never runs, and the request\'s other tasks still do', async () => {
@@ -177,7 +177,7 @@ describe('task runner over HTTP', () => {
     await untilStatus(afterId!, 'succeeded')
     expect(probe.of('cancelled-before-start')).toEqual([])
     expect((await view(queuedId!)).status).toBe('cancelled')
-    expect(server.app.backgroundTasks.stats().pending).toBe(0)
+    expect(server.app.taskRunner.stats().pending).toBe(0)
   })
 
   it('DELETE a running task: its signal is aborted and it ends cancelled, not retried', async () => {
@@ -191,7 +191,7 @@ describe('task runner over HTTP', () => {
     const [abort] = probe.of('running', 'abort')
     expect((abort!.detail as { code: string }).code).toBe('TASK_CANCELLED')
     expect(probe.of('running', 'start')).toHaveLength(1)
-    expect(server.app.backgroundTasks.stats()).toMatchObject({ running: 0, pending: 0 })
+    expect(server.app.taskRunner.stats()).toMatchObject({ running: 0, pending: 0 })
   })
 
   it('a retrying task shows when it is due, holds no slot meanwhile, and once DELETEd is not attempted again', async () => {
@@ -212,14 +212,14 @@ describe('task runner over HTTP', () => {
     const cancelled = reply.json<View>()
     expect(cancelled).toMatchObject({ status: 'cancelled', attempts: 1 })
     expect(cancelled.nextAttemptAt).toBeUndefined()
-    expect(server.app.backgroundTasks.stats()).toMatchObject({ pending: 0 })
+    expect(server.app.taskRunner.stats()).toMatchObject({ pending: 0 })
     expect(probe.of('waits-a-minute', 'start')).toHaveLength(1)
   })
 
   it('DELETE a task between attempts with a short backoff: it is not attempted again', async () => {
     await start()
     // The flaky task's backoff is a few ms: cancel it from inside, right after its first failure.
-    server.app.backgroundTasks.on('retried', ({ id }: { id: string }) => void server.app.backgroundTasks.cancel(id))
+    server.app.taskRunner.on('retried', ({ id }: { id: string }) => void server.app.taskRunner.cancel(id))
     const [id] = await add(['flaky', 'cancel-while-retrying', 99])
     const cancelled = await untilStatus(id!, 'cancelled')
     expect(cancelled).toMatchObject({ attempts: 1, lastError: 'flaky cancel-while-retrying failed attempt 1' })
@@ -243,7 +243,7 @@ describe('task runner over HTTP', () => {
     const line = server.logs.find((entry) => entry.msg === 'shutdown deadline passed; these background tasks were abandoned')
     expect(line).toMatchObject({ level: 50, count: 2, tasks: abandoned })
     // The runner's report says the same; closing again is harmless and gives the same report.
-    expect(await server.app.backgroundTasks.close(0)).toEqual({ drained: false, unfinished: abandoned })
+    expect(await server.app.taskRunner.close(0)).toEqual({ drained: false, unfinished: abandoned })
   })
 
   it('DELETE a finished task: 409 TASK_ALREADY_FINISHED; an unknown one: 404', async () => {

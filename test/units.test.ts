@@ -1,6 +1,6 @@
 /** Pure parts: the line format, the configuration loader, the backoff curve. */
 import { describe, expect, it } from 'vitest'
-import { escapeControlCharacters, formatLogLine } from '../src/log-line.js'
+import { escapeControlCharacters, formatLogLine } from '../src/tasks/log-line.js'
 import { ConfigError, loadConfig } from '../src/config.js'
 
 describe('log line', () => {

@@ -6,7 +6,8 @@
 import type { Static, TSchema, TTuple } from '@sinclair/typebox'
 import type { TaskDefinition } from './define-task.js'
 import type { NewTask } from './backends/types.js'
-import type { TaskRunner, TaskTarget } from './runner.js'
+import type { TaskRunner } from './runner/runner.js'
+import type { TaskTarget } from './registry.js'
 
 export interface TaskHandle {
   /** Unguessable (`crypto.randomUUID()`); `GET /tasks/:id` reports on it. */

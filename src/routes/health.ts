@@ -5,7 +5,6 @@ import type { BackendReadiness, TaskBackend } from '../background/index.js'
 import { MalformedQueryReply } from '../schemas.js'
 
 export interface HealthOptions {
-  isClosing: () => boolean
   /** How long /ready waits for the backend's own check before calling it unreachable. Default 2000. */
   backendCheckTimeoutMs?: number
 }
@@ -31,13 +30,12 @@ const whileClosing = { servedWhileClosing: true }
 
 /** The backend's own check, bounded in time; a throw or no answer counts as unreachable. */
 async function checkBackend(backend: TaskBackend, timeoutMs: number): Promise<BackendReadiness> {
-  if (backend.ready === undefined) return { ok: true }
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<BackendReadiness>((resolve) => {
     timer = setTimeout(() => resolve({ ok: false, reason: `the ${backend.kind} backend did not answer within ${timeoutMs} ms` }), timeoutMs)
   })
   try {
-    return await Promise.race([Promise.resolve().then(() => backend.ready!()), timeout])
+    return await Promise.race([Promise.resolve().then(() => backend.ready()), timeout])
   } catch (error) {
     return { ok: false, reason: error instanceof Error ? error.message : String(error) }
   } finally {
@@ -92,10 +90,10 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
       },
     },
     async (_request, reply) => {
-      const runner = app.backgroundTasks
+      const runner = app.taskRunner
       let status: ReadyStatus = 'ready'
       let reason: string | undefined
-      if (options.isClosing() || runner.stats().closing) {
+      if (app.closing) {
         status = 'closing'
       } else {
         const backend = await checkBackend(runner.backend, backendCheckTimeoutMs)
@@ -108,7 +106,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
           reason = `${stats.pending} of ${stats.maxPending} tasks pending`
         }
       }
-      if (status !== 'ready') reply.code(503).header('retry-after', String(runner.retryAfterSeconds))
+      if (status !== 'ready') reply.code(503).retryLater()
       const stats = runner.stats()
       return { status, reason, backend: runner.backend.kind, pending: stats.pending, running: stats.running, maxPending: stats.maxPending }
     },

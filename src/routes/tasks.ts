@@ -53,7 +53,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const record = await app.backgroundTasks.get(request.params.id)
+      const record = await app.taskRunner.get(request.params.id)
       if (record === undefined) throw new taskErrors.TaskNotFoundError(request.params.id)
       return toTaskView(record)
     },
@@ -87,7 +87,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const outcome = await app.backgroundTasks.cancel(request.params.id)
+      const outcome = await app.taskRunner.cancel(request.params.id)
       if (outcome.outcome === 'not_found') throw new taskErrors.TaskNotFoundError(request.params.id)
       if (outcome.outcome === 'finished') {
         throw new taskErrors.TaskAlreadyFinishedError(request.params.id, outcome.record.status)

@@ -1,8 +1,8 @@
 /** The demo task: append `<timestamp>: <message>` to the log file. */
 import { Type } from '@sinclair/typebox'
 import { defineTask } from '../background/index.js'
-import type { LogFile } from '../log-file.js'
-import { formatLogLine } from '../log-line.js'
+import type { LogFile } from './log-file.js'
+import { formatLogLine } from './log-line.js'
 
 export const LOG_MESSAGE_TASK = 'log_message'
 

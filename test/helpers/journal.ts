@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { SqliteBackend, type SqliteBackendOptions } from '../../src/background/backends/sqlite.js'
+import { SqliteBackend, type SqliteBackendOptions } from '../../src/background/backends/sqlite/backend.js'
 import { tempDir } from './app.js'
 
 export function openBackend(path: string, options: Partial<SqliteBackendOptions> = {}): SqliteBackend {

@@ -39,8 +39,8 @@ export function testRoutes(): TestRoutes {
       for (const wake of waiters.splice(0)) wake()
     },
     install: (app) => {
-      app.backgroundTasks.register(alwaysFails)
-      app.backgroundTasks.register(blocks)
+      app.taskRunner.register(alwaysFails)
+      app.taskRunner.register(blocks)
       app.post('/test/fail', async (request) => ({ id: request.backgroundTasks.add(alwaysFails).id }))
       app.post('/test/block', async (request) => ({ id: request.backgroundTasks.add(blocks).id }))
       app.get('/test/hold', async () => {

@@ -5,18 +5,14 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 
-export type TaskStatus = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed' | 'cancelled'
+/** Every status a task can have, in the order of its life; the one list the code and the API use. */
+export const TASK_STATUSES = ['queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'] as const
+export type TaskStatus = (typeof TASK_STATUSES)[number]
 
-export const TASK_STATUSES: readonly TaskStatus[] = [
-  'queued',
-  'running',
-  'retrying',
-  'succeeded',
-  'failed',
-  'cancelled',
-]
+/** The statuses a task ends in: it never runs again. */
+export type FinishedStatus = Extract<TaskStatus, 'succeeded' | 'failed' | 'cancelled'>
 
-export function isFinished(status: TaskStatus): boolean {
+export function isFinished(status: TaskStatus): status is FinishedStatus {
   return status === 'succeeded' || status === 'failed' || status === 'cancelled'
 }
 
@@ -93,7 +89,7 @@ export type MaybePromise<T> = T | Promise<T>
  */
 export type TaskExecution = 'local' | 'remote' | 'shared'
 
-/** What the runner hands a backend when it starts (`attach`). */
+/** What the runner hands a backend when it starts. */
 export interface BackendHooks {
   /** Work may be claimable now (a task arrived from another process): claim if there is room. */
   wake(): void
@@ -109,13 +105,31 @@ export interface BackendReadiness {
   reason?: string
 }
 
+/** A task as a durable store keeps it: its record and, while unfinished, its arguments. */
+export interface StoredTask extends TaskRecord {
+  args: unknown[] | undefined
+}
+
+/** A finished task's short form, for the shutdown report. */
+export type TaskSummary = Pick<TaskRecord, 'id' | 'name' | 'status'>
+
+/**
+ * Every backend has the same lifecycle: `start(hooks)` once, when the runner starts (a durable
+ * backend puts back what a previous process left unfinished and says how many tasks it holds),
+ * then the calls below, then `close()` (safe to call twice).
+ */
 export interface TaskBackend {
   /** `memory`, `sqlite`, `bullmq`: shown in logs and /ready. */
   readonly kind: string
   /** True when an accepted task survives a crash: plain functions are then refused. */
   readonly durable: boolean
-  /** Who runs the stored tasks; default `local`. See {@link TaskExecution}. */
-  readonly execution?: TaskExecution
+  /** Who runs the stored tasks. See {@link TaskExecution}. */
+  readonly execution: TaskExecution
+  /**
+   * Called once by the runner's `start()`. Returns how many unfinished tasks a previous
+   * process left for this one to run (0 for memory and for a shared queue).
+   */
+  start(hooks: BackendHooks): MaybePromise<number>
   /** Store one request's tasks, all or nothing. Durable backends resolve once committed. */
   enqueue(group: NewTask[]): MaybePromise<void>
   /**
@@ -128,19 +142,12 @@ export interface TaskBackend {
   get(id: string): MaybePromise<TaskRecord | undefined>
   cancel(id: string, now: number): MaybePromise<CancelOutcome>
   /** Tasks not finished (queued, retrying, running), for the shutdown report. */
-  unfinished(): MaybePromise<Array<Pick<TaskRecord, 'id' | 'name' | 'status'>>>
+  unfinished(): MaybePromise<TaskSummary[]>
   /**
-   * Called once when the runner starts: a durable backend puts back to `queued` what a
-   * previous process left `running`, and returns how many unfinished tasks it holds.
+   * For `GET /ready`: can the backend take tasks now (the database or Redis is reachable)?
+   * Should answer within a second or two; a throw counts as not ready.
    */
-  recover?(now: number): MaybePromise<number>
-  /** Called once by the runner's `start()`, before `recover`. */
-  attach?(hooks: BackendHooks): void
-  /**
-   * Optional, for `GET /ready`: can the backend take tasks now (the database or Redis is
-   * reachable)? Should answer within a second or two; a throw counts as not ready.
-   */
-  ready?(): MaybePromise<BackendReadiness>
+  ready(): MaybePromise<BackendReadiness>
   /** Safe to call twice. */
   close(): MaybePromise<void>
 }

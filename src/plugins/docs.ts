@@ -12,8 +12,8 @@ import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 
-// src/docs.ts and dist/docs.js are both one level below the package root.
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { name: string; version: string }
+// src/plugins/docs.ts and dist/plugins/docs.js are both two levels below the package root.
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string; version: string }
 
 const DESCRIPTION = [
   'Runs work **after the response**, like FastAPI\'s `BackgroundTasks`, with retries, timeouts,',

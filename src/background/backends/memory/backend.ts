@@ -3,28 +3,27 @@
  * Tasks of one request are linked in order; only the head of each group is ever
  * in the ready queue, so a request's tasks run one after another.
  */
-import { Fifo } from '../fifo.js'
+import { Fifo } from './fifo.js'
 import {
   type CancelOutcome,
   type ClaimedTask,
   type FailOptions,
   type NewTask,
+  type BackendReadiness,
+  type MaybePromise,
   type PlainTaskFn,
+  type StoredTask,
   type TaskBackend,
   type TaskRecord,
+  type TaskSummary,
   isFinished,
-} from './types.js'
+} from '../types.js'
 
 export interface RetentionOptions {
   /** Finished tasks kept for `GET /tasks/:id`, at most. */
   maxCount: number
   /** Finished tasks older than this are forgotten. */
   maxAgeMs: number
-}
-
-/** A task as a durable store kept it (`restore`): its record and, while unfinished, its arguments. */
-export interface StoredTask extends TaskRecord {
-  args: unknown[] | undefined
 }
 
 interface Entry extends TaskRecord {
@@ -37,6 +36,7 @@ interface Entry extends TaskRecord {
 export class MemoryBackend implements TaskBackend {
   readonly kind = 'memory'
   readonly durable = false
+  readonly execution = 'local'
   private readonly entries = new Map<string, Entry>()
   private readonly readyQueue = new Fifo<Entry>()
   private readonly delayed = new Set<Entry>()
@@ -46,6 +46,15 @@ export class MemoryBackend implements TaskBackend {
 
   constructor(options: { retention: RetentionOptions }) {
     this.retention = options.retention
+  }
+
+  /** Nothing to recover: a new process starts with an empty map. */
+  start(): number {
+    return 0
+  }
+
+  ready(): MaybePromise<BackendReadiness> {
+    return { ok: true }
   }
 
   enqueue(group: NewTask[]): void {
@@ -143,8 +152,8 @@ export class MemoryBackend implements TaskBackend {
     return { outcome: 'cancelled', record: toRecord(entry) }
   }
 
-  unfinished(): Array<Pick<TaskRecord, 'id' | 'name' | 'status'>> {
-    const out: Array<Pick<TaskRecord, 'id' | 'name' | 'status'>> = []
+  unfinished(): TaskSummary[] {
+    const out: TaskSummary[] = []
     for (const entry of this.entries.values()) {
       if (!isFinished(entry.status)) out.push({ id: entry.id, name: entry.name, status: entry.status })
     }

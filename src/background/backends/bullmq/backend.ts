@@ -37,7 +37,7 @@ import {
 } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import { BackendUnavailableError } from '../errors.js'
+import { BackendUnavailableError } from '../../errors.js'
 import type {
   BackendHooks,
   BackendReadiness,
@@ -49,7 +49,7 @@ import type {
   TaskExecution,
   TaskRecord,
   TaskStatus,
-} from './types.js'
+} from '../types.js'
 
 export interface BullMQBackendOptions {
   /** `producer`: a web process (stores, status, cancel). `worker`: also claims and runs. */
@@ -212,7 +212,17 @@ export class BullMQBackend implements TaskBackend {
     await this.worker?.waitUntilReady()
   }
 
-  attach(hooks: BackendHooks): void {
+  /**
+   * Called once when the runner starts: listen for cancels of jobs running here, wait (briefly)
+   * for Redis so the first requests are not refused; a worker starts renewing its locks and
+   * looking for stalled jobs. Nothing to recover: a killed worker's jobs go back to the queue.
+   */
+  async start(hooks: BackendHooks): Promise<number> {
+    this.listen(hooks)
+    return this.connect()
+  }
+
+  private listen(hooks: BackendHooks): void {
     this.hooks = hooks
     this.logger = hooks.logger
     if (this.worker === undefined || this.controlEvents !== undefined) return
@@ -224,11 +234,7 @@ export class BullMQBackend implements TaskBackend {
     this.controlEvents = events
   }
 
-  /**
-   * Called once when the runner starts: wait (briefly) for Redis so the first requests are not
-   * refused; a worker starts renewing its locks and looking for stalled jobs.
-   */
-  async recover(): Promise<number> {
+  private async connect(): Promise<number> {
     const connected = async (): Promise<true> => {
       await this.waitUntilReady()
       await this.controlEvents?.waitUntilReady()

@@ -5,8 +5,8 @@
  * first use.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { TaskContext } from './define-task.js'
-import type { ClaimedTask } from './backends/types.js'
+import type { TaskContext } from '../define-task.js'
+import type { ClaimedTask } from '../backends/types.js'
 import type { LazyAbortController } from './lazy-abort.js'
 
 export class RunnerTaskContext implements TaskContext {

@@ -10,9 +10,8 @@
 import { closeSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
-import type { StoredTask } from './memory.js'
-import type { TaskRecord, TaskStatus } from './types.js'
-import { isFinished } from './types.js'
+import type { StoredTask, TaskRecord, TaskStatus } from '../types.js'
+import { TASK_STATUSES, isFinished } from '../types.js'
 
 /** The journal cannot be used; `reason` says why, for a start-up error that names the setting. */
 export class JournalOpenError extends Error {
@@ -38,7 +37,7 @@ const SCHEMA = `
     seq          INTEGER NOT NULL,          -- place in the group: run one after another
     name         TEXT    NOT NULL,          -- the defined task's name
     args         TEXT,                      -- JSON; NULL once finished
-    status       TEXT    NOT NULL CHECK (status IN ('queued','running','retrying','succeeded','failed','cancelled')),
+    status       TEXT    NOT NULL CHECK (status IN (${TASK_STATUSES.map((status) => `'${status}'`).join(',')})),
     attempts     INTEGER NOT NULL,
     max_attempts INTEGER NOT NULL,
     request_id   TEXT,

@@ -17,9 +17,10 @@
  * - A write that fails (disk full, read-only or replaced file) rejects the enqueues it
  *   carried with a 503 error: nothing is acknowledged that is not in the file.
  */
-import { BackendUnavailableError } from '../errors.js'
-import { Journal, JournalOpenError, type JournalChange, type JournalInsert } from './sqlite-journal.js'
-import { MemoryBackend, type RetentionOptions } from './memory.js'
+import { BackendUnavailableError } from '../../errors.js'
+import { describeError } from '../../describe-error.js'
+import { Journal, type JournalChange, type JournalInsert, JournalOpenError } from './journal.js'
+import { MemoryBackend, type RetentionOptions } from '../memory/backend.js'
 import {
   type BackendReadiness,
   type CancelOutcome,
@@ -28,10 +29,11 @@ import {
   type NewTask,
   type TaskBackend,
   type TaskRecord,
+  type TaskSummary,
   isFinished,
-} from './types.js'
+} from '../types.js'
 
-export { JournalOpenError } from './sqlite-journal.js'
+export { JournalOpenError } from './journal.js'
 
 /** The subset of a pino logger the backend uses. */
 export interface JournalLogger {
@@ -70,6 +72,7 @@ const RETRY_MAX_MS = 2000
 export class SqliteBackend implements TaskBackend {
   readonly kind = 'sqlite'
   readonly durable = true
+  readonly execution = 'local'
   private readonly journal: Journal
   private readonly index: MemoryBackend
   private readonly logger: JournalLogger | undefined
@@ -173,7 +176,7 @@ export class SqliteBackend implements TaskBackend {
     return outcome
   }
 
-  unfinished(): Array<Pick<TaskRecord, 'id' | 'name' | 'status'>> {
+  unfinished(): TaskSummary[] {
     return this.index.unfinished()
   }
 
@@ -187,7 +190,7 @@ export class SqliteBackend implements TaskBackend {
   }
 
   /** The file was read back when opened: what a dead process left running is queued again. */
-  recover(): number {
+  start(): number {
     return this.unfinishedAtOpen
   }
 
@@ -294,7 +297,7 @@ export class SqliteBackend implements TaskBackend {
       // Keep the changes (a newer record of the same task wins) and try again later; the
       // enqueues are refused: their requests get a 503 and the client retries.
       for (const [id, record] of dirty) if (!this.dirty.has(id)) this.dirty.set(id, record)
-      const refusal = new BackendUnavailableError(describe(error))
+      const refusal = new BackendUnavailableError(describeError(error))
       for (const pending of groups) pending.reject(refusal)
       for (const waiter of waiters) waiter.reject(refusal)
       this.failed(error)
@@ -312,7 +315,7 @@ export class SqliteBackend implements TaskBackend {
   }
 
   private failed(error: unknown): void {
-    const message = describe(error)
+    const message = describeError(error)
     if (this.failure !== message) {
       this.logger?.error({ err: error, journal: this.journal.path }, 'the task journal cannot be written: new tasks are refused (503) until it can')
     }
@@ -335,10 +338,4 @@ export class SqliteBackend implements TaskBackend {
     this.failure = undefined
     this.retryDelayMs = RETRY_MIN_MS
   }
-}
-
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error)
-  const code = (error as { code?: unknown }).code
-  return typeof code === 'string' && !error.message.includes(code) ? `${code}: ${error.message}` : error.message
 }

@@ -19,8 +19,8 @@ import { performance } from 'node:perf_hooks'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { ClaimedTask, NewTask, TaskFinishedEvent, TaskRetriedEvent } from './background/index.js'
-import { MalformedQueryReply } from './schemas.js'
+import type { ClaimedTask, NewTask, TaskFinishedEvent, TaskRetriedEvent } from '../background/index.js'
+import { MalformedQueryReply } from '../schemas.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -36,7 +36,7 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const registers = [registry]
-  const runner = app.backgroundTasks
+  const runner = app.taskRunner
 
   const added = new Counter({ name: 'background_tasks_added_total', help: 'Background tasks accepted (handed to the backend)', labelNames: ['task'], registers })
   const finished = new Counter({ name: 'background_tasks_finished_total', help: 'Background tasks finished, by final status (succeeded, failed, cancelled)', labelNames: ['task', 'status'], registers })

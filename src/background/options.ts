@@ -1,0 +1,75 @@
+/**
+ * The plugin's options: their defaults (the one place they are written; the app's config
+ * takes its defaults from here) and their validation, done once at registration.
+ */
+import type { AnyTaskDefinition } from './define-task.js'
+import { InvalidOptionError } from './errors.js'
+import type { RetentionOptions } from './backends/memory/backend.js'
+import type { TaskBackend } from './backends/types.js'
+
+export interface BackgroundTasksOptions {
+  /** Where tasks wait and their status is kept. Default: a new in-memory backend. */
+  backend?: TaskBackend
+  /** Defined tasks; required for durable backends, which find a stored task's code by name. */
+  tasks?: AnyTaskDefinition[]
+  /** Tasks run at once. */
+  concurrency?: number
+  /** Bound on queued + running tasks; `add()` throws `TASKS_BACKLOG_FULL` (503) beyond it. */
+  maxPending?: number
+  /** Per-attempt timeout for plain functions and defined tasks without one. */
+  defaultTimeoutMs?: number
+  /** How long `close()` lets tasks drain before aborting them. */
+  shutdownTimeoutMs?: number
+  /** Finished tasks kept for status queries (the default memory backend). */
+  retention?: Partial<RetentionOptions>
+  /** Response header listing the ids of the tasks a reply added; false to omit. */
+  taskIdHeader?: string | false
+}
+
+export const DEFAULTS = Object.freeze({
+  /** An I/O-bound task ends at most once per event-loop turn: fewer slots than requests per turn let the backlog grow. */
+  concurrency: 256,
+  maxPending: 10_000,
+  defaultTimeoutMs: 30_000,
+  shutdownTimeoutMs: 10_000,
+  retention: Object.freeze({ maxCount: 10_000, maxAgeMs: 3_600_000 }),
+  taskIdHeader: 'task-id',
+})
+
+export interface ResolvedOptions {
+  backend: TaskBackend | undefined
+  tasks: AnyTaskDefinition[]
+  concurrency: number
+  maxPending: number
+  defaultTimeoutMs: number
+  shutdownTimeoutMs: number
+  retention: RetentionOptions
+  taskIdHeader: string | false
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number, minimum = 1): number {
+  const chosen = value ?? fallback
+  if (!Number.isInteger(chosen) || chosen < minimum) throw new InvalidOptionError(name, `must be an integer >= ${minimum}, got ${String(value)}`)
+  return chosen
+}
+
+/** Fill in the defaults and check every option, or throw `TASKS_INVALID_OPTION` naming it. */
+export function resolveOptions(options: BackgroundTasksOptions): ResolvedOptions {
+  const header = options.taskIdHeader ?? DEFAULTS.taskIdHeader
+  if (header !== false && (typeof header !== 'string' || !/^[A-Za-z0-9-]+$/.test(header))) {
+    throw new InvalidOptionError('taskIdHeader', 'a header name, or false')
+  }
+  return {
+    backend: options.backend,
+    tasks: options.tasks ?? [],
+    concurrency: positiveInteger('concurrency', options.concurrency, DEFAULTS.concurrency),
+    maxPending: positiveInteger('maxPending', options.maxPending, DEFAULTS.maxPending),
+    defaultTimeoutMs: positiveInteger('defaultTimeoutMs', options.defaultTimeoutMs, DEFAULTS.defaultTimeoutMs),
+    shutdownTimeoutMs: positiveInteger('shutdownTimeoutMs', options.shutdownTimeoutMs, DEFAULTS.shutdownTimeoutMs, 0),
+    retention: {
+      maxCount: positiveInteger('retention.maxCount', options.retention?.maxCount, DEFAULTS.retention.maxCount),
+      maxAgeMs: positiveInteger('retention.maxAgeMs', options.retention?.maxAgeMs, DEFAULTS.retention.maxAgeMs),
+    },
+    taskIdHeader: header,
+  }
+}

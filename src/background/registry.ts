@@ -1,0 +1,54 @@
+/**
+ * The task registry: defined tasks by name (a stored task finds its code by name after a
+ * restart or in a worker process), and the check of every `add()` call before anything is stored.
+ */
+import { randomUUID } from 'node:crypto'
+import { type AnyTaskDefinition, isTaskDefinition } from './define-task.js'
+import { DuplicateTaskNameError, InvalidTaskArgsError, NotDurableTaskError, UnregisteredTaskError } from './errors.js'
+import type { NewTask, PlainTaskFn } from './backends/types.js'
+
+/** What `add()` takes: a defined task, or a plain function (memory backend only). */
+export type TaskTarget = AnyTaskDefinition | PlainTaskFn
+
+export class TaskRegistry {
+  private readonly byName = new Map<string, AnyTaskDefinition>()
+  /** Stored tasks must be findable by name after a restart: every defined task is registered up front. */
+  private readonly durable: boolean
+  private readonly backendKind: string
+
+  constructor(options: { durable: boolean; backendKind: string; tasks?: AnyTaskDefinition[] }) {
+    this.durable = options.durable
+    this.backendKind = options.backendKind
+    for (const task of options.tasks ?? []) this.register(task)
+  }
+
+  register(task: AnyTaskDefinition): void {
+    const known = this.byName.get(task.name)
+    if (known !== undefined && known !== task) throw new DuplicateTaskNameError(task.name)
+    this.byName.set(task.name, task)
+  }
+
+  get(name: string): AnyTaskDefinition | undefined {
+    return this.byName.get(name)
+  }
+
+  /** Validate one `add()` call and build the task; nothing is stored yet. */
+  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined, now: number): NewTask {
+    if (isTaskDefinition(target)) {
+      if (!target.check.Check(args)) {
+        const first = target.check.Errors(args).First()
+        const where = first === undefined ? '' : `${first.path || '/'} `
+        throw new InvalidTaskArgsError(target.name, `${where}${first?.message ?? 'does not match the schema'}`)
+      }
+      if (this.byName.get(target.name) !== target) {
+        // In memory a definition is simply remembered on first use.
+        if (this.durable) throw new UnregisteredTaskError(target.name)
+        this.register(target)
+      }
+      return { id: randomUUID(), name: target.name, args, requestId, maxAttempts: target.retries + 1, createdAt: now }
+    }
+    const name = target.name || 'anonymous'
+    if (this.durable) throw new NotDurableTaskError(name, this.backendKind)
+    return { id: randomUUID(), name, args, requestId, maxAttempts: 1, createdAt: now, fn: target }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Admission: the bound on pending tasks (`maxPending`), the runner's back-pressure. A request's
+ * tasks hold room from `add()`; `reserve` refuses the whole request when there is none, so
+ * nothing is half-accepted. `whenIdle` is how the drain on close waits for the count to reach 0.
+ */
+import { BacklogFullError, RunnerClosedError } from '../errors.js'
+
+export class Admission {
+  readonly maxPending: number
+  private count = 0
+  private closed = false
+  private idleWaiter: (() => void) | undefined
+
+  constructor(maxPending: number) {
+    this.maxPending = maxPending
+  }
+
+  /** Tasks holding room: reserved by a request in flight, queued, retrying or running. */
+  get pending(): number {
+    return this.count
+  }
+
+  get full(): boolean {
+    return this.count >= this.maxPending
+  }
+
+  /** Hold room for `count` tasks, or throw: closed (`TASKS_RUNNER_CLOSED`) or full (`TASKS_BACKLOG_FULL`). */
+  reserve(count: number): void {
+    if (this.closed) throw new RunnerClosedError()
+    if (this.count + count > this.maxPending) throw new BacklogFullError(this.count)
+    this.count += count
+  }
+
+  /** Count tasks that were not admitted by a request: recovered from a journal, or claimed from a shared queue. */
+  take(count: number): void {
+    this.count += count
+  }
+
+  /** Give back room: the tasks finished, were dropped, or now belong to a shared queue. */
+  release(count: number): void {
+    this.count -= count
+    if (this.count <= 0 && this.idleWaiter !== undefined) this.idleWaiter()
+  }
+
+  /** From now on every `reserve` is refused. */
+  close(): void {
+    this.closed = true
+  }
+
+  /** Resolves true once nothing is pending, or false when `timeoutMs` passes first. */
+  whenIdle(timeoutMs: number): Promise<boolean> {
+    if (this.count <= 0) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.idleWaiter = undefined
+        resolve(false)
+      }, timeoutMs)
+      this.idleWaiter = () => {
+        clearTimeout(timer)
+        this.idleWaiter = undefined
+        resolve(true)
+      }
+    })
+  }
+}

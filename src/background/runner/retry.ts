@@ -1,0 +1,47 @@
+/**
+ * Retries: whether a failed attempt is tried again and when (the task's backoff policy), and
+ * the timers that wake the runner when a retry is due.
+ */
+import { backoffDelay } from '../backoff.js'
+import type { AnyTaskDefinition } from '../define-task.js'
+import type { ClaimedTask } from '../backends/types.js'
+
+/** The delay before the next attempt, or undefined when the task has no attempts left. */
+export function retryDelay(task: ClaimedTask, definition: AnyTaskDefinition | undefined, random: () => number): number | undefined {
+  if (definition === undefined || task.attempt >= task.maxAttempts) return undefined
+  return backoffDelay(definition.backoff, task.attempt, random)
+}
+
+/** One timer per scheduled wake-up: none is lost when several are pending. */
+export class WakeTimers {
+  private readonly timers = new Set<NodeJS.Timeout>()
+  private stopped = false
+  private readonly wake: () => void
+  private readonly now: () => number
+
+  constructor(wake: () => void, now: () => number) {
+    this.wake = wake
+    this.now = now
+  }
+
+  /**
+   * Wake at `at`. A timer can fire a little before the clock reads `at` (timers run on the
+   * event loop's cached monotonic time, `now` is the wall clock): then it waits again, since a
+   * claim made too early would not find the task and nothing else would wake the runner.
+   */
+  at(at: number): void {
+    if (this.stopped) return
+    const timer = setTimeout(() => {
+      this.timers.delete(timer)
+      if (this.now() < at) this.at(at)
+      else this.wake()
+    }, Math.max(0, at - this.now()))
+    this.timers.add(timer)
+  }
+
+  stop(): void {
+    this.stopped = true
+    for (const timer of this.timers) clearTimeout(timer)
+    this.timers.clear()
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Every error reply, in one place: `{ statusCode, code, error, message }`, a `Retry-After` on
+ * every 503 (backlog full, task store unavailable, closing), a plain 500 for anything unexpected
+ * (logged in full, never shown), a coded 404 for unknown routes, and a 400 for a malformed
+ * query string (the parser marks it, since a parser must not throw while routing).
+ */
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify'
+import fp from 'fastify-plugin'
+import { InternalError, MalformedQueryError, RouteNotFoundError } from '../errors.js'
+import { malformedPart } from '../querystring.js'
+
+export interface ErrorRepliesOptions {
+  /** Sent as `Retry-After` with every 503. */
+  retryAfterSeconds: number
+}
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /** Set `Retry-After` as every 503 of this service does. */
+    retryLater(): FastifyReply
+  }
+}
+
+async function errorRepliesPlugin(app: FastifyInstance, options: ErrorRepliesOptions): Promise<void> {
+  const retryAfter = String(options.retryAfterSeconds)
+  app.decorateReply('retryLater', function (this: FastifyReply) {
+    return this.header('retry-after', retryAfter)
+  })
+
+  app.addHook('onRequest', (request, _reply, done) => {
+    const bad = malformedPart(request.query)
+    done(bad === undefined ? undefined : new MalformedQueryError(bad))
+  })
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+    if (statusCode >= 500 && statusCode !== 503) {
+      request.log.error({ err: error }, 'request failed')
+      const internal = new InternalError()
+      return reply.code(500).send({ statusCode: 500, code: internal.code, error: STATUS_CODES[500], message: internal.message })
+    }
+    if (statusCode === 503) {
+      reply.retryLater()
+      request.log.warn({ err: error }, 'request refused: service unavailable')
+    }
+    return reply.code(statusCode).send({ statusCode, code: error.code ?? 'ERROR', error: STATUS_CODES[statusCode] ?? 'Error', message: error.message })
+  })
+
+  app.setNotFoundHandler((request) => {
+    throw new RouteNotFoundError(request.method, request.url.split('?')[0] ?? '/')
+  })
+}
+
+export const errorReplies = fp(errorRepliesPlugin, { fastify: '5.x', name: 'error-replies' })

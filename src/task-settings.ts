@@ -1,0 +1,63 @@
+/**
+ * The one place the configuration becomes the task runner's settings and the task backend,
+ * for the web process (`server.ts`, through `app.ts`) and for `npm run worker` alike.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import { MemoryBackend, type RetentionOptions, type TaskBackend } from './background/index.js'
+import type { Config } from './config.js'
+
+/** The journal named by TASK_DB cannot be used: the start stops, the file is left as it was. */
+export class TaskDbError extends Error {
+  override name = 'TaskDbError'
+}
+
+export interface RunnerSettings {
+  concurrency: number
+  maxPending: number
+  defaultTimeoutMs: number
+  shutdownTimeoutMs: number
+  retention: RetentionOptions
+}
+
+export function runnerSettings(config: Config): RunnerSettings {
+  return {
+    concurrency: config.TASK_CONCURRENCY,
+    maxPending: config.TASK_MAX_PENDING,
+    defaultTimeoutMs: config.TASK_TIMEOUT_MS,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    retention: { maxCount: config.TASK_RETENTION_COUNT, maxAgeMs: config.TASK_RETENTION_MS },
+  }
+}
+
+/**
+ * The backend TASK_BACKEND names. A web process only stores BullMQ jobs (`npm run worker`
+ * processes run them); a worker also claims them. The sqlite and BullMQ modules are loaded
+ * only when chosen: the others do not need their drivers.
+ */
+export async function createTaskBackend(config: Config, role: 'web' | 'worker', logger?: FastifyBaseLogger): Promise<TaskBackend> {
+  const { retention } = runnerSettings(config)
+  switch (config.TASK_BACKEND) {
+    case 'memory':
+      return new MemoryBackend({ retention })
+    case 'sqlite': {
+      const { SqliteBackend, JournalOpenError } = await import('./background/backends/sqlite/backend.js')
+      try {
+        return new SqliteBackend({ path: config.TASK_DB, sync: config.TASK_DB_SYNC, retention, logger })
+      } catch (error) {
+        if (error instanceof JournalOpenError) throw new TaskDbError(`TASK_DB ${JSON.stringify(config.TASK_DB)} ${error.reason}`)
+        throw error
+      }
+    }
+    case 'bullmq': {
+      const { BullMQBackend } = await import('./background/backends/bullmq/backend.js')
+      return new BullMQBackend({
+        role: role === 'web' ? 'producer' : 'worker',
+        url: config.REDIS_URL,
+        queueName: config.TASK_QUEUE,
+        retention,
+        lockDurationMs: config.TASK_LOCK_DURATION_MS,
+        stalledIntervalMs: config.TASK_STALLED_INTERVAL_MS,
+      })
+    }
+  }
+}
