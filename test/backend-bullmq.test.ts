@@ -215,7 +215,7 @@ describeWithRedis('bullmq backend', () => {
     const producer = await backend('producer', queueName, { cancelWaitMs: 300 })
     opened.push(producer)
     const [id] = await submit(producer, task, [[]])
-    expect((await silentWorker.claim())?.id).toBe(id)
+    expect((await silentWorker.claim(Date.now(), 1))[0]?.id).toBe(id)
     const started = Date.now()
     expect(await producer.cancel(id!, Date.now())).toMatchObject({ outcome: 'running', record: { status: 'running' } })
     expect(Date.now() - started).toBeGreaterThanOrEqual(300)

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { NewTask, TaskBackend } from '../src/background/index.js'
+import type { ClaimedTask, NewTask, TaskBackend } from '../src/background/index.js'
 import { waitFor } from './helpers/wait.js'
 
 export interface BackendFixture {
@@ -15,6 +15,13 @@ export interface BackendFixture {
 
 function task(name = 'conformance', args: unknown[] = ['hello', 1, { nested: true }], maxAttempts = 3): NewTask {
   return { id: randomUUID(), name, args, requestId: `req-${randomUUID().slice(0, 8)}`, maxAttempts, createdAt: Date.now() }
+}
+
+/** The oldest runnable task, or undefined: `claim` with a limit of one. */
+async function claimOne(backend: TaskBackend): Promise<ClaimedTask | undefined> {
+  const claimed = await backend.claim(Date.now(), 1)
+  expect(claimed.length).toBeLessThanOrEqual(1)
+  return claimed[0]
 }
 
 export function describeBackendConformance(kind: string, create: () => Promise<BackendFixture>): void {
@@ -46,26 +53,26 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       const t = task()
       await backend.enqueue([t])
-      const claimed = await backend.claim(Date.now())
+      const claimed = await claimOne(backend)
       expect(claimed).toMatchObject({ id: t.id, name: t.name, attempt: 1, maxAttempts: 3, requestId: t.requestId })
       expect(claimed?.args).toEqual(t.args)
       expect((await backend.get(t.id))?.status).toBe('running')
       expect((await backend.get(t.id))?.startedAt).toBeTypeOf('number')
-      expect(await backend.claim(Date.now())).toBeUndefined()
+      expect(await claimOne(backend)).toBeUndefined()
     })
 
     it('keeps one request\'s tasks in order: the next is claimable only when the previous has finished', async () => {
       const backend = await fresh()
       const group = [task('first'), task('second'), task('third')]
       await backend.enqueue(group)
-      const first = await backend.claim(Date.now())
+      const first = await claimOne(backend)
       expect(first?.id).toBe(group[0]!.id)
-      expect(await backend.claim(Date.now())).toBeUndefined()
+      expect(await claimOne(backend)).toBeUndefined()
       await backend.complete(first!.id, Date.now())
-      const second = await backend.claim(Date.now())
+      const second = await claimOne(backend)
       expect(second?.id).toBe(group[1]!.id)
       await backend.fail(second!.id, { error: 'boom', now: Date.now() })
-      const third = await backend.claim(Date.now())
+      const third = await claimOne(backend)
       expect(third?.id).toBe(group[2]!.id)
     })
 
@@ -75,15 +82,37 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const b = task('b')
       await backend.enqueue([a])
       await backend.enqueue([b])
-      const ids = new Set([(await backend.claim(Date.now()))?.id, (await backend.claim(Date.now()))?.id])
+      const ids = new Set([(await claimOne(backend))?.id, (await claimOne(backend))?.id])
       expect(ids).toEqual(new Set([a.id, b.id]))
+    })
+
+    it('claim(now, limit) hands out up to `limit` runnable tasks at once, oldest first, one per request', async () => {
+      const backend = await fresh()
+      const singles = [task('a'), task('b'), task('c')]
+      const group = [task('first'), task('second')]
+      for (const t of singles) await backend.enqueue([t])
+      await backend.enqueue(group)
+      const claimed = await waitFor(async () => {
+        const got = await backend.claim(Date.now(), 3)
+        return got.length > 0 ? got : undefined
+      }, { what: 'a claim' })
+      const all = [...claimed]
+      // A shared queue may hand them out over several claims; never more than asked, never twice.
+      await waitFor(async () => {
+        all.push(...(await backend.claim(Date.now(), 10)))
+        return all.length >= 4 ? true : undefined
+      }, { what: 'the rest of the claims' })
+      expect(claimed.length).toBeLessThanOrEqual(3)
+      expect(all.map((c) => c.id).sort()).toEqual([...singles, group[0]!].map((t) => t.id).sort())
+      expect(await backend.claim(Date.now(), 10)).toEqual([])
+      for (const c of all) expect(c.attempt).toBe(1)
     })
 
     it('complete marks a task succeeded with finishedAt', async () => {
       const backend = await fresh()
       const t = task()
       await backend.enqueue([t])
-      await backend.claim(Date.now())
+      await claimOne(backend)
       await backend.complete(t.id, Date.now())
       const record = await backend.get(t.id)
       expect(record).toMatchObject({ status: 'succeeded', attempts: 1 })
@@ -94,14 +123,14 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       const t = task()
       await backend.enqueue([t])
-      await backend.claim(Date.now())
+      await claimOne(backend)
       const retryAt = Date.now() + 300
       await backend.fail(t.id, { error: 'first failure', now: Date.now(), retryAt })
       const record = await backend.get(t.id)
       expect(record).toMatchObject({ status: 'retrying', lastError: 'first failure', attempts: 1 })
       expect(record?.runAt).toBeGreaterThanOrEqual(retryAt - 5)
-      expect(await backend.claim(Date.now())).toBeUndefined()
-      const again = await waitFor(async () => backend.claim(Date.now()), { timeoutMs: 10_000, what: 'the retry' })
+      expect(await claimOne(backend)).toBeUndefined()
+      const again = await waitFor(async () => claimOne(backend), { timeoutMs: 10_000, what: 'the retry' })
       expect(again).toMatchObject({ id: t.id, attempt: 2 })
       expect(Date.now()).toBeGreaterThanOrEqual(retryAt - 5)
     })
@@ -110,7 +139,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       const t = task()
       await backend.enqueue([t])
-      await backend.claim(Date.now())
+      await claimOne(backend)
       await backend.fail(t.id, { error: 'ENOSPC: no space left on device', now: Date.now() })
       expect(await backend.get(t.id)).toMatchObject({ status: 'failed', lastError: 'ENOSPC: no space left on device' })
     })
@@ -121,9 +150,9 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       await backend.enqueue(group)
       expect(await backend.cancel(group[0]!.id, Date.now())).toMatchObject({ outcome: 'cancelled', record: { status: 'cancelled' } })
       expect(await backend.cancel(group[1]!.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
-      const next = await backend.claim(Date.now())
+      const next = await claimOne(backend)
       expect(next?.id).toBe(group[2]!.id)
-      expect(await backend.claim(Date.now())).toBeUndefined()
+      expect(await claimOne(backend)).toBeUndefined()
       expect((await backend.get(group[0]!.id))?.status).toBe('cancelled')
     })
 
@@ -131,11 +160,11 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       const t = task()
       await backend.enqueue([t])
-      await backend.claim(Date.now())
+      await claimOne(backend)
       await backend.fail(t.id, { error: 'x', now: Date.now(), retryAt: Date.now() + 50 })
       expect(await backend.cancel(t.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
       await new Promise((resolve) => setTimeout(resolve, 100))
-      expect(await backend.claim(Date.now())).toBeUndefined()
+      expect(await claimOne(backend)).toBeUndefined()
       expect((await backend.get(t.id))?.status).toBe('cancelled')
     })
 
@@ -143,7 +172,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       const t = task()
       await backend.enqueue([t])
-      await backend.claim(Date.now())
+      await claimOne(backend)
       expect(await backend.cancel(t.id, Date.now())).toMatchObject({ outcome: 'running' })
       await backend.fail(t.id, { error: 'Task was cancelled', now: Date.now(), status: 'cancelled' })
       expect((await backend.get(t.id))?.status).toBe('cancelled')
@@ -153,7 +182,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       const t = task()
       await backend.enqueue([t])
-      await backend.claim(Date.now())
+      await claimOne(backend)
       await backend.complete(t.id, Date.now())
       expect(await backend.cancel(t.id, Date.now())).toMatchObject({ outcome: 'finished', record: { status: 'succeeded' } })
       expect(await backend.cancel(randomUUID(), Date.now())).toEqual({ outcome: 'not_found' })
@@ -163,7 +192,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       const [done, running, retrying, queued] = [task('done'), task('running'), task('retrying'), task('queued')]
       for (const t of [done, running, retrying]) await backend.enqueue([t!])
-      for (let i = 0; i < 3; i++) await backend.claim(Date.now())
+      for (let i = 0; i < 3; i++) await claimOne(backend)
       await backend.complete(done!.id, Date.now())
       await backend.fail(retrying!.id, { error: 'x', now: Date.now(), retryAt: Date.now() + 60_000 })
       await backend.enqueue([queued!])

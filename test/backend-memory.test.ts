@@ -14,7 +14,7 @@ describe('memory backend retention', () => {
     const backend = new MemoryBackend({ retention: { maxCount: 100, maxAgeMs: 3_600_000 } })
     for (let i = 0; i < 1000; i++) {
       backend.enqueue([task(i)])
-      const claimed = backend.claim(i)
+      const claimed = backend.claim(i, 1)[0]
       backend.complete(claimed!.id, i)
     }
     expect(backend.size).toBe(100)
@@ -25,9 +25,9 @@ describe('memory backend retention', () => {
   it('forgets finished tasks older than maxAgeMs', () => {
     const backend = new MemoryBackend({ retention: { maxCount: 1000, maxAgeMs: 1000 } })
     backend.enqueue([task(1)])
-    backend.complete(backend.claim(0)!.id, 0)
+    backend.complete(backend.claim(0, 1)[0]!.id, 0)
     backend.enqueue([task(2)])
-    backend.complete(backend.claim(5000)!.id, 5000)
+    backend.complete(backend.claim(5000, 1)[0]!.id, 5000)
     expect(backend.get('t1')).toBeUndefined()
     expect(backend.get('t2')?.status).toBe('succeeded')
   })

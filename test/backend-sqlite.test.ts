@@ -52,10 +52,10 @@ describe('sqlite journal', () => {
     await first.enqueue(group)
     await first.enqueue([cancelled])
     expect(await first.cancel(cancelled.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
-    const a = first.claim(Date.now())
+    const a = first.claim(Date.now(), 1)[0]
     expect(a?.id).toBe(group[0]!.id)
     first.complete(a!.id, Date.now())
-    const b = first.claim(Date.now())
+    const b = first.claim(Date.now(), 1)[0]
     expect(b?.id).toBe(group[1]!.id) // b is running when the process stops
     first.close()
     expect(journalStatuses(path)).toEqual({ succeeded: 1, running: 1, queued: 1, cancelled: 1 })
@@ -65,11 +65,11 @@ describe('sqlite journal', () => {
     expect(second.get(group[0]!.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
     expect(second.get(group[1]!.id)).toMatchObject({ status: 'queued', attempts: 1 })
     expect(second.get(cancelled.id)).toMatchObject({ status: 'cancelled' })
-    const again = second.claim(Date.now())
+    const again = second.claim(Date.now(), 1)[0]
     expect(again).toMatchObject({ id: group[1]!.id, attempt: 2, args: group[1]!.args, requestId: group[1]!.requestId })
-    expect(second.claim(Date.now())).toBeUndefined() // c waits for b; the cancelled task never runs
+    expect(second.claim(Date.now(), 1)[0]).toBeUndefined() // c waits for b; the cancelled task never runs
     second.complete(again!.id, Date.now())
-    expect(second.claim(Date.now())?.id).toBe(group[2]!.id)
+    expect(second.claim(Date.now(), 1)[0]?.id).toBe(group[2]!.id)
   })
 
   it('a task waiting for a retry when the process stopped is retried right after the next start', async () => {
@@ -77,12 +77,12 @@ describe('sqlite journal', () => {
     const first = backendAt(path)
     const t = task()
     await first.enqueue([t])
-    first.claim(Date.now())
+    first.claim(Date.now(), 1)
     first.fail(t.id, { error: 'boom', now: Date.now(), retryAt: Date.now() + 60_000 })
     first.close()
     const second = backendAt(path)
     expect(second.start()).toBe(1)
-    expect(second.claim(Date.now())).toMatchObject({ id: t.id, attempt: 2 })
+    expect(second.claim(Date.now(), 1)[0]).toMatchObject({ id: t.id, attempt: 2 })
   })
 
   it('commits concurrent enqueues in one transaction per event-loop turn, and resolves only once committed', async () => {
@@ -109,7 +109,7 @@ describe('sqlite journal', () => {
       await full.enqueue([a])
       await full.enqueue([b])
       expect(levels()).toEqual(['synchronous = FULL']) // set once, kept while it is needed
-      full.complete(full.claim(Date.now())!.id, Date.now())
+      full.complete(full.claim(Date.now(), 1)[0]!.id, Date.now())
       await new Promise((resolve) => setImmediate(resolve))
       expect(levels()).toEqual(['synchronous = FULL', 'synchronous = NORMAL'])
       await full.cancel(b.id, Date.now())
@@ -130,7 +130,7 @@ describe('sqlite journal', () => {
     const runRound = async (count: number) => {
       for (let i = 0; i < count; i++) {
         await backend.enqueue([task('bulk', ['x'.repeat(200)])])
-        const claimed = backend.claim(Date.now())
+        const claimed = backend.claim(Date.now(), 1)[0]
         backend.complete(claimed!.id, Date.now())
       }
       await new Promise((resolve) => setImmediate(resolve)) // the last results are written
@@ -148,13 +148,13 @@ describe('sqlite journal', () => {
     const backend = backendAt(journalPath(), { retention: { maxCount: 1000, maxAgeMs: 1000 }, now: () => now })
     const old = task()
     await backend.enqueue([old])
-    backend.complete(backend.claim(now)!.id, now)
+    backend.complete(backend.claim(now, 1)[0]!.id, now)
     await new Promise((resolve) => setImmediate(resolve))
     expect(backend.rowCount()).toBe(1)
     now += 5000
     const fresh = task()
     await backend.enqueue([fresh])
-    backend.complete(backend.claim(now)!.id, now)
+    backend.complete(backend.claim(now, 1)[0]!.id, now)
     await new Promise((resolve) => setImmediate(resolve))
     expect(backend.rowCount()).toBe(1)
     expect(backend.get(old.id)).toBeUndefined()
@@ -179,7 +179,7 @@ describe('sqlite journal', () => {
       message: expect.stringContaining('deleted or replaced'),
     })
     expect(backend.get(lost.id)).toBeUndefined()
-    expect(backend.claim(Date.now())?.id).not.toBe(lost.id)
+    expect(backend.claim(Date.now(), 1)[0]?.id).not.toBe(lost.id)
   })
 
   describe('opening a file that is not a usable journal: refused, and the file left untouched', () => {

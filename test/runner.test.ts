@@ -212,8 +212,8 @@ describe('TaskRunner', () => {
   it('a task added while an asynchronous claim is in flight is still claimed (durable backends claim asynchronously)', async () => {
     // Claims read the queue at once and answer a turn later, as a database would.
     class AsyncClaims extends MemoryBackend {
-      override claim(now: number): never {
-        const claimed = super.claim(now)
+      override claim(now: number, limit: number): never {
+        const claimed = super.claim(now, limit)
         return new Promise((resolve) => setImmediate(() => resolve(claimed))) as never
       }
     }

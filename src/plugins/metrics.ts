@@ -4,23 +4,23 @@
  *
  * - process and Node.js defaults (`process_*`, `nodejs_*`)
  * - `background_tasks_added_total{task}`, `background_tasks_finished_total{task,status}`,
- *   `background_tasks_retried_total{task}`: counters fed by the runner's events
+ *   `background_tasks_retried_total{task}`, `background_tasks_duration_seconds{task,status}`
+ *   (one observation per attempt that ran, `status` = how it ended: `succeeded`, `failed`,
+ *   `cancelled` or `retried`): read at scrape time from the runner's counters, so a task costs
+ *   the metrics nothing while it runs
  * - `background_tasks_queued`, `background_tasks_running`, `background_tasks_max_pending`: gauges
  *   read from `runner.stats()` at scrape time
- * - `background_tasks_duration_seconds{task,status}`: one observation per attempt that ran,
- *   `status` = how it ended (`succeeded`, `failed`, `cancelled`, or `retried`)
  * - `http_request_duration_seconds{method,route,status_code}`: `route` is the route's pattern
  *   (`/tasks/:id`), or `unmatched` for 404s, so unknown URLs cannot blow up the label set.
  *
  * Register after the background-tasks plugin and before the routes (its onResponse hook
  * applies to routes registered after it).
  */
-import { performance } from 'node:perf_hooks'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { ClaimedTask, NewTask, TaskFinishedEvent, TaskRetriedEvent } from '../background/index.js'
+import { Counter, Gauge, Histogram, type Metric, Registry, collectDefaultMetrics } from 'prom-client'
 import { MalformedQueryReply } from '../schemas.js'
+import { TaskDurationMetric } from './task-duration-metric.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -29,8 +29,13 @@ declare module 'fastify' {
   }
 }
 
-const TASK_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/** Set a counter to the runner's running totals, by label. */
+function setCounts(counter: Counter<string>, counts: Iterable<[Record<string, string>, number]>): void {
+  counter.reset()
+  for (const [labels, value] of counts) counter.inc(labels, value)
+}
 
 async function metricsPlugin(app: FastifyInstance): Promise<void> {
   const registry = new Registry()
@@ -38,10 +43,36 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
   const registers = [registry]
   const runner = app.taskRunner
 
-  const added = new Counter({ name: 'background_tasks_added_total', help: 'Background tasks accepted (handed to the backend)', labelNames: ['task'], registers })
-  const finished = new Counter({ name: 'background_tasks_finished_total', help: 'Background tasks finished, by final status (succeeded, failed, cancelled)', labelNames: ['task', 'status'], registers })
-  const retried = new Counter({ name: 'background_tasks_retried_total', help: 'Failed attempts that will be retried', labelNames: ['task'], registers })
-  const duration = new Histogram({ name: 'background_tasks_duration_seconds', help: 'Duration of each attempt that ran, by how it ended (succeeded, failed, cancelled, retried)', labelNames: ['task', 'status'], buckets: TASK_BUCKETS, registers })
+  const counters = runner.counters
+  new Counter({
+    name: 'background_tasks_added_total',
+    help: 'Background tasks accepted (handed to the backend)',
+    labelNames: ['task'],
+    registers,
+    collect() {
+      setCounts(this, [...counters.added].map(([task, value]) => [{ task }, value]))
+    },
+  })
+  new Counter({
+    name: 'background_tasks_finished_total',
+    help: 'Background tasks finished, by final status (succeeded, failed, cancelled)',
+    labelNames: ['task', 'status'],
+    registers,
+    collect() {
+      setCounts(this, [...counters.finished].flatMap(([task, byStatus]) => [...byStatus].map(([status, value]) => [{ task, status }, value] as [Record<string, string>, number])))
+    },
+  })
+  new Counter({
+    name: 'background_tasks_retried_total',
+    help: 'Failed attempts that will be retried',
+    labelNames: ['task'],
+    registers,
+    collect() {
+      setCounts(this, [...counters.retried].map(([task, value]) => [{ task }, value]))
+    },
+  })
+  // A metric of our own, formatted by the registry like its histograms.
+  registry.registerMetric(new TaskDurationMetric(counters) as unknown as Metric)
   new Gauge({
     name: 'background_tasks_queued',
     help: 'Tasks accepted and not running yet (queued, retrying, or reserved by a request in flight)',
@@ -54,29 +85,6 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
   new Gauge({ name: 'background_tasks_running', help: 'Tasks running now in this process', registers, collect() { this.set(runner.stats().running) } })
   new Gauge({ name: 'background_tasks_max_pending', help: 'Bound on queued + running tasks (TASK_MAX_PENDING); beyond it requests get 503', registers, collect() { this.set(runner.stats().maxPending) } })
   const http = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration, by method, route pattern and status code', labelNames: ['method', 'route', 'status_code'], buckets: HTTP_BUCKETS, registers })
-
-  // When each running attempt started: removed when it ends, so the map holds only running tasks.
-  const startedAt = new Map<string, number>()
-  const attemptEnded = (id: string, name: string, status: string): void => {
-    const start = startedAt.get(id)
-    if (start === undefined) return // cancelled before it ran: no attempt to time
-    startedAt.delete(id)
-    duration.observe({ task: name, status }, (performance.now() - start) / 1000)
-  }
-  const onAdded = (task: NewTask) => added.inc({ task: task.name })
-  const onStarted = (task: ClaimedTask) => startedAt.set(task.id, performance.now())
-  const onRetried = (event: TaskRetriedEvent) => {
-    retried.inc({ task: event.name })
-    attemptEnded(event.id, event.name, 'retried')
-  }
-  const onFinished = (event: TaskFinishedEvent) => {
-    finished.inc({ task: event.name, status: event.status })
-    attemptEnded(event.id, event.name, event.status)
-  }
-  runner.on('added', onAdded).on('started', onStarted).on('retried', onRetried).on('finished', onFinished)
-  app.addHook('onClose', async () => {
-    runner.off('added', onAdded).off('started', onStarted).off('retried', onRetried).off('finished', onFinished)
-  })
 
   app.addHook('onResponse', (request, reply, done) => {
     http.observe(

@@ -1,6 +1,8 @@
 /**
- * The log file appender: one open file for the process, lines batched into one write
- * per event-loop turn (never a sync call on the request path), flushed and fsynced on close.
+ * The log file appender: one open file for the process, lines gathered into one write every
+ * few milliseconds (`flushIntervalMs`, or sooner once 64 KiB are waiting; never a sync call on
+ * the request path), flushed and fsynced on close. Under load that is a few hundred writes a
+ * second whatever the request rate: the write and its check cost the request path nothing.
  *
  * Each batch write also checks that the path still leads to the open file: if it was moved
  * (logrotate) the next batch goes to the path; if it was deleted, or its directory replaced,
@@ -37,6 +39,14 @@ function newBatch(): Batch {
 }
 
 const ROTATION_CHECK_MS = 1000
+const DEFAULT_FLUSH_INTERVAL_MS = 5
+/** Waiting text beyond this is written at once, not at the next interval. */
+const FLUSH_BYTES = 64 * 1024
+
+export interface LogFileOptions {
+  /** Lines wait at most this long (ms) to be written with the others of their interval. Default 5. */
+  flushIntervalMs?: number
+}
 
 export class LogFile {
   readonly path: string
@@ -44,37 +54,58 @@ export class LogFile {
   /** Device and inode of the open file: what the path must still lead to. */
   private identity: { dev: number; ino: number } | null = null
   private next: Batch | null = null
+  /** Characters waiting in `next`: past FLUSH_BYTES the batch is written at once. */
+  private nextLength = 0
   private writing: Promise<void> | null = null
+  private flushTimer: NodeJS.Timeout | null = null
+  private lastWriteAt = 0
+  private readonly flushIntervalMs: number
   private closed = false
   private closePromise: Promise<void> | undefined
   private readonly rotationTimer: NodeJS.Timeout
 
-  private constructor(path: string, fd: number) {
+  private constructor(path: string, fd: number, options: LogFileOptions) {
     this.path = path
+    this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS
     this.fd = this.opened(fd)
     this.rotationTimer = setInterval(() => this.checkRotation(), ROTATION_CHECK_MS)
     this.rotationTimer.unref()
   }
 
   /** Create the directory and open the file for appending, or throw a clear start-up error. */
-  static open(path: string): LogFile {
+  static open(path: string, options: LogFileOptions = {}): LogFile {
     const absolute = resolve(path)
     try {
-      return new LogFile(absolute, openForAppend(absolute))
+      return new LogFile(absolute, openForAppend(absolute), options)
     } catch (error) {
       throw new LogFileOpenError(`Cannot open LOG_FILE ${JSON.stringify(path)}: ${(error as Error).message}`)
     }
   }
 
-  /** Queue a line (with its `\n`); resolves once it is written to the file. */
-  append(line: string): Promise<void> {
+  /** Queue text (whole lines, each with its `\n`); resolves once it is written to the file. */
+  append(text: string): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the log file is closed'))
-    if (this.next === null) {
-      this.next = newBatch()
-      if (this.writing === null) setImmediate(() => this.startWriting())
-    }
-    this.next.lines.push(line)
+    this.next ??= newBatch()
+    this.next.lines.push(text)
+    this.nextLength += text.length
+    if (this.writing === null) this.scheduleWrite()
     return this.next.promise
+  }
+
+  /** Write the waiting batch at the next interval, or at once when it is large. */
+  private scheduleWrite(): void {
+    if (this.nextLength >= FLUSH_BYTES) {
+      if (this.flushTimer !== null) clearTimeout(this.flushTimer)
+      this.flushTimer = null
+      this.startWriting()
+      return
+    }
+    if (this.flushTimer !== null) return
+    const wait = Math.max(0, this.lastWriteAt + this.flushIntervalMs - Date.now())
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null
+      this.startWriting()
+    }, wait)
   }
 
   /** Resolves when every line appended so far has been written (or has failed). */
@@ -89,6 +120,7 @@ export class LogFile {
   close(): Promise<void> {
     this.closePromise ??= (async () => {
       clearInterval(this.rotationTimer)
+      if (this.flushTimer !== null) clearTimeout(this.flushTimer)
       await this.flush()
       this.closed = true
       if (this.fd !== null) {
@@ -107,11 +139,15 @@ export class LogFile {
 
   private startWriting(): void {
     if (this.writing !== null || this.next === null) return
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer)
+    this.flushTimer = null
     const batch = this.next
     this.next = null
+    this.nextLength = 0
+    this.lastWriteAt = Date.now()
     this.writing = this.writeBatch(batch).then(() => {
       this.writing = null
-      if (this.next !== null) this.startWriting()
+      if (this.next !== null) this.scheduleWrite()
     })
   }
 

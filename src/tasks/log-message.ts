@@ -1,4 +1,8 @@
-/** The demo task: append `<timestamp>: <message>` to the log file. */
+/**
+ * The demo task: append `<timestamp>: <message>` to the log file. A batch task: every claimed
+ * `log_message` is written with one append (one write of the file for many lines); if the write
+ * fails, every item of the batch fails and is retried with backoff.
+ */
 import { Type } from '@sinclair/typebox'
 import { defineTask } from '../background/index.js'
 import type { LogFile } from './log-file.js'
@@ -13,7 +17,11 @@ export function createLogMessageTask(logFile: LogFile) {
     retries: 5,
     backoff: { type: 'exponential', delayMs: 100, maxDelayMs: 10_000, jitter: true },
     timeoutMs: 5_000,
-    run: ([message]) => logFile.append(formatLogLine(message)),
+    batch: async (items) => {
+      let text = ''
+      for (const item of items) text += formatLogLine(item.args[0])
+      await logFile.append(text)
+    },
   })
 }
 

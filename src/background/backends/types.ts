@@ -133,10 +133,10 @@ export interface TaskBackend {
   /** Store one request's tasks, all or nothing. Durable backends resolve once committed. */
   enqueue(group: NewTask[]): MaybePromise<void>
   /**
-   * Take the next runnable task, or undefined. A task is runnable when it is queued (or
-   * retrying with `runAt <= now`) and every earlier task of its group has finished.
+   * Take up to `limit` runnable tasks, oldest first (none: an empty list). A task is runnable when
+   * it is queued (or retrying with `runAt <= now`) and every earlier task of its group has finished.
    */
-  claim(now: number): MaybePromise<ClaimedTask | undefined>
+  claim(now: number, limit: number): MaybePromise<ClaimedTask[]>
   complete(id: string, now: number): MaybePromise<void>
   fail(id: string, options: FailOptions): MaybePromise<void>
   get(id: string): MaybePromise<TaskRecord | undefined>

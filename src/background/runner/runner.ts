@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events'
 import fastq from 'fastq'
 import type { FastifyBaseLogger } from 'fastify'
-import { BackendUnavailableError, TaskCancelledError, TaskShutdownError } from '../errors.js'
+import { BackendUnavailableError, TaskCancelledError, TaskShutdownError, TaskTimeoutError } from '../errors.js'
 import type { AnyTaskDefinition } from '../define-task.js'
 import { describeError } from '../describe-error.js'
 import { TaskRegistry, type TaskTarget } from '../registry.js'
@@ -24,7 +24,9 @@ import {
   isPromise,
 } from '../backends/types.js'
 import { Admission } from './admission.js'
-import { runAttempt } from './attempt.js'
+import { type AttemptOutcome, runBatch, runSingle } from './attempt.js'
+import { TaskCounters } from './counters.js'
+import { Deadlines } from './deadlines.js'
 import { type RunnerEvents, SettleWaiters, type TaskFinishedEvent, type TaskRetriedEvent } from './events.js'
 import { type ExecutionPolicy, executionPolicy } from './execution.js'
 import { LazyAbortController } from './lazy-abort.js'
@@ -57,6 +59,13 @@ export interface RunnerStats {
   closing: boolean
 }
 
+/** What one concurrency slot runs: one task, or a batch of tasks of one batch-capable definition. */
+interface Execution {
+  tasks: ClaimedTask[]
+  definition: AnyTaskDefinition | undefined
+  batch: boolean
+}
+
 const noop = (): void => {}
 const CLAIM_RETRY_MS = 1000
 
@@ -70,8 +79,11 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   private readonly logger: FastifyBaseLogger
   private readonly now: () => number
   private readonly random: () => number
-  private readonly executor: fastq.queue<ClaimedTask>
+  private readonly executor: fastq.queue<Execution>
   private readonly wakeTimers: WakeTimers
+  private readonly deadlines: Deadlines
+  /** Tasks added, retried, finished, and attempt durations, for metrics. */
+  readonly counters = new TaskCounters()
   private readonly settleWaiters = new SettleWaiters()
   /** Running tasks, with the controller that aborts their attempt. */
   private readonly active = new Map<string, LazyAbortController>()
@@ -96,6 +108,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.now = options.now ?? Date.now
     this.random = options.random ?? Math.random
     this.wakeTimers = new WakeTimers(() => this.pump(), this.now)
+    this.deadlines = new Deadlines(this.now)
     this.executor = fastq(this, this.worker, this.concurrency)
   }
 
@@ -216,7 +229,10 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     return this.closePromise
   }
 
-  /** Start as many claimed tasks as there are free slots. */
+  /**
+   * Claim as many tasks as there are free slots, and start them: tasks of a batch-capable
+   * definition share one slot per batch, so one claim can leave slots free for the next.
+   */
   pump(): void {
     if (this.closed || !this.policy.claims) return
     if (this.closing && this.policy.stopsClaimingWhenClosing) return
@@ -227,11 +243,11 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.pumping = true
     this.pumpAgain = false
     try {
-      while (this.executor.running() < this.concurrency) {
-        const claimed = this.backend.claim(this.now())
+      for (let free = this.freeSlots(); free > 0; free = this.freeSlots()) {
+        const claimed = this.backend.claim(this.now(), free)
         if (isPromise(claimed)) return this.awaitClaim(claimed)
-        if (claimed === undefined) break
         this.startClaimed(claimed)
+        if (claimed.length < free) break
       }
     } catch (error) {
       this.claimFailed(error)
@@ -239,13 +255,17 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.pumping = false
   }
 
-  private awaitClaim(claimed: Promise<ClaimedTask | undefined>): void {
+  private freeSlots(): number {
+    return this.concurrency - this.executor.running()
+  }
+
+  private awaitClaim(claimed: Promise<ClaimedTask[]>): void {
     claimed.then(
-      (task) => {
+      (tasks) => {
         this.pumping = false
-        if (task !== undefined) this.startClaimed(task)
+        this.startClaimed(tasks)
         // A task added while the claim was in flight may have found nothing to claim.
-        if (task !== undefined || this.pumpAgain) this.pump()
+        if (tasks.length > 0 || this.pumpAgain) this.pump()
       },
       (error: unknown) => {
         this.pumping = false
@@ -259,14 +279,35 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.wakeTimers.at(this.now() + CLAIM_RETRY_MS)
   }
 
-  private startClaimed(task: ClaimedTask): void {
-    if (this.policy.countsClaims) this.admission.take(1)
-    this.executor.push(task, noop)
+  /** Group what was claimed into executions (batches by name where the definition has `batch`) and queue them. */
+  private startClaimed(tasks: ClaimedTask[]): void {
+    if (tasks.length === 0) return
+    if (this.policy.countsClaims) this.admission.take(tasks.length)
+    const executions: Execution[] = []
+    let batches: Map<string, Execution> | undefined
+    for (const task of tasks) {
+      const definition = task.fn === undefined ? this.registry.get(task.name) : undefined
+      if (definition?.batch === undefined) {
+        executions.push({ tasks: [task], definition, batch: false })
+        continue
+      }
+      batches ??= new Map()
+      let execution = batches.get(task.name)
+      if (execution === undefined || execution.tasks.length >= definition.maxBatchSize) {
+        execution = { tasks: [], definition, batch: true }
+        batches.set(task.name, execution)
+        executions.push(execution)
+      }
+      execution.tasks.push(task)
+    }
+    // fastq may start an execution inside push(): each is complete before it is pushed.
+    for (const execution of executions) this.executor.push(execution, noop)
   }
 
   private afterSubmit(group: NewTask[]): void {
     // Committed to a queue that other processes run: the room held since add() is given back.
     if (!this.policy.holdsUntilFinished) this.admission.release(group.length)
+    for (const task of group) this.counters.countAdded(task.name, 1)
     if (this.listenerCount('added') > 0) for (const task of group) this.emit('added', task)
     this.pump()
   }
@@ -278,32 +319,50 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     return new BackendUnavailableError(describeError(error))
   }
 
-  private worker(task: ClaimedTask, done: (error: Error | null) => void): void {
-    this.execute(task).then(
+  private worker(execution: Execution, done: (error: Error | null) => void): void {
+    this.execute(execution).then(
       () => {
         done(null)
         // Only now is the slot free in fastq's count: fill it.
         this.pump()
       },
       (error: unknown) => {
-        this.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
+        this.logger.error({ err: error, task: execution.tasks[0]?.name }, 'task bookkeeping failed')
         done(null)
         this.pump()
       },
     )
   }
 
-  private async execute(task: ClaimedTask): Promise<void> {
-    const definition = task.fn === undefined ? this.registry.get(task.name) : undefined
-    const controller = new LazyAbortController()
-    this.active.set(task.id, controller)
-    this.emit('started', task)
+  /** One attempt of each task of the execution; each outcome is recorded as soon as it is known. */
+  private async execute({ tasks, definition, batch }: Execution): Promise<void> {
+    const controllers = tasks.map((task) => {
+      const controller = new LazyAbortController()
+      this.active.set(task.id, controller)
+      return controller
+    })
+    if (this.listenerCount('started') > 0) for (const task of tasks) this.emit('started', task)
+    const timeoutMs = definition?.timeoutMs ?? this.defaultTimeoutMs
+    const deadline = this.deadlines.add(timeoutMs, () => {
+      for (const controller of controllers) controller.abort(new TaskTimeoutError(timeoutMs))
+    })
     const startedAt = this.now()
-    const outcome = await runAttempt(task, definition, controller, definition?.timeoutMs ?? this.defaultTimeoutMs, this.logger)
+    const outcomes = batch
+      ? runBatch(tasks, definition as AnyTaskDefinition, controllers, this.logger)
+      : [runSingle(tasks[0] as ClaimedTask, definition, controllers[0] as LazyAbortController, this.logger)]
+    try {
+      await Promise.all(outcomes.map((outcome, i) => outcome.then((result) => this.record(tasks[i] as ClaimedTask, definition, result, startedAt))))
+    } finally {
+      deadline.cancelled = true
+    }
+  }
+
+  private async record(task: ClaimedTask, definition: AnyTaskDefinition | undefined, outcome: AttemptOutcome, startedAt: number): Promise<void> {
     const now = this.now()
     try {
       if (outcome.ok) {
         await this.backend.complete(task.id, now)
+        this.counters.observe(task.name, 'succeeded', (now - startedAt) / 1000)
         this.taskDone(task.name, task.id, 'succeeded', task.attempt, now - startedAt)
       } else {
         await this.recordFailure(task, definition, outcome.failure, now, now - startedAt)
@@ -329,6 +388,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     if (failure instanceof TaskCancelledError) {
       await this.backend.fail(task.id, { error, now, status: 'cancelled' })
       this.logger.info(fields, 'task cancelled while running')
+      this.counters.observe(task.name, 'cancelled', durationMs / 1000)
       this.taskDone(task.name, task.id, 'cancelled', task.attempt, durationMs)
       return
     }
@@ -337,7 +397,9 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       const retryAt = now + delayMs
       await this.backend.fail(task.id, { error, now, retryAt })
       this.logger.warn({ ...fields, err: failure, delayMs }, 'task failed; will retry')
-      this.emit('retried', { id: task.id, name: task.name, attempt: task.attempt, delayMs, error } satisfies TaskRetriedEvent)
+      this.counters.countRetried(task.name)
+      this.counters.observe(task.name, 'retried', durationMs / 1000)
+      if (this.listenerCount('retried') > 0) this.emit('retried', { id: task.id, name: task.name, attempt: task.attempt, delayMs, error } satisfies TaskRetriedEvent)
       // Shared queue: the retry is the queue's again, any worker may run it.
       if (this.policy.countsClaims) this.admission.release(1)
       this.wakeTimers.at(retryAt)
@@ -345,10 +407,12 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     }
     await this.backend.fail(task.id, { error, now })
     this.logger.error({ ...fields, err: failure }, 'task failed')
+    this.counters.observe(task.name, 'failed', durationMs / 1000)
     this.taskDone(task.name, task.id, 'failed', task.attempt, durationMs)
   }
 
   private taskDone(name: string, id: string, status: FinishedStatus, attempts: number, durationMs: number, counted = true): void {
+    this.counters.countFinished(name, status)
     if (this.listenerCount('finished') > 0) this.emit('finished', { id, name, status, attempts, durationMs } satisfies TaskFinishedEvent)
     if (counted) this.admission.release(1)
   }
@@ -359,6 +423,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.closed = true
     this.admission.close()
     this.wakeTimers.stop()
+    this.deadlines.stop()
     let unfinished: TaskSummary[] = []
     if (!drained) {
       // The running tasks are abandoned too: recordFailure lists them, since the memory

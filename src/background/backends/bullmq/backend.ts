@@ -272,7 +272,13 @@ export class BullMQBackend implements TaskBackend {
     }
   }
 
-  claim(): Promise<ClaimedTask | undefined> {
+  /** One job a call (the runner asks again while it has room). */
+  async claim(_now?: number, _limit?: number): Promise<ClaimedTask[]> {
+    const task = await this.claimOne()
+    return task === undefined ? [] : [task]
+  }
+
+  private claimOne(): Promise<ClaimedTask | undefined> {
     const claiming = this.nextRunnable()
     this.claiming.add(claiming)
     void claiming.finally(() => this.claiming.delete(claiming)).catch(() => {})

@@ -84,11 +84,12 @@ export class MemoryBackend implements TaskBackend {
     }
   }
 
-  claim(now: number): ClaimedTask | undefined {
+  claim(now: number, limit: number): ClaimedTask[] {
     if (now >= this.nextDelayedAt) this.promoteDelayed(now)
-    for (;;) {
+    const claimed: ClaimedTask[] = []
+    while (claimed.length < limit) {
       const entry = this.readyQueue.shift()
-      if (entry === undefined) return undefined
+      if (entry === undefined) break
       entry.inReady = false
       if (entry.status === 'cancelled') {
         this.releaseNext(entry)
@@ -98,7 +99,7 @@ export class MemoryBackend implements TaskBackend {
       entry.attempts++
       entry.startedAt ??= now
       entry.runAt = undefined
-      return {
+      claimed.push({
         id: entry.id,
         name: entry.name,
         args: entry.args ?? [],
@@ -106,8 +107,9 @@ export class MemoryBackend implements TaskBackend {
         attempt: entry.attempts,
         maxAttempts: entry.maxAttempts,
         fn: entry.fn,
-      }
+      })
     }
+    return claimed
   }
 
   complete(id: string, now: number): void {

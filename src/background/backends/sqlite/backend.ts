@@ -143,10 +143,10 @@ export class SqliteBackend implements TaskBackend {
     })
   }
 
-  claim(now: number): ClaimedTask | undefined {
-    const task = this.index.claim(now)
-    if (task !== undefined) this.touch(task.id)
-    return task
+  claim(now: number, limit: number): ClaimedTask[] {
+    const tasks = this.index.claim(now, limit)
+    for (const task of tasks) this.touch(task.id)
+    return tasks
   }
 
   complete(id: string, now: number): void {

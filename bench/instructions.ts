@@ -1,0 +1,191 @@
+/**
+ * `npm run bench:instructions`: instructions per request of the app and of the bare route,
+ * counted by `valgrind --tool=callgrind`: a figure the machine's noise does not move (the
+ * same binary, inputs and environment give the same count whatever else the machine does).
+ *
+ * Each server runs under callgrind; after a warm-up (the JIT settles) its counters are zeroed
+ * (`callgrind_control -z`), a fixed number of requests is sent, the app's log is waited for
+ * until it holds every line (so the background work after each response is counted too), and
+ * the counters are dumped (`callgrind_control -d`). Kernel time (the socket writes) is not
+ * counted: it is the same for both servers.
+ *
+ *   npm run bench:instructions -- [--requests N] [--warmup N] [--connections N] [--env KEY=VALUE]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Agent, request } from 'undici'
+import { freePort } from './processes.js'
+
+const ROOT = resolve(import.meta.dirname, '..')
+
+interface Counted {
+  name: 'app' | 'bare'
+  instructions: number
+  requests: number
+}
+
+interface Options {
+  requests: number
+  warmup: number
+  connections: number
+  env: Record<string, string>
+}
+
+function options(): Options {
+  const { values } = parseArgs({
+    options: {
+      requests: { type: 'string', default: '4000' },
+      warmup: { type: 'string', default: '3000' },
+      connections: { type: 'string', default: '20' },
+      env: { type: 'string', multiple: true, default: [] },
+    },
+  })
+  const env: Record<string, string> = {}
+  for (const pair of values.env) {
+    const at = pair.indexOf('=')
+    if (at < 1) throw new Error(`--env takes KEY=VALUE, got ${pair}`)
+    env[pair.slice(0, at)] = pair.slice(at + 1)
+  }
+  return { requests: Number(values.requests), warmup: Number(values.warmup), connections: Number(values.connections), env }
+}
+
+/** Send `count` requests, `connections` at a time; every reply must be a 200. */
+async function load(url: string, prefix: string, count: number, connections: number): Promise<void> {
+  const dispatcher = new Agent({ connections })
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const n = next++
+      const response = await request(`${url}/send-message?message=${prefix}-${n}`, { method: 'POST', dispatcher })
+      await response.body.dump()
+      if (response.statusCode !== 200) throw new Error(`${url}: ${response.statusCode} for request ${n}`)
+    }
+  }
+  await Promise.all(Array.from({ length: connections }, worker))
+  await dispatcher.close()
+}
+
+function lineCount(path: string): number {
+  if (!existsSync(path)) return 0
+  const text = readFileSync(path, 'utf8')
+  let lines = 0
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines++
+  return lines
+}
+
+function callgrindControl(flag: '-z' | '-d', pid: number): void {
+  // valgrind names its control pipes after $USER and $HOST: the server's HOST, the same here.
+  const result = spawnSync('callgrind_control', [flag, String(pid)], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, HOST: '127.0.0.1' } })
+  if (result.status !== 0) throw new Error(`callgrind_control ${flag} ${pid} failed: ${result.stderr || result.stdout}`)
+}
+
+/** The `summary:` (or `totals:`) line of the newest dump of `pid`: instructions executed. */
+function dumpedInstructions(dir: string, pid: number): number {
+  const dumps = readdirSync(dir).filter((file) => /^callgrind\.\d+\.\d+$/.test(file) && file.startsWith(`callgrind.${pid}.`))
+  const newest = dumps.sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop()
+  if (newest === undefined) throw new Error(`no callgrind dump for ${pid} in ${dir} (${readdirSync(dir).join(', ')})`)
+  const match = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(dir, newest), 'utf8'))
+  if (match === null) throw new Error(`no summary line in ${newest}`)
+  return Number(match[1])
+}
+
+async function waitForHealth(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}) before it answered`)
+    try {
+      const response = await request(`${url}/health`)
+      await response.body.dump()
+      return
+    } catch {
+      await sleep(250)
+    }
+  }
+  throw new Error(`${url} did not answer within ${timeoutMs} ms under valgrind`)
+}
+
+async function count(name: 'app' | 'bare', dir: string, opts: Options): Promise<Counted> {
+  const port = await freePort()
+  const logFile = join(dir, `${name}.log.txt`)
+  const script = join(ROOT, name === 'app' ? 'dist/server.js' : 'dist-bench/bare-server.js')
+  const child = spawn(
+    'valgrind',
+    ['--tool=callgrind', '--collect-atstart=yes', `--callgrind-out-file=${join(dir, 'callgrind.%p')}`, process.execPath, script],
+    {
+      cwd: ROOT,
+      env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', LOG_FILE: logFile, ...(name === 'app' ? opts.env : {}) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  )
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString('utf8')).slice(-4000)
+  })
+  const url = `http://127.0.0.1:${port}`
+  try {
+    await waitForHealth(url, child, 300_000)
+    await load(url, `${name}-warmup`, opts.warmup, opts.connections)
+    const pid = child.pid as number
+    // Let the warm-up's background work finish before counting starts.
+    if (name === 'app') await until(() => lineCount(logFile) >= opts.warmup, 'the warm-up lines')
+    callgrindControl('-z', pid)
+    await load(url, `${name}-counted`, opts.requests, opts.connections)
+    if (name === 'app') await until(() => lineCount(logFile) >= opts.warmup + opts.requests, 'the counted lines')
+    callgrindControl('-d', pid)
+    // The dump is written by the server's own thread once it is interrupted: wait for it.
+    let instructions: number | undefined
+    await until(() => {
+      try {
+        instructions = dumpedInstructions(dir, pid)
+        return true
+      } catch {
+        return false
+      }
+    }, 'the callgrind dump', 120_000)
+    return { name, instructions: instructions as number, requests: opts.requests }
+  } catch (error) {
+    throw new Error(`${name}: ${(error as Error).message}\n${stderr}`)
+  } finally {
+    child.kill('SIGKILL')
+    await once(child, 'exit').catch(() => {})
+  }
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(100)
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = options()
+  if (spawnSync('valgrind', ['--version']).status !== 0) throw new Error('valgrind is not installed (apt-get install valgrind)')
+  const dir = mkdtempSync(join(tmpdir(), 'bench-instructions-'))
+  console.log(
+    `npm run bench:instructions: ${opts.requests} requests after ${opts.warmup} of warm-up, ${opts.connections} connections; ` +
+      `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, load average ${loadavg().map((v) => v.toFixed(2)).join(' ')}` +
+      (Object.keys(opts.env).length > 0 ? `; app env ${JSON.stringify(opts.env)}` : ''),
+  )
+  try {
+    // The two runs are independent: instruction counts do not depend on what else runs.
+    const bare = await count('bare', dir, opts)
+    const app = await count('app', dir, opts)
+    const perRequest = (counted: Counted) => counted.instructions / counted.requests
+    for (const counted of [bare, app]) console.log(`  ${counted.name.padEnd(4)} ${Math.round(perRequest(counted)).toLocaleString('en-US').padStart(10)} instructions per request`)
+    console.log(`  app/bare ${(perRequest(app) / perRequest(bare)).toFixed(2)} (target ≤ 1.30)`)
+  } finally {
+    if (process.env.BENCH_KEEP === undefined) rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : String(error))
+  process.exit(1)
+})
