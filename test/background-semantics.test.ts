@@ -8,6 +8,7 @@ import { Type } from '@sinclair/typebox'
 import { Agent } from 'undici'
 import { defineTask } from '../src/background/index.js'
 import { httpRequest, startServer, type TestServer } from './helpers/app.js'
+import { RawConnection } from './helpers/raw-http.js'
 import { waitFor } from './helpers/wait.js'
 
 interface Probe {
@@ -69,6 +70,18 @@ async function serverWithProbe(probe: Probe): Promise<TestServer> {
       app.post('/slow-handler', async (request) => {
         await new Promise((resolve) => setTimeout(resolve, 150))
         request.backgroundTasks.add(record, 'after-disconnect')
+        return { ok: true }
+      })
+      // Route-level onSend hooks run after the app's: the plugin has marked the list ready
+      // by the time this one holds the reply back, until the test opens the gate.
+      app.post('/slow-on-send', {
+        onSend: async (_request, _reply, payload) => {
+          probe.events.push('on-send-held')
+          await probe.gate.promise
+          return payload
+        },
+      }, async (request) => {
+        request.backgroundTasks.add(record, 'ready-then-disconnect')
         return { ok: true }
       })
     },
@@ -145,6 +158,21 @@ describe('request.backgroundTasks', () => {
     socket.destroy()
     await waitFor(() => probe.events.includes('after-disconnect'), { what: 'the task of the aborted request' })
     expect(server.logs.find((line) => line.msg === 'request completed' && (line.res as { statusCode: number } | undefined)?.statusCode === 200)).toBeUndefined()
+  })
+
+  it('still runs the tasks when the client disconnects after the reply is ready but before it is sent', async () => {
+    const probe: Probe = { events: [], gate: gate() }
+    server = await serverWithProbe(probe)
+    const connection = await RawConnection.open(server.url)
+    try {
+      connection.send('POST', '/slow-on-send')
+      await waitFor(() => probe.events.includes('on-send-held'), { what: 'the route\'s onSend to hold the reply' })
+      connection.destroy()
+      // Still held: neither onResponse nor the plugin's onSend can submit it now, only onRequestAbort.
+      await waitFor(() => probe.events.includes('ready-then-disconnect'), { timeoutMs: 3000, what: 'the task of the request aborted in onSend' })
+    } finally {
+      probe.gate.open()
+    }
   })
 
   it('refuses add() after the reply has been sent', async () => {
