@@ -161,6 +161,29 @@ describe('sqlite journal', () => {
     expect(backend.get(fresh.id)).toMatchObject({ status: 'succeeded' })
   })
 
+  it('commits a request\'s tasks all or nothing: a row that fails mid-group leaves no row of the group', async () => {
+    const path = journalPath()
+    const backend = backendAt(path)
+    const earlier = task('earlier')
+    await backend.enqueue([earlier])
+    // The first row inserts; the second breaks the NOT NULL constraint on name.
+    const first = task('first')
+    const broken = { ...task(), name: null as unknown as string }
+    await expect(backend.enqueue([first, broken])).rejects.toMatchObject({
+      code: 'TASKS_BACKEND_UNAVAILABLE',
+      statusCode: 503,
+      message: expect.stringContaining('NOT NULL'),
+    })
+    expect(backend.get(first.id)).toBeUndefined()
+    expect(backend.rowCount()).toBe(1)
+    backend.close()
+    // A fresh read of the file: only the earlier group.
+    expect(journalStatuses(path)).toEqual({ queued: 1 })
+    const reopened = backendAt(path)
+    expect(reopened.get(earlier.id)).toMatchObject({ status: 'queued' })
+    expect(reopened.get(first.id)).toBeUndefined()
+  })
+
   it('after close, enqueue is refused with a 503 error', async () => {
     const backend = backendAt(journalPath())
     backend.close()
