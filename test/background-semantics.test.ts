@@ -72,6 +72,12 @@ async function serverWithProbe(probe: Probe): Promise<TestServer> {
         request.backgroundTasks.add(record, 'after-disconnect')
         return { ok: true }
       })
+      app.post('/hijacked', async (request, reply) => {
+        request.backgroundTasks.add(record, 'hijacked')
+        reply.hijack()
+        reply.raw.writeHead(200, { 'content-type': 'text/plain', 'content-length': '8' })
+        reply.raw.end('hijacked')
+      })
       // Route-level onSend hooks run after the app's: the plugin has marked the list ready
       // by the time this one holds the reply back, until the test opens the gate.
       app.post('/slow-on-send', {
@@ -173,6 +179,20 @@ describe('request.backgroundTasks', () => {
     } finally {
       probe.gate.open()
     }
+  })
+
+  it('a hijacked reply (no onSend) never runs its tasks, and gives their places back', async () => {
+    const probe: Probe = { events: [], gate: gate() }
+    server = await serverWithProbe(probe)
+    const reply = await server.request('/hijacked')
+    expect(reply.text).toBe('hijacked')
+    await waitFor(async () => (await server!.request('/ready', { method: 'GET' })).json().pending === 0, {
+      timeoutMs: 2000,
+      what: 'the hijacked request\'s place given back',
+    })
+    expect((await server.request('/three?tag=after')).status).toBe(200)
+    await waitFor(() => probe.events.length === 3, { what: 'the next request\'s tasks' })
+    expect(probe.events).toEqual(['after:1', 'after:2', 'after:3'])
   })
 
   it('refuses add() after the reply has been sent', async () => {
