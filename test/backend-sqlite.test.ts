@@ -161,6 +161,44 @@ describe('sqlite journal', () => {
     expect(backend.get(fresh.id)).toMatchObject({ status: 'succeeded' })
   })
 
+  /** A two-task group whose second row breaks the NOT NULL constraint on name: the first row inserts, then the write fails. */
+  function brokenGroup(): NewTask[] {
+    return [task('first'), { ...task(), name: null as unknown as string }]
+  }
+  const refusedWith503 = { code: 'TASKS_BACKEND_UNAVAILABLE', statusCode: 503, message: expect.stringContaining('NOT NULL') }
+
+  it('commits a request\'s tasks all or nothing: a row that fails mid-group leaves no row of the group', async () => {
+    const path = journalPath()
+    const backend = backendAt(path)
+    const earlier = task('earlier')
+    await backend.enqueue([earlier])
+    const group = brokenGroup()
+    await expect(backend.enqueue(group)).rejects.toMatchObject(refusedWith503)
+    expect(backend.get(group[0]!.id)).toBeUndefined()
+    expect(backend.rowCount()).toBe(1)
+    backend.close()
+    // A fresh read of the file: only the earlier group.
+    expect(journalStatuses(path)).toEqual({ queued: 1 })
+    const reopened = backendAt(path)
+    expect(reopened.get(earlier.id)).toMatchObject({ status: 'queued' })
+    expect(reopened.get(group[0]!.id)).toBeUndefined()
+  })
+
+  it('a write that fails keeps the results it carried: only its enqueues are refused, the rest is written later', async () => {
+    const path = journalPath()
+    const backend = backendAt(path)
+    const done = task('done')
+    await backend.enqueue([done])
+    backend.complete(backend.claim(Date.now())!.id, Date.now())
+    // Same burst: the result and the broken group share one transaction, which fails.
+    await expect(backend.enqueue(brokenGroup())).rejects.toMatchObject(refusedWith503)
+    backend.close() // writes what is still pending
+    expect(journalStatuses(path)).toEqual({ succeeded: 1 })
+    const reopened = backendAt(path)
+    expect(reopened.start()).toBe(0) // nothing to run again
+    expect(reopened.get(done.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
+  })
+
   it('after close, enqueue is refused with a 503 error', async () => {
     const backend = backendAt(journalPath())
     backend.close()

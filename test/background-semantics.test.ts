@@ -8,6 +8,7 @@ import { Type } from '@sinclair/typebox'
 import { Agent } from 'undici'
 import { defineTask } from '../src/background/index.js'
 import { httpRequest, startServer, type TestServer } from './helpers/app.js'
+import { RawConnection } from './helpers/raw-http.js'
 import { waitFor } from './helpers/wait.js'
 
 interface Probe {
@@ -69,6 +70,24 @@ async function serverWithProbe(probe: Probe): Promise<TestServer> {
       app.post('/slow-handler', async (request) => {
         await new Promise((resolve) => setTimeout(resolve, 150))
         request.backgroundTasks.add(record, 'after-disconnect')
+        return { ok: true }
+      })
+      app.post('/hijacked', async (request, reply) => {
+        request.backgroundTasks.add(record, 'hijacked')
+        reply.hijack()
+        reply.raw.writeHead(200, { 'content-type': 'text/plain', 'content-length': '8' })
+        reply.raw.end('hijacked')
+      })
+      // Route-level onSend hooks run after the app's: the plugin has marked the list ready
+      // by the time this one holds the reply back, until the test opens the gate.
+      app.post('/slow-on-send', {
+        onSend: async (_request, _reply, payload) => {
+          probe.events.push('on-send-held')
+          await probe.gate.promise
+          return payload
+        },
+      }, async (request) => {
+        request.backgroundTasks.add(record, 'ready-then-disconnect')
         return { ok: true }
       })
     },
@@ -145,6 +164,35 @@ describe('request.backgroundTasks', () => {
     socket.destroy()
     await waitFor(() => probe.events.includes('after-disconnect'), { what: 'the task of the aborted request' })
     expect(server.logs.find((line) => line.msg === 'request completed' && (line.res as { statusCode: number } | undefined)?.statusCode === 200)).toBeUndefined()
+  })
+
+  it('still runs the tasks when the client disconnects after the reply is ready but before it is sent', async () => {
+    const probe: Probe = { events: [], gate: gate() }
+    server = await serverWithProbe(probe)
+    const connection = await RawConnection.open(server.url)
+    try {
+      connection.send('POST', '/slow-on-send')
+      await waitFor(() => probe.events.includes('on-send-held'), { what: 'the route\'s onSend to hold the reply' })
+      connection.destroy()
+      // Still held: neither onResponse nor the plugin's onSend can submit it now, only onRequestAbort.
+      await waitFor(() => probe.events.includes('ready-then-disconnect'), { timeoutMs: 3000, what: 'the task of the request aborted in onSend' })
+    } finally {
+      probe.gate.open()
+    }
+  })
+
+  it('a hijacked reply (no onSend) never runs its tasks, and gives their places back', async () => {
+    const probe: Probe = { events: [], gate: gate() }
+    server = await serverWithProbe(probe)
+    const reply = await server.request('/hijacked')
+    expect(reply.text).toBe('hijacked')
+    await waitFor(async () => (await server!.request('/ready', { method: 'GET' })).json().pending === 0, {
+      timeoutMs: 2000,
+      what: 'the hijacked request\'s place given back',
+    })
+    expect((await server.request('/three?tag=after')).status).toBe(200)
+    await waitFor(() => probe.events.length === 3, { what: 'the next request\'s tasks' })
+    expect(probe.events).toEqual(['after:1', 'after:2', 'after:3'])
   })
 
   it('refuses add() after the reply has been sent', async () => {

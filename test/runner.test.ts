@@ -9,6 +9,7 @@ import {
   MemoryBackend,
   TaskRunner,
   defineTask,
+  type FailOptions,
   type RunnerOptions,
   type TaskOptions,
   type TaskRetriedEvent,
@@ -16,6 +17,7 @@ import {
 import type { TaskTarget } from '../src/background/registry.js'
 import { backoffDelay, type BackoffPolicy } from '../src/background/backoff.js'
 import { captureLogs, type CapturedLogs } from './helpers/log-capture.js'
+import { TaskProbe, testTasks } from './helpers/test-tasks.js'
 import { waitFor } from './helpers/wait.js'
 
 interface Harness {
@@ -51,6 +53,25 @@ function harness(options: Partial<RunnerOptions> & { retentionCount?: number; ba
 afterEach(async () => {
   for (const runner of runners.splice(0)) await runner.close(1000)
 })
+
+/** A memory backend that records an attempt's outcome (complete or fail) only once `recorded()` is called. */
+function slowToRecord(): { backend: MemoryBackend; recorded: () => void } {
+  let recorded!: () => void
+  const recording = new Promise<void>((resolve) => {
+    recorded = resolve
+  })
+  class SlowToRecord extends MemoryBackend {
+    override async complete(id: string, now: number): Promise<void> {
+      await recording
+      super.complete(id, now)
+    }
+    override async fail(id: string, options: FailOptions): Promise<void> {
+      await recording
+      super.fail(id, options)
+    }
+  }
+  return { backend: new SlowToRecord({ retention: { maxCount: 10, maxAgeMs: 60_000 } }), recorded }
+}
 
 describe('backoffDelay', () => {
   const policy: BackoffPolicy = { type: 'exponential', delayMs: 100, maxDelayMs: 1000, jitter: false }
@@ -187,17 +208,7 @@ describe('TaskRunner', () => {
   })
 
   it('cancel() of an attempt that ended on its own while being recorded: too late, "finished"', async () => {
-    let recorded!: () => void
-    const recording = new Promise<void>((resolve) => {
-      recorded = resolve
-    })
-    class SlowToRecord extends MemoryBackend {
-      override async complete(id: string, now: number): Promise<void> {
-        await recording
-        super.complete(id, now)
-      }
-    }
-    const backend = new SlowToRecord({ retention: { maxCount: 10, maxAgeMs: 60_000 } })
+    const { backend, recorded } = slowToRecord()
     const { runner, add } = harness({ backend })
     let ran = false
     const id = add(() => {
@@ -207,6 +218,20 @@ describe('TaskRunner', () => {
     const cancelling = runner.cancel(id)
     recorded()
     expect(await cancelling).toMatchObject({ outcome: 'finished', record: { status: 'succeeded' } })
+  })
+
+  it('cancel() of an attempt that failed on its own while being recorded: its retry is cancelled', async () => {
+    const { backend, recorded } = slowToRecord()
+    const { runner, add } = harness({ backend })
+    const probe = new TaskProbe()
+    // Fails every attempt; its one retry is due a minute later.
+    const id = add(testTasks(probe).stubborn, 'raced')
+    await waitFor(() => probe.of('raced', 'start').length === 1)
+    const cancelling = runner.cancel(id)
+    recorded()
+    // The attempt was recorded `retrying`: that retry is what the DELETE cancels, not a 409.
+    expect(await cancelling).toMatchObject({ outcome: 'cancelled', record: { status: 'cancelled', attempts: 1 } })
+    expect(backend.get(id)?.status).toBe('cancelled')
   })
 
   it('a task added while an asynchronous claim is in flight is still claimed (durable backends claim asynchronously)', async () => {
