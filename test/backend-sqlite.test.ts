@@ -189,7 +189,7 @@ describe('sqlite journal', () => {
     const backend = backendAt(path)
     const done = task('done')
     await backend.enqueue([done])
-    backend.complete(backend.claim(Date.now())!.id, Date.now())
+    backend.complete(backend.claim(Date.now(), 1)[0]!.id, Date.now())
     // Same burst: the result and the broken group share one transaction, which fails.
     await expect(backend.enqueue(brokenGroup())).rejects.toMatchObject(refusedWith503)
     backend.close() // writes what is still pending
