@@ -25,7 +25,7 @@ const ROOT = resolve(import.meta.dirname, '..')
 
 interface Counted {
   name: 'app' | 'bare'
-  instructions: number
+  instructions: Dumped
   requests: number
 }
 
@@ -34,6 +34,8 @@ interface Options {
   warmup: number
   connections: number
   env: Record<string, string>
+  /** Which servers to count (`--servers app` to compare app variants). */
+  servers: Array<'app' | 'bare'>
 }
 
 function options(): Options {
@@ -43,6 +45,7 @@ function options(): Options {
       warmup: { type: 'string', default: '3000' },
       connections: { type: 'string', default: '20' },
       env: { type: 'string', multiple: true, default: [] },
+      servers: { type: 'string', default: 'bare,app' },
     },
   })
   const env: Record<string, string> = {}
@@ -51,7 +54,8 @@ function options(): Options {
     if (at < 1) throw new Error(`--env takes KEY=VALUE, got ${pair}`)
     env[pair.slice(0, at)] = pair.slice(at + 1)
   }
-  return { requests: Number(values.requests), warmup: Number(values.warmup), connections: Number(values.connections), env }
+  const servers = values.servers.split(',').filter((name): name is 'app' | 'bare' => name === 'app' || name === 'bare')
+  return { requests: Number(values.requests), warmup: Number(values.warmup), connections: Number(values.connections), env, servers }
 }
 
 /** Send `count` requests, `connections` at a time; every reply must be a 200. */
@@ -84,14 +88,29 @@ function callgrindControl(flag: '-z' | '-d', pid: number): void {
   if (result.status !== 0) throw new Error(`callgrind_control ${flag} ${pid} failed: ${result.stderr || result.stdout}`)
 }
 
-/** The `summary:` (or `totals:`) line of the newest dump of `pid`: instructions executed. */
-function dumpedInstructions(dir: string, pid: number): number {
-  const dumps = readdirSync(dir).filter((file) => /^callgrind\.\d+\.\d+$/.test(file) && file.startsWith(`callgrind.${pid}.`))
-  const newest = dumps.sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop()
-  if (newest === undefined) throw new Error(`no callgrind dump for ${pid} in ${dir} (${readdirSync(dir).join(', ')})`)
-  const match = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(dir, newest), 'utf8'))
-  if (match === null) throw new Error(`no summary line in ${newest}`)
-  return Number(match[1])
+interface Dumped {
+  /** The main thread: the event loop, where requests and tasks run. */
+  main: number
+  /** Every thread: V8's compiler and GC helpers and libuv's pool too (they vary with timing). */
+  all: number
+}
+
+/**
+ * Instructions in the dump of `pid` (`--separate-threads=yes`: one file a thread, `-01` the main
+ * thread), from each file's `summary:` (or `totals:`) line.
+ */
+function dumpedInstructions(dir: string, pid: number): Dumped {
+  const files = readdirSync(dir).filter((file) => new RegExp(`^callgrind\\.${pid}\\.1-\\d+$`).test(file))
+  if (files.length === 0) throw new Error(`no callgrind dump for ${pid} in ${dir} (${readdirSync(dir).join(', ')})`)
+  let main = 0
+  let all = 0
+  for (const file of files) {
+    const match = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(dir, file), 'utf8'))
+    if (match === null) throw new Error(`no summary line in ${file}`)
+    all += Number(match[1])
+    if (file.endsWith('-01')) main = Number(match[1])
+  }
+  return { main, all }
 }
 
 async function waitForHealth(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -115,7 +134,7 @@ async function count(name: 'app' | 'bare', dir: string, opts: Options): Promise<
   const script = join(ROOT, name === 'app' ? 'dist/server.js' : 'dist-bench/bare-server.js')
   const child = spawn(
     'valgrind',
-    ['--tool=callgrind', '--collect-atstart=yes', `--callgrind-out-file=${join(dir, 'callgrind.%p')}`, process.execPath, script],
+    ['--tool=callgrind', '--collect-atstart=yes', '--separate-threads=yes', `--callgrind-out-file=${join(dir, 'callgrind.%p')}`, process.execPath, script],
     {
       cwd: ROOT,
       env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', LOG_FILE: logFile, ...(name === 'app' ? opts.env : {}) },
@@ -138,7 +157,7 @@ async function count(name: 'app' | 'bare', dir: string, opts: Options): Promise<
     if (name === 'app') await until(() => lineCount(logFile) >= opts.warmup + opts.requests, 'the counted lines')
     callgrindControl('-d', pid)
     // The dump is written by the server's own thread once it is interrupted: wait for it.
-    let instructions: number | undefined
+    let instructions: Dumped | undefined
     await until(() => {
       try {
         instructions = dumpedInstructions(dir, pid)
@@ -147,7 +166,7 @@ async function count(name: 'app' | 'bare', dir: string, opts: Options): Promise<
         return false
       }
     }, 'the callgrind dump', 120_000)
-    return { name, instructions: instructions as number, requests: opts.requests }
+    return { name, instructions: instructions as Dumped, requests: opts.requests }
   } catch (error) {
     throw new Error(`${name}: ${(error as Error).message}\n${stderr}`)
   } finally {
@@ -175,11 +194,17 @@ async function main(): Promise<void> {
   )
   try {
     // The two runs are independent: instruction counts do not depend on what else runs.
-    const bare = await count('bare', dir, opts)
-    const app = await count('app', dir, opts)
-    const perRequest = (counted: Counted) => counted.instructions / counted.requests
-    for (const counted of [bare, app]) console.log(`  ${counted.name.padEnd(4)} ${Math.round(perRequest(counted)).toLocaleString('en-US').padStart(10)} instructions per request`)
-    console.log(`  app/bare ${(perRequest(app) / perRequest(bare)).toFixed(2)} (target ≤ 1.30)`)
+    const counted: Partial<Record<'app' | 'bare', Counted>> = {}
+    for (const name of opts.servers) counted[name] = await count(name, dir, opts)
+    const perRequest = (c: Counted, which: keyof Dumped) => c.instructions[which] / c.requests
+    const figure = (value: number) => Math.round(value).toLocaleString('en-US').padStart(10)
+    console.log('  instructions per request   main thread   all threads (+ JIT compiler, GC helpers)')
+    for (const c of Object.values(counted)) console.log(`  ${c.name.padEnd(24)} ${figure(perRequest(c, 'main'))}    ${figure(perRequest(c, 'all'))}`)
+    const { app, bare } = counted
+    if (app !== undefined && bare !== undefined) {
+      const ratio = (which: keyof Dumped) => (perRequest(app, which) / perRequest(bare, which)).toFixed(2).padStart(10)
+      console.log(`  app/bare (target ≤ 1.30)  ${ratio('main')}    ${ratio('all')}`)
+    }
   } finally {
     if (process.env.BENCH_KEEP === undefined) rmSync(dir, { recursive: true, force: true })
   }

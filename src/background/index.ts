@@ -15,5 +15,5 @@ export { MemoryBackend, type RetentionOptions } from './backends/memory/backend.
 export * from './backends/types.js'
 export * as errors from './errors.js'
 export type { BackoffPolicy } from './backoff.js'
-export { TaskCounters, DURATION_BUCKETS, type AttemptEnd, type DurationHistogram } from './runner/counters.js'
+export { TaskCounters, DurationHistogram, DURATION_BUCKETS, type AttemptEnd } from './runner/counters.js'
 export type { BatchItem, BatchContext, BatchOutcomes } from './define-task.js'

@@ -18,9 +18,10 @@
  */
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { Counter, Gauge, Histogram, type Metric, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, type Metric, Registry, collectDefaultMetrics } from 'prom-client'
 import { MalformedQueryReply } from '../schemas.js'
-import { TaskDurationMetric } from './task-duration-metric.js'
+import { DurationHistogram } from '../background/index.js'
+import { HistogramMetric } from './histogram-metric.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -71,8 +72,13 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
       setCounts(this, [...counters.retried].map(([task, value]) => [{ task }, value]))
     },
   })
-  // A metric of our own, formatted by the registry like its histograms.
-  registry.registerMetric(new TaskDurationMetric(counters) as unknown as Metric)
+  // Metrics of our own, formatted by the registry like its histograms.
+  const register = (metric: HistogramMetric) => registry.registerMetric(metric as unknown as Metric)
+  register(
+    new HistogramMetric('background_tasks_duration_seconds', 'Duration of each attempt that ran, by how it ended (succeeded, failed, cancelled, retried)', function* () {
+      for (const [task, byEnd] of counters.durations) for (const [status, histogram] of byEnd) yield [{ task, status }, histogram]
+    }),
+  )
   new Gauge({
     name: 'background_tasks_queued',
     help: 'Tasks accepted and not running yet (queued, retrying, or reserved by a request in flight)',
@@ -84,13 +90,22 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
   })
   new Gauge({ name: 'background_tasks_running', help: 'Tasks running now in this process', registers, collect() { this.set(runner.stats().running) } })
   new Gauge({ name: 'background_tasks_max_pending', help: 'Bound on queued + running tasks (TASK_MAX_PENDING); beyond it requests get 503', registers, collect() { this.set(runner.stats().maxPending) } })
-  const http = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration, by method, route pattern and status code', labelNames: ['method', 'route', 'status_code'], buckets: HTTP_BUCKETS, registers })
-
+  // By method, route pattern and status: a few hundred series at most, since unknown URLs are `unmatched`.
+  const http = new Map<string, { labels: Record<string, string>; histogram: DurationHistogram }>()
+  register(
+    new HistogramMetric('http_request_duration_seconds', 'HTTP request duration, by method, route pattern and status code', function* () {
+      for (const { labels, histogram } of http.values()) yield [labels, histogram]
+    }),
+  )
   app.addHook('onResponse', (request, reply, done) => {
-    http.observe(
-      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode },
-      reply.elapsedTime / 1000,
-    )
+    const route = request.routeOptions.url ?? 'unmatched'
+    const key = `${request.method} ${reply.statusCode} ${route}`
+    let series = http.get(key)
+    if (series === undefined) {
+      series = { labels: { method: request.method, route, status_code: String(reply.statusCode) }, histogram: new DurationHistogram(HTTP_BUCKETS) }
+      http.set(key, series)
+    }
+    series.histogram.observe(reply.elapsedTime / 1000)
     done()
   })
 

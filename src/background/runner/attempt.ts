@@ -29,17 +29,24 @@ function invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, co
 }
 
 /** A batch-only task run by itself: a batch of one. */
-async function runAlone(task: ClaimedTask, definition: AnyTaskDefinition, controller: LazyAbortController, logger: FastifyBaseLogger): Promise<void> {
-  const [outcome] = runBatch([task], definition, [controller], logger)
-  const result = await (outcome as Promise<AttemptOutcome>)
-  if (!result.ok) throw result.failure
+function runAlone(task: ClaimedTask, definition: AnyTaskDefinition, controller: LazyAbortController, logger: FastifyBaseLogger): Promise<void> {
+  return new Promise((resolve, reject) => {
+    runBatch([task], definition, [controller], logger, (_index, outcome) => (outcome.ok ? resolve() : reject(outcome.failure)))
+  })
 }
 
-export function runSingle(task: ClaimedTask, definition: AnyTaskDefinition | undefined, controller: LazyAbortController, logger: FastifyBaseLogger): Promise<AttemptOutcome> {
-  return runUntilAborted(() => invoke(task, definition, controller, logger), controller).then(
-    () => SUCCEEDED,
+/** Run one task; `onOutcome` is called once, when it settles or its controller is aborted. */
+export function runSingle(
+  task: ClaimedTask,
+  definition: AnyTaskDefinition | undefined,
+  controller: LazyAbortController,
+  logger: FastifyBaseLogger,
+  onOutcome: (outcome: AttemptOutcome) => void,
+): void {
+  runUntilAborted(() => invoke(task, definition, controller, logger), controller).then(
+    () => onOutcome(SUCCEEDED),
     // Aborted: the reason (timeout, cancel, shutdown) is what failed it, not what the task threw after.
-    (error: unknown) => failed(controller.aborted ? controller.reason : error),
+    (error: unknown) => onOutcome(failed(controller.aborted ? controller.reason : error)),
   )
 }
 
@@ -64,31 +71,42 @@ class RunnerBatchItem implements BatchItem<unknown> {
   }
 }
 
-/** Call `definition.batch` once for `tasks`; one outcome promise per task, in order. */
+/**
+ * Call `definition.batch` once for `tasks`. `onOutcome(i, outcome)` is called once per task: when
+ * the batch settles, or earlier for a task whose controller is aborted (cancel, timeout, shutdown).
+ */
 export function runBatch(
   tasks: ClaimedTask[],
   definition: AnyTaskDefinition,
   controllers: LazyAbortController[],
   logger: FastifyBaseLogger,
-): Array<Promise<AttemptOutcome>> {
+  onOutcome: (index: number, outcome: AttemptOutcome) => void,
+): void {
   const batch = definition.batch as NonNullable<AnyTaskDefinition['batch']>
-  const items = tasks.map((task, i) => new RunnerBatchItem(task, controllers[i] as LazyAbortController))
+  const delivered = new Uint8Array(tasks.length)
+  const deliver = (index: number, outcome: AttemptOutcome): void => {
+    if (delivered[index] === 1) return
+    delivered[index] = 1
+    onOutcome(index, outcome)
+  }
+  const items = tasks.map((task, i) => {
+    const controller = controllers[i] as LazyAbortController
+    controller.onAbort(() => deliver(i, failed(controller.reason)))
+    return new RunnerBatchItem(task, controller)
+  })
   let result: Promise<BatchOutcomes>
   try {
     result = Promise.resolve(batch(items, { log: logger }))
   } catch (error) {
     result = Promise.reject(error)
   }
-  return controllers.map(
-    (controller, i) =>
-      new Promise<AttemptOutcome>((resolve) => {
-        if (controller.aborted) return resolve(failed(controller.reason))
-        controller.onAbort(() => resolve(failed(controller.reason)))
-        result.then(
-          (outcomes) => resolve(outcomeOf(outcomes, i, tasks.length)),
-          (error: unknown) => resolve(failed(error)),
-        )
-      }),
+  result.then(
+    (outcomes) => {
+      for (let i = 0; i < tasks.length; i++) deliver(i, outcomeOf(outcomes, i, tasks.length))
+    },
+    (error: unknown) => {
+      for (let i = 0; i < tasks.length; i++) deliver(i, failed(error))
+    },
   )
 }
 

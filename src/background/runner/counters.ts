@@ -11,11 +11,26 @@ export const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** How an attempt that ran ended. */
 export type AttemptEnd = FinishedStatus | 'retried'
 
-export interface DurationHistogram {
-  /** Per bucket of DURATION_BUCKETS (not cumulative), then the count above the last bound. */
+/** Observations counted into buckets: a few additions each, read at scrape time. */
+export class DurationHistogram {
+  readonly buckets: readonly number[]
+  /** Per bucket (not cumulative), then the count above the last bound. */
   readonly counts: number[]
-  sum: number
-  count: number
+  sum = 0
+  count = 0
+
+  constructor(buckets: readonly number[] = DURATION_BUCKETS) {
+    this.buckets = buckets
+    this.counts = new Array<number>(buckets.length + 1).fill(0)
+  }
+
+  observe(seconds: number): void {
+    let bucket = 0
+    while (bucket < this.buckets.length && seconds > (this.buckets[bucket] as number)) bucket++
+    this.counts[bucket] = (this.counts[bucket] as number) + 1
+    this.sum += seconds
+    this.count++
+  }
 }
 
 export class TaskCounters {
@@ -45,11 +60,7 @@ export class TaskCounters {
     let byEnd = this.durations.get(name)
     if (byEnd === undefined) this.durations.set(name, (byEnd = new Map()))
     let histogram = byEnd.get(end)
-    if (histogram === undefined) byEnd.set(end, (histogram = { counts: new Array<number>(DURATION_BUCKETS.length + 1).fill(0), sum: 0, count: 0 }))
-    let bucket = 0
-    while (bucket < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[bucket] as number)) bucket++
-    histogram.counts[bucket] = (histogram.counts[bucket] as number) + 1
-    histogram.sum += seconds
-    histogram.count++
+    if (histogram === undefined) byEnd.set(end, (histogram = new DurationHistogram()))
+    histogram.observe(seconds)
   }
 }

@@ -88,6 +88,8 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   /** Running tasks, with the controller that aborts their attempt. */
   private readonly active = new Map<string, LazyAbortController>()
   private pumping = false
+  /** A pump is due at the end of this event-loop turn (see schedulePump). */
+  private pumpScheduled = false
   /** pump() was called while an asynchronous claim was in flight: pump again after it. */
   private pumpAgain = false
   private closing = false
@@ -255,6 +257,20 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.pumping = false
   }
 
+  /**
+   * Pump once at the end of this event-loop turn (setImmediate runs after the I/O callbacks):
+   * every task submitted or finished during the turn is claimed together, so a batch task gets
+   * the turn's tasks in one batch instead of one batch each.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return
+    this.pumpScheduled = true
+    setImmediate(() => {
+      this.pumpScheduled = false
+      this.pump()
+    })
+  }
+
   private freeSlots(): number {
     return this.concurrency - this.executor.running()
   }
@@ -309,7 +325,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     if (!this.policy.holdsUntilFinished) this.admission.release(group.length)
     for (const task of group) this.counters.countAdded(task.name, 1)
     if (this.listenerCount('added') > 0) for (const task of group) this.emit('added', task)
-    this.pump()
+    this.schedulePump()
   }
 
   /** The backend failed: `TASKS_BACKEND_UNAVAILABLE` (logged), or the backend's own 503 error as it is. */
@@ -324,18 +340,18 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       () => {
         done(null)
         // Only now is the slot free in fastq's count: fill it.
-        this.pump()
+        this.schedulePump()
       },
       (error: unknown) => {
         this.logger.error({ err: error, task: execution.tasks[0]?.name }, 'task bookkeeping failed')
         done(null)
-        this.pump()
+        this.schedulePump()
       },
     )
   }
 
   /** One attempt of each task of the execution; each outcome is recorded as soon as it is known. */
-  private async execute({ tasks, definition, batch }: Execution): Promise<void> {
+  private execute({ tasks, definition, batch }: Execution): Promise<void> {
     const controllers = tasks.map((task) => {
       const controller = new LazyAbortController()
       this.active.set(task.id, controller)
@@ -347,31 +363,60 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       for (const controller of controllers) controller.abort(new TaskTimeoutError(timeoutMs))
     })
     const startedAt = this.now()
-    const outcomes = batch
-      ? runBatch(tasks, definition as AnyTaskDefinition, controllers, this.logger)
-      : [runSingle(tasks[0] as ClaimedTask, definition, controllers[0] as LazyAbortController, this.logger)]
-    try {
-      await Promise.all(outcomes.map((outcome, i) => outcome.then((result) => this.record(tasks[i] as ClaimedTask, definition, result, startedAt))))
-    } finally {
-      deadline.cancelled = true
-    }
+    return new Promise<void>((resolve) => {
+      let left = tasks.length
+      const settled = (): void => {
+        if (--left > 0) return
+        deadline.cancelled = true
+        resolve()
+      }
+      const onOutcome = (index: number, outcome: AttemptOutcome): void => {
+        const task = tasks[index] as ClaimedTask
+        let recorded: void | Promise<void>
+        try {
+          recorded = this.record(task, definition, outcome, startedAt)
+        } catch (error) {
+          this.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
+          return settled()
+        }
+        if (!isPromise(recorded)) return settled()
+        recorded.then(settled, (error: unknown) => {
+          this.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
+          settled()
+        })
+      }
+      if (batch) runBatch(tasks, definition as AnyTaskDefinition, controllers, this.logger, onOutcome)
+      else runSingle(tasks[0] as ClaimedTask, definition, controllers[0] as LazyAbortController, this.logger, (outcome) => onOutcome(0, outcome))
+    })
   }
 
-  private async record(task: ClaimedTask, definition: AnyTaskDefinition | undefined, outcome: AttemptOutcome, startedAt: number): Promise<void> {
+  /** Record one attempt's outcome in the backend; synchronous when the backend is. */
+  private record(task: ClaimedTask, definition: AnyTaskDefinition | undefined, outcome: AttemptOutcome, startedAt: number): void | Promise<void> {
     const now = this.now()
+    if (!outcome.ok) return this.recordFailure(task, definition, outcome.failure, now, now - startedAt).finally(() => this.settle(task.id))
+    let completed: void | Promise<void>
     try {
-      if (outcome.ok) {
-        await this.backend.complete(task.id, now)
-        this.counters.observe(task.name, 'succeeded', (now - startedAt) / 1000)
-        this.taskDone(task.name, task.id, 'succeeded', task.attempt, now - startedAt)
-      } else {
-        await this.recordFailure(task, definition, outcome.failure, now, now - startedAt)
-      }
-    } finally {
-      // Still `active` until recorded: a cancel arriving meanwhile waits for the outcome.
-      this.active.delete(task.id)
-      this.settleWaiters.settled(task.id)
+      completed = this.backend.complete(task.id, now)
+    } catch (error) {
+      this.settle(task.id)
+      throw error
     }
+    const succeeded = (): void => {
+      this.counters.observe(task.name, 'succeeded', (now - startedAt) / 1000)
+      this.taskDone(task.name, task.id, 'succeeded', task.attempt, now - startedAt)
+    }
+    if (!isPromise(completed)) {
+      succeeded()
+      this.settle(task.id)
+      return
+    }
+    return completed.then(succeeded).finally(() => this.settle(task.id))
+  }
+
+  /** The outcome is recorded: no longer `active` (a cancel arriving meanwhile waited for this). */
+  private settle(id: string): void {
+    this.active.delete(id)
+    this.settleWaiters.settled(id)
   }
 
   private async recordFailure(task: ClaimedTask, definition: AnyTaskDefinition | undefined, failure: unknown, now: number, durationMs: number): Promise<void> {
