@@ -69,4 +69,20 @@ describe('back-pressure', () => {
     expect(server.readLines()).toHaveLength(1)
     expect(server.readLines()[0]).toMatch(/: accepted$/)
   })
+
+  it('logs refusals as one summary per interval, never a line per 503', async () => {
+    const probe = new TaskProbe()
+    server = await startServer({ TASK_MAX_PENDING: '1', TASK_CONCURRENCY: '1' }, { beforeRoutes: testTaskRoutes(probe) })
+    expect((await server.request('/test/tasks', addTasksBody(['gated', 'hold']))).status).toBe(200)
+    const replies = await Promise.all(Array.from({ length: 25 }, (_, i) => server!.request(`/send-message?message=refused-${i}`)))
+    expect(replies.every((reply) => reply.status === 503)).toBe(true)
+    // Nothing per refusal: no line names a refused request.
+    const perRefusal = server.logs.lines.filter((line) => (line.level as number) >= 40 && JSON.stringify(line).includes('TASKS_BACKLOG_FULL'))
+    expect(perRefusal).toEqual([])
+    probe.open('hold')
+    await server.close() // the last interval's summary is written on close
+    const summaries = server.logs.lines.filter((line) => line.msg === 'requests refused with 503 (summary of the interval)')
+    expect(summaries).toHaveLength(1)
+    expect(summaries[0]).toMatchObject({ level: 40, refused: { TASKS_BACKLOG_FULL: 25 }, total: 25 })
+  })
 })

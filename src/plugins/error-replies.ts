@@ -1,6 +1,7 @@
 /**
  * Every error reply, in one place: `{ statusCode, code, error, message }`, a `Retry-After` on
- * every 503 (backlog full, task store unavailable, closing), a plain 500 for anything unexpected
+ * every 503 (backlog full, task store unavailable, closing; logged as a summary per interval,
+ * not a line each), a plain 500 for anything unexpected
  * (logged in full, never shown), a coded 404 for unknown routes, and a 400 for a malformed
  * query string (the parser marks it, since a parser must not throw while routing).
  */
@@ -9,10 +10,13 @@ import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import { InternalError, MalformedQueryError, RouteNotFoundError } from '../errors.js'
 import { malformedPart } from '../querystring.js'
+import { RefusalSummary } from './refusal-summary.js'
 
 export interface ErrorRepliesOptions {
   /** Sent as `Retry-After` with every 503. */
   retryAfterSeconds: number
+  /** 503s are logged as one summary per interval (ms), not one line each. Default 10000. */
+  refusalLogIntervalMs?: number
 }
 
 declare module 'fastify' {
@@ -24,6 +28,11 @@ declare module 'fastify' {
 
 async function errorRepliesPlugin(app: FastifyInstance, options: ErrorRepliesOptions): Promise<void> {
   const retryAfter = String(options.retryAfterSeconds)
+  const refusals = new RefusalSummary(app.log, options.refusalLogIntervalMs ?? 10_000)
+  app.addHook('onClose', (_instance, done) => {
+    refusals.close()
+    done()
+  })
   app.decorateReply('retryLater', function (this: FastifyReply) {
     return this.header('retry-after', retryAfter)
   })
@@ -42,7 +51,7 @@ async function errorRepliesPlugin(app: FastifyInstance, options: ErrorRepliesOpt
     }
     if (statusCode === 503) {
       reply.retryLater()
-      request.log.warn({ err: error }, 'request refused: service unavailable')
+      refusals.count(error.code ?? 'ERROR')
     }
     return reply.code(statusCode).send({ statusCode, code: error.code ?? 'ERROR', error: STATUS_CODES[statusCode] ?? 'Error', message: error.message })
   })

@@ -1,0 +1,42 @@
+/** The admission rule: room is held per task from add() to its end, and refused only past the bound. */
+import { describe, expect, it } from 'vitest'
+import { Admission } from '../src/background/runner/admission.js'
+
+describe('Admission', () => {
+  it('admits up to maxPending, refuses a request whole beyond it, and gives room back on release', () => {
+    const admission = new Admission(3)
+    admission.reserve(2)
+    expect(() => admission.reserve(2)).toThrow(expect.objectContaining({ code: 'TASKS_BACKLOG_FULL', statusCode: 503 }))
+    expect(admission.pending).toBe(2) // nothing half-admitted
+    admission.reserve(1)
+    expect(admission.full).toBe(true)
+    admission.release(3)
+    expect(admission.pending).toBe(0)
+    expect(admission.full).toBe(false)
+  })
+
+  it('counts recovered and claimed tasks without refusing them', () => {
+    const admission = new Admission(1)
+    admission.take(5)
+    expect(admission.pending).toBe(5)
+    expect(() => admission.reserve(1)).toThrow(expect.objectContaining({ code: 'TASKS_BACKLOG_FULL' }))
+  })
+
+  it('refuses everything once closed', () => {
+    const admission = new Admission(10)
+    admission.close()
+    expect(() => admission.reserve(1)).toThrow(expect.objectContaining({ code: 'TASKS_RUNNER_CLOSED', statusCode: 503 }))
+  })
+
+  it('whenIdle resolves true once the last task is released, false at its deadline', async () => {
+    const admission = new Admission(10)
+    expect(await admission.whenIdle(10)).toBe(true)
+    admission.reserve(2)
+    const idle = admission.whenIdle(5_000)
+    admission.release(1)
+    admission.release(1)
+    expect(await idle).toBe(true)
+    admission.reserve(1)
+    expect(await admission.whenIdle(20)).toBe(false)
+  })
+})
