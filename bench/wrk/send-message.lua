@@ -1,5 +1,6 @@
 -- wrk script for `npm run bench`: POST /send-message with a unique message per request,
--- `<prefix>-<thread>-<n>`; the prefix comes from the command line (wrk ... -- PREFIX).
+-- `<prefix>-<n>` with n = thread * 1e9 + count; the prefix comes from the command line
+-- (wrk ... -- PREFIX).
 -- At the end it prints one JSON line (BENCH_RESULT {...}) that bench/wrk.ts reads.
 local counter = 0
 local thread_id = 0
@@ -20,7 +21,7 @@ end
 
 function request()
   counter = counter + 1
-  return wrk.format("POST", "/send-message?message=" .. prefix .. "-" .. thread_id .. "-" .. counter)
+  return wrk.format("POST", "/send-message?message=" .. prefix .. "-" .. string.format("%d", thread_id * 1000000000 + counter))
 end
 
 function done(summary, latency, requests)

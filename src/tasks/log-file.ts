@@ -85,11 +85,12 @@ export class LogFile {
   /** Queue text (whole lines, each with its `\n`); resolves once it is written to the file. */
   append(text: string): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the log file is closed'))
-    this.next ??= newBatch()
-    this.next.lines.push(text)
+    const batch = (this.next ??= newBatch())
+    batch.lines.push(text)
     this.nextLength += text.length
+    // May start writing at once (a large batch), which hands `next` over: keep the batch's promise.
     if (this.writing === null) this.scheduleWrite()
-    return this.next.promise
+    return batch.promise
   }
 
   /** Write the waiting batch at the next interval, or at once when it is large. */
