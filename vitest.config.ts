@@ -9,5 +9,15 @@ export default defineConfig({
     // Two cores: two test files at a time keeps load tests honest and the suite quick.
     maxWorkers: 2,
     reporters: ['default'],
+    coverage: {
+      provider: 'v8',
+      include: ['src/**/*.ts'],
+      reporter: ['text-summary', 'text'],
+      // The plugin is the product: its coverage may not drop below this floor. (Process-level
+      // tests run the built server, whose lines are not counted here.)
+      thresholds: {
+        'src/background/**/*.ts': { lines: 85, functions: 85, branches: 75, statements: 85 },
+      },
+    },
   },
 })
