@@ -32,7 +32,8 @@ describeWithRedis('bullmq backend', () => {
   })
 
   async function backend(role: 'producer' | 'worker', queueName: string, options: Partial<ConstructorParameters<typeof BullMQBackend>[0]> = {}): Promise<BullMQBackend> {
-    const created = new BullMQBackend({ role, url: redis.url, queueName, retention, ...options })
+    // A worker backend holds as many jobs as its runner runs at once: 4 here unless a test says otherwise.
+    const created = new BullMQBackend({ role, url: redis.url, queueName, retention, concurrency: 4, ...options })
     await created.waitUntilReady()
     return created
   }
@@ -95,7 +96,7 @@ describeWithRedis('bullmq backend', () => {
           })
         }),
     })
-    const worker = await backend('worker', queueName)
+    const worker = await backend('worker', queueName, { concurrency: 2 })
     const workerRunner = new TaskRunner({ backend: worker, concurrency: 2, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [waitsForAbort] })
     opened.push({ close: () => workerRunner.close(2000) })
     await workerRunner.start()
@@ -191,7 +192,7 @@ describeWithRedis('bullmq backend', () => {
         return attempt === 1 ? new Promise(() => {}) : undefined
       },
     })
-    const first = new TaskRunner({ backend: await backend('worker', queueName), concurrency: 1, maxPending: 10, defaultTimeoutMs: 60_000, logger: silent, tasks: [stubborn] })
+    const first = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 1 }), concurrency: 1, maxPending: 10, defaultTimeoutMs: 60_000, logger: silent, tasks: [stubborn] })
     await first.start()
     const producer = await backend('producer', queueName)
     opened.push(producer)
@@ -243,7 +244,7 @@ describeWithRedis('bullmq backend', () => {
   it('finished jobs are kept per TASK_RETENTION_COUNT: older ones are forgotten (404)', async () => {
     const queueName = `retention-${randomUUID()}`
     const task = defineTask({ name: 'kept', args: Type.Tuple([Type.Integer()]), run: () => {} })
-    const runner = new TaskRunner({ backend: await backend('worker', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } }), concurrency: 1, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    const runner = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 1, retention: { maxCount: 2, maxAgeMs: 60_000 } }), concurrency: 1, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
     opened.push({ close: () => runner.close(2000) })
     await runner.start()
     const producer = await backend('producer', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } })

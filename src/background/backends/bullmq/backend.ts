@@ -3,7 +3,9 @@
  * `npm run worker` processes. It composes the parts, one job per file:
  *
  * - `producer.ts` stores tasks (a job, or a flow for a request's ordered group);
- * - `consumer.ts` (workers only) hands jobs to the runner's `claim` and records their end;
+ * - `consumer.ts` (workers only) runs a BullMQ Worker whose processor hands each job to the
+ *   runner's `claim`, and records the outcome the runner reports;
+ * - `handoff.ts` is where those jobs wait for the claim;
  * - `cancel.ts` marks jobs cancelled and tells the worker running one;
  * - `records.ts` maps a job onto the task status model;
  * - `connection.ts` is the producer's Redis client, its readiness and the rate-limited warnings.
@@ -22,6 +24,7 @@ import type {
   CancelOutcome,
   ClaimedTask,
   FailOptions,
+  MaybePromise,
   NewTask,
   TaskBackend,
   TaskExecution,
@@ -45,7 +48,9 @@ export interface BullMQBackendOptions {
   queueName?: string
   /** Finished jobs kept for `GET /tasks/:id` (BullMQ `removeOnComplete`/`removeOnFail`). */
   retention: { maxCount: number; maxAgeMs: number }
-  /** How long a worker's lock on a job lasts without renewal (renewed every half of it). Default 30000. */
+  /** Jobs a worker holds at once (BullMQ `concurrency`): the runner's concurrency. Default 1. */
+  concurrency?: number
+  /** How long a worker's lock on a job lasts without renewal (BullMQ renews it every half of it). Default 30000. */
   lockDurationMs?: number
   /** How often workers look for jobs whose worker died (BullMQ `stalledInterval`). Default 30000. */
   stalledIntervalMs?: number
@@ -85,6 +90,7 @@ export class BullMQBackend implements TaskBackend {
         {
           url: options.url,
           queueName: this.queueName,
+          concurrency: options.concurrency ?? 1,
           lockDurationMs: options.lockDurationMs ?? 30_000,
           stalledIntervalMs: options.stalledIntervalMs ?? 30_000,
         },
@@ -106,7 +112,8 @@ export class BullMQBackend implements TaskBackend {
    */
   async start(hooks: BackendHooks): Promise<number> {
     this.log.logger = hooks.logger
-    if (this.consumer !== undefined) this.cancels.listen(this.url, (id) => this.consumer?.holds(id) && hooks.cancelLocal(id))
+    const consumer = this.consumer
+    if (consumer !== undefined) this.cancels.listen(this.url, (id) => consumer.cancelLocal(id))
     const connected = async (): Promise<true> => {
       await this.waitUntilReady()
       await this.cancels.waitUntilReady()
@@ -117,7 +124,7 @@ export class BullMQBackend implements TaskBackend {
       const meaning = this.consumer === undefined ? 'requests get 503 until it is' : 'tasks start once it is'
       this.log.warn({ queue: this.queueName }, `Redis is not reachable yet; ${meaning}`)
     }
-    await this.consumer?.start(hooks)
+    this.consumer?.start(hooks)
     return 0
   }
 
@@ -135,17 +142,17 @@ export class BullMQBackend implements TaskBackend {
     }
   }
 
-  claim(): Promise<ClaimedTask | undefined> {
+  claim(): MaybePromise<ClaimedTask | undefined> {
     if (this.consumer === undefined) throw new Error('a producer backend does not claim: tasks run in `npm run worker` processes')
     return this.consumer.claim()
   }
 
-  async complete(id: string): Promise<void> {
-    await this.consumer?.complete(id)
+  complete(id: string): MaybePromise<void> {
+    return this.consumer?.complete(id)
   }
 
-  async fail(id: string, options: FailOptions): Promise<void> {
-    await this.consumer?.fail(id, options)
+  fail(id: string, options: FailOptions): MaybePromise<void> {
+    return this.consumer?.fail(id, options)
   }
 
   async get(id: string): Promise<TaskRecord | undefined> {
@@ -159,7 +166,7 @@ export class BullMQBackend implements TaskBackend {
 
   async cancel(id: string, now: number): Promise<CancelOutcome> {
     try {
-      return await this.cancels.cancel(id, now, async (held) => (this.consumer?.holds(held) ? 'running' : undefined))
+      return await this.cancels.cancel(id, now, async (held) => this.consumer?.cancelHeld(held))
     } catch (error) {
       throw unavailable(error)
     }
@@ -184,7 +191,7 @@ export class BullMQBackend implements TaskBackend {
 
   private async shutdown(): Promise<void> {
     this.log.closing = true
-    await this.consumer?.close(async (job) => (await this.queue.getJob(job.id as string))?.moveToWait(job.token))
+    await this.consumer?.close()
     await Promise.allSettled([this.queue.close(), this.producer.close(), this.cancels.close()])
     await closeConnection(this.redis)
   }

@@ -19,12 +19,14 @@ export class ConnectionLog {
   constructor(private readonly kind: string) {}
 
   /** A Redis error: at most one warning every 5 s. */
-  readonly error = (error: Error): void => {
-    if (this.closing) return
+  readonly error = (error: Error): void => this.limited({ err: error }, 'Redis error')
+
+  /** A warning that repeats while Redis is away: at most one every 5 s. */
+  limited(fields: Record<string, unknown>, message: string): void {
     const now = Date.now()
     if (now - this.lastErrorAt < 5_000) return
     this.lastErrorAt = now
-    this.logger?.warn({ err: error, backend: this.kind }, 'Redis error')
+    this.warn(fields, message)
   }
 
   warn(fields: Record<string, unknown>, message: string): void {
