@@ -207,6 +207,30 @@ describeWithRedis('bullmq backend', () => {
     expect(attempts).toEqual([1, 2])
   })
 
+  it('a closing worker takes no new job: one added while it drains runs on another worker at once', async () => {
+    const queueName = `drain-${randomUUID()}`
+    let release: () => void = () => {}
+    const slow = defineTask({ name: 'slow', args: Type.Tuple([]), timeoutMs: 60_000, run: () => new Promise<void>((resolve) => (release = resolve)) })
+    const ranOn: string[] = []
+    const quick = (where: string) => defineTask({ name: 'quick', args: Type.Tuple([]), run: () => void ranOn.push(where) })
+    const closing = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 2 }), concurrency: 2, maxPending: 10, defaultTimeoutMs: 60_000, logger: silent, tasks: [slow, quick('closing')] })
+    await closing.start()
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    const [slowId] = await submit(producer, slow, [[]])
+    await waitFor(async () => (await producer.get(slowId!))?.status === 'running', { what: 'the slow task to start' })
+    // It drains: the slow task holds it, a slot is free. The new task waits for another worker.
+    const closed = closing.close(10_000)
+    const [quickId] = await submit(producer, quick('web'), [[]])
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect((await producer.get(quickId!))?.status).toBe('queued')
+    await workerRunner(queueName, [quick('other')])
+    await waitFor(async () => (await producer.get(quickId!))?.status === 'succeeded', { what: 'the other worker to run the new task' })
+    expect(ranOn).toEqual(['other'])
+    release()
+    expect(await closed).toMatchObject({ drained: true })
+  })
+
   it('a cancel waits a bounded time for a worker that does not answer, and reports the task still running', async () => {
     const queueName = `unanswered-${randomUUID()}`
     const task = defineTask({ name: 'held', args: Type.Tuple([]), run: () => {} })

@@ -147,6 +147,11 @@ export class BullMQBackend implements TaskBackend {
     return this.consumer.claim()
   }
 
+  /** The worker's runner is closing: its Worker takes no new job, and gives back those not claimed. */
+  stopClaiming(): void {
+    this.consumer?.stop()
+  }
+
   complete(id: string): MaybePromise<void> {
     return this.consumer?.complete(id)
   }
