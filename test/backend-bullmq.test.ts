@@ -214,6 +214,7 @@ describeWithRedis('bullmq backend', () => {
     const ranOn: string[] = []
     const quick = (where: string) => defineTask({ name: 'quick', args: Type.Tuple([]), run: () => void ranOn.push(where) })
     const closing = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 2 }), concurrency: 2, maxPending: 10, defaultTimeoutMs: 60_000, logger: silent, tasks: [slow, quick('closing')] })
+    opened.push({ close: () => (release(), closing.close(0)) })
     await closing.start()
     const producer = await backend('producer', queueName)
     opened.push(producer)

@@ -50,7 +50,7 @@ export interface BullMQBackendOptions {
   retention: { maxCount: number; maxAgeMs: number }
   /** Jobs a worker holds at once (BullMQ `concurrency`): the runner's concurrency. Default 1. */
   concurrency?: number
-  /** How long a worker's lock on a job lasts without renewal (BullMQ renews it every half of it). Default 30000. */
+  /** How long a worker's lock on a job lasts without renewal (BullMQ renews it before half of it has passed). Default 30000. */
   lockDurationMs?: number
   /** How often workers look for jobs whose worker died (BullMQ `stalledInterval`). Default 30000. */
   stalledIntervalMs?: number
