@@ -28,7 +28,7 @@ interface Producer {
 type ProducerClass = new (options: { role: 'producer'; url: string; retention: { maxCount: number; maxAgeMs: number } }) => Producer
 
 async function loadBackend(): Promise<ProducerClass> {
-  const module = (await import(pathToFileURL(join(ROOT, 'dist/background/backends/bullmq.js')).href)) as { BullMQBackend: ProducerClass }
+  const module = (await import(pathToFileURL(join(ROOT, 'dist/background/backends/bullmq/backend.js')).href)) as { BullMQBackend: ProducerClass }
   return module.BullMQBackend
 }
 

@@ -55,6 +55,8 @@ export async function createTaskBackend(config: Config, role: 'web' | 'worker', 
         url: config.REDIS_URL,
         queueName: config.TASK_QUEUE,
         retention,
+        // A worker's BullMQ Worker takes as many jobs at once as its runner runs.
+        concurrency: config.TASK_CONCURRENCY,
         lockDurationMs: config.TASK_LOCK_DURATION_MS,
         stalledIntervalMs: config.TASK_STALLED_INTERVAL_MS,
       })

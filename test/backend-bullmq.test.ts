@@ -32,7 +32,8 @@ describeWithRedis('bullmq backend', () => {
   })
 
   async function backend(role: 'producer' | 'worker', queueName: string, options: Partial<ConstructorParameters<typeof BullMQBackend>[0]> = {}): Promise<BullMQBackend> {
-    const created = new BullMQBackend({ role, url: redis.url, queueName, retention, ...options })
+    // A worker backend holds as many jobs as its runner runs at once: 4 here unless a test says otherwise.
+    const created = new BullMQBackend({ role, url: redis.url, queueName, retention, concurrency: 4, ...options })
     await created.waitUntilReady()
     return created
   }
@@ -95,7 +96,7 @@ describeWithRedis('bullmq backend', () => {
           })
         }),
     })
-    const worker = await backend('worker', queueName)
+    const worker = await backend('worker', queueName, { concurrency: 2 })
     const workerRunner = new TaskRunner({ backend: worker, concurrency: 2, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [waitsForAbort] })
     opened.push({ close: () => workerRunner.close(2000) })
     await workerRunner.start()
@@ -191,7 +192,7 @@ describeWithRedis('bullmq backend', () => {
         return attempt === 1 ? new Promise(() => {}) : undefined
       },
     })
-    const first = new TaskRunner({ backend: await backend('worker', queueName), concurrency: 1, maxPending: 10, defaultTimeoutMs: 60_000, logger: silent, tasks: [stubborn] })
+    const first = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 1 }), concurrency: 1, maxPending: 10, defaultTimeoutMs: 60_000, logger: silent, tasks: [stubborn] })
     await first.start()
     const producer = await backend('producer', queueName)
     opened.push(producer)
@@ -204,6 +205,31 @@ describeWithRedis('bullmq backend', () => {
     await workerRunner(queueName, [stubborn])
     await waitFor(async () => (await producer.get(id!))?.status === 'succeeded', { what: 'another worker to run it' })
     expect(attempts).toEqual([1, 2])
+  })
+
+  it('a closing worker takes no new job: one added while it drains runs on another worker at once', async () => {
+    const queueName = `drain-${randomUUID()}`
+    let release: () => void = () => {}
+    const slow = defineTask({ name: 'slow', args: Type.Tuple([]), timeoutMs: 60_000, run: () => new Promise<void>((resolve) => (release = resolve)) })
+    const ranOn: string[] = []
+    const quick = (where: string) => defineTask({ name: 'quick', args: Type.Tuple([]), run: () => void ranOn.push(where) })
+    const closing = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 2 }), concurrency: 2, maxPending: 10, defaultTimeoutMs: 60_000, logger: silent, tasks: [slow, quick('closing')] })
+    opened.push({ close: () => (release(), closing.close(0)) })
+    await closing.start()
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    const [slowId] = await submit(producer, slow, [[]])
+    await waitFor(async () => (await producer.get(slowId!))?.status === 'running', { what: 'the slow task to start' })
+    // It drains: the slow task holds it, a slot is free. The new task waits for another worker.
+    const closed = closing.close(10_000)
+    const [quickId] = await submit(producer, quick('web'), [[]])
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect((await producer.get(quickId!))?.status).toBe('queued')
+    await workerRunner(queueName, [quick('other')])
+    await waitFor(async () => (await producer.get(quickId!))?.status === 'succeeded', { what: 'the other worker to run the new task' })
+    expect(ranOn).toEqual(['other'])
+    release()
+    expect(await closed).toMatchObject({ drained: true })
   })
 
   it('a cancel waits a bounded time for a worker that does not answer, and reports the task still running', async () => {
@@ -243,7 +269,7 @@ describeWithRedis('bullmq backend', () => {
   it('finished jobs are kept per TASK_RETENTION_COUNT: older ones are forgotten (404)', async () => {
     const queueName = `retention-${randomUUID()}`
     const task = defineTask({ name: 'kept', args: Type.Tuple([Type.Integer()]), run: () => {} })
-    const runner = new TaskRunner({ backend: await backend('worker', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } }), concurrency: 1, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    const runner = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 1, retention: { maxCount: 2, maxAgeMs: 60_000 } }), concurrency: 1, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
     opened.push({ close: () => runner.close(2000) })
     await runner.start()
     const producer = await backend('producer', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } })

@@ -137,6 +137,12 @@ export interface TaskBackend {
    * it is queued (or retrying with `runAt <= now`) and every earlier task of its group has finished.
    */
   claim(now: number, limit: number): MaybePromise<ClaimedTask[]>
+  /**
+   * Optional. The runner is closing and claims no more (see `stopsClaimingWhenClosing`). A backend
+   * that takes tasks ahead of `claim` (a BullMQ worker) stops taking them and gives back those not
+   * claimed, so that other processes run them instead of waiting for this one to close.
+   */
+  stopClaiming?(): void
   complete(id: string, now: number): MaybePromise<void>
   fail(id: string, options: FailOptions): MaybePromise<void>
   get(id: string): MaybePromise<TaskRecord | undefined>

@@ -464,6 +464,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
 
   private async drainAndClose(timeoutMs: number): Promise<ShutdownReport> {
     this.closing = true
+    if (this.policy.stopsClaimingWhenClosing) this.backend.stopClaiming?.()
     const drained = await this.admission.whenIdle(timeoutMs)
     this.closed = true
     this.admission.close()

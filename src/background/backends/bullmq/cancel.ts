@@ -1,0 +1,96 @@
+/**
+ * Cancelling a job, from any process. Cancel marks the job (`cancelledAt` in its data): a marked
+ * job is never run, the first worker to take it fails it as cancelled without running it
+ * (removing it would lose its status and break the order of its request). A job running in
+ * another process is told through a BullMQ event stream of its own (`<queue>-control`,
+ * QueueEventsProducer → QueueEvents), and the cancel waits a bounded time for that worker to
+ * record the end.
+ */
+import { type Queue, QueueEvents, QueueEventsProducer } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { CancelOutcome, TaskRecord } from '../types.js'
+import { FINISHED, type JobData, toRecord } from './records.js'
+
+const CANCEL_EVENT = 'task-cancel'
+
+/** How this process holds a job it was asked to cancel: it settles it, or says it is running here. */
+export type LocalCancel = (id: string) => Promise<'cancelled' | 'running' | undefined>
+
+export class CancelChannel {
+  private readonly control: QueueEventsProducer
+  private listener: QueueEvents | undefined
+
+  constructor(
+    private readonly queue: Queue<JobData>,
+    connection: Redis,
+    private readonly waitMs: number,
+    private readonly onError: (error: Error) => void,
+  ) {
+    this.control = new QueueEventsProducer(`${queue.name}-control`, { connection })
+    this.control.on('error', onError)
+  }
+
+  /** A worker listens for cancels of the jobs it runs (its own connection: QueueEvents blocks on it). */
+  listen(url: string, onCancel: (id: string) => void): void {
+    if (this.listener !== undefined) return
+    const events = new QueueEvents(`${this.queue.name}-control`, { connection: { url } })
+    events.on('error', this.onError)
+    ;(events as unknown as { on(event: string, listener: (args: { taskId?: string }) => void): void }).on(CANCEL_EVENT, ({ taskId }) => {
+      if (taskId !== undefined) onCancel(taskId)
+    })
+    this.listener = events
+  }
+
+  async waitUntilReady(): Promise<void> {
+    await this.listener?.waitUntilReady()
+  }
+
+  /** Mark the job cancelled; a job that already runs is settled here (`local`) or told where it runs. */
+  async cancel(id: string, now: number, local: LocalCancel): Promise<CancelOutcome> {
+    const job = await this.queue.getJob(id)
+    if (job === undefined) return { outcome: 'not_found' }
+    const state = await job.getState()
+    if (FINISHED.has(state)) return { outcome: 'finished', record: toRecord(job, state) }
+    // Already cancelled, and no worker will run it: as good as finished.
+    if (job.data.cancelledAt !== undefined && state !== 'active') return { outcome: 'finished', record: toRecord(job, state) }
+    if (job.data.cancelledAt === undefined) await job.updateData({ ...job.data, cancelledAt: now })
+    // From here on no worker starts it; it may have started before the mark, though.
+    const after = await this.queue.getJobState(id)
+    const record = toRecord(job, after)
+    if (after !== 'active') return FINISHED.has(after) && record.status !== 'cancelled' ? { outcome: 'finished', record } : { outcome: 'cancelled', record }
+    const here = await local(id)
+    if (here === 'running') return { outcome: 'running', record }
+    // Taken here but not started: this process failed it as cancelled.
+    if (here === 'cancelled') return this.ended(id)
+    await this.control.publishEvent({ eventName: CANCEL_EVENT, taskId: id })
+    return this.awaitCancelled(id, record)
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.control.close(), this.listener?.close()])
+  }
+
+  /** Poll (with a deadline) until the worker running it has recorded the task's end. */
+  private async awaitCancelled(id: string, last: TaskRecord): Promise<CancelOutcome> {
+    const deadline = Date.now() + this.waitMs
+    let record = last
+    while (Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25))
+      const now = await this.ended(id)
+      if (now.outcome !== 'running') return now
+      record = now.record
+    }
+    // Still running: the worker has been told; its signal is aborted when the message lands.
+    return { outcome: 'running', record }
+  }
+
+  /** Where the job is now: `running` until it is cancelled or has finished. */
+  private async ended(id: string): Promise<CancelOutcome> {
+    const [job, state] = await Promise.all([this.queue.getJob(id), this.queue.getJobState(id)])
+    if (job === undefined) return { outcome: 'not_found' }
+    const record = toRecord(job, state)
+    if (record.status === 'cancelled') return { outcome: 'cancelled', record }
+    if (record.status === 'succeeded' || record.status === 'failed') return { outcome: 'finished', record }
+    return { outcome: 'running', record }
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The worker side: a regular BullMQ Worker whose processor hands each job to the project's
+ * runner, which keeps owning timeouts, retries with full-jitter backoff and cancellation.
+ * BullMQ owns fetching (the next job comes with each completion), concurrency, lock renewal and
+ * stalled-job recovery: a killed worker's jobs go back to `wait` and run on another worker.
+ *
+ * The processor leaves the job in a hand-off for the runner's `claim` and returns a promise that
+ * `complete` resolves and `fail` rejects (a retry at the time the runner drew, or an
+ * UnrecoverableError); both resolve once BullMQ has recorded the outcome.
+ */
+import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq'
+import { type BackendHooks, type ClaimedTask, type FailOptions, type MaybePromise, isPromise } from '../types.js'
+import type { ConnectionLog } from './connection.js'
+import { HandOff } from './handoff.js'
+import { type JobData, type RetryProgress, SKIPPED_REASON } from './records.js'
+
+export interface ConsumerOptions {
+  url: string
+  queueName: string
+  /** Jobs held at once: the runner's concurrency. */
+  concurrency: number
+  lockDurationMs: number
+  stalledIntervalMs: number
+}
+
+/** A job the processor holds, with what settles the processor's promise. */
+interface Held {
+  job: Job<JobData>
+  token: string | undefined
+  resolve: () => void
+  reject: (error: Error) => void
+}
+
+/** Without a runner to wake, how long a claim waits for the worker to hand over a job before it answers none. */
+const CLAIM_WAIT_MS = 150
+/** How long `complete`/`fail` wait for BullMQ to record the outcome (longer: Redis is away, or the lock was lost). */
+const RECORD_WAIT_MS = 5_000
+
+/** The error a retry fails the job with: it carries the time the runner chose. */
+class RetryAt extends Error {
+  constructor(
+    message: string,
+    readonly retryAt: number,
+  ) {
+    super(message)
+  }
+}
+
+export class JobConsumer {
+  private readonly worker: Worker<JobData>
+  /** Taken by the worker, not yet claimed by the runner. */
+  private readonly handOff = new HandOff<Held>()
+  /** Claimed by the runner: running. */
+  private readonly claimed = new Map<string, Held>()
+  /** `complete`/`fail` calls waiting for BullMQ's `completed`/`failed` event, by job id, oldest first. */
+  private readonly recording = new Map<string, { since: number; resolve: () => void }>()
+  /** Ends the waits BullMQ's event never came for; runs only while some wait. */
+  private recordingTimer: NodeJS.Timeout | undefined
+  private hooks: BackendHooks | undefined
+  private running = false
+  /** Takes no new job: the runner is closing. */
+  private stopped = false
+
+  constructor(
+    options: ConsumerOptions,
+    private readonly log: ConnectionLog,
+  ) {
+    this.worker = new Worker<JobData>(options.queueName, (job, token) => this.process(job, token), {
+      // BullMQ owns these connections: they wait for Redis to come back (maxRetriesPerRequest: null).
+      connection: { url: options.url },
+      autorun: false,
+      concurrency: options.concurrency,
+      lockDuration: options.lockDurationMs,
+      stalledInterval: options.stalledIntervalMs,
+      maxStalledCount: 1,
+      settings: {
+        // The runner drew the delay from the task's policy; BullMQ applies it.
+        backoffStrategy: (_attemptsMade: number, _type: string | undefined, error: Error | undefined) =>
+          error instanceof RetryAt ? Math.max(0, error.retryAt - Date.now()) : 0,
+      },
+    })
+    this.worker.on('error', log.error)
+    this.worker.on('lockRenewalFailed', (taskIds) => log.warn({ taskIds }, 'lost the lock on tasks: another worker may run them again'))
+    this.worker.on('completed', (job) => this.recorded(job.id))
+    this.worker.on('failed', (job) => this.recorded(job?.id))
+  }
+
+  waitUntilReady(): Promise<void> {
+    return this.worker.waitUntilReady()
+  }
+
+  /** The runner has started: take jobs, and wake it when one is handed over. */
+  start(hooks: BackendHooks): void {
+    this.hooks = hooks
+    this.run()
+  }
+
+  /** Up to `limit` of the jobs handed over, oldest first. */
+  claim(limit: number): MaybePromise<ClaimedTask[]> {
+    // Without a runner (a test calling claim directly) the first claim starts the worker.
+    this.run()
+    const claimed: ClaimedTask[] = []
+    while (!this.stopped && claimed.length < limit) {
+      const task = this.toClaimed(this.handOff.take(0) as Held | undefined)
+      if (task === undefined) break
+      claimed.push(task)
+    }
+    // A runner is woken for each job handed over: it need not wait. A direct caller waits a moment.
+    if (claimed.length > 0 || this.stopped || this.hooks !== undefined) return claimed
+    const held = this.handOff.take(CLAIM_WAIT_MS)
+    const one = (h: Held | undefined): ClaimedTask[] => {
+      const task = this.toClaimed(h)
+      return task === undefined ? [] : [task]
+    }
+    return isPromise(held) ? held.then(one) : one(held)
+  }
+
+  complete(id: string): Promise<void> {
+    return this.settle(id)
+  }
+
+  async fail(id: string, options: FailOptions): Promise<void> {
+    const job = this.claimed.get(id)?.job
+    if (job === undefined) return
+    const retryAt = options.status === 'cancelled' ? undefined : options.retryAt
+    try {
+      if (options.status === 'cancelled' && job.data.cancelledAt === undefined) await job.updateData({ ...job.data, cancelledAt: options.now })
+      if (retryAt !== undefined) await job.updateProgress({ retryAt } satisfies RetryProgress)
+    } finally {
+      // BullMQ's own retry (attempts, delayed set, failedReason), or a final failure.
+      await this.settle(id, retryAt === undefined ? new UnrecoverableError(options.error) : new RetryAt(options.error, retryAt))
+    }
+  }
+
+  /** A cancel of a job held here: one not claimed yet is failed as cancelled at once, without running. */
+  async cancelHeld(id: string): Promise<'cancelled' | 'running' | undefined> {
+    if (this.claimed.has(id)) return 'running'
+    const held = this.handOff.remove((h) => h.job.id === id)
+    if (held === undefined) return undefined
+    await this.finish(held, new UnrecoverableError(SKIPPED_REASON))
+    return 'cancelled'
+  }
+
+  /** Another process asked to cancel this job: settle it, or abort it if the runner runs it. */
+  cancelLocal(id: string): void {
+    this.cancelHeld(id).then((here) => here === 'running' && this.hooks?.cancelLocal(id), this.log.error)
+  }
+
+  /** The runner is closing: take no new job, and give back those it has not claimed. */
+  stop(): void {
+    if (this.stopped) return
+    this.stopped = true
+    if (this.running) this.worker.pause(true).catch(this.log.error)
+    for (const held of this.handOff.drain()) void this.handBack(held)
+  }
+
+  /** Jobs still held (cut off by the shutdown deadline) go back to `wait` now, not when their lock expires. */
+  async close(): Promise<void> {
+    this.stop()
+    const closed = this.worker.close()
+    const held = [...this.claimed.values()]
+    this.claimed.clear()
+    await Promise.all(held.map((h) => this.handBack(h)))
+    await closed.catch(this.log.error)
+    for (const id of this.recording.keys()) this.recorded(id)
+    clearInterval(this.recordingTimer)
+  }
+
+  private run(): void {
+    if (this.running || this.stopped) return
+    this.running = true
+    this.worker.run().catch(this.log.error)
+  }
+
+  /** BullMQ's processor: the job waits for the runner, unless it must not run. */
+  private process(job: Job<JobData>, token: string | undefined): Promise<void> {
+    // Cancelled before it started: failed as cancelled, never run.
+    if (job.data.cancelledAt !== undefined) return Promise.reject(new UnrecoverableError(SKIPPED_REASON))
+    return new Promise<void>((resolve, reject) => {
+      const held: Held = { job, token, resolve, reject }
+      if (this.stopped) return void this.handBack(held)
+      this.handOff.put(held)
+      this.hooks?.wake()
+    })
+  }
+
+  private toClaimed(held: Held | undefined): ClaimedTask | undefined {
+    if (held === undefined) return undefined
+    if (this.stopped) return void this.handBack(held)
+    const { job } = held
+    this.claimed.set(job.id as string, held)
+    return {
+      id: job.id as string,
+      name: job.name,
+      args: job.data.args,
+      requestId: job.data.requestId,
+      attempt: job.attemptsStarted,
+      maxAttempts: job.opts.attempts ?? 1,
+    }
+  }
+
+  /** The runner is done with a claimed job: BullMQ records it completed (no error) or failed. */
+  private settle(id: string, error?: Error): Promise<void> {
+    const held = this.claimed.get(id)
+    if (held === undefined) return Promise.resolve()
+    this.claimed.delete(id)
+    return this.finish(held, error)
+  }
+
+  /** Settle the processor, and resolve once BullMQ has recorded the outcome (or after a bounded wait). */
+  private finish(held: Held, error?: Error): Promise<void> {
+    const id = held.job.id as string
+    const recorded = new Promise<void>((resolve) => this.recording.set(id, { since: Date.now(), resolve }))
+    this.recordingTimer ??= setInterval(() => this.endOverdueWaits(), 1_000).unref()
+    if (error === undefined) held.resolve()
+    else held.reject(error)
+    return recorded
+  }
+
+  private recorded(id: string | undefined): void {
+    const waiting = id === undefined ? undefined : this.recording.get(id)
+    if (waiting === undefined) return
+    this.recording.delete(id as string)
+    waiting.resolve()
+  }
+
+  /** BullMQ records an outcome at once, unless Redis is away (it retries) or the lock was lost: do not hold the runner. */
+  private endOverdueWaits(): void {
+    const overdue = Date.now() - RECORD_WAIT_MS
+    for (const [id, { since }] of this.recording) {
+      if (since > overdue) break
+      this.log.limited({ taskId: id }, 'BullMQ has not recorded the end of a task yet (Redis unreachable, or the lock was lost)')
+      this.recorded(id)
+    }
+    if (this.recording.size > 0) return
+    clearInterval(this.recordingTimer)
+    this.recordingTimer = undefined
+  }
+
+  /** Back to `wait` for another worker at once (BullMQ's manual pattern: moveToWait, then WaitingError). */
+  private async handBack(held: Held): Promise<void> {
+    try {
+      await held.job.moveToWait(held.token)
+    } catch (error) {
+      // Still locked by this worker: once the lock expires the stalled check puts it back.
+      this.log.error(error as Error)
+    }
+    held.reject(new WaitingError())
+  }
+}

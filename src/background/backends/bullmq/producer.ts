@@ -1,0 +1,65 @@
+/**
+ * Storing tasks as BullMQ jobs. Job ids are task ids. A single task is one job; a request's
+ * several tasks keep their order as a flow: each task is the parent of the one before it, so it
+ * waits in `waiting-children` until that one has finished, and `ignoreDependencyOnFailure` lets
+ * it run after a failure too.
+ */
+import { FlowProducer, type FlowJob, type JobsOptions, type Queue } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { NewTask } from '../types.js'
+import { type JobData, dataOf } from './records.js'
+
+/** The custom BullMQ backoff type: the delay is the one the runner drew from the task's policy. */
+export const TASK_BACKOFF = 'task-backoff'
+
+export class JobProducer {
+  private readonly flows: FlowProducer
+  private readonly jobOptions: JobsOptions
+
+  constructor(
+    private readonly queue: Queue<JobData>,
+    connection: Redis,
+    retention: { maxCount: number; maxAgeMs: number },
+    onError: (error: Error) => void,
+  ) {
+    this.flows = new FlowProducer({ connection })
+    this.flows.on('error', onError)
+    // Finished jobs are kept for `GET /tasks/:id`, then forgotten (404).
+    const keep = { count: retention.maxCount, age: Math.ceil(retention.maxAgeMs / 1000) }
+    this.jobOptions = { removeOnComplete: keep, removeOnFail: keep, backoff: { type: TASK_BACKOFF } }
+  }
+
+  /** One request's tasks, all or nothing: one Lua script for a job, one transaction for a flow. */
+  async add(group: NewTask[]): Promise<void> {
+    if (group.length === 1) {
+      const task = group[0] as NewTask
+      await this.queue.add(task.name, dataOf(task), this.optionsFor(task))
+      return
+    }
+    await this.flows.add(this.chain(group))
+  }
+
+  close(): Promise<void> {
+    return this.flows.close()
+  }
+
+  private optionsFor(task: NewTask): JobsOptions {
+    return { ...this.jobOptions, jobId: task.id, attempts: task.maxAttempts, timestamp: task.createdAt }
+  }
+
+  /** One request's tasks as a flow: the last task is the root, each task the parent of the previous one. */
+  private chain(group: NewTask[]): FlowJob {
+    let node: FlowJob | undefined
+    for (const task of group) {
+      const child = node === undefined ? undefined : { ...node, opts: { ...node.opts, ignoreDependencyOnFailure: true } }
+      node = {
+        name: task.name,
+        queueName: this.queue.name,
+        data: dataOf(task),
+        opts: this.optionsFor(task),
+        ...(child === undefined ? {} : { children: [child] }),
+      } as FlowJob
+    }
+    return node as FlowJob
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * What a BullMQ job carries for a task, and how a job maps onto the task status model:
+ * `GET /tasks/:id` reads a job through `toRecord`, never its arguments.
+ */
+import type { Job, JobState } from 'bullmq'
+import type { NewTask, TaskRecord, TaskStatus } from '../types.js'
+
+/** What a job carries besides its name; never the arguments in a record. */
+export interface JobData {
+  args: unknown[]
+  requestId?: string
+  /** Set by cancel: the job must not run. */
+  cancelledAt?: number
+}
+
+/** A failed attempt's progress field: when BullMQ retries it (the runner's choice). */
+export interface RetryProgress {
+  retryAt?: number
+}
+
+/** The failed reason of a job a worker took after it was cancelled: failed without running. */
+export const SKIPPED_REASON = 'TASK_CANCELLED: cancelled before it started'
+
+/** The BullMQ states a job ends in. */
+export const FINISHED: ReadonlySet<string> = new Set(['completed', 'failed'])
+
+/** The BullMQ states of a job not finished yet, for the shutdown report. */
+export const UNFINISHED_STATES = ['active', 'waiting', 'prioritized', 'waiting-children', 'delayed'] as const
+
+export function dataOf(task: NewTask): JobData {
+  return task.requestId === undefined ? { args: task.args } : { args: task.args, requestId: task.requestId }
+}
+
+function statusOf(job: Job<JobData>, state: JobState | 'unknown'): TaskStatus {
+  const cancelled = job.data.cancelledAt !== undefined
+  switch (state) {
+    case 'completed':
+      return 'succeeded'
+    case 'failed':
+      return cancelled ? 'cancelled' : 'failed'
+    case 'active':
+      return 'running'
+    default:
+      // waiting, prioritized, waiting-children, delayed: not started, or between attempts.
+      if (cancelled) return 'cancelled'
+      return job.attemptsMade > 0 ? 'retrying' : 'queued'
+  }
+}
+
+export function toRecord(job: Job<JobData>, state: JobState | 'unknown'): TaskRecord {
+  const status = statusOf(job, state)
+  const skipped = job.failedReason === SKIPPED_REASON
+  const progress = typeof job.progress === 'object' && job.progress !== null ? (job.progress as RetryProgress) : {}
+  return {
+    id: job.id as string,
+    name: job.name,
+    status,
+    attempts: Math.max(0, job.attemptsStarted - (skipped ? 1 : 0)),
+    maxAttempts: job.opts.attempts ?? 1,
+    requestId: job.data.requestId,
+    createdAt: job.timestamp,
+    startedAt: skipped ? undefined : job.processedOn,
+    finishedAt: job.finishedOn ?? (status === 'cancelled' ? job.data.cancelledAt : undefined),
+    runAt: status === 'retrying' ? progress.retryAt : undefined,
+    lastError: status === 'cancelled' && skipped ? undefined : job.failedReason || undefined,
+  }
+}
