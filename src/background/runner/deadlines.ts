@@ -7,9 +7,11 @@ import { Fifo } from '../backends/memory/fifo.js'
 
 export interface Deadline {
   readonly at: number
+  readonly timeoutMs: number
   /** Set when the attempt ended first: the deadline is skipped when reached. */
   cancelled: boolean
-  readonly expire: () => void
+  /** Dropped on cancel, so that a cancelled deadline holds nothing of its attempt. */
+  expire: (() => void) | undefined
 }
 
 export class Deadlines {
@@ -24,12 +26,25 @@ export class Deadlines {
 
   /** Call `expire` in `timeoutMs` unless the returned deadline is cancelled first. */
   add(timeoutMs: number, expire: () => void): Deadline {
-    const deadline: Deadline = { at: this.now() + timeoutMs, cancelled: false, expire }
+    const deadline: Deadline = { at: this.now() + timeoutMs, timeoutMs, cancelled: false, expire }
     let queue = this.byTimeout.get(timeoutMs)
     if (queue === undefined) this.byTimeout.set(timeoutMs, (queue = new Fifo()))
     queue.push(deadline)
     if (deadline.at < this.armedFor) this.arm(deadline.at)
     return deadline
+  }
+
+  /**
+   * The attempt ended first. Attempts of one timeout mostly end in the order they started, so
+   * cancelled deadlines at the head of their queue are dropped now: the queues hold about as
+   * many deadlines as there are attempts running, not every attempt of the last `timeoutMs`.
+   */
+  cancel(deadline: Deadline): void {
+    deadline.cancelled = true
+    deadline.expire = undefined
+    const queue = this.byTimeout.get(deadline.timeoutMs)
+    if (queue === undefined) return
+    while (queue.peek()?.cancelled === true) queue.shift()
   }
 
   /** No timer left behind: the runner calls it when it closes. */
@@ -63,7 +78,7 @@ export class Deadlines {
           break
         }
         queue.shift()
-        head.expire()
+        head.expire?.()
       }
       if (queue.length === 0) this.byTimeout.delete(timeoutMs)
     }

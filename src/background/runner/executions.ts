@@ -157,7 +157,7 @@ export class Executions {
       let left = tasks.length
       const settled = (): void => {
         if (--left > 0) return
-        deadline.cancelled = true
+        this.deadlines.cancel(deadline)
         resolve()
       }
       const onOutcome = (index: number, outcome: AttemptOutcome): void => {
