@@ -132,7 +132,10 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
         const b = await load(bare, connections, amount, `r${round}`, options.roundSeconds)
         const a = await load(app, connections, amount, `r${round}`, options.roundSeconds)
         bareShares.push(b.cpuShare)
-        for (const [server, measured] of [['bare', b], ['app', a]] as const) {
+        for (const [server, measured] of [
+          ['bare', b],
+          ['app', a],
+        ] as const) {
           const { accepted: _accepted, ...loadResult } = measured.result
           rows.push({
             connections,
@@ -191,10 +194,29 @@ export function* expectedMessageList(result: CompareResult): Generator<string> {
 }
 
 export function formatCompare(result: CompareResult): string {
-  const header = ['conns', 'round', 'server', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS', 'CPU µs/req', 'CPU %', '2xx', 'non-2xx', 'errors', 'log lag ms', 'app/bare req/s', 'app/bare p99']
+  const header = [
+    'conns',
+    'round',
+    'server',
+    'req/s',
+    'p50 ms',
+    'p99 ms',
+    'peak RSS',
+    'CPU µs/req',
+    'CPU %',
+    '2xx',
+    'non-2xx',
+    'errors',
+    'log lag ms',
+    'app/bare req/s',
+    'app/bare p99',
+  ]
   const body: string[][] = []
   for (const row of result.rows) {
-    const pair = row.server === 'app' ? result.rows.find((r) => r.server === 'bare' && r.connections === row.connections && r.round === row.round) : undefined
+    const pair =
+      row.server === 'app'
+        ? result.rows.find((r) => r.server === 'bare' && r.connections === row.connections && r.round === row.round)
+        : undefined
     body.push([
       String(row.connections),
       String(row.round),

@@ -28,7 +28,9 @@ interface Producer {
 type ProducerClass = new (options: { role: 'producer'; url: string; retention: { maxCount: number; maxAgeMs: number } }) => Producer
 
 async function loadBackend(): Promise<ProducerClass> {
-  const module = (await import(pathToFileURL(join(ROOT, 'dist/background/backends/bullmq/backend.js')).href)) as { BullMQBackend: ProducerClass }
+  const module = (await import(pathToFileURL(join(ROOT, 'dist/background/backends/bullmq/backend.js')).href)) as {
+    BullMQBackend: ProducerClass
+  }
   return module.BullMQBackend
 }
 
@@ -54,7 +56,9 @@ function countLines(files: string[]): number {
 async function drain(workers: number, jobs: number, concurrency: number): Promise<DrainResult> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-drain-'))
   const port = await freePort()
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
+  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    stdio: 'ignore',
+  })
   const redisExited = once(redis, 'exit')
   const url = `redis://127.0.0.1:${port}`
   const BullMQBackend = await loadBackend()
@@ -72,7 +76,11 @@ async function drain(workers: number, jobs: number, concurrency: number): Promis
       for (let i = start; i < Math.min(jobs, start + 500); i++) {
         const message = `${run}-${i}`
         expected.add(message)
-        batch.push(producer.enqueue([{ id: randomUUID(), name: 'log_message', args: [message], requestId: undefined, maxAttempts: 6, createdAt: Date.now() }]))
+        batch.push(
+          producer.enqueue([
+            { id: randomUUID(), name: 'log_message', args: [message], requestId: undefined, maxAttempts: 6, createdAt: Date.now() },
+          ]),
+        )
       }
       await Promise.all(batch)
     }
@@ -143,7 +151,8 @@ async function main(): Promise<number> {
   }
   const base = results[0]
   for (const result of results.slice(1)) {
-    if (base !== undefined) console.log(`  ${result.workers} workers / ${base.workers}: ${(result.jobsPerSecond / base.jobsPerSecond).toFixed(2)}×`)
+    if (base !== undefined)
+      console.log(`  ${result.workers} workers / ${base.workers}: ${(result.jobsPerSecond / base.jobsPerSecond).toFixed(2)}×`)
   }
   const ok = results.every((r) => r.duplicates === 0 && r.missing === 0)
   console.log(ok ? 'log check: every job logged exactly once: OK' : 'log check: FAILED')

@@ -84,7 +84,11 @@ function lineCount(path: string): number {
 
 function callgrindControl(flag: '-z' | '-d', pid: number): void {
   // valgrind names its control pipes after $USER and $HOST: the server's HOST, the same here.
-  const result = spawnSync('callgrind_control', [flag, String(pid)], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, HOST: '127.0.0.1' } })
+  const result = spawnSync('callgrind_control', [flag, String(pid)], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, HOST: '127.0.0.1' },
+  })
   if (result.status !== 0) throw new Error(`callgrind_control ${flag} ${pid} failed: ${result.stderr || result.stdout}`)
 }
 
@@ -134,10 +138,24 @@ async function count(name: 'app' | 'bare', dir: string, opts: Options): Promise<
   const script = join(ROOT, name === 'app' ? 'dist/server.js' : 'dist-bench/bare-server.js')
   const child = spawn(
     'valgrind',
-    ['--tool=callgrind', '--collect-atstart=yes', '--separate-threads=yes', `--callgrind-out-file=${join(dir, 'callgrind.%p')}`, process.execPath, script],
+    [
+      '--tool=callgrind',
+      '--collect-atstart=yes',
+      '--separate-threads=yes',
+      `--callgrind-out-file=${join(dir, 'callgrind.%p')}`,
+      process.execPath,
+      script,
+    ],
     {
       cwd: ROOT,
-      env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', LOG_FILE: logFile, ...(name === 'app' ? opts.env : {}) },
+      env: {
+        ...process.env,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        LOG_LEVEL: 'warn',
+        LOG_FILE: logFile,
+        ...(name === 'app' ? opts.env : {}),
+      },
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   )
@@ -158,14 +176,18 @@ async function count(name: 'app' | 'bare', dir: string, opts: Options): Promise<
     callgrindControl('-d', pid)
     // The dump is written by the server's own thread once it is interrupted: wait for it.
     let instructions: Dumped | undefined
-    await until(() => {
-      try {
-        instructions = dumpedInstructions(dir, pid)
-        return true
-      } catch {
-        return false
-      }
-    }, 'the callgrind dump', 120_000)
+    await until(
+      () => {
+        try {
+          instructions = dumpedInstructions(dir, pid)
+          return true
+        } catch {
+          return false
+        }
+      },
+      'the callgrind dump',
+      120_000,
+    )
     return { name, instructions: instructions as Dumped, requests: opts.requests }
   } catch (error) {
     throw new Error(`${name}: ${(error as Error).message}\n${stderr}`)
@@ -189,7 +211,9 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-instructions-'))
   console.log(
     `npm run bench:instructions: ${opts.requests} requests after ${opts.warmup} of warm-up, ${opts.connections} connections; ` +
-      `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, load average ${loadavg().map((v) => v.toFixed(2)).join(' ')}` +
+      `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, load average ${loadavg()
+        .map((v) => v.toFixed(2))
+        .join(' ')}` +
       (Object.keys(opts.env).length > 0 ? `; app env ${JSON.stringify(opts.env)}` : ''),
   )
   try {
@@ -199,7 +223,8 @@ async function main(): Promise<void> {
     const perRequest = (c: Counted, which: keyof Dumped) => c.instructions[which] / c.requests
     const figure = (value: number) => Math.round(value).toLocaleString('en-US').padStart(10)
     console.log('  instructions per request   main thread   all threads (+ JIT compiler, GC helpers)')
-    for (const c of Object.values(counted)) console.log(`  ${c.name.padEnd(24)} ${figure(perRequest(c, 'main'))}    ${figure(perRequest(c, 'all'))}`)
+    for (const c of Object.values(counted))
+      console.log(`  ${c.name.padEnd(24)} ${figure(perRequest(c, 'main'))}    ${figure(perRequest(c, 'all'))}`)
     const { app, bare } = counted
     if (app !== undefined && bare !== undefined) {
       const ratio = (which: keyof Dumped) => (perRequest(app, which) / perRequest(bare, which)).toFixed(2).padStart(10)

@@ -44,7 +44,13 @@ export async function runOverload(context: RunContext, app: ServerUnderTest): Pr
 
   const load = async (label: string, amount: number) => {
     const watch = new RssWatch(app.proc.pid, 250)
-    const result = await runLoad({ url: app.url, connections, amount, prefix: `${runId}.over.${label.toLowerCase().replace(/[^a-z0-9]+/g, '')}`, recordAccepted: true })
+    const result = await runLoad({
+      url: app.url,
+      connections,
+      amount,
+      prefix: `${runId}.over.${label.toLowerCase().replace(/[^a-z0-9]+/g, '')}`,
+      recordAccepted: true,
+    })
     const peakRssBytes = watch.stop()
     const { accepted: acceptedHere = [], ...loadResult } = result
     accepted.push(...acceptedHere)

@@ -129,7 +129,10 @@ export class RssWatch {
   readonly samples: Array<{ atMs: number; rss: number }> = []
   private readonly startedAt = performance.now()
 
-  constructor(private readonly pid: number, intervalMs = 100) {
+  constructor(
+    private readonly pid: number,
+    intervalMs = 100,
+  ) {
     let reset = false
     try {
       writeFileSync(`/proc/${pid}/clear_refs`, '5')

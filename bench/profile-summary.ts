@@ -70,7 +70,8 @@ export function summarizeProfile(profile: CpuProfile, top = 25): ProfileSummary 
     byId.set(node.id, node)
     for (const child of node.children ?? []) parent.set(child, node.id)
   }
-  const key = (node: ProfileNode) => `${node.callFrame.functionName || '(anonymous)'}\u0000${shortWhere(node.callFrame.url, node.callFrame.lineNumber)}`
+  const key = (node: ProfileNode) =>
+    `${node.callFrame.functionName || '(anonymous)'}\u0000${shortWhere(node.callFrame.url, node.callFrame.lineNumber)}`
   const self = new Map<string, number>()
   const total = new Map<string, number>()
   const origins = new Map<string, number>()

@@ -61,7 +61,9 @@ async function main(): Promise<number> {
   const appEnv: Record<string, string> = {
     ...baseEnv,
     SHUTDOWN_TIMEOUT_MS: '60000',
-    ...(options.mode === 'overload' ? { ...OVERLOAD_ENV, BENCH_TASK_DELAY_MS: String(options.taskDelayMs), BENCH_APP_DIST: join(ROOT, 'dist') } : {}),
+    ...(options.mode === 'overload'
+      ? { ...OVERLOAD_ENV, BENCH_TASK_DELAY_MS: String(options.taskDelayMs), BENCH_APP_DIST: join(ROOT, 'dist') }
+      : {}),
     ...options.env,
   }
   const backend = await backendDef.prepare({ dir, root: ROOT, appEnv, workers: options.workers })
@@ -109,7 +111,8 @@ async function main(): Promise<number> {
       `\nlog check: ${int(logCheck.lines)} lines for ${int(logCheck.expectedLines)} 2xx replies, ${logCheck.duplicates} duplicates, ` +
         `${logCheck.torn} torn, ${logCheck.missing} accepted messages missing: ${logCheck.ok ? 'OK' : `FAILED (${describeLogCheck(logCheck)})`}`,
     )
-    if (compare !== undefined && !compare.allAccepted) console.log('  (some requests were refused or failed: counts checked, but not every message by name)')
+    if (compare !== undefined && !compare.allAccepted)
+      console.log('  (some requests were refused or failed: counts checked, but not every message by name)')
   }
 
   const profiles: Record<string, ProfileSummary> = {}

@@ -26,8 +26,25 @@ interface WrkSummary {
   max: number
 }
 
-export async function runWrk(options: { root: string; url: string; connections: number; seconds: number; prefix: string }): Promise<LoadResult> {
-  const args = ['-t1', `-c${options.connections}`, `-d${Math.max(1, Math.round(options.seconds))}s`, '--timeout', '30s', '-s', join(options.root, 'bench/wrk/send-message.lua'), options.url, '--', options.prefix]
+export async function runWrk(options: {
+  root: string
+  url: string
+  connections: number
+  seconds: number
+  prefix: string
+}): Promise<LoadResult> {
+  const args = [
+    '-t1',
+    `-c${options.connections}`,
+    `-d${Math.max(1, Math.round(options.seconds))}s`,
+    '--timeout',
+    '30s',
+    '-s',
+    join(options.root, 'bench/wrk/send-message.lua'),
+    options.url,
+    '--',
+    options.prefix,
+  ]
   const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))

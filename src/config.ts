@@ -8,8 +8,7 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { DEFAULTS as TASK_DEFAULTS } from './background/index.js'
 
-const Integer = (minimum: number, maximum: number, defaultValue: number) =>
-  Type.Integer({ minimum, maximum, default: defaultValue })
+const Integer = (minimum: number, maximum: number, defaultValue: number) => Type.Integer({ minimum, maximum, default: defaultValue })
 const Flag = (defaultValue: boolean) => Type.Boolean({ default: defaultValue })
 
 export const ConfigSchema = Type.Object({
@@ -47,7 +46,16 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-const BOOLEAN_WORDS: Record<string, boolean> = { true: true, '1': true, yes: true, on: true, false: false, '0': false, no: false, off: false }
+const BOOLEAN_WORDS: Record<string, boolean> = {
+  true: true,
+  '1': true,
+  yes: true,
+  on: true,
+  false: false,
+  '0': false,
+  no: false,
+  off: false,
+}
 
 function describeSchema(schema: TSchema): string {
   if (schema.type === 'integer') return `an integer from ${String(schema.minimum)} to ${String(schema.maximum)}`
@@ -60,7 +68,13 @@ function describeSchema(schema: TSchema): string {
 function parseValue(name: string, raw: string, schema: TSchema): unknown {
   // TypeBox converts numbers; flags also take the words people write in .env files.
   const value =
-    schema.type === 'boolean' ? BOOLEAN_WORDS[raw.trim().toLowerCase()] : schema.type === 'integer' ? (/^-?\d+$/.test(raw.trim()) ? Value.Convert(schema, raw.trim()) : raw) : raw
+    schema.type === 'boolean'
+      ? BOOLEAN_WORDS[raw.trim().toLowerCase()]
+      : schema.type === 'integer'
+        ? /^-?\d+$/.test(raw.trim())
+          ? Value.Convert(schema, raw.trim())
+          : raw
+        : raw
   if (value === undefined || !Value.Check(schema, value)) {
     throw new ConfigError(`Invalid configuration: ${name} must be ${describeSchema(schema)}, got ${JSON.stringify(raw)}`)
   }

@@ -40,7 +40,7 @@ export const TaskView = Type.Object(
     nextAttemptAt: Timestamp('When the next attempt may start (status retrying)'),
     lastError: Type.Optional(Type.String({ description: 'The error of the last failed attempt' })),
   },
-  { $id: 'TaskView', title: 'Task', description: 'A task\'s status; never its arguments.' },
+  { $id: 'TaskView', title: 'Task', description: "A task's status; never its arguments." },
 )
 export type TaskView = Static<typeof TaskView>
 

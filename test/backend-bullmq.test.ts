@@ -31,7 +31,11 @@ describeWithRedis('bullmq backend', () => {
     await redis?.stop()
   })
 
-  async function backend(role: 'producer' | 'worker', queueName: string, options: Partial<ConstructorParameters<typeof BullMQBackend>[0]> = {}): Promise<BullMQBackend> {
+  async function backend(
+    role: 'producer' | 'worker',
+    queueName: string,
+    options: Partial<ConstructorParameters<typeof BullMQBackend>[0]> = {},
+  ): Promise<BullMQBackend> {
     // A worker backend holds as many jobs as its runner runs at once: 4 here unless a test says otherwise.
     const created = new BullMQBackend({ role, url: redis.url, queueName, retention, concurrency: 4, ...options })
     await created.waitUntilReady()
@@ -39,7 +43,14 @@ describeWithRedis('bullmq backend', () => {
   }
 
   async function workerRunner(queueName: string, tasks: AnyTaskDefinition[]): Promise<TaskRunner> {
-    const runner = new TaskRunner({ backend: await backend('worker', queueName), concurrency: 4, maxPending: 100, defaultTimeoutMs: 5000, logger: silent, tasks })
+    const runner = new TaskRunner({
+      backend: await backend('worker', queueName),
+      concurrency: 4,
+      maxPending: 100,
+      defaultTimeoutMs: 5000,
+      logger: silent,
+      tasks,
+    })
     opened.push({ close: () => runner.close(2000) })
     await runner.start()
     return runner
@@ -47,7 +58,14 @@ describeWithRedis('bullmq backend', () => {
 
   /** Submit through a web-side runner, as a request would; resolves with the task ids once committed. */
   async function submit(producer: BullMQBackend, task: AnyTaskDefinition, args: unknown[][]): Promise<string[]> {
-    const web = new TaskRunner({ backend: producer, concurrency: 1, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    const web = new TaskRunner({
+      backend: producer,
+      concurrency: 1,
+      maxPending: 100,
+      defaultTimeoutMs: 1000,
+      logger: silent,
+      tasks: [task],
+    })
     const group = args.map((a) => web.prepare(task, a as never, 'req-test'))
     web.reserve(group.length)
     await web.submit(group)
@@ -63,7 +81,14 @@ describeWithRedis('bullmq backend', () => {
     const queueName = `producer-${randomUUID()}`
     const task = defineTask({ name: 'noop', args: Type.Tuple([Type.String()]), run: () => {} })
     const producer = await backend('producer', queueName)
-    const runner = new TaskRunner({ backend: producer, concurrency: 4, maxPending: 3, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    const runner = new TaskRunner({
+      backend: producer,
+      concurrency: 4,
+      maxPending: 3,
+      defaultTimeoutMs: 1000,
+      logger: silent,
+      tasks: [task],
+    })
     opened.push({ close: () => runner.close(1000) })
     await runner.start()
     for (let i = 0; i < 10; i++) {
@@ -75,7 +100,9 @@ describeWithRedis('bullmq backend', () => {
     expect(runner.stats()).toMatchObject({ pending: 0, running: 0 })
     const inspector = await backend('producer', queueName)
     opened.push(inspector)
-    const counts = await (inspector as unknown as { queue: { getJobCounts: (...s: string[]) => Promise<Record<string, number>> } }).queue.getJobCounts('waiting', 'active')
+    const counts = await (
+      inspector as unknown as { queue: { getJobCounts: (...s: string[]) => Promise<Record<string, number>> } }
+    ).queue.getJobCounts('waiting', 'active')
     expect(counts).toEqual({ waiting: 10, active: 0 })
   })
 
@@ -97,12 +124,26 @@ describeWithRedis('bullmq backend', () => {
         }),
     })
     const worker = await backend('worker', queueName, { concurrency: 2 })
-    const workerRunner = new TaskRunner({ backend: worker, concurrency: 2, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [waitsForAbort] })
+    const workerRunner = new TaskRunner({
+      backend: worker,
+      concurrency: 2,
+      maxPending: 100,
+      defaultTimeoutMs: 1000,
+      logger: silent,
+      tasks: [waitsForAbort],
+    })
     opened.push({ close: () => workerRunner.close(2000) })
     await workerRunner.start()
 
     const producer = await backend('producer', queueName)
-    const webRunner = new TaskRunner({ backend: producer, concurrency: 2, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [waitsForAbort] })
+    const webRunner = new TaskRunner({
+      backend: producer,
+      concurrency: 2,
+      maxPending: 100,
+      defaultTimeoutMs: 1000,
+      logger: silent,
+      tasks: [waitsForAbort],
+    })
     opened.push({ close: () => webRunner.close(1000) })
     await webRunner.start()
     const group = [webRunner.prepare(waitsForAbort, [], 'req-cancel')]
@@ -118,7 +159,7 @@ describeWithRedis('bullmq backend', () => {
     expect(await webRunner.cancel(id)).toMatchObject({ outcome: 'finished', record: { status: 'cancelled' } })
   })
 
-  it('a request\'s tasks run in order across workers, and a failure does not stop the rest', async () => {
+  it("a request's tasks run in order across workers, and a failure does not stop the rest", async () => {
     const queueName = `order-${randomUUID()}`
     const ran: string[] = []
     const step = defineTask({
@@ -132,18 +173,38 @@ describeWithRedis('bullmq backend', () => {
     })
     const runners: TaskRunner[] = []
     for (let i = 0; i < 2; i++) {
-      const runner = new TaskRunner({ backend: await backend('worker', queueName), concurrency: 4, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [step] })
+      const runner = new TaskRunner({
+        backend: await backend('worker', queueName),
+        concurrency: 4,
+        maxPending: 100,
+        defaultTimeoutMs: 1000,
+        logger: silent,
+        tasks: [step],
+      })
       opened.push({ close: () => runner.close(2000) })
       await runner.start()
       runners.push(runner)
     }
     const producer = await backend('producer', queueName)
     opened.push(producer)
-    const web = new TaskRunner({ backend: producer, concurrency: 1, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [step] })
+    const web = new TaskRunner({
+      backend: producer,
+      concurrency: 1,
+      maxPending: 100,
+      defaultTimeoutMs: 1000,
+      logger: silent,
+      tasks: [step],
+    })
     const group = ['a', 'b', 'c', 'd'].map((name) => web.prepare(step, [name], 'req-order'))
     web.reserve(group.length)
     await web.submit(group)
-    await waitFor(async () => (await producer.get(group[3]!.id))?.status === 'succeeded', { timeoutMs: 5_000, what: 'the last task' }).catch(async (e) => { console.log(ran, await Promise.all(group.map((t) => producer.get(t.id)))); throw e })
+    await waitFor(async () => (await producer.get(group[3]!.id))?.status === 'succeeded', {
+      timeoutMs: 5_000,
+      what: 'the last task',
+    }).catch(async (e) => {
+      console.log(ran, await Promise.all(group.map((t) => producer.get(t.id))))
+      throw e
+    })
     expect(ran).toEqual(['a', 'b', 'c', 'd'])
     expect((await producer.get(group[1]!.id))?.status).toBe('failed')
   })
@@ -165,16 +226,22 @@ describeWithRedis('bullmq backend', () => {
     const producer = await backend('producer', queueName)
     opened.push(producer)
     const [id] = await submit(producer, flaky, [[]])
-    const retrying = await waitFor(async () => {
-      const record = await producer.get(id!)
-      return record?.status === 'retrying' ? record : undefined
-    }, { what: 'the retry to be scheduled' })
+    const retrying = await waitFor(
+      async () => {
+        const record = await producer.get(id!)
+        return record?.status === 'retrying' ? record : undefined
+      },
+      { what: 'the retry to be scheduled' },
+    )
     expect(retrying).toMatchObject({ attempts: 1, maxAttempts: 3, lastError: 'first attempt fails' })
     expect(retrying.runAt).toBeGreaterThan(retrying.startedAt!)
-    const done = await waitFor(async () => {
-      const record = await producer.get(id!)
-      return record?.status === 'succeeded' ? record : undefined
-    }, { what: 'the second attempt' })
+    const done = await waitFor(
+      async () => {
+        const record = await producer.get(id!)
+        return record?.status === 'succeeded' ? record : undefined
+      },
+      { what: 'the second attempt' },
+    )
     expect(done.attempts).toBe(2)
     expect(done.finishedAt).toBeGreaterThanOrEqual(retrying.runAt!)
   })
@@ -192,7 +259,14 @@ describeWithRedis('bullmq backend', () => {
         return attempt === 1 ? new Promise(() => {}) : undefined
       },
     })
-    const first = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 1 }), concurrency: 1, maxPending: 10, defaultTimeoutMs: 60_000, logger: silent, tasks: [stubborn] })
+    const first = new TaskRunner({
+      backend: await backend('worker', queueName, { concurrency: 1 }),
+      concurrency: 1,
+      maxPending: 10,
+      defaultTimeoutMs: 60_000,
+      logger: silent,
+      tasks: [stubborn],
+    })
     await first.start()
     const producer = await backend('producer', queueName)
     opened.push(producer)
@@ -210,10 +284,22 @@ describeWithRedis('bullmq backend', () => {
   it('a closing worker takes no new job: one added while it drains runs on another worker at once', async () => {
     const queueName = `drain-${randomUUID()}`
     let release: () => void = () => {}
-    const slow = defineTask({ name: 'slow', args: Type.Tuple([]), timeoutMs: 60_000, run: () => new Promise<void>((resolve) => (release = resolve)) })
+    const slow = defineTask({
+      name: 'slow',
+      args: Type.Tuple([]),
+      timeoutMs: 60_000,
+      run: () => new Promise<void>((resolve) => (release = resolve)),
+    })
     const ranOn: string[] = []
     const quick = (where: string) => defineTask({ name: 'quick', args: Type.Tuple([]), run: () => void ranOn.push(where) })
-    const closing = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 2 }), concurrency: 2, maxPending: 10, defaultTimeoutMs: 60_000, logger: silent, tasks: [slow, quick('closing')] })
+    const closing = new TaskRunner({
+      backend: await backend('worker', queueName, { concurrency: 2 }),
+      concurrency: 2,
+      maxPending: 10,
+      defaultTimeoutMs: 60_000,
+      logger: silent,
+      tasks: [slow, quick('closing')],
+    })
     opened.push({ close: () => (release(), closing.close(0)) })
     await closing.start()
     const producer = await backend('producer', queueName)
@@ -248,28 +334,38 @@ describeWithRedis('bullmq backend', () => {
   })
 
   // It changes the server's maxmemory: only on a redis-server of the test's own.
-  it.skipIf(redisSetup.mode !== 'server')('Redis out of memory (noeviction): the web process refuses the tasks with a 503 error, and takes them again once there is room', async () => {
-    const queueName = `oom-${randomUUID()}`
-    const task = defineTask({ name: 'oom', args: Type.Tuple([]), run: () => {} })
-    const admin = new Redis(redis.url)
-    opened.push({ close: () => admin.quit() })
-    const producer = await backend('producer', queueName)
-    opened.push(producer)
-    await admin.config('SET', 'maxmemory-policy', 'noeviction')
-    await admin.config('SET', 'maxmemory', '1')
-    try {
-      await expect(submit(producer, task, [[]])).rejects.toMatchObject({ statusCode: 503, code: 'TASKS_BACKEND_UNAVAILABLE' })
-    } finally {
-      await admin.config('SET', 'maxmemory', '0')
-    }
-    const [id] = await submit(producer, task, [[]])
-    expect((await producer.get(id!))?.status).toBe('queued')
-  })
+  it.skipIf(redisSetup.mode !== 'server')(
+    'Redis out of memory (noeviction): the web process refuses the tasks with a 503 error, and takes them again once there is room',
+    async () => {
+      const queueName = `oom-${randomUUID()}`
+      const task = defineTask({ name: 'oom', args: Type.Tuple([]), run: () => {} })
+      const admin = new Redis(redis.url)
+      opened.push({ close: () => admin.quit() })
+      const producer = await backend('producer', queueName)
+      opened.push(producer)
+      await admin.config('SET', 'maxmemory-policy', 'noeviction')
+      await admin.config('SET', 'maxmemory', '1')
+      try {
+        await expect(submit(producer, task, [[]])).rejects.toMatchObject({ statusCode: 503, code: 'TASKS_BACKEND_UNAVAILABLE' })
+      } finally {
+        await admin.config('SET', 'maxmemory', '0')
+      }
+      const [id] = await submit(producer, task, [[]])
+      expect((await producer.get(id!))?.status).toBe('queued')
+    },
+  )
 
   it('finished jobs are kept per TASK_RETENTION_COUNT: older ones are forgotten (404)', async () => {
     const queueName = `retention-${randomUUID()}`
     const task = defineTask({ name: 'kept', args: Type.Tuple([Type.Integer()]), run: () => {} })
-    const runner = new TaskRunner({ backend: await backend('worker', queueName, { concurrency: 1, retention: { maxCount: 2, maxAgeMs: 60_000 } }), concurrency: 1, maxPending: 100, defaultTimeoutMs: 1000, logger: silent, tasks: [task] })
+    const runner = new TaskRunner({
+      backend: await backend('worker', queueName, { concurrency: 1, retention: { maxCount: 2, maxAgeMs: 60_000 } }),
+      concurrency: 1,
+      maxPending: 100,
+      defaultTimeoutMs: 1000,
+      logger: silent,
+      tasks: [task],
+    })
     opened.push({ close: () => runner.close(2000) })
     await runner.start()
     const producer = await backend('producer', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } })

@@ -61,7 +61,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       expect(await claimOne(backend)).toBeUndefined()
     })
 
-    it('keeps one request\'s tasks in order: the next is claimable only when the previous has finished', async () => {
+    it("keeps one request's tasks in order: the next is claimable only when the previous has finished", async () => {
       const backend = await fresh()
       const group = [task('first'), task('second'), task('third')]
       await backend.enqueue(group)
@@ -76,7 +76,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       expect(third?.id).toBe(group[2]!.id)
     })
 
-    it('runs different requests\' tasks independently', async () => {
+    it("runs different requests' tasks independently", async () => {
       const backend = await fresh()
       const a = task('a')
       const b = task('b')
@@ -92,16 +92,22 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const group = [task('first'), task('second')]
       for (const t of singles) await backend.enqueue([t])
       await backend.enqueue(group)
-      const claimed = await waitFor(async () => {
-        const got = await backend.claim(Date.now(), 3)
-        return got.length > 0 ? got : undefined
-      }, { what: 'a claim' })
+      const claimed = await waitFor(
+        async () => {
+          const got = await backend.claim(Date.now(), 3)
+          return got.length > 0 ? got : undefined
+        },
+        { what: 'a claim' },
+      )
       const all = [...claimed]
       // A shared queue may hand them out over several claims; never more than asked, never twice.
-      await waitFor(async () => {
-        all.push(...(await backend.claim(Date.now(), 10)))
-        return all.length >= 4 ? true : undefined
-      }, { what: 'the rest of the claims' })
+      await waitFor(
+        async () => {
+          all.push(...(await backend.claim(Date.now(), 10)))
+          return all.length >= 4 ? true : undefined
+        },
+        { what: 'the rest of the claims' },
+      )
       expect(claimed.length).toBeLessThanOrEqual(3)
       expect(all.map((c) => c.id).sort()).toEqual([...singles, group[0]!].map((t) => t.id).sort())
       expect(await backend.claim(Date.now(), 10)).toEqual([])

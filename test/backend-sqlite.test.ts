@@ -167,7 +167,7 @@ describe('sqlite journal', () => {
   }
   const refusedWith503 = { code: 'TASKS_BACKEND_UNAVAILABLE', statusCode: 503, message: expect.stringContaining('NOT NULL') }
 
-  it('commits a request\'s tasks all or nothing: a row that fails mid-group leaves no row of the group', async () => {
+  it("commits a request's tasks all or nothing: a row that fails mid-group leaves no row of the group", async () => {
     const path = journalPath()
     const backend = backendAt(path)
     const earlier = task('earlier')
@@ -240,7 +240,7 @@ describe('sqlite journal', () => {
       expect(siblings(path)).toEqual([])
     })
 
-    it('another application\'s SQLite database', () => {
+    it("another application's SQLite database", () => {
       const path = journalPath()
       writeForeignDatabase(path)
       const bytes = readFileSync(path)

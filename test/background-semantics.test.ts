@@ -32,66 +32,73 @@ async function serverWithProbe(probe: Probe): Promise<TestServer> {
       probe.events.push(label)
     },
   })
-  return startServer({}, {
-    beforeRoutes: (app) => {
-      app.post('/three', async (request) => {
-        const q = request.query as { tag: string }
-        request.backgroundTasks.add(record, `${q.tag}:1`)
-        request.backgroundTasks.add(async (label: string) => {
-          await new Promise((resolve) => setTimeout(resolve, 5))
-          probe.events.push(label)
-        }, `${q.tag}:2`)
-        request.backgroundTasks.add(record, `${q.tag}:3`)
-        return { ok: true }
-      })
-      app.post('/then-throw', async (request) => {
-        request.backgroundTasks.add(record, 'never')
-        throw new Error('handler failed')
-      })
-      app.post('/then-400', async (request, reply) => {
-        request.backgroundTasks.add(record, 'never-400')
-        return reply.code(400).send({ bad: true })
-      })
-      app.post('/failing-middle', async (request) => {
-        request.backgroundTasks.add(record, 'before')
-        request.backgroundTasks.add(function explode() {
-          throw new Error('task exploded')
+  return startServer(
+    {},
+    {
+      beforeRoutes: (app) => {
+        app.post('/three', async (request) => {
+          const q = request.query as { tag: string }
+          request.backgroundTasks.add(record, `${q.tag}:1`)
+          request.backgroundTasks.add(async (label: string) => {
+            await new Promise((resolve) => setTimeout(resolve, 5))
+            probe.events.push(label)
+          }, `${q.tag}:2`)
+          request.backgroundTasks.add(record, `${q.tag}:3`)
+          return { ok: true }
         })
-        request.backgroundTasks.add(record, 'after')
-        return { ok: true }
-      })
-      app.post('/blocked', async (request) => {
-        request.backgroundTasks.add(async () => {
-          await probe.gate.promise
-          probe.events.push('blocked-done')
+        app.post('/then-throw', async (request) => {
+          request.backgroundTasks.add(record, 'never')
+          throw new Error('handler failed')
         })
-        return { ok: true }
-      })
-      app.post('/slow-handler', async (request) => {
-        await new Promise((resolve) => setTimeout(resolve, 150))
-        request.backgroundTasks.add(record, 'after-disconnect')
-        return { ok: true }
-      })
-      app.post('/hijacked', async (request, reply) => {
-        request.backgroundTasks.add(record, 'hijacked')
-        reply.hijack()
-        reply.raw.writeHead(200, { 'content-type': 'text/plain', 'content-length': '8' })
-        reply.raw.end('hijacked')
-      })
-      // Route-level onSend hooks run after the app's: the plugin has marked the list ready
-      // by the time this one holds the reply back, until the test opens the gate.
-      app.post('/slow-on-send', {
-        onSend: async (_request, _reply, payload) => {
-          probe.events.push('on-send-held')
-          await probe.gate.promise
-          return payload
-        },
-      }, async (request) => {
-        request.backgroundTasks.add(record, 'ready-then-disconnect')
-        return { ok: true }
-      })
+        app.post('/then-400', async (request, reply) => {
+          request.backgroundTasks.add(record, 'never-400')
+          return reply.code(400).send({ bad: true })
+        })
+        app.post('/failing-middle', async (request) => {
+          request.backgroundTasks.add(record, 'before')
+          request.backgroundTasks.add(function explode() {
+            throw new Error('task exploded')
+          })
+          request.backgroundTasks.add(record, 'after')
+          return { ok: true }
+        })
+        app.post('/blocked', async (request) => {
+          request.backgroundTasks.add(async () => {
+            await probe.gate.promise
+            probe.events.push('blocked-done')
+          })
+          return { ok: true }
+        })
+        app.post('/slow-handler', async (request) => {
+          await new Promise((resolve) => setTimeout(resolve, 150))
+          request.backgroundTasks.add(record, 'after-disconnect')
+          return { ok: true }
+        })
+        app.post('/hijacked', async (request, reply) => {
+          request.backgroundTasks.add(record, 'hijacked')
+          reply.hijack()
+          reply.raw.writeHead(200, { 'content-type': 'text/plain', 'content-length': '8' })
+          reply.raw.end('hijacked')
+        })
+        // Route-level onSend hooks run after the app's: the plugin has marked the list ready
+        // by the time this one holds the reply back, until the test opens the gate.
+        app.post(
+          '/slow-on-send',
+          {
+            onSend: async (_request, _reply, payload) => {
+              probe.events.push('on-send-held')
+              await probe.gate.promise
+              return payload
+            },
+          },
+          async (request) => {
+            request.backgroundTasks.add(record, 'ready-then-disconnect')
+            return { ok: true }
+          },
+        )
+      },
     },
-  })
+  )
 }
 
 describe('request.backgroundTasks', () => {
@@ -101,7 +108,7 @@ describe('request.backgroundTasks', () => {
     server = undefined
   })
 
-  it('runs one request\'s tasks in the order added, one after another', async () => {
+  it("runs one request's tasks in the order added, one after another", async () => {
     const probe: Probe = { events: [], gate: gate() }
     server = await serverWithProbe(probe)
     await Promise.all(['a', 'b', 'c'].map((tag) => server!.request(`/three?tag=${tag}`)))
@@ -117,7 +124,7 @@ describe('request.backgroundTasks', () => {
     expect((await server.request('/then-throw')).status).toBe(500)
     expect((await server.request('/then-400')).status).toBe(400)
     expect((await server.request('/three?tag=ok')).status).toBe(200)
-    await waitFor(() => probe.events.length === 3, { what: 'the good request\'s tasks' })
+    await waitFor(() => probe.events.length === 3, { what: "the good request's tasks" })
     expect(probe.events).toEqual(['ok:1', 'ok:2', 'ok:3'])
     expect(server.app.taskRunner.stats().pending).toBe(0)
   })
@@ -163,7 +170,9 @@ describe('request.backgroundTasks', () => {
     await new Promise((resolve) => setTimeout(resolve, 20)) // let the request reach the handler
     socket.destroy()
     await waitFor(() => probe.events.includes('after-disconnect'), { what: 'the task of the aborted request' })
-    expect(server.logs.find((line) => line.msg === 'request completed' && (line.res as { statusCode: number } | undefined)?.statusCode === 200)).toBeUndefined()
+    expect(
+      server.logs.find((line) => line.msg === 'request completed' && (line.res as { statusCode: number } | undefined)?.statusCode === 200),
+    ).toBeUndefined()
   })
 
   it('still runs the tasks when the client disconnects after the reply is ready but before it is sent', async () => {
@@ -172,10 +181,13 @@ describe('request.backgroundTasks', () => {
     const connection = await RawConnection.open(server.url)
     try {
       connection.send('POST', '/slow-on-send')
-      await waitFor(() => probe.events.includes('on-send-held'), { what: 'the route\'s onSend to hold the reply' })
+      await waitFor(() => probe.events.includes('on-send-held'), { what: "the route's onSend to hold the reply" })
       connection.destroy()
       // Still held: neither onResponse nor the plugin's onSend can submit it now, only onRequestAbort.
-      await waitFor(() => probe.events.includes('ready-then-disconnect'), { timeoutMs: 3000, what: 'the task of the request aborted in onSend' })
+      await waitFor(() => probe.events.includes('ready-then-disconnect'), {
+        timeoutMs: 3000,
+        what: 'the task of the request aborted in onSend',
+      })
     } finally {
       probe.gate.open()
     }
@@ -188,30 +200,33 @@ describe('request.backgroundTasks', () => {
     expect(reply.text).toBe('hijacked')
     await waitFor(async () => (await server!.request('/ready', { method: 'GET' })).json().pending === 0, {
       timeoutMs: 2000,
-      what: 'the hijacked request\'s place given back',
+      what: "the hijacked request's place given back",
     })
     expect((await server.request('/three?tag=after')).status).toBe(200)
-    await waitFor(() => probe.events.length === 3, { what: 'the next request\'s tasks' })
+    await waitFor(() => probe.events.length === 3, { what: "the next request's tasks" })
     expect(probe.events).toEqual(['after:1', 'after:2', 'after:3'])
   })
 
   it('refuses add() after the reply has been sent', async () => {
     const probe: Probe = { events: [], gate: gate() }
     let late: unknown
-    server = await startServer({}, {
-      beforeRoutes: (app) => {
-        app.post('/late', async (request, reply) => {
-          request.backgroundTasks.add(() => probe.events.push('on-time'))
-          await reply.send({ ok: true })
-          try {
-            request.backgroundTasks.add(() => probe.events.push('late'))
-          } catch (error) {
-            late = error
-          }
-          return reply
-        })
+    server = await startServer(
+      {},
+      {
+        beforeRoutes: (app) => {
+          app.post('/late', async (request, reply) => {
+            request.backgroundTasks.add(() => probe.events.push('on-time'))
+            await reply.send({ ok: true })
+            try {
+              request.backgroundTasks.add(() => probe.events.push('late'))
+            } catch (error) {
+              late = error
+            }
+            return reply
+          })
+        },
       },
-    })
+    )
     expect((await server.request('/late')).status).toBe(200)
     await waitFor(() => probe.events.length === 1)
     expect(probe.events).toEqual(['on-time'])

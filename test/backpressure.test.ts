@@ -77,7 +77,9 @@ describe('back-pressure', () => {
     const replies = await Promise.all(Array.from({ length: 25 }, (_, i) => server!.request(`/send-message?message=refused-${i}`)))
     expect(replies.every((reply) => reply.status === 503)).toBe(true)
     // Nothing per refusal: no line names a refused request.
-    const perRefusal = server.logs.lines.filter((line) => (line.level as number) >= 40 && JSON.stringify(line).includes('TASKS_BACKLOG_FULL'))
+    const perRefusal = server.logs.lines.filter(
+      (line) => (line.level as number) >= 40 && JSON.stringify(line).includes('TASKS_BACKLOG_FULL'),
+    )
     expect(perRefusal).toEqual([])
     probe.open('hold')
     await server.close() // the last interval's summary is written on close

@@ -45,7 +45,16 @@ async function redisServer(options: { persistent?: boolean } = {}): Promise<Redi
  */
 async function web(redis: RedisServer, dir: string): Promise<SpawnedServer> {
   const port = await freePort()
-  const env = { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', TASK_BACKEND: 'bullmq', REDIS_URL: redis.url, LOG_FILE: join(dir, 'web.txt'), RETRY_AFTER_SECONDS: '2' }
+  const env = {
+    PATH: process.env.PATH ?? '',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    TASK_BACKEND: 'bullmq',
+    REDIS_URL: redis.url,
+    LOG_FILE: join(dir, 'web.txt'),
+    RETRY_AFTER_SECONDS: '2',
+  }
   const child = spawn(process.execPath, [resolve(import.meta.dirname, '../dist/server.js')], { env, stdio: ['ignore', 'ignore', 'pipe'] })
   const stderr: string[] = []
   child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk.toString()))
@@ -102,7 +111,11 @@ async function postAll(agent: Agent, base: string, messages: string[], concurren
   return replies
 }
 
-async function getJson(agent: Agent, url: string, method: 'GET' | 'DELETE' = 'GET'): Promise<{ status: number; body: Record<string, unknown> }> {
+async function getJson(
+  agent: Agent,
+  url: string,
+  method: 'GET' | 'DELETE' = 'GET',
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await request(url, { method, dispatcher: agent })
   return { status: response.statusCode, body: (await response.body.json()) as Record<string, unknown> }
 }
@@ -139,7 +152,7 @@ describeWithRedis(
   () => {
     beforeAll(() => ensureBuilt())
 
-    it('one web process and two workers: 5,000 messages, each in the workers\' logs exactly once', async () => {
+    it("one web process and two workers: 5,000 messages, each in the workers' logs exactly once", async () => {
       const redis = await redisServer()
       const dir = tempDir()
       const logs = [join(dir, 'worker-1.txt'), join(dir, 'worker-2.txt')]
@@ -167,7 +180,11 @@ describeWithRedis(
       const redis = await redisServer()
       const dir = tempDir()
       const logs = [join(dir, 'worker-1.txt'), join(dir, 'worker-2.txt')]
-      const [server, victim] = await Promise.all([web(redis, dir), worker(redis, logs[0]!, fastRecovery), worker(redis, logs[1]!, fastRecovery)])
+      const [server, victim] = await Promise.all([
+        web(redis, dir),
+        worker(redis, logs[0]!, fastRecovery),
+        worker(redis, logs[1]!, fastRecovery),
+      ])
       const agent = client()
 
       const messages = messagesFor('kill', 3000)
@@ -217,7 +234,10 @@ describeWithRedis(
       // A refused request names no task: nothing was stored.
       expect(during.every((reply) => reply.taskId === undefined)).toBe(true)
       const ready = await getJson(agent, `${server.url}/ready`)
-      expect(ready).toMatchObject({ status: 503, body: { status: 'backend_unavailable', reason: expect.stringContaining('not reachable') } })
+      expect(ready).toMatchObject({
+        status: 503,
+        body: { status: 'backend_unavailable', reason: expect.stringContaining('not reachable') },
+      })
       // Status and cancel cannot reach Redis either: 503 with Retry-After, not 500.
       for (const method of ['GET', 'DELETE'] as const) {
         const response = await request(`${server.url}/tasks/${before[0]!.taskId}`, { method, dispatcher: agent })
@@ -260,9 +280,18 @@ describeWithRedis(
       const cancelled = await post(agent, first.url, `cancel-me-${randomUUID()}`)
       expect(cancelled.status).toBe(200)
       const id = cancelled.taskId as string
-      expect((await getJson(agent, `${first.url}/tasks/${id}`)).body).toMatchObject({ id, name: 'log_message', status: 'queued', attempts: 0, maxAttempts: 6 })
+      expect((await getJson(agent, `${first.url}/tasks/${id}`)).body).toMatchObject({
+        id,
+        name: 'log_message',
+        status: 'queued',
+        attempts: 0,
+        maxAttempts: 6,
+      })
       expect(await getJson(agent, `${first.url}/tasks/${id}`, 'DELETE')).toMatchObject({ status: 200, body: { status: 'cancelled' } })
-      expect(await getJson(agent, `${first.url}/tasks/${id}`, 'DELETE')).toMatchObject({ status: 409, body: { code: 'TASK_ALREADY_FINISHED' } })
+      expect(await getJson(agent, `${first.url}/tasks/${id}`, 'DELETE')).toMatchObject({
+        status: 409,
+        body: { code: 'TASK_ALREADY_FINISHED' },
+      })
       const kept = await post(agent, first.url, `kept-${randomUUID()}`)
       expect(kept.status).toBe(200)
 
@@ -271,10 +300,13 @@ describeWithRedis(
       await first.exited
       const [server] = await Promise.all([web(redis, dir), worker(redis, logs[0]!)])
       await waitUntilLogged(logs, [kept.message])
-      const done = await waitFor(async () => {
-        const reply = await getJson(agent, `${server.url}/tasks/${kept.taskId}`)
-        return reply.body.status === 'succeeded' ? reply.body : undefined
-      }, { what: 'the task to be reported succeeded' })
+      const done = await waitFor(
+        async () => {
+          const reply = await getJson(agent, `${server.url}/tasks/${kept.taskId}`)
+          return reply.body.status === 'succeeded' ? reply.body : undefined
+        },
+        { what: 'the task to be reported succeeded' },
+      )
       expect(done).toMatchObject({ attempts: 1, requestId: expect.any(String) })
       expect(done.finishedAt).toEqual(expect.any(String))
 

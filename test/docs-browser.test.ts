@@ -71,7 +71,9 @@ describe.skipIf(!haveChromium && !inCI)('Swagger UI at /docs, in headless Chromi
     const operation = page.locator('.opblock.opblock-post').filter({ has: page.locator('[data-path="/send-message"]') })
     await operation.locator('.opblock-summary').first().click()
     // The description teaches the log line format.
-    await poll(() => operation.locator('.opblock-description-wrapper').textContent()).toContain('<ISO 8601 UTC timestamp with milliseconds>: <message>')
+    await poll(() => operation.locator('.opblock-description-wrapper').textContent()).toContain(
+      '<ISO 8601 UTC timestamp with milliseconds>: <message>',
+    )
 
     await operation.getByRole('button', { name: 'Try it out' }).click()
     const message = `Hello from Chromium ✓ ${Date.now()}`

@@ -59,10 +59,13 @@ describe('GET /health and GET /ready', () => {
     expect(refused.json().code).toBe('TASKS_BACKLOG_FULL')
 
     routes.release()
-    const again = await waitFor(async () => {
-      const reply = await server.request('/ready', { method: 'GET' })
-      return reply.status === 200 ? reply : undefined
-    }, { what: '/ready to be 200 again' })
+    const again = await waitFor(
+      async () => {
+        const reply = await server.request('/ready', { method: 'GET' })
+        return reply.status === 200 ? reply : undefined
+      },
+      { what: '/ready to be 200 again' },
+    )
     expect(again.json<Ready>()).toMatchObject({ status: 'ready', pending: 0 })
   })
 
@@ -70,16 +73,19 @@ describe('GET /health and GET /ready', () => {
     const routes = testRoutes()
     let closingStarted: () => void = () => {}
     const closingSeen = new Promise<void>((resolve) => (closingStarted = resolve))
-    const server = await startServer({}, {
-      beforeRoutes: (app) => {
-        routes.install(app)
-        // Runs after the app's own preClose hook has marked it closing.
-        app.addHook('preClose', (done) => {
-          closingStarted()
-          done()
-        })
+    const server = await startServer(
+      {},
+      {
+        beforeRoutes: (app) => {
+          routes.install(app)
+          // Runs after the app's own preClose hook has marked it closing.
+          app.addHook('preClose', (done) => {
+            closingStarted()
+            done()
+          })
+        },
       },
-    })
+    )
     servers.push(server)
 
     // Keep-alive connections with a request in flight: close() cannot reap them, and a request
@@ -94,7 +100,8 @@ describe('GET /health and GET /ready', () => {
       await closingSeen
       paths.forEach((path, i) => connections[i]!.send('GET', path))
       // Let the held requests finish once the app has received the requests queued behind them.
-      const received = (url: string) => server.logs.find((line) => line.msg === 'incoming request' && (line.req as { url?: string } | undefined)?.url === url)
+      const received = (url: string) =>
+        server.logs.find((line) => line.msg === 'incoming request' && (line.req as { url?: string } | undefined)?.url === url)
       await waitFor(() => paths.every(received), { what: 'the pipelined requests to arrive' })
       routes.release()
 
@@ -129,7 +136,7 @@ describe('GET /health and GET /ready', () => {
       return { backend, ready }
     }
 
-    it('makes /ready 503 backend_unavailable with the backend\'s reason, and 200 once it answers ok', async () => {
+    it("makes /ready 503 backend_unavailable with the backend's reason, and 200 once it answers ok", async () => {
       const { backend, ready } = await startProbed()
       expect((await ready()).status).toBe(200)
 
@@ -137,11 +144,21 @@ describe('GET /health and GET /ready', () => {
       expect(await ready()).toEqual({
         status: 503,
         retryAfter: '1',
-        body: { status: 'backend_unavailable', reason: 'journal is on a read-only disk', backend: 'memory', pending: 0, running: 0, maxPending: 10_000 },
+        body: {
+          status: 'backend_unavailable',
+          reason: 'journal is on a read-only disk',
+          backend: 'memory',
+          pending: 0,
+          running: 0,
+          maxPending: 10_000,
+        },
       })
 
       backend.answer = new Error('connect ECONNREFUSED 127.0.0.1:6379')
-      expect(await ready()).toMatchObject({ status: 503, body: { status: 'backend_unavailable', reason: 'connect ECONNREFUSED 127.0.0.1:6379' } })
+      expect(await ready()).toMatchObject({
+        status: 503,
+        body: { status: 'backend_unavailable', reason: 'connect ECONNREFUSED 127.0.0.1:6379' },
+      })
 
       backend.answer = { ok: true }
       expect(await ready()).toMatchObject({ status: 200, body: { status: 'ready', backend: 'memory' } })

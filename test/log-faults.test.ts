@@ -36,10 +36,13 @@ describe('log file faults', () => {
   }
 
   function until(id: string, accept: (view: View) => boolean, what: string): Promise<View> {
-    return waitFor(async () => {
-      const current = await view(id)
-      return accept(current) ? current : undefined
-    }, { timeoutMs: 20_000, what })
+    return waitFor(
+      async () => {
+        const current = await view(id)
+        return accept(current) ? current : undefined
+      },
+      { timeoutMs: 20_000, what },
+    )
   }
 
   function expectFailedForGood(id: string, failed: View, code: string): void {
@@ -66,7 +69,7 @@ describe('log file faults', () => {
     expect((await server.request('/ready', { method: 'GET' })).status).toBe(200)
   })
 
-  it('the log file\'s directory replaced by a regular file: ENOTDIR from the next write, failed for good', async () => {
+  it("the log file's directory replaced by a regular file: ENOTDIR from the next write, failed for good", async () => {
     const dir = tempDir()
     const parent = join(dir, 'logs')
     const file = join(parent, 'log.txt')

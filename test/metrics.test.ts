@@ -25,10 +25,13 @@ async function scrape(server: TestServer): Promise<Sample[]> {
 
 /** Scrape until `check` passes (the counters move after the response, with the tasks). */
 function scrapeUntil(server: TestServer, what: string, check: (samples: Sample[]) => boolean): Promise<Sample[]> {
-  return waitFor(async () => {
-    const samples = await scrape(server)
-    return check(samples) ? samples : undefined
-  }, { what })
+  return waitFor(
+    async () => {
+      const samples = await scrape(server)
+      return check(samples) ? samples : undefined
+    },
+    { what },
+  )
 }
 
 describe('GET /metrics', () => {
@@ -41,9 +44,12 @@ describe('GET /metrics', () => {
     const failing = await server.request('/test/fail')
     expect(failing.status).toBe(200)
 
-    const samples = await scrapeUntil(server, 'every task to finish', (s) =>
-      sampleValue(s, 'background_tasks_finished_total', { task: 'log_message', status: 'succeeded' }) === 3 &&
-      sampleValue(s, 'background_tasks_finished_total', { task: 'always_fails', status: 'failed' }) === 1,
+    const samples = await scrapeUntil(
+      server,
+      'every task to finish',
+      (s) =>
+        sampleValue(s, 'background_tasks_finished_total', { task: 'log_message', status: 'succeeded' }) === 3 &&
+        sampleValue(s, 'background_tasks_finished_total', { task: 'always_fails', status: 'failed' }) === 1,
     )
     const value = (name: string, labels: Record<string, string> = {}) => sampleValue(samples, name, labels)
 
@@ -81,7 +87,9 @@ describe('GET /metrics', () => {
     const samples = await scrape(server)
     expect(sampleValue(samples, 'http_request_duration_seconds_count', { method: 'GET', route: '/tasks/:id', status_code: '404' })).toBe(2)
     expect(sampleValue(samples, 'http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' })).toBe(1)
-    expect(sampleValue(samples, 'http_request_duration_seconds_count', { method: 'POST', route: '/send-message', status_code: '200' })).toBe(1)
+    expect(
+      sampleValue(samples, 'http_request_duration_seconds_count', { method: 'POST', route: '/send-message', status_code: '200' }),
+    ).toBe(1)
     const routes = new Set(samples.filter((s) => s.name === 'http_request_duration_seconds_count').map((s) => s.labels.route))
     expect([...routes].sort()).toEqual(['/send-message', '/tasks/:id', 'unmatched'])
   })
@@ -90,12 +98,16 @@ describe('GET /metrics', () => {
     const { server, routes } = await start({ TASK_CONCURRENCY: '1' })
     expect((await server.request('/test/block')).status).toBe(200)
     expect((await server.request('/test/block')).status).toBe(200)
-    await scrapeUntil(server, 'one task running and one queued', (s) =>
-      sampleValue(s, 'background_tasks_running') === 1 && sampleValue(s, 'background_tasks_queued') === 1,
+    await scrapeUntil(
+      server,
+      'one task running and one queued',
+      (s) => sampleValue(s, 'background_tasks_running') === 1 && sampleValue(s, 'background_tasks_queued') === 1,
     )
     routes.release()
-    const samples = await scrapeUntil(server, 'both tasks to finish', (s) =>
-      sampleValue(s, 'background_tasks_finished_total', { task: 'blocks', status: 'succeeded' }) === 2,
+    const samples = await scrapeUntil(
+      server,
+      'both tasks to finish',
+      (s) => sampleValue(s, 'background_tasks_finished_total', { task: 'blocks', status: 'succeeded' }) === 2,
     )
     expect(sampleValue(samples, 'background_tasks_running')).toBe(0)
     expect(sampleValue(samples, 'background_tasks_queued')).toBe(0)
@@ -105,12 +117,16 @@ describe('GET /metrics', () => {
     const { server, routes } = await start({ TASK_CONCURRENCY: '1' })
     const running = (await server.request('/test/block')).json<{ id: string }>().id
     const queued = (await server.request('/test/block')).json<{ id: string }>().id
-    await waitFor(async () => (await server.request(`/tasks/${running}`, { method: 'GET' })).json().status === 'running', { what: 'the first task to run' })
+    await waitFor(async () => (await server.request(`/tasks/${running}`, { method: 'GET' })).json().status === 'running', {
+      what: 'the first task to run',
+    })
     expect((await server.request(`/tasks/${queued}`, { method: 'DELETE' })).status).toBe(200)
     expect((await server.request(`/tasks/${running}`, { method: 'DELETE' })).status).toBe(200)
     routes.release()
-    const samples = await scrapeUntil(server, 'two cancellations', (s) =>
-      sampleValue(s, 'background_tasks_finished_total', { task: 'blocks', status: 'cancelled' }) === 2,
+    const samples = await scrapeUntil(
+      server,
+      'two cancellations',
+      (s) => sampleValue(s, 'background_tasks_finished_total', { task: 'blocks', status: 'cancelled' }) === 2,
     )
     expect(sampleValue(samples, 'background_tasks_duration_seconds_count', { task: 'blocks', status: 'cancelled' })).toBe(1)
   })

@@ -282,7 +282,14 @@ describe('TaskRunner', () => {
     let clock = 0
     const logs = captureLogs()
     const backend = new MemoryBackend({ retention: { maxCount: 1000, maxAgeMs: 60_000 } })
-    const runner = new TaskRunner({ backend, concurrency: 1, maxPending: 10, defaultTimeoutMs: 1000, logger: pino(logs.stream), now: () => clock })
+    const runner = new TaskRunner({
+      backend,
+      concurrency: 1,
+      maxPending: 10,
+      defaultTimeoutMs: 1000,
+      logger: pino(logs.stream),
+      now: () => clock,
+    })
     runners.push(runner)
     const add = (): string => {
       const task = runner.prepare(() => {}, [], undefined)
@@ -357,9 +364,7 @@ describe('TaskRunner', () => {
   it('the backlog bound: reserve() refuses with TASKS_BACKLOG_FULL (a 503), and release() gives room back', () => {
     const { runner } = harness({ maxPending: 2 })
     runner.reserve(1)
-    expect(() => runner.reserve(2)).toThrow(
-      expect.objectContaining({ code: 'TASKS_BACKLOG_FULL', statusCode: 503 }),
-    )
+    expect(() => runner.reserve(2)).toThrow(expect.objectContaining({ code: 'TASKS_BACKLOG_FULL', statusCode: 503 }))
     expect(runner.stats()).toMatchObject({ pending: 1, full: false })
     runner.reserve(1)
     expect(runner.stats()).toMatchObject({ pending: 2, full: true })
@@ -397,7 +402,9 @@ describe('defineTask', () => {
     ['backoff.maxDelayMs', { backoff: { maxDelayMs: Number.NaN } }],
     ['backoff.maxDelayMs', { backoff: { maxDelayMs: 2 ** 31 } }],
   ])('refuses a bad %s (%j) with TASKS_INVALID_OPTION naming it', (option, override) => {
-    expect(invalid(override)).toThrow(expect.objectContaining({ code: 'TASKS_INVALID_OPTION', message: expect.stringContaining(`"${option}"`) }))
+    expect(invalid(override)).toThrow(
+      expect.objectContaining({ code: 'TASKS_INVALID_OPTION', message: expect.stringContaining(`"${option}"`) }),
+    )
   })
 
   it('two different definitions may not share a name in one runner', () => {

@@ -62,7 +62,10 @@ describe('graceful shutdown (SIGTERM) of the built server', () => {
     expect(exit).toEqual({ code: 0, signal: null })
     const lines = readLogLines(logFile)
     const logged = lines.map((line) => LINE.exec(line)?.[2])
-    expect(logged.every((m) => m !== undefined), 'no torn lines').toBe(true)
+    expect(
+      logged.every((m) => m !== undefined),
+      'no torn lines',
+    ).toBe(true)
     const counts = new Map<string, number>()
     for (const m of logged) counts.set(m!, (counts.get(m!) ?? 0) + 1)
     for (const m of accepted) expect(counts.get(m), `message ${m} got a 200`).toBe(1)
@@ -95,9 +98,17 @@ describe('graceful shutdown (SIGTERM) of the built server', () => {
     await new Promise<void>((resolve) => socket.once('connect', resolve))
     socket.write('POST /send-message?message=held HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345')
     // In flight (headers read, body pending): this connection is not idle, so the close waits for it.
-    await waitFor(() => server.logs.some((line) => line.msg === 'incoming request' && String((line.req as { url?: string } | undefined)?.url).includes('held')), { what: 'the held request to arrive' })
+    await waitFor(
+      () =>
+        server.logs.some(
+          (line) => line.msg === 'incoming request' && String((line.req as { url?: string } | undefined)?.url).includes('held'),
+        ),
+      { what: 'the held request to arrive' },
+    )
     server.child.kill('SIGTERM')
-    await waitFor(() => server.logs.some((line) => String(line.msg).startsWith('shutting down')) || server.child.exitCode !== null, { what: 'shutdown start' })
+    await waitFor(() => server.logs.some((line) => String(line.msg).startsWith('shutting down')) || server.child.exitCode !== null, {
+      what: 'shutdown start',
+    })
     server.child.kill('SIGTERM')
     const exit = await server.exited
     socket.destroy()

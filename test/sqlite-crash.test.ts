@@ -113,7 +113,9 @@ describe('sqlite journal: the process dies', () => {
     expect(unfinished).toBeGreaterThan(0)
 
     const restarted = await start(env)
-    expect(restarted.logs.find((line) => line.msg === 'resuming unfinished tasks from the journal')).toMatchObject({ recovered: unfinished })
+    expect(restarted.logs.find((line) => line.msg === 'resuming unfinished tasks from the journal')).toMatchObject({
+      recovered: unfinished,
+    })
     await drainAndStop(restarted)
     const repeats = expectAllLogged(readLogLines(env.LOG_FILE), client.acknowledged)
     expect(repeats).toBeLessThanOrEqual(running)
@@ -176,7 +178,8 @@ describe('sqlite journal: statuses after kill -9', () => {
     const post = (message: string) => fetch(`${server.url}/send-message?message=${message}`, { method: 'POST' })
     const cancelled = (await post('cancelled')).headers.get('task-id')!
     const retrying = (await post('retrying')).headers.get('task-id')!
-    const view = async (url: string, id: string) => (await (await fetch(`${url}/tasks/${id}`)).json()) as { status: string; attempts: number }
+    const view = async (url: string, id: string) =>
+      (await (await fetch(`${url}/tasks/${id}`)).json()) as { status: string; attempts: number }
     await waitFor(async () => (await view(server.url, cancelled)).status === 'retrying', { what: 'a failed attempt' })
     expect((await fetch(`${server.url}/tasks/${cancelled}`, { method: 'DELETE' })).status).toBe(200)
     server.child.kill('SIGKILL')
@@ -201,7 +204,7 @@ describe('sqlite journal: a TASK_DB that cannot be used stops the start, naming 
     expect(error?.message).toMatch(new RegExp(`TaskDbError: TASK_DB "${env.TASK_DB}" ${reason.source}`))
   }
 
-  it('a file of garbage, another application\'s database, a directory', async () => {
+  it("a file of garbage, another application's database, a directory", async () => {
     const dir = workDir()
     const garbage = join(dir, 'garbage.db')
     const garbageBytes = writeGarbage(garbage)
@@ -227,7 +230,11 @@ describe('sqlite journal: a TASK_DB that cannot be used stops the start, naming 
     openBackend(db).close()
     const holder = spawn(
       process.execPath,
-      ['-e', `const db = new (require('better-sqlite3'))(process.argv[1]); db.exec('BEGIN EXCLUSIVE'); console.log('locked'); setInterval(() => {}, 1e6)`, db],
+      [
+        '-e',
+        `const db = new (require('better-sqlite3'))(process.argv[1]); db.exec('BEGIN EXCLUSIVE'); console.log('locked'); setInterval(() => {}, 1e6)`,
+        db,
+      ],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
     )
     children.push(holder)

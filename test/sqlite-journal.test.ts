@@ -29,7 +29,8 @@ afterEach(async () => {
 
 const send = (server: TestServer, message: string) => server.request(`/send-message?message=${encodeURIComponent(message)}`)
 const taskId = (reply: Reply) => String(reply.headers['task-id'])
-const status = async (server: TestServer, id: string) => (await server.request(`/tasks/${id}`, { method: 'GET' })).json<{ status: string }>().status
+const status = async (server: TestServer, id: string) =>
+  (await server.request(`/tasks/${id}`, { method: 'GET' })).json<{ status: string }>().status
 const messages = (lines: string[]) => lines.map((line) => LINE.exec(line)?.[2])
 
 function journal(server: TestServer): SqliteBackend {
@@ -55,9 +56,12 @@ describe('sqlite journal over HTTP', () => {
     expect(cancelled.status).toBe(200)
     expect(journal(first).rowCount()).toBe(1)
     const pending = await send(first, 'runs after the restart')
-    await waitFor(async () => (await status(first, taskId(cancelled))) === 'retrying' && (await status(first, taskId(pending))) === 'retrying', {
-      what: 'both tasks retrying',
-    })
+    await waitFor(
+      async () => (await status(first, taskId(cancelled))) === 'retrying' && (await status(first, taskId(pending))) === 'retrying',
+      {
+        what: 'both tasks retrying',
+      },
+    )
     const cancel = await first.request(`/tasks/${taskId(cancelled)}`, { method: 'DELETE' })
     expect(cancel.status).toBe(200)
     expect(cancel.json()).toMatchObject({ status: 'cancelled' })
@@ -84,18 +88,21 @@ describe('sqlite journal over HTTP', () => {
 
   it('refuses a plain function at add(), naming defineTask, and stores nothing', async () => {
     const unregistered = defineTask({ name: 'not_registered', args: Type.Tuple([]), run: () => {} })
-    const server = await sqliteServer({}, {
-      beforeRoutes: (app) => {
-        app.post('/test/plain', async (request) => {
-          request.backgroundTasks.add(function sendEmail() {})
-          return { ok: true }
-        })
-        app.post('/test/unregistered', async (request) => {
-          request.backgroundTasks.add(unregistered)
-          return { ok: true }
-        })
+    const server = await sqliteServer(
+      {},
+      {
+        beforeRoutes: (app) => {
+          app.post('/test/plain', async (request) => {
+            request.backgroundTasks.add(function sendEmail() {})
+            return { ok: true }
+          })
+          app.post('/test/unregistered', async (request) => {
+            request.backgroundTasks.add(unregistered)
+            return { ok: true }
+          })
+        },
       },
-    })
+    )
     const plain = await server.request('/test/plain')
     expect(plain.status).toBe(500)
     expect(plain.json()).toMatchObject({ code: 'INTERNAL_ERROR' })
@@ -128,10 +135,13 @@ describe('sqlite journal over HTTP', () => {
     async function expectRecovered(server: TestServer, before: string[], refused: string[]): Promise<void> {
       const after = await send(server, 'after the fault')
       expect(after.status).toBe(200)
-      const lines = await waitFor(() => {
-        const logged = messages(server.readLines())
-        return logged.includes('after the fault') && before.every((m) => logged.includes(m)) ? logged : undefined
-      }, { what: 'every accepted message logged' })
+      const lines = await waitFor(
+        () => {
+          const logged = messages(server.readLines())
+          return logged.includes('after the fault') && before.every((m) => logged.includes(m)) ? logged : undefined
+        },
+        { what: 'every accepted message logged' },
+      )
       for (const message of refused) expect(lines).not.toContain(message)
       await waitFor(async () => (await status(server, taskId(after))) === 'succeeded', { what: 'the task recorded succeeded' })
     }

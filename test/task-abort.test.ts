@@ -38,7 +38,11 @@ describe('LazyAbortController', () => {
     done.abort(new Error('too late: no effect'))
 
     const thrown = new Error('task threw')
-    await expect(runUntilAborted(() => { throw thrown }, new LazyAbortController())).rejects.toBe(thrown)
+    await expect(
+      runUntilAborted(() => {
+        throw thrown
+      }, new LazyAbortController()),
+    ).rejects.toBe(thrown)
   })
 })
 

@@ -48,10 +48,13 @@ describe('task runner over HTTP', () => {
   }
 
   function untilStatus(id: string, status: string, timeoutMs = 10_000): Promise<View> {
-    return waitFor(async () => {
-      const current = await view(id)
-      return current.status === status ? current : undefined
-    }, { timeoutMs, what: `task ${id} to be ${status}` })
+    return waitFor(
+      async () => {
+        const current = await view(id)
+        return current.status === status ? current : undefined
+      },
+      { timeoutMs, what: `task ${id} to be ${status}` },
+    )
   }
 
   afterEach(async () => {
@@ -113,7 +116,7 @@ describe('task runner over HTTP', () => {
     expect((await server.request('/health', { method: 'GET' })).status).toBe(200)
   })
 
-  it('a task that failed for good does not stop the request\'s later tasks', async () => {
+  it("a task that failed for good does not stop the request's later tasks", async () => {
     await start()
     const [, failingId] = await add(['plain', 'before'], ['flaky', 'middle', 99], ['plain', 'after'])
     await waitFor(() => probe.of('after').length === 1, { what: 'the task after the failing one' })
@@ -133,7 +136,7 @@ describe('task runner over HTTP', () => {
     expect(await untilStatus(id!, 'succeeded')).toMatchObject({ name: 'plainRecorder', attempts: 1, maxAttempts: 1 })
   })
 
-  it('a defined task added with bad arguments: 400 TASKS_INVALID_ARGS, and none of the request\'s tasks is queued', async () => {
+  it("a defined task added with bad arguments: 400 TASKS_INVALID_ARGS, and none of the request's tasks is queued", async () => {
     await start({ TASK_CONCURRENCY: '1' })
     const reply = await server.request('/test/tasks', addTasksBody(['plain', 'valid-but-dropped'], ['flaky', 'bad', 'not a number']))
     expect(reply.status).toBe(400)
@@ -161,7 +164,7 @@ describe('task runner over HTTP', () => {
     expect(server.app.taskRunner.stats()).toMatchObject({ running: 0, pending: 0 })
   })
 
-  it('DELETE a queued task: it never runs, and the request\'s other tasks still do', async () => {
+  it("DELETE a queued task: it never runs, and the request's other tasks still do", async () => {
     await start({ TASK_CONCURRENCY: '1' })
     const [blockerId] = await add(['gated', 'blocker'])
     await waitFor(() => probe.of('blocker', 'start').length === 1)

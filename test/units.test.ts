@@ -39,7 +39,11 @@ describe('configuration', () => {
   })
 
   it('parses numbers and flags', () => {
-    expect(loadConfig({ PORT: '0', DOCS_ENABLED: 'false', METRICS_ENABLED: 'off' })).toMatchObject({ PORT: 0, DOCS_ENABLED: false, METRICS_ENABLED: false })
+    expect(loadConfig({ PORT: '0', DOCS_ENABLED: 'false', METRICS_ENABLED: 'off' })).toMatchObject({
+      PORT: 0,
+      DOCS_ENABLED: false,
+      METRICS_ENABLED: false,
+    })
   })
 
   it.each([

@@ -26,11 +26,7 @@ export const BackendUnavailableError = createError<[string]>(
 )
 
 /** A defined task was added with arguments that do not match its schema. */
-export const InvalidTaskArgsError = createError<[string, string]>(
-  'TASKS_INVALID_ARGS',
-  'Invalid arguments for task "%s": %s',
-  400,
-)
+export const InvalidTaskArgsError = createError<[string, string]>('TASKS_INVALID_ARGS', 'Invalid arguments for task "%s": %s', 400)
 
 /** A plain function was added while the backend is durable: a function cannot be stored. */
 export const NotDurableTaskError = createError<[string, string]>(
@@ -47,11 +43,7 @@ export const UnregisteredTaskError = createError<[string]>(
 )
 
 /** Two different definitions share a name. */
-export const DuplicateTaskNameError = createError<[string]>(
-  'TASKS_DUPLICATE_NAME',
-  'Two different task definitions are named "%s"',
-  500,
-)
+export const DuplicateTaskNameError = createError<[string]>('TASKS_DUPLICATE_NAME', 'Two different task definitions are named "%s"', 500)
 
 /** `GET`/`DELETE /tasks/:id` for an id the runner does not know (never existed, or pruned). */
 export const TaskNotFoundError = createError<[string]>(
@@ -68,21 +60,9 @@ export const TaskAlreadyFinishedError = createError<[string, string]>(
 )
 
 /** Plugin options rejected at registration. */
-export const InvalidOptionError = createError<[string, string]>(
-  'TASKS_INVALID_OPTION',
-  'Invalid background-tasks option "%s": %s',
-  500,
-)
+export const InvalidOptionError = createError<[string, string]>('TASKS_INVALID_OPTION', 'Invalid background-tasks option "%s": %s', 500)
 
 /** Reasons a running task's AbortSignal is aborted with. */
-export const TaskTimeoutError = createError<[number]>(
-  'TASK_TIMEOUT',
-  'Task timed out after %d ms',
-  500,
-)
+export const TaskTimeoutError = createError<[number]>('TASK_TIMEOUT', 'Task timed out after %d ms', 500)
 export const TaskCancelledError = createError('TASK_CANCELLED', 'Task was cancelled', 500)
-export const TaskShutdownError = createError(
-  'TASK_SHUTDOWN',
-  'Task was aborted because the shutdown deadline passed',
-  500,
-)
+export const TaskShutdownError = createError('TASK_SHUTDOWN', 'Task was aborted because the shutdown deadline passed', 500)

@@ -10,7 +10,14 @@ export { TaskRunner, type RunnerOptions, type RunnerStats } from './runner/runne
 export type { TaskFinishedEvent, TaskRetriedEvent, RunnerEvents } from './runner/events.js'
 export type { ShutdownReport } from './runner/shutdown.js'
 export type { TaskTarget } from './registry.js'
-export { defineTask, isTaskDefinition, type TaskDefinition, type TaskContext, type TaskOptions, type AnyTaskDefinition } from './define-task.js'
+export {
+  defineTask,
+  isTaskDefinition,
+  type TaskDefinition,
+  type TaskContext,
+  type TaskOptions,
+  type AnyTaskDefinition,
+} from './define-task.js'
 export { MemoryBackend, type RetentionOptions } from './backends/memory/backend.js'
 export * from './backends/types.js'
 export * as errors from './errors.js'

@@ -49,7 +49,8 @@ export interface ResolvedOptions {
 
 function positiveInteger(name: string, value: number | undefined, fallback: number, minimum = 1): number {
   const chosen = value ?? fallback
-  if (!Number.isInteger(chosen) || chosen < minimum) throw new InvalidOptionError(name, `must be an integer >= ${minimum}, got ${String(value)}`)
+  if (!Number.isInteger(chosen) || chosen < minimum)
+    throw new InvalidOptionError(name, `must be an integer >= ${minimum}, got ${String(value)}`)
   return chosen
 }
 

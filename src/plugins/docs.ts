@@ -16,7 +16,7 @@ import swaggerUi from '@fastify/swagger-ui'
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string; version: string }
 
 const DESCRIPTION = [
-  'Runs work **after the response**, like FastAPI\'s `BackgroundTasks`, with retries, timeouts,',
+  "Runs work **after the response**, like FastAPI's `BackgroundTasks`, with retries, timeouts,",
   'cancellation, status, a bounded backlog and a graceful drain.',
   '',
   '`POST /send-message?message=Hello` answers at once; a background task then appends',

@@ -53,7 +53,9 @@ async function errorRepliesPlugin(app: FastifyInstance, options: ErrorRepliesOpt
       reply.retryLater()
       refusals.count(error.code ?? 'ERROR')
     }
-    return reply.code(statusCode).send({ statusCode, code: error.code ?? 'ERROR', error: STATUS_CODES[statusCode] ?? 'Error', message: error.message })
+    return reply
+      .code(statusCode)
+      .send({ statusCode, code: error.code ?? 'ERROR', error: STATUS_CODES[statusCode] ?? 'Error', message: error.message })
   })
 
   app.setNotFoundHandler((request) => {

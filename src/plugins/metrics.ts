@@ -51,7 +51,10 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
     labelNames: ['task'],
     registers,
     collect() {
-      setCounts(this, [...counters.added].map(([task, value]) => [{ task }, value]))
+      setCounts(
+        this,
+        [...counters.added].map(([task, value]) => [{ task }, value]),
+      )
     },
   })
   new Counter({
@@ -60,7 +63,12 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
     labelNames: ['task', 'status'],
     registers,
     collect() {
-      setCounts(this, [...counters.finished].flatMap(([task, byStatus]) => [...byStatus].map(([status, value]) => [{ task, status }, value] as [Record<string, string>, number])))
+      setCounts(
+        this,
+        [...counters.finished].flatMap(([task, byStatus]) =>
+          [...byStatus].map(([status, value]) => [{ task, status }, value] as [Record<string, string>, number]),
+        ),
+      )
     },
   })
   new Counter({
@@ -69,15 +77,22 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
     labelNames: ['task'],
     registers,
     collect() {
-      setCounts(this, [...counters.retried].map(([task, value]) => [{ task }, value]))
+      setCounts(
+        this,
+        [...counters.retried].map(([task, value]) => [{ task }, value]),
+      )
     },
   })
   // Metrics of our own, formatted by the registry like its histograms.
   const register = (metric: HistogramMetric) => registry.registerMetric(metric as unknown as Metric)
   register(
-    new HistogramMetric('background_tasks_duration_seconds', 'Duration of each attempt that ran, by how it ended (succeeded, failed, cancelled, retried)', function* () {
-      for (const [task, byEnd] of counters.durations) for (const [status, histogram] of byEnd) yield [{ task, status }, histogram]
-    }),
+    new HistogramMetric(
+      'background_tasks_duration_seconds',
+      'Duration of each attempt that ran, by how it ended (succeeded, failed, cancelled, retried)',
+      function* () {
+        for (const [task, byEnd] of counters.durations) for (const [status, histogram] of byEnd) yield [{ task, status }, histogram]
+      },
+    ),
   )
   new Gauge({
     name: 'background_tasks_queued',
@@ -88,8 +103,22 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
       this.set(Math.max(0, stats.pending - stats.running))
     },
   })
-  new Gauge({ name: 'background_tasks_running', help: 'Tasks running now in this process', registers, collect() { this.set(runner.stats().running) } })
-  new Gauge({ name: 'background_tasks_max_pending', help: 'Bound on queued + running tasks (TASK_MAX_PENDING); beyond it requests get 503', registers, collect() { this.set(runner.stats().maxPending) } })
+  new Gauge({
+    name: 'background_tasks_running',
+    help: 'Tasks running now in this process',
+    registers,
+    collect() {
+      this.set(runner.stats().running)
+    },
+  })
+  new Gauge({
+    name: 'background_tasks_max_pending',
+    help: 'Bound on queued + running tasks (TASK_MAX_PENDING); beyond it requests get 503',
+    registers,
+    collect() {
+      this.set(runner.stats().maxPending)
+    },
+  })
   // By method, route pattern and status: a few hundred series at most, since unknown URLs are `unmatched`.
   const http = new Map<string, { labels: Record<string, string>; histogram: DurationHistogram }>()
   register(
@@ -102,7 +131,10 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
     const key = `${request.method} ${reply.statusCode} ${route}`
     let series = http.get(key)
     if (series === undefined) {
-      series = { labels: { method: request.method, route, status_code: String(reply.statusCode) }, histogram: new DurationHistogram(HTTP_BUCKETS) }
+      series = {
+        labels: { method: request.method, route, status_code: String(reply.statusCode) },
+        histogram: new DurationHistogram(HTTP_BUCKETS),
+      }
       http.set(key, series)
     }
     series.histogram.observe(reply.elapsedTime / 1000)
@@ -128,7 +160,11 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
         tags: ['operations'],
         produces: [registry.contentType],
         response: {
-          200: { type: 'string', description: 'The metrics, as Prometheus text', examples: ['background_tasks_added_total{task="log_message"} 3'] },
+          200: {
+            type: 'string',
+            description: 'The metrics, as Prometheus text',
+            examples: ['background_tasks_added_total{task="log_message"} 3'],
+          },
           400: MalformedQueryReply,
         },
       },

@@ -14,9 +14,13 @@ type ReadyStatus = (typeof READY_STATUSES)[number]
 
 const Ready = Type.Object(
   {
-    status: Type.Union(READY_STATUSES.map((s) => Type.Literal(s)), {
-      description: '`ready`, or why not: `closing` (shutting down), `backend_unavailable` (the task store cannot be reached), `backlog_full` (`TASK_MAX_PENDING` reached)',
-    }),
+    status: Type.Union(
+      READY_STATUSES.map((s) => Type.Literal(s)),
+      {
+        description:
+          '`ready`, or why not: `closing` (shutting down), `backend_unavailable` (the task store cannot be reached), `backlog_full` (`TASK_MAX_PENDING` reached)',
+      },
+    ),
     reason: Type.Optional(Type.String({ description: 'Details when not ready', examples: ['connect ECONNREFUSED 127.0.0.1:6379'] })),
     backend: Type.String({ description: 'The task backend (`TASK_BACKEND`)', examples: ['memory'] }),
     pending: Type.Integer({ description: 'Tasks queued, retrying or running in this process' }),
@@ -52,7 +56,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
       config: whileClosing,
       schema: {
         summary: 'Liveness: the process is up',
-        description: 'Always `200` while the process can answer HTTP at all, also while it drains on shutdown. Use `/ready` to decide whether to send it traffic.',
+        description:
+          'Always `200` while the process can answer HTTP at all, also while it drains on shutdown. Use `/ready` to decide whether to send it traffic.',
         tags: ['operations'],
         response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'The process is alive' }), 400: MalformedQueryReply },
       },
@@ -83,7 +88,16 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
           503: {
             ...Ready,
             description: 'Not ready: `status` says why; see `Retry-After`',
-            examples: [{ status: 'backlog_full', reason: '10000 of 10000 tasks pending', backend: 'memory', pending: 10_000, running: 16, maxPending: 10_000 }],
+            examples: [
+              {
+                status: 'backlog_full',
+                reason: '10000 of 10000 tasks pending',
+                backend: 'memory',
+                pending: 10_000,
+                running: 16,
+                maxPending: 10_000,
+              },
+            ],
           },
           400: MalformedQueryReply,
         },

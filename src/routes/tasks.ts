@@ -6,7 +6,12 @@ import { taskErrors } from '../errors.js'
 import { ClosingReply, TaskView, errorResponse, ref } from '../schemas.js'
 
 const Params = Type.Object({
-  id: Type.String({ minLength: 1, maxLength: 128, description: 'A task id from the Task-Id header', examples: ['3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e'] }),
+  id: Type.String({
+    minLength: 1,
+    maxLength: 128,
+    description: 'A task id from the Task-Id header',
+    examples: ['3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e'],
+  }),
 })
 
 const BadId = errorResponse(
@@ -45,8 +50,9 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/tasks/:id',
     {
       schema: {
-        summary: 'A background task\'s status',
-        description: 'Status (`queued | running | retrying | succeeded | failed | cancelled`), attempts, timestamps and the last error. Never the task\'s arguments. Finished tasks are kept for a bounded time and count (`TASK_RETENTION_MS`, `TASK_RETENTION_COUNT`).',
+        summary: "A background task's status",
+        description:
+          "Status (`queued | running | retrying | succeeded | failed | cancelled`), attempts, timestamps and the last error. Never the task's arguments. Finished tasks are kept for a bounded time and count (`TASK_RETENTION_MS`, `TASK_RETENTION_COUNT`).",
         tags: ['tasks'],
         params: Params,
         response: { 200: ref(TaskView, { description: 'The task' }), 400: BadId, 404: NotFound, 503: ClosingReply },
@@ -64,7 +70,8 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         summary: 'Cancel a background task',
-        description: 'A queued (or retrying) task never runs; a running task has its AbortSignal aborted and ends `cancelled`. `409` if it has already finished.',
+        description:
+          'A queued (or retrying) task never runs; a running task has its AbortSignal aborted and ends `cancelled`. `409` if it has already finished.',
         tags: ['tasks'],
         params: Params,
         response: {

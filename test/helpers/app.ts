@@ -96,10 +96,13 @@ export async function startServer(
     logs,
     readLines,
     waitForLines: (count, timeoutMs = 10_000) =>
-      waitFor(() => {
-        const lines = readLines()
-        return lines.length >= count ? lines : undefined
-      }, { timeoutMs, what: `${count} log lines` }),
+      waitFor(
+        () => {
+          const lines = readLines()
+          return lines.length >= count ? lines : undefined
+        },
+        { timeoutMs, what: `${count} log lines` },
+      ),
     request: (path, requestOptions) => httpRequest(dispatcher, url + path, { method: 'POST', ...requestOptions }),
     close: async () => {
       if (closed) return

@@ -64,6 +64,9 @@ export function ensureBuilt(): void {
     }, 0)
   const built = existsSync(resolve(ROOT, 'dist/server.js')) ? newest(resolve(ROOT, 'dist')) : 0
   if (built < newest(resolve(ROOT, 'src'))) {
-    execFileSync(process.execPath, [resolve(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' })
+    execFileSync(process.execPath, [resolve(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
+      cwd: ROOT,
+      stdio: 'inherit',
+    })
   }
 }

@@ -21,7 +21,12 @@ function failed(failure: unknown): AttemptOutcome {
 }
 
 /** Call the task: a plain function with its arguments, or a defined task's `run` with its context. */
-function invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, controller: LazyAbortController, logger: FastifyBaseLogger): unknown {
+function invoke(
+  task: ClaimedTask,
+  definition: AnyTaskDefinition | undefined,
+  controller: LazyAbortController,
+  logger: FastifyBaseLogger,
+): unknown {
   if (task.fn !== undefined) return (task.fn as (...args: unknown[]) => unknown)(...task.args)
   if (definition === undefined) throw new UnregisteredTaskError(task.name)
   if (definition.run === undefined) return runAlone(task, definition, controller, logger)
@@ -29,7 +34,12 @@ function invoke(task: ClaimedTask, definition: AnyTaskDefinition | undefined, co
 }
 
 /** A batch-only task run by itself: a batch of one. */
-function runAlone(task: ClaimedTask, definition: AnyTaskDefinition, controller: LazyAbortController, logger: FastifyBaseLogger): Promise<void> {
+function runAlone(
+  task: ClaimedTask,
+  definition: AnyTaskDefinition,
+  controller: LazyAbortController,
+  logger: FastifyBaseLogger,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     runBatch([task], definition, [controller], logger, (_index, outcome) => (outcome.ok ? resolve() : reject(outcome.failure)))
   })
@@ -113,7 +123,11 @@ export function runBatch(
 function outcomeOf(outcomes: BatchOutcomes, index: number, size: number): AttemptOutcome {
   if (outcomes === undefined) return SUCCEEDED
   if (!Array.isArray(outcomes) || outcomes.length !== size) {
-    return failed(new TypeError(`a batch handler must return nothing or one outcome per item (${size}), got ${Array.isArray(outcomes) ? outcomes.length : typeof outcomes}`))
+    return failed(
+      new TypeError(
+        `a batch handler must return nothing or one outcome per item (${size}), got ${Array.isArray(outcomes) ? outcomes.length : typeof outcomes}`,
+      ),
+    )
   }
   const outcome: unknown = outcomes[index]
   return outcome === undefined ? SUCCEEDED : failed(outcome)

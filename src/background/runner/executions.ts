@@ -40,7 +40,10 @@ export interface ExecutionsContext {
   now: () => number
   random: () => number
   /** The runner's events (emitted only when someone listens). */
-  events: { emit<K extends keyof RunnerEvents>(event: K, ...args: RunnerEvents[K]): boolean; listenerCount(event: keyof RunnerEvents): number }
+  events: {
+    emit<K extends keyof RunnerEvents>(event: K, ...args: RunnerEvents[K]): boolean
+    listenerCount(event: keyof RunnerEvents): number
+  }
   /** A slot is free again: claim more. */
   slotFreed: () => void
   /** A retry is due at this time: claim then. */
@@ -176,12 +179,20 @@ export class Executions {
         })
       }
       if (batch) runBatch(tasks, definition as AnyTaskDefinition, controllers, this.context.logger, onOutcome)
-      else runSingle(tasks[0] as ClaimedTask, definition, controllers[0] as LazyAbortController, this.context.logger, (outcome) => onOutcome(0, outcome))
+      else
+        runSingle(tasks[0] as ClaimedTask, definition, controllers[0] as LazyAbortController, this.context.logger, (outcome) =>
+          onOutcome(0, outcome),
+        )
     })
   }
 
   /** Record one attempt's outcome in the backend; synchronous when the backend is. */
-  private record(task: ClaimedTask, definition: AnyTaskDefinition | undefined, outcome: AttemptOutcome, startedAt: number): void | Promise<void> {
+  private record(
+    task: ClaimedTask,
+    definition: AnyTaskDefinition | undefined,
+    outcome: AttemptOutcome,
+    startedAt: number,
+  ): void | Promise<void> {
     const now = this.context.now()
     if (!outcome.ok) return this.recordFailure(task, definition, outcome.failure, now, now - startedAt).finally(() => this.settle(task.id))
     let completed: void | Promise<void>
@@ -209,7 +220,13 @@ export class Executions {
     this.settleWaiters.settled(id)
   }
 
-  private async recordFailure(task: ClaimedTask, definition: AnyTaskDefinition | undefined, failure: unknown, now: number, durationMs: number): Promise<void> {
+  private async recordFailure(
+    task: ClaimedTask,
+    definition: AnyTaskDefinition | undefined,
+    failure: unknown,
+    now: number,
+    durationMs: number,
+  ): Promise<void> {
     const error = describeError(failure)
     const fields = { taskId: task.id, task: task.name, reqId: task.requestId, attempt: task.attempt }
     if (failure instanceof TaskShutdownError) {
@@ -234,7 +251,14 @@ export class Executions {
       this.context.logger.warn({ ...fields, err: failure, delayMs }, 'task failed; will retry')
       this.context.counters.countRetried(task.name)
       this.context.counters.observe(task.name, 'retried', durationMs / 1000)
-      if (this.context.events.listenerCount('retried') > 0) this.context.events.emit('retried', { id: task.id, name: task.name, attempt: task.attempt, delayMs, error } satisfies TaskRetriedEvent)
+      if (this.context.events.listenerCount('retried') > 0)
+        this.context.events.emit('retried', {
+          id: task.id,
+          name: task.name,
+          attempt: task.attempt,
+          delayMs,
+          error,
+        } satisfies TaskRetriedEvent)
       // Shared queue: the retry is the queue's again, any worker may run it.
       if (this.context.policy.countsClaims) this.context.admission.release(1)
       this.context.wakeAt(retryAt)
@@ -249,8 +273,8 @@ export class Executions {
   /** A task reached its final status: counted, reported, and (when it held room) its room given back. */
   finished(name: string, id: string, status: FinishedStatus, attempts: number, durationMs: number, counted = true): void {
     this.context.counters.countFinished(name, status)
-    if (this.context.events.listenerCount('finished') > 0) this.context.events.emit('finished', { id, name, status, attempts, durationMs } satisfies TaskFinishedEvent)
+    if (this.context.events.listenerCount('finished') > 0)
+      this.context.events.emit('finished', { id, name, status, attempts, durationMs } satisfies TaskFinishedEvent)
     if (counted) this.context.admission.release(1)
   }
-
 }

@@ -31,11 +31,14 @@ export class WakeTimers {
    */
   at(at: number): void {
     if (this.stopped) return
-    const timer = setTimeout(() => {
-      this.timers.delete(timer)
-      if (this.now() < at) this.at(at)
-      else this.wake()
-    }, Math.max(0, at - this.now()))
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(timer)
+        if (this.now() < at) this.at(at)
+        else this.wake()
+      },
+      Math.max(0, at - this.now()),
+    )
     this.timers.add(timer)
   }
 

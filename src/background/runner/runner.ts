@@ -188,7 +188,14 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       throw this.unavailable(error)
     }
     if (outcome.outcome === 'cancelled') {
-      this.executions.finished(outcome.record.name, outcome.record.id, 'cancelled', outcome.record.attempts, 0, this.policy.holdsUntilFinished)
+      this.executions.finished(
+        outcome.record.name,
+        outcome.record.id,
+        'cancelled',
+        outcome.record.attempts,
+        0,
+        this.policy.holdsUntilFinished,
+      )
       this.pump()
       return outcome
     }

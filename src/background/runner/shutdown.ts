@@ -25,7 +25,10 @@ export function logUnfinished(
       'shutdown deadline passed; the tasks cut off go back to the shared queue and run again on a worker',
     )
   } else if (backend.durable) {
-    logger.warn({ count: unfinished.length, backend: backend.kind }, 'shutdown deadline passed; unfinished tasks stay in the journal and run on the next start')
+    logger.warn(
+      { count: unfinished.length, backend: backend.kind },
+      'shutdown deadline passed; unfinished tasks stay in the journal and run on the next start',
+    )
   } else {
     logger.error({ count: unfinished.length, tasks: unfinished }, 'shutdown deadline passed; these background tasks were abandoned')
   }

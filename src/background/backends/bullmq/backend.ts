@@ -119,7 +119,9 @@ export class BullMQBackend implements TaskBackend {
       await this.cancels.waitUntilReady()
       return true
     }
-    const ready = await Promise.race([connected(), new Promise<false>((resolve) => setTimeout(resolve, 2_000, false).unref())]).catch(() => false)
+    const ready = await Promise.race([connected(), new Promise<false>((resolve) => setTimeout(resolve, 2_000, false).unref())]).catch(
+      () => false,
+    )
     if (!ready) {
       const meaning = this.consumer === undefined ? 'requests get 503 until it is' : 'tasks start once it is'
       this.log.warn({ queue: this.queueName }, `Redis is not reachable yet; ${meaning}`)

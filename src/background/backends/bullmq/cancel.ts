@@ -57,7 +57,8 @@ export class CancelChannel {
     // From here on no worker starts it; it may have started before the mark, though.
     const after = await this.queue.getJobState(id)
     const record = toRecord(job, after)
-    if (after !== 'active') return FINISHED.has(after) && record.status !== 'cancelled' ? { outcome: 'finished', record } : { outcome: 'cancelled', record }
+    if (after !== 'active')
+      return FINISHED.has(after) && record.status !== 'cancelled' ? { outcome: 'finished', record } : { outcome: 'cancelled', record }
     const here = await local(id)
     if (here === 'running') return { outcome: 'running', record }
     // Taken here but not started: this process failed it as cancelled.

@@ -124,7 +124,8 @@ export class JobConsumer {
     if (job === undefined) return
     const retryAt = options.status === 'cancelled' ? undefined : options.retryAt
     try {
-      if (options.status === 'cancelled' && job.data.cancelledAt === undefined) await job.updateData({ ...job.data, cancelledAt: options.now })
+      if (options.status === 'cancelled' && job.data.cancelledAt === undefined)
+        await job.updateData({ ...job.data, cancelledAt: options.now })
       if (retryAt !== undefined) await job.updateProgress({ retryAt } satisfies RetryProgress)
     } finally {
       // BullMQ's own retry (attempts, delayed set, failedReason), or a final failure.

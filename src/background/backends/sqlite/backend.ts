@@ -105,7 +105,10 @@ export class SqliteBackend implements TaskBackend {
       for (const id of restored.changed) this.touch(id)
     } catch (error) {
       this.journal.close()
-      throw new JournalOpenError(options.path, `cannot be read back (${error instanceof Error ? error.message : String(error)}); it was left untouched`)
+      throw new JournalOpenError(
+        options.path,
+        `cannot be read back (${error instanceof Error ? error.message : String(error)}); it was left untouched`,
+      )
     }
   }
 
@@ -317,7 +320,10 @@ export class SqliteBackend implements TaskBackend {
   private failed(error: unknown): void {
     const message = describeError(error)
     if (this.failure !== message) {
-      this.logger?.error({ err: error, journal: this.journal.path }, 'the task journal cannot be written: new tasks are refused (503) until it can')
+      this.logger?.error(
+        { err: error, journal: this.journal.path },
+        'the task journal cannot be written: new tasks are refused (503) until it can',
+      )
     }
     this.failure = message
     if (this.dirty.size > 0) this.scheduleRetry()

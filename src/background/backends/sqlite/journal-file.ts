@@ -62,7 +62,10 @@ export function inspect(path: string): FileState {
   }
   const version = header.readUInt32BE(60)
   if (version > SCHEMA_VERSION) {
-    throw new JournalOpenError(path, `was written by a newer version (schema ${version}; this one reads ${SCHEMA_VERSION}); it was left untouched`)
+    throw new JournalOpenError(
+      path,
+      `was written by a newer version (schema ${version}; this one reads ${SCHEMA_VERSION}); it was left untouched`,
+    )
   }
   return 'journal'
 }
@@ -90,4 +93,3 @@ export function oneLine(text: string): string {
   const joined = text.replace(/\s*\n\s*/g, '; ')
   return joined.length > 200 ? `${joined.slice(0, 200)}…` : joined
 }
-

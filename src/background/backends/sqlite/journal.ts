@@ -271,7 +271,6 @@ export class Journal {
     this.db.pragma(`synchronous = ${level}`)
     this.synchronous = level
   }
-
 }
 
 function toStoredTask(row: Row): StoredTask {
