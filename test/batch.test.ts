@@ -1,0 +1,129 @@
+/**
+ * Batch tasks on the runner: one `batch` call for the tasks claimed together, and each item's
+ * own outcome, retries, cancellation and timeout.
+ */
+import { Type } from '@sinclair/typebox'
+import pino from 'pino'
+import { afterEach, describe, expect, it } from 'vitest'
+import { MemoryBackend, TaskRunner, defineTask, type AnyTaskDefinition } from '../src/background/index.js'
+import { captureLogs } from './helpers/log-capture.js'
+import { waitFor } from './helpers/wait.js'
+
+const runners: TaskRunner[] = []
+afterEach(async () => {
+  for (const runner of runners.splice(0)) await runner.close(1000)
+})
+
+function start(task: AnyTaskDefinition): { runner: TaskRunner; add: (...keys: string[]) => string[] } {
+  const runner = new TaskRunner({
+    backend: new MemoryBackend({ retention: { maxCount: 1000, maxAgeMs: 60_000 } }),
+    concurrency: 4,
+    maxPending: 1000,
+    defaultTimeoutMs: 10_000,
+    logger: pino({ level: 'info' }, captureLogs().stream),
+    tasks: [task],
+  })
+  runners.push(runner)
+  const add = (...keys: string[]): string[] =>
+    keys.map((key) => {
+      const prepared = runner.prepare(task, [key], 'req-batch')
+      runner.reserve(1)
+      void runner.submit([prepared])
+      return prepared.id
+    })
+  return { runner, add }
+}
+
+const status = async (runner: TaskRunner, id: string) => (await runner.get(id))?.status
+const finished = (runner: TaskRunner, ids: string[], what: string) =>
+  waitFor(
+    async () => {
+      const statuses = await Promise.all(ids.map((id) => status(runner, id)))
+      return statuses.every((s) => s === 'succeeded' || s === 'failed' || s === 'cancelled') ? statuses : undefined
+    },
+    { what },
+  )
+
+describe('batch tasks', () => {
+  it('the tasks submitted in one turn go to one batch call; each item ends with its own outcome, and only a failed item is retried', async () => {
+    const calls: string[][] = []
+    const task = defineTask({
+      name: 'batch_outcomes',
+      args: Type.Tuple([Type.String()]),
+      retries: 1,
+      backoff: { type: 'fixed', delayMs: 5, maxDelayMs: 5, jitter: false },
+      batch: (items) => {
+        calls.push(items.map((item) => `${item.args[0]}#${item.attempt}`))
+        return items.map((item) => (item.args[0] === 'bad' && item.attempt === 1 ? new Error('bad on its first attempt') : undefined))
+      },
+    })
+    const { runner, add } = start(task)
+    const ids = add('a', 'bad', 'c')
+    expect(await finished(runner, ids, 'the batch')).toEqual(['succeeded', 'succeeded', 'succeeded'])
+    expect(calls[0]).toEqual(['a#1', 'bad#1', 'c#1']) // one call for the three
+    expect(calls.slice(1)).toEqual([['bad#2']]) // only the failed item again
+    expect((await runner.get(ids[1]!))?.attempts).toBe(2)
+    expect((await runner.get(ids[1]!))?.lastError).toBe('bad on its first attempt')
+    expect((await runner.get(ids[0]!))?.attempts).toBe(1)
+  })
+
+  it('a batch that throws fails every item into its retry (a failed write), and a retry that succeeds ends them all succeeded', async () => {
+    let failWrites = 1
+    const task = defineTask({
+      name: 'batch_write',
+      args: Type.Tuple([Type.String()]),
+      retries: 2,
+      backoff: { type: 'fixed', delayMs: 5, maxDelayMs: 5, jitter: false },
+      batch: () => {
+        if (failWrites-- > 0) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })
+      },
+    })
+    const { runner, add } = start(task)
+    const ids = add('x', 'y')
+    expect(await finished(runner, ids, 'the retried batch')).toEqual(['succeeded', 'succeeded'])
+    for (const id of ids) expect(await runner.get(id)).toMatchObject({ attempts: 2, lastError: 'ENOSPC: no space left on device' })
+  })
+
+  it('cancelling a queued item: it never reaches a batch; cancelling a running item ends it at once, the others still complete', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const seen: string[] = []
+    const task = defineTask({
+      name: 'batch_cancel',
+      args: Type.Tuple([Type.String()]),
+      batch: async (items) => {
+        seen.push(...items.map((item) => item.args[0]))
+        await gate
+      },
+    })
+    const { runner, add } = start(task)
+    const [first, second] = add('running-1', 'running-2')
+    await waitFor(() => seen.length === 2, { what: 'the first batch to start' })
+    const [queued] = add('queued')
+    expect(await runner.cancel(queued!)).toMatchObject({ outcome: 'cancelled' })
+    expect(await runner.cancel(first!)).toMatchObject({ outcome: 'cancelled', record: { status: 'cancelled' } })
+    expect(await status(runner, second!)).toBe('running')
+    release()
+    expect(await finished(runner, [first!, second!], 'the batch')).toEqual(['cancelled', 'succeeded'])
+    expect(seen).not.toContain('queued')
+  })
+
+  it('a batch past its timeout fails every item with the timeout error, through their signals', async () => {
+    const aborted: string[] = []
+    const task = defineTask({
+      name: 'batch_timeout',
+      args: Type.Tuple([Type.String()]),
+      timeoutMs: 50,
+      batch: (items) =>
+        new Promise<void>((resolve) => {
+          for (const item of items) item.signal.addEventListener('abort', () => aborted.push(item.args[0]))
+          setTimeout(resolve, 5_000).unref()
+        }),
+    })
+    const { runner, add } = start(task)
+    const ids = add('slow-1', 'slow-2')
+    expect(await finished(runner, ids, 'the timeout')).toEqual(['failed', 'failed'])
+    for (const id of ids) expect((await runner.get(id))?.lastError).toMatch(/^TASK_TIMEOUT: /)
+    expect(aborted.sort()).toEqual(['slow-1', 'slow-2'])
+  })
+})
