@@ -7,6 +7,7 @@ import { closingState } from './plugins/closing.js'
 import { docs } from './plugins/docs.js'
 import { errorReplies } from './plugins/error-replies.js'
 import { metrics } from './plugins/metrics.js'
+import { requestGuard } from './plugins/request-guard.js'
 import { parseQuerystring } from './querystring.js'
 import { healthRoutes } from './routes/health.js'
 import { sendMessageRoutes } from './routes/send-message.js'
@@ -43,6 +44,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   })
 
   await app.register(closingState)
+  await app.register(requestGuard)
   await app.register(errorReplies, { retryAfterSeconds: config.RETRY_AFTER_SECONDS })
   app.addSchema(ErrorReply)
   app.addSchema(TaskView)

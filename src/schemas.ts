@@ -60,9 +60,9 @@ export function errorResponse(description: string, statusCode: number, code: str
   }
 }
 
-/** Replies every route can give, from the app-wide onRequest hook (see app.ts). */
+/** Replies every route can give, from the request guard (`plugins/request-guard.ts`). */
 export const MalformedQueryReply = errorResponse(
-  'A malformed percent-escape or invalid UTF-8 in the query string (`QUERY_MALFORMED`)',
+  'A malformed percent-escape or invalid UTF-8 in the query string (`QUERY_MALFORMED`), or a query parameter given more than once (`QUERY_PARAM_REPEATED`)',
   400,
   'QUERY_MALFORMED',
   'querystring has a malformed percent-escape or invalid UTF-8 near %ZZ',

@@ -1,12 +1,11 @@
 /**
- * Shutdown state, in one place: from `preClose` on, `app.closing` is true and every route
- * answers `503 SERVICE_CLOSING` (with `Connection: close`) except those marked
- * `config: { servedWhileClosing: true }` (/health, /ready, /metrics), which keep answering
- * requests on open connections while the tasks drain.
+ * Shutdown state, in one place: from `preClose` on, `app.closing` is true. The request guard
+ * then answers every route with `503 SERVICE_CLOSING` (with `Connection: close`) except those
+ * marked `config: { servedWhileClosing: true }` (/health, /ready, /metrics), which keep
+ * answering requests on open connections while the tasks drain.
  */
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { ServiceClosingError } from '../errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -25,11 +24,6 @@ async function closingPlugin(app: FastifyInstance): Promise<void> {
   app.addHook('preClose', (done) => {
     closing = true
     done()
-  })
-  app.addHook('onRequest', (request, reply, done) => {
-    if (!closing || request.routeOptions.config.servedWhileClosing === true) return done()
-    reply.header('connection', 'close')
-    done(new ServiceClosingError())
   })
 }
 

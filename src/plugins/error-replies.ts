@@ -2,14 +2,12 @@
  * Every error reply, in one place: `{ statusCode, code, error, message }`, a `Retry-After` on
  * every 503 (backlog full, task store unavailable, closing; logged as a summary per interval,
  * not a line each), a plain 500 for anything unexpected
- * (logged in full, never shown), a coded 404 for unknown routes, and a 400 for a malformed
- * query string (the parser marks it, since a parser must not throw while routing).
+ * (logged in full, never shown), and a coded 404 for unknown routes.
  */
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
-import { InternalError, MalformedQueryError, RouteNotFoundError } from '../errors.js'
-import { malformedPart } from '../querystring.js'
+import { InternalError, RouteNotFoundError } from '../errors.js'
 import { RefusalSummary } from './refusal-summary.js'
 
 export interface ErrorRepliesOptions {
@@ -35,11 +33,6 @@ async function errorRepliesPlugin(app: FastifyInstance, options: ErrorRepliesOpt
   })
   app.decorateReply('retryLater', function (this: FastifyReply) {
     return this.header('retry-after', retryAfter)
-  })
-
-  app.addHook('onRequest', (request, _reply, done) => {
-    const bad = malformedPart(request.query)
-    done(bad === undefined ? undefined : new MalformedQueryError(bad))
   })
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

@@ -5,7 +5,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { BodyNotAllowedError, MethodNotAllowedError, QueryParamRepeatedError } from '../errors.js'
+import { BodyNotAllowedError, MethodNotAllowedError } from '../errors.js'
 import { errorResponse } from '../schemas.js'
 import type { LogMessageTask } from '../tasks/log-message.js'
 
@@ -23,11 +23,6 @@ function rejectBody(request: FastifyRequest): void {
   if ((length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined) {
     throw new BodyNotAllowedError()
   }
-}
-
-function rejectRepeated(request: FastifyRequest): void {
-  const message = (request.query as { message?: unknown }).message
-  if (Array.isArray(message)) throw new QueryParamRepeatedError('message', message.length)
 }
 
 export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = async (app, options) => {
@@ -90,10 +85,6 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
       },
       onRequest: (request, _reply, done) => {
         rejectBody(request)
-        done()
-      },
-      preValidation: (request, _reply, done) => {
-        rejectRepeated(request)
         done()
       },
     },
