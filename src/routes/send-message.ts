@@ -4,8 +4,7 @@
  */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyRequest } from 'fastify'
-import { BodyNotAllowedError, MethodNotAllowedError } from '../errors.js'
+import { MethodNotAllowedError } from '../errors.js'
 import { errorResponse } from '../schemas.js'
 import type { LogMessageTask } from '../tasks/log-message.js'
 
@@ -17,13 +16,6 @@ export interface SendMessageOptions {
 }
 
 const PATH = '/send-message'
-
-function rejectBody(request: FastifyRequest): void {
-  const length = request.headers['content-length']
-  if ((length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined) {
-    throw new BodyNotAllowedError()
-  }
-}
 
 export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = async (app, options) => {
   const { logMessage, messageMaxLength } = options
@@ -83,10 +75,8 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
           ),
         },
       },
-      onRequest: (request, _reply, done) => {
-        rejectBody(request)
-        done()
-      },
+      // No body: the request guard refuses one before it is parsed.
+      config: { bodyNotAllowed: true },
     },
     async (request) => {
       request.backgroundTasks.add(logMessage, request.query.message)
