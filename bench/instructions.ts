@@ -144,6 +144,9 @@ async function count(name: 'app' | 'bare', dir: string, opts: Options): Promise<
       '--separate-threads=yes',
       `--callgrind-out-file=${join(dir, 'callgrind.%p')}`,
       process.execPath,
+      // V8 compiles and collects garbage on the main thread: the count no longer depends on when
+      // a background compile or GC job happened to run under valgrind's serialised threads.
+      '--single-threaded',
       script,
     ],
     {

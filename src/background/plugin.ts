@@ -70,7 +70,7 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
       request.log.debug({ dropped: list.drop(), statusCode: reply.statusCode }, 'reply failed: background tasks dropped')
       return done(null, payload)
     }
-    if (header !== false) reply.header(header, list.ids.join(','))
+    if (header !== false) reply.header(header, list.idList)
     if (durable) return commitBeforeReply(reply, list, payload, done)
     list.markReady()
     // The client is already gone: neither onResponse nor onRequestAbort will follow.

@@ -49,6 +49,11 @@ export class BackgroundTasks {
     return this.group.map((task) => task.id)
   }
 
+  /** The ids, comma-separated, as the `Task-Id` header carries them. */
+  get idList(): string {
+    return this.group.length === 1 ? (this.group[0] as NewTask).id : this.ids.join(',')
+  }
+
   /** @internal the reply succeeded: from now on the list may be submitted. */
   markReady(): void {
     if (this.state === 'open') this.state = 'ready'

@@ -202,16 +202,17 @@ export class Executions {
       this.settle(task.id)
       throw error
     }
-    const succeeded = (): void => {
-      this.context.counters.observe(task.name, 'succeeded', (now - startedAt) / 1000)
-      this.finished(task.name, task.id, 'succeeded', task.attempt, now - startedAt)
-    }
     if (!isPromise(completed)) {
-      succeeded()
+      this.succeeded(task, now, startedAt)
       this.settle(task.id)
       return
     }
-    return completed.then(succeeded).finally(() => this.settle(task.id))
+    return completed.then(() => this.succeeded(task, now, startedAt)).finally(() => this.settle(task.id))
+  }
+
+  private succeeded(task: ClaimedTask, now: number, startedAt: number): void {
+    this.context.counters.observe(task.name, 'succeeded', (now - startedAt) / 1000)
+    this.finished(task.name, task.id, 'succeeded', task.attempt, now - startedAt)
   }
 
   /** The outcome is recorded: no longer `active` (a cancel arriving meanwhile waited for this). */
