@@ -3,7 +3,9 @@
  * counted by `valgrind --tool=callgrind`: a figure the machine's noise does not move (the
  * same binary, inputs and environment give the same count whatever else the machine does).
  *
- * Each server runs under callgrind; after a warm-up (the JIT settles) its counters are zeroed
+ * Each server runs under callgrind with V8 single-threaded (its compiler and garbage collector
+ * work on the main thread, so when they happen to run does not change the count); after a
+ * warm-up of 10,000 requests (the JIT settles) its counters are zeroed
  * (`callgrind_control -z`), a fixed number of requests is sent, the app's log is waited for
  * until it holds every line (so the background work after each response is counted too), and
  * the counters are dumped (`callgrind_control -d`). Kernel time (the socket writes) is not
@@ -41,8 +43,8 @@ interface Options {
 function options(): Options {
   const { values } = parseArgs({
     options: {
-      requests: { type: 'string', default: '4000' },
-      warmup: { type: 'string', default: '3000' },
+      requests: { type: 'string', default: '10000' },
+      warmup: { type: 'string', default: '10000' },
       connections: { type: 'string', default: '20' },
       env: { type: 'string', multiple: true, default: [] },
       servers: { type: 'string', default: 'bare,app' },
@@ -93,9 +95,9 @@ function callgrindControl(flag: '-z' | '-d', pid: number): void {
 }
 
 interface Dumped {
-  /** The main thread: the event loop, where requests and tasks run. */
+  /** The main thread: the event loop, where requests and tasks run (and, single-threaded, V8's GC and compiler). */
   main: number
-  /** Every thread: V8's compiler and GC helpers and libuv's pool too (they vary with timing). */
+  /** Every thread: libuv's pool too. */
   all: number
 }
 
@@ -225,7 +227,7 @@ async function main(): Promise<void> {
     for (const name of opts.servers) counted[name] = await count(name, dir, opts)
     const perRequest = (c: Counted, which: keyof Dumped) => c.instructions[which] / c.requests
     const figure = (value: number) => Math.round(value).toLocaleString('en-US').padStart(10)
-    console.log('  instructions per request   main thread   all threads (+ JIT compiler, GC helpers)')
+    console.log('  instructions per request   main thread   all threads')
     for (const c of Object.values(counted))
       console.log(`  ${c.name.padEnd(24)} ${figure(perRequest(c, 'main'))}    ${figure(perRequest(c, 'all'))}`)
     const { app, bare } = counted
