@@ -22,6 +22,19 @@ describe('log line', () => {
     expect(escapeControlCharacters('a\\nb')).toBe('a\\nb')
     expect(escapeControlCharacters('👋 日本 שלום')).toBe('👋 日本 שלום')
   })
+
+  it('escapes the bidirectional and invisible format characters, so a line shows what it holds; keeps the joiners emoji need', () => {
+    // A right-to-left override would display "txt.exe" as "exe.txt".
+    expect(escapeControlCharacters('invoice\u202Etxt.exe')).toBe('invoice\\u202etxt.exe')
+    for (const code of [
+      0x061c, 0x200b, 0x200e, 0x200f, 0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2060, 0x2064, 0x2066, 0x2067, 0x2068, 0x2069, 0xfeff,
+    ]) {
+      expect(escapeControlCharacters(String.fromCharCode(code))).toBe(`\\u${code.toString(16).padStart(4, '0')}`)
+    }
+    const family = '👨\u200D👩\u200D👧'
+    expect(escapeControlCharacters(family)).toBe(family)
+    expect(escapeControlCharacters('a\u200Cb')).toBe('a\u200Cb')
+  })
 })
 
 describe('configuration', () => {
