@@ -121,6 +121,16 @@ describe('graceful shutdown (SIGTERM) of the built server', () => {
     )
   })
 
+  it('stops at start, within seconds and naming the variable, when LOG_FILE or TASK_DB is under a directory that cannot be made', async () => {
+    await expect(spawnServer({ LOG_FILE: '/proc/nonexistent/log.txt' }, { timeoutMs: 10_000 })).rejects.toThrow(
+      /exited with 1 before listening: LogFileOpenError: Cannot open LOG_FILE "\/proc\/nonexistent\/log.txt": ENOENT/,
+    )
+    const dir = tempDir()
+    await expect(
+      spawnServer({ LOG_FILE: join(dir, 'log.txt'), TASK_BACKEND: 'sqlite', TASK_DB: '/proc/nonexistent/tasks.db' }, { timeoutMs: 10_000 }),
+    ).rejects.toThrow(/exited with 1 before listening: TaskDbError: TASK_DB "\/proc\/nonexistent\/tasks.db" cannot be created: ENOENT/)
+  })
+
   it('stops at start when the log file cannot be opened', async () => {
     const dir = tempDir()
     const notADirectory = join(dir, 'plain-file')

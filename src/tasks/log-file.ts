@@ -11,7 +11,7 @@
  * reopened before the next one. A line whose write failed rejects
  * its promise, so the task that wrote it fails and is retried.
  */
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync } from 'node:fs'
 import { fstat, stat, write } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 
@@ -229,9 +229,19 @@ function openForAppend(path: string): number {
     return openSync(path, 'a')
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-    mkdirSync(dirname(path), { recursive: true })
+    makeDirectory(dirname(path))
     return openSync(path, 'a')
   }
+}
+
+/**
+ * `mkdir -p`, one level at a time: Node's `mkdirSync(dir, { recursive: true })` never returns
+ * where mkdir answers ENOENT under an existing parent (/proc, /sys), and the start would hang.
+ */
+function makeDirectory(dir: string): void {
+  const parent = dirname(dir)
+  if (parent !== dir && !existsSync(parent)) makeDirectory(parent)
+  if (!existsSync(dir)) mkdirSync(dir)
 }
 
 async function writeAll(fd: number, buffer: Buffer): Promise<void> {

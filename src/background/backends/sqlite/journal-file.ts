@@ -3,7 +3,7 @@
  * garbage, another application's database or a newer schema is refused with a JournalOpenError,
  * so a wrong TASK_DB cannot be "repaired" into an empty journal.
  */
-import { closeSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs'
 import { dirname } from 'node:path'
 import { describeError as describe } from '../../describe-error.js'
 
@@ -72,7 +72,11 @@ export function inspect(path: string): FileState {
 
 export function mkdirOrThrow(path: string): void {
   try {
-    mkdirSync(dirname(path), { recursive: true })
+    // One level at a time: a recursive mkdirSync never returns where mkdir answers ENOENT under
+    // an existing parent (/proc, /sys).
+    const missing: string[] = []
+    for (let dir = dirname(path); !existsSync(dir) && dirname(dir) !== dir; dir = dirname(dir)) missing.unshift(dir)
+    for (const dir of missing) mkdirSync(dir)
   } catch (error) {
     throw new JournalOpenError(path, `cannot be created: ${describe(error)}`)
   }
