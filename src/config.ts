@@ -4,6 +4,7 @@
  * documented in `.env.example`.
  */
 import { existsSync } from 'node:fs'
+import { isIPv4 } from 'node:net'
 import { type Static, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { DEFAULTS as TASK_DEFAULTS } from './background/index.js'
@@ -81,12 +82,36 @@ function parseValue(name: string, raw: string, schema: TSchema): unknown {
   return value
 }
 
+/** Checks a schema cannot say: a URL that parses with a port in range, a numeric host that is an address. */
+const FURTHER_CHECKS: Partial<Record<keyof Config, { check: (value: string) => boolean; expected: string }>> = {
+  REDIS_URL: {
+    check: (value) => {
+      try {
+        const url = new URL(value)
+        return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== ''
+      } catch {
+        return false
+      }
+    },
+    expected: 'a redis:// or rediss:// URL with a host and a port from 1 to 65535',
+  },
+  HOST: {
+    // A name is resolved when the server listens; a dotted number must be an IPv4 address.
+    check: (value) => !/^[\d.]+$/.test(value) || isIPv4(value),
+    expected: 'an IP address or a host name',
+  },
+}
+
 /** Build the typed configuration from an environment; unset or empty variables take their default. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config: Record<string, unknown> = {}
   for (const [name, schema] of Object.entries(ConfigSchema.properties) as Array<[string, TSchema]>) {
     const raw = env[name]
     config[name] = raw === undefined || raw === '' ? schema.default : parseValue(name, raw, schema)
+    const further = FURTHER_CHECKS[name as keyof Config]
+    if (further !== undefined && raw !== undefined && raw !== '' && !further.check(raw)) {
+      throw new ConfigError(`Invalid configuration: ${name} must be ${further.expected}, got ${JSON.stringify(raw)}`)
+    }
   }
   return config as Config
 }

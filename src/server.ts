@@ -25,7 +25,13 @@ async function main(): Promise<void> {
     },
   )
 
-  await app.listen({ host: config.HOST, port: config.PORT })
+  try {
+    await app.listen({ host: config.HOST, port: config.PORT })
+  } catch (error) {
+    await app.close()
+    const reason = error instanceof Error ? error.message : String(error)
+    throw Object.assign(new Error(`Cannot listen on HOST=${config.HOST} PORT=${config.PORT}: ${reason}`), { name: 'ListenError' })
+  }
 }
 
 main().catch((error: unknown) => {

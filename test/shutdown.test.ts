@@ -131,6 +131,13 @@ describe('graceful shutdown (SIGTERM) of the built server', () => {
     ).rejects.toThrow(/exited with 1 before listening: TaskDbError: TASK_DB "\/proc\/nonexistent\/tasks.db" cannot be created: ENOENT/)
   })
 
+  it('stops at start naming HOST and PORT when it cannot listen', async () => {
+    const dir = tempDir()
+    await expect(spawnServer({ LOG_FILE: join(dir, 'log.txt'), HOST: 'no-such-host.invalid' }, { timeoutMs: 10_000 })).rejects.toThrow(
+      /exited with 1 before listening: ListenError: Cannot listen on HOST=no-such-host.invalid PORT=0: getaddrinfo ENOTFOUND/,
+    )
+  })
+
   it('stops at start when the log file cannot be opened', async () => {
     const dir = tempDir()
     const notADirectory = join(dir, 'plain-file')

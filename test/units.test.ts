@@ -67,6 +67,12 @@ describe('configuration', () => {
     ['TASK_BACKEND', 'kafka', 'TASK_BACKEND must be one of memory, sqlite, bullmq, got "kafka"'],
     ['DOCS_ENABLED', 'maybe', 'DOCS_ENABLED must be true or false, got "maybe"'],
     ['SHUTDOWN_TIMEOUT_MS', '1.5', 'SHUTDOWN_TIMEOUT_MS must be an integer from 0 to 3600000, got "1.5"'],
+    [
+      'REDIS_URL',
+      'redis://127.0.0.1:99999',
+      'REDIS_URL must be a redis:// or rediss:// URL with a host and a port from 1 to 65535, got "redis://127.0.0.1:99999"',
+    ],
+    ['HOST', '999.1.1.1', 'HOST must be an IP address or a host name, got "999.1.1.1"'],
   ])('refuses %s=%s, naming the variable', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError)
     expect(() => loadConfig({ [name]: value })).toThrow(`Invalid configuration: ${message}`)
