@@ -26,6 +26,16 @@ export interface BuildOptions {
   beforeRoutes?: (app: FastifyInstance) => void | Promise<void>
 }
 
+/**
+ * The request line must fit the longest message, percent-encoded in the worst case: a UTF-16
+ * unit of the message is at most 3 bytes of UTF-8, each written `%XX` (9 characters), plus room
+ * for the path and the other headers. Node's default (16 KiB) refused 2,000 CJK characters with
+ * a 431 although the limit is 4,096.
+ */
+export function maxHeaderSize(messageMaxLength: number): number {
+  return 9 * messageMaxLength + 16 * 1024
+}
+
 export async function buildApp(config: Config, options: BuildOptions = {}) {
   const logFile = LogFile.open(config.LOG_FILE)
   const app = Fastify({
@@ -34,6 +44,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     // The closing plugin answers 503 with a code and Retry-After while closing.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    http: { maxHeaderSize: maxHeaderSize(config.MESSAGE_MAX_LENGTH) },
     ...options.fastify,
   }).withTypeProvider<TypeBoxTypeProvider>()
 

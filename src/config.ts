@@ -20,7 +20,7 @@ export const ConfigSchema = Type.Object({
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
     { default: 'info' },
   ),
-  MESSAGE_MAX_LENGTH: Integer(1, 1_000_000, 4096),
+  MESSAGE_MAX_LENGTH: Integer(1, 100_000, 4096),
   SHUTDOWN_TIMEOUT_MS: Integer(0, 3_600_000, TASK_DEFAULTS.shutdownTimeoutMs),
   TASK_CONCURRENCY: Integer(1, 10_000, TASK_DEFAULTS.concurrency),
   TASK_MAX_PENDING: Integer(1, 10_000_000, TASK_DEFAULTS.maxPending),

@@ -28,6 +28,23 @@ describe('POST /send-message', () => {
     })
   }
 
+  it('accepts a message at the limit in any script (percent-encoded UTF-8 is 9× longer), and refuses one over it with 400, not 431', async () => {
+    const cjk = '語'.repeat(4096)
+    const emoji = '👋'.repeat(2048) // 4,096 UTF-16 units, 4 bytes each pair
+    for (const message of [cjk, emoji]) {
+      const reply = await server.request(`/send-message?message=${encodeURIComponent(message)}`)
+      expect(reply.status).toBe(200)
+    }
+    const lines = await server.waitForLines(2)
+    expect(lines.map((line) => LINE.exec(line)?.[2]).sort()).toEqual([cjk, emoji].sort())
+    const over = await server.request(`/send-message?message=${encodeURIComponent(`${cjk}語`)}`)
+    expect(over.status).toBe(400)
+    expect(over.json()).toMatchObject({
+      code: 'FST_ERR_VALIDATION',
+      message: 'querystring/message must NOT have more than 4096 characters',
+    })
+  })
+
   it('carries the task id in a Task-Id header, and the task reports succeeded', async () => {
     const reply = await server.request('/send-message?message=with-id')
     const id = reply.headers['task-id']

@@ -62,7 +62,7 @@ describe('configuration', () => {
   it.each([
     ['PORT', '80x', 'PORT must be an integer from 0 to 65535, got "80x"'],
     ['PORT', '70000', 'PORT must be an integer from 0 to 65535, got "70000"'],
-    ['MESSAGE_MAX_LENGTH', '0', 'MESSAGE_MAX_LENGTH must be an integer from 1 to 1000000, got "0"'],
+    ['MESSAGE_MAX_LENGTH', '0', 'MESSAGE_MAX_LENGTH must be an integer from 1 to 100000, got "0"'],
     ['LOG_LEVEL', 'loud', 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
     ['TASK_BACKEND', 'kafka', 'TASK_BACKEND must be one of memory, sqlite, bullmq, got "kafka"'],
     ['DOCS_ENABLED', 'maybe', 'DOCS_ENABLED must be true or false, got "maybe"'],
