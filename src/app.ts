@@ -1,5 +1,5 @@
 /** buildApp(config): the Fastify instance with its plugins, the background-tasks plugin and the routes. */
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { backgroundTasks, type TaskBackend } from './background/index.js'
 import type { Config } from './config.js'
@@ -36,16 +36,39 @@ export function maxHeaderSize(messageMaxLength: number): number {
   return 9 * messageMaxLength + 16 * 1024
 }
 
+interface LoggedRequest {
+  [key: string]: unknown
+  method: string
+  url: string
+}
+
+/** What a request log line shows: Fastify's own fields. */
+function serializeRequest(request: FastifyRequest): LoggedRequest {
+  return { method: request.method, url: request.url, host: request.host, remoteAddress: request.ip, remotePort: request.socket?.remotePort }
+}
+
+function serializeRequestWithoutQuery(request: FastifyRequest): LoggedRequest {
+  const logged = serializeRequest(request)
+  const query = logged.url.indexOf('?')
+  return query === -1 ? logged : { ...logged, url: `${logged.url.slice(0, query)}?…` }
+}
+
 export async function buildApp(config: Config, options: BuildOptions = {}) {
   const logFile = LogFile.open(config.LOG_FILE)
+  const { logger: extraLogger, ...extra } = options.fastify ?? {}
   const app = Fastify({
-    logger: { level: config.LOG_LEVEL },
+    logger: {
+      level: config.LOG_LEVEL,
+      // A request's URL is logged without its query string (the message is in it) unless LOG_QUERY.
+      serializers: { req: config.LOG_QUERY ? serializeRequest : serializeRequestWithoutQuery },
+      ...(typeof extraLogger === 'object' ? extraLogger : {}),
+    },
     routerOptions: { ignoreTrailingSlash: true, querystringParser: parseQuerystring },
     // The closing plugin answers 503 with a code and Retry-After while closing.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     http: { maxHeaderSize: maxHeaderSize(config.MESSAGE_MAX_LENGTH) },
-    ...options.fastify,
+    ...extra,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // onClose hooks run last-added first: added before the runner's, this one runs after the

@@ -37,6 +37,7 @@ export const ConfigSchema = Type.Object({
   TASK_QUEUE: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,100}$', default: 'background-tasks' }),
   TASK_LOCK_DURATION_MS: Integer(1000, 3_600_000, 30_000),
   TASK_STALLED_INTERVAL_MS: Integer(100, 3_600_000, 30_000),
+  LOG_QUERY: Flag(false),
   DOCS_ENABLED: Flag(true),
   METRICS_ENABLED: Flag(true),
 })

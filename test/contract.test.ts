@@ -195,3 +195,25 @@ describe('MESSAGE_MAX_LENGTH', () => {
     }
   })
 })
+
+describe('request logs', () => {
+  let server: TestServer | undefined
+  afterEach(async () => {
+    await server?.close()
+    server = undefined
+  })
+
+  it('leave the query string (the message) out of request log lines, unless LOG_QUERY=true', async () => {
+    server = await startServer()
+    expect((await server.request('/send-message?message=private-words')).status).toBe(200)
+    await server.waitForLines(1)
+    const incoming = server.logs.find((line) => line.msg === 'incoming request')
+    expect(incoming).toMatchObject({ req: { method: 'POST', url: '/send-message?…' } })
+    expect(JSON.stringify(server.logs.lines)).not.toContain('private-words')
+    await server.close()
+
+    server = await startServer({ LOG_QUERY: 'true' })
+    expect((await server.request('/send-message?message=shown-words')).status).toBe(200)
+    expect(server.logs.find((line) => line.msg === 'incoming request')).toMatchObject({ req: { url: '/send-message?message=shown-words' } })
+  })
+})
