@@ -90,7 +90,7 @@ describe('graceful shutdown (SIGTERM) of the built server', () => {
 
   it('a second signal exits at once', async () => {
     const dir = tempDir()
-    const server = await spawnServer({ LOG_FILE: join(dir, 'log.txt'), SHUTDOWN_TIMEOUT_MS: '60000' })
+    const server = await spawnServer({ LOG_FILE: join(dir, 'log.txt'), SHUTDOWN_TIMEOUT_MS: '60000', LOG_QUERY: 'true' })
     // Hold the shutdown open with a request that never completes its body.
     const { port, hostname } = new URL(server.url)
     const net = await import('node:net')

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import { escapeControlCharacters, formatLogLine } from '../src/tasks/log-line.js'
 import { ConfigError, loadConfig } from '../src/config.js'
+import { redactPaths } from '../src/redact-paths.js'
 
 describe('log line', () => {
   it('formats `<ISO timestamp>: <message>\\n`', () => {
@@ -76,5 +77,19 @@ describe('configuration', () => {
   ])('refuses %s=%s, naming the variable', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError)
     expect(() => loadConfig({ [name]: value })).toThrow(`Invalid configuration: ${message}`)
+  })
+})
+
+describe('redactPaths', () => {
+  it('keeps a file name and drops the directories of every absolute path, nothing else', () => {
+    expect(redactPaths("ENOENT: no such file or directory, open '/srv/app/logs/log.txt'")).toBe(
+      "ENOENT: no such file or directory, open '…/log.txt'",
+    )
+    expect(redactPaths('the journal file /var/lib/app/tasks.db was deleted')).toBe('the journal file …/tasks.db was deleted')
+    expect(redactPaths('ENOTDIR: not a directory, open "/tmp/x/plain-file/log.txt"')).toBe('ENOTDIR: not a directory, open "…/log.txt"')
+    expect(redactPaths('querystring/message must NOT have more than 4096 characters')).toBe(
+      'querystring/message must NOT have more than 4096 characters',
+    )
+    expect(redactPaths('Route POST /send-message not found')).toBe('Route POST /send-message not found')
   })
 })

@@ -8,6 +8,7 @@ import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import { InternalError, RouteNotFoundError } from '../errors.js'
+import { redactPaths } from '../redact-paths.js'
 import { RefusalSummary } from './refusal-summary.js'
 
 export interface ErrorRepliesOptions {
@@ -46,9 +47,12 @@ async function errorRepliesPlugin(app: FastifyInstance, options: ErrorRepliesOpt
       reply.retryLater()
       refusals.count(error.code ?? 'ERROR')
     }
-    return reply
-      .code(statusCode)
-      .send({ statusCode, code: error.code ?? 'ERROR', error: STATUS_CODES[statusCode] ?? 'Error', message: error.message })
+    return (
+      reply
+        .code(statusCode)
+        // A 503 from the task store may quote a file: the client gets its name, not the server's path.
+        .send({ statusCode, code: error.code ?? 'ERROR', error: STATUS_CODES[statusCode] ?? 'Error', message: redactPaths(error.message) })
+    )
   })
 
   app.setNotFoundHandler((request) => {

@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { TaskRecord } from '../background/index.js'
 import { taskErrors } from '../errors.js'
+import { redactPaths } from '../redact-paths.js'
 import { ClosingReply, TaskView, errorResponse, ref } from '../schemas.js'
 
 const Params = Type.Object({
@@ -41,7 +42,7 @@ export function toTaskView(record: TaskRecord): TaskView {
     startedAt: iso(record.startedAt),
     finishedAt: iso(record.finishedAt),
     nextAttemptAt: record.status === 'retrying' ? iso(record.runAt) : undefined,
-    lastError: record.lastError,
+    lastError: record.lastError === undefined ? undefined : redactPaths(record.lastError),
   }
 }
 
