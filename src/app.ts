@@ -67,9 +67,22 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     // The closing plugin answers 503 with a code and Retry-After while closing.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    http: { maxHeaderSize: maxHeaderSize(config.MESSAGE_MAX_LENGTH) },
+    // A client has REQUEST_TIMEOUT_MS to send a whole request (then 408 and the socket is
+    // closed), checked every half of it, not every 30 s as Node does by default; an idle
+    // keep-alive connection is closed after KEEP_ALIVE_TIMEOUT_MS.
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
+    http: {
+      maxHeaderSize: maxHeaderSize(config.MESSAGE_MAX_LENGTH),
+      headersTimeout: config.REQUEST_TIMEOUT_MS,
+      requestTimeout: config.REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.max(50, Math.floor(config.REQUEST_TIMEOUT_MS / 2)),
+    },
     ...extra,
   }).withTypeProvider<TypeBoxTypeProvider>()
+
+  // Beyond MAX_CONNECTIONS (0: no limit) new connections are closed at once.
+  if (config.MAX_CONNECTIONS > 0) app.server.maxConnections = config.MAX_CONNECTIONS
 
   // onClose hooks run last-added first: added before the runner's, this one runs after the
   // runner has drained, so the last tasks still write to the file.
