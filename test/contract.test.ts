@@ -150,6 +150,15 @@ describe('POST /send-message', () => {
       'Method GET is not allowed on /send-message; use POST',
     ],
     [
+      'OPTIONS',
+      'OPTIONS',
+      '/send-message?message=a',
+      undefined,
+      405,
+      'METHOD_NOT_ALLOWED',
+      'Method OPTIONS is not allowed on /send-message; use POST',
+    ],
+    [
       'a JSON body sent anyway',
       'POST',
       '/send-message?message=a',

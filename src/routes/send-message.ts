@@ -86,7 +86,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
   )
 
   app.route({
-    method: ['GET', 'PUT', 'PATCH', 'DELETE'],
+    method: ['GET', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
     url: PATH,
     schema: { hide: true },
     handler: async (request, reply) => {
