@@ -415,3 +415,24 @@ describe('defineTask', () => {
     )
   })
 })
+
+describe('arguments a durable backend cannot store', () => {
+  it('are refused at add() with TASKS_INVALID_ARGS (400), not later as an unavailable store (503)', () => {
+    class DurableMemory extends MemoryBackend {
+      override readonly durable = true
+    }
+    const anything = defineTask({ name: 'takes_anything', args: Type.Tuple([Type.Any()]), run: () => {} })
+    const { runner } = harness({ backend: new DurableMemory({ retention: { maxCount: 10, maxAgeMs: 60_000 } }), tasks: [anything] })
+    expect(() => runner.prepare(anything, [10n], 'req-bigint')).toThrow(
+      expect.objectContaining({
+        code: 'TASKS_INVALID_ARGS',
+        statusCode: 400,
+        message: expect.stringContaining('cannot be stored as JSON'),
+      }),
+    )
+    const cycle: Record<string, unknown> = {}
+    cycle.self = cycle
+    expect(() => runner.prepare(anything, [cycle], 'req-cycle')).toThrow(expect.objectContaining({ code: 'TASKS_INVALID_ARGS' }))
+    expect(runner.prepare(anything, [{ fine: true }], 'req-ok').args).toEqual([{ fine: true }])
+  })
+})

@@ -40,6 +40,9 @@ export class TaskRegistry {
         const where = first === undefined ? '' : `${first.path || '/'} `
         throw new InvalidTaskArgsError(target.name, `${where}${first?.message ?? 'does not match the schema'}`)
       }
+      // A durable backend stores the arguments as JSON: what JSON cannot hold (a BigInt, a cycle)
+      // is refused here, as invalid arguments (400), not later as an unavailable store (503).
+      if (this.durable) assertJson(target.name, args)
       if (this.byName.get(target.name) !== target) {
         // In memory a definition is simply remembered on first use.
         if (this.durable) throw new UnregisteredTaskError(target.name)
@@ -50,5 +53,13 @@ export class TaskRegistry {
     const name = target.name || 'anonymous'
     if (this.durable) throw new NotDurableTaskError(name, this.backendKind)
     return { id: randomUUID(), name, args, requestId, maxAttempts: 1, createdAt: now, fn: target }
+  }
+}
+
+function assertJson(name: string, args: unknown[]): void {
+  try {
+    JSON.stringify(args)
+  } catch (error) {
+    throw new InvalidTaskArgsError(name, `cannot be stored as JSON (${error instanceof Error ? error.message : String(error)})`)
   }
 }

@@ -14,6 +14,7 @@ import {
   type PlainTaskFn,
   type StoredTask,
   type TaskBackend,
+  type TaskExecution,
   type TaskRecord,
   type TaskSummary,
   isFinished,
@@ -35,8 +36,8 @@ interface Entry extends TaskRecord {
 
 export class MemoryBackend implements TaskBackend {
   readonly kind = 'memory'
-  readonly durable = false
-  readonly execution = 'local'
+  readonly durable: boolean = false
+  readonly execution: TaskExecution = 'local'
   private readonly entries = new Map<string, Entry>()
   private readonly readyQueue = new Fifo<Entry>()
   private readonly delayed = new Set<Entry>()
