@@ -24,7 +24,9 @@ async function main(): Promise<void> {
   const logFile = LogFile.open(config.LOG_FILE)
   const settings = runnerSettings(config)
   const runner = new TaskRunner({
-    ...settings,
+    concurrency: settings.concurrency,
+    maxPending: settings.maxPending,
+    defaultTimeoutMs: settings.defaultTimeoutMs,
     backend: await createTaskBackend(config, 'worker'),
     logger,
     tasks: [createLogMessageTask(logFile)],

@@ -187,26 +187,10 @@ describeWithRedis('bullmq backend', () => {
     }
     const producer = await backend('producer', queueName)
     opened.push(producer)
-    const web = new TaskRunner({
-      backend: producer,
-      concurrency: 1,
-      maxPending: 100,
-      defaultTimeoutMs: 1000,
-      logger: silent,
-      tasks: [step],
-    })
-    const group = ['a', 'b', 'c', 'd'].map((name) => web.prepare(step, [name], 'req-order'))
-    web.reserve(group.length)
-    await web.submit(group)
-    await waitFor(async () => (await producer.get(group[3]!.id))?.status === 'succeeded', {
-      timeoutMs: 5_000,
-      what: 'the last task',
-    }).catch(async (e) => {
-      console.log(ran, await Promise.all(group.map((t) => producer.get(t.id))))
-      throw e
-    })
+    const ids = await submit(producer, step, [['a'], ['b'], ['c'], ['d']])
+    await waitFor(async () => (await producer.get(ids[3]!))?.status === 'succeeded', { timeoutMs: 5_000, what: 'the last task' })
     expect(ran).toEqual(['a', 'b', 'c', 'd'])
-    expect((await producer.get(group[1]!.id))?.status).toBe('failed')
+    expect((await producer.get(ids[1]!))?.status).toBe('failed')
   })
 
   it('a failed attempt is retried by BullMQ at the time the runner drew, on any worker; the web process sees retrying, then succeeded', async () => {

@@ -99,9 +99,7 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     const list = (request as RequestWithTasks)[kTasks]
     if (list !== null) {
       if (list.isReady) submitInBackground(request, list)
-      else if (list.isOpenOrReady())
-        list.drop() // answered without onSend (hijacked): never ran, give the room back
-      else if (durable && list.size > 0) runner.pump()
+      else if (list.isOpenOrReady()) list.drop() // answered without onSend (hijacked): never ran, give the room back
     }
     done()
   })

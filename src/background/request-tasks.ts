@@ -44,14 +44,9 @@ export class BackgroundTasks {
     return this.group.length
   }
 
-  /** The ids of the tasks added so far, in order. */
-  get ids(): string[] {
-    return this.group.map((task) => task.id)
-  }
-
-  /** The ids, comma-separated, as the `Task-Id` header carries them. */
+  /** The ids of the tasks added so far, in order, comma-separated, as the `Task-Id` header carries them. */
   get idList(): string {
-    return this.group.length === 1 ? (this.group[0] as NewTask).id : this.ids.join(',')
+    return this.group.map((task) => task.id).join(',')
   }
 
   /** @internal the reply succeeded: from now on the list may be submitted. */

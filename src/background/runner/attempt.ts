@@ -29,20 +29,9 @@ function invoke(
 ): unknown {
   if (task.fn !== undefined) return (task.fn as (...args: unknown[]) => unknown)(...task.args)
   if (definition === undefined) throw new UnregisteredTaskError(task.name)
-  if (definition.run === undefined) return runAlone(task, definition, controller, logger)
-  return definition.run(task.args, new RunnerTaskContext(task, controller, logger))
-}
-
-/** A batch-only task run by itself: a batch of one. */
-function runAlone(
-  task: ClaimedTask,
-  definition: AnyTaskDefinition,
-  controller: LazyAbortController,
-  logger: FastifyBaseLogger,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    runBatch([task], definition, [controller], logger, (_index, outcome) => (outcome.ok ? resolve() : reject(outcome.failure)))
-  })
+  // A definition with `batch` always runs through runBatch (see Executions.start), so it has `run` here.
+  const run = definition.run as NonNullable<AnyTaskDefinition['run']>
+  return run(task.args, new RunnerTaskContext(task, controller, logger))
 }
 
 /** Run one task; `onOutcome` is called once, when it settles or its controller is aborted. */

@@ -1,16 +1,15 @@
 /**
  * Attempt deadlines without a timer per task: one timer for the runner, armed for the earliest
  * deadline. Deadlines with the same timeout arrive in order, so each timeout value keeps a FIFO
- * and only FIFO heads are compared; a finished attempt's deadline is dropped lazily.
+ * and only FIFO heads are compared; a finished attempt's deadline is dropped from the head of
+ * its FIFO when cancelled, or when the timer reaches it.
  */
 import { Fifo } from '../backends/memory/fifo.js'
 
 export interface Deadline {
   readonly at: number
   readonly timeoutMs: number
-  /** Set when the attempt ended first: the deadline is skipped when reached. */
-  cancelled: boolean
-  /** Dropped on cancel, so that a cancelled deadline holds nothing of its attempt. */
+  /** Undefined once cancelled (the attempt ended first): it is skipped, and holds nothing of its attempt. */
   expire: (() => void) | undefined
 }
 
@@ -26,7 +25,7 @@ export class Deadlines {
 
   /** Call `expire` in `timeoutMs` unless the returned deadline is cancelled first. */
   add(timeoutMs: number, expire: () => void): Deadline {
-    const deadline: Deadline = { at: this.now() + timeoutMs, timeoutMs, cancelled: false, expire }
+    const deadline: Deadline = { at: this.now() + timeoutMs, timeoutMs, expire }
     let queue = this.byTimeout.get(timeoutMs)
     if (queue === undefined) this.byTimeout.set(timeoutMs, (queue = new Fifo()))
     queue.push(deadline)
@@ -40,11 +39,10 @@ export class Deadlines {
    * many deadlines as there are attempts running, not every attempt of the last `timeoutMs`.
    */
   cancel(deadline: Deadline): void {
-    deadline.cancelled = true
     deadline.expire = undefined
     const queue = this.byTimeout.get(deadline.timeoutMs)
     if (queue === undefined) return
-    while (queue.peek()?.cancelled === true) queue.shift()
+    for (let head = queue.peek(); head !== undefined && head.expire === undefined; head = queue.peek()) queue.shift()
   }
 
   /** No timer left behind: the runner calls it when it closes. */
@@ -69,7 +67,7 @@ export class Deadlines {
     let next = Infinity
     for (const [timeoutMs, queue] of this.byTimeout) {
       for (let head = queue.peek(); head !== undefined; head = queue.peek()) {
-        if (head.cancelled) {
+        if (head.expire === undefined) {
           queue.shift()
           continue
         }
@@ -78,7 +76,9 @@ export class Deadlines {
           break
         }
         queue.shift()
-        head.expire?.()
+        const expire = head.expire
+        head.expire = undefined
+        expire()
       }
       if (queue.length === 0) this.byTimeout.delete(timeoutMs)
     }
