@@ -38,4 +38,25 @@ describe('server timeouts', () => {
     const lines = await server.waitForLines(1)
     expect(lines.some((line) => line.endsWith(': slow'))).toBe(false)
   })
+
+  it('closes connections beyond MAX_CONNECTIONS at once, and serves the ones it holds', async () => {
+    server = await startServer({ MAX_CONNECTIONS: '2' })
+    const { hostname, port } = new URL(server.url)
+    const open = async (): Promise<net.Socket> => {
+      const socket = net.connect(Number(port), hostname)
+      await once(socket, 'connect')
+      return socket
+    }
+    const held = [await open(), await open()]
+    try {
+      const third = await open()
+      await once(third, 'close') // refused by the server, without a request
+      const first = held[0]!
+      const reply = new Promise<string>((resolve) => first.once('data', (chunk: Buffer) => resolve(chunk.toString('latin1'))))
+      first.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')
+      expect(await reply).toMatch(/^HTTP\/1.1 200/)
+    } finally {
+      for (const socket of held) socket.destroy()
+    }
+  })
 })
