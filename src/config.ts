@@ -30,6 +30,7 @@ export const ConfigSchema = Type.Object({
   TASK_TIMEOUT_MS: Integer(1, 86_400_000, TASK_DEFAULTS.defaultTimeoutMs),
   TASK_RETENTION_COUNT: Integer(1, 10_000_000, TASK_DEFAULTS.retention.maxCount),
   TASK_RETENTION_MS: Integer(1, 604_800_000, TASK_DEFAULTS.retention.maxAgeMs),
+  TASK_BACKEND_TIMEOUT_MS: Integer(100, 600_000, TASK_DEFAULTS.backendTimeoutMs),
   RETRY_AFTER_SECONDS: Integer(1, 3600, 1),
   TASK_BACKEND: Type.Union([Type.Literal('memory'), Type.Literal('sqlite'), Type.Literal('bullmq')], {
     default: 'memory',

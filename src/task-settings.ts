@@ -16,6 +16,7 @@ export interface RunnerSettings {
   maxPending: number
   defaultTimeoutMs: number
   shutdownTimeoutMs: number
+  backendTimeoutMs: number
   retention: RetentionOptions
 }
 
@@ -25,6 +26,7 @@ export function runnerSettings(config: Config): RunnerSettings {
     maxPending: config.TASK_MAX_PENDING,
     defaultTimeoutMs: config.TASK_TIMEOUT_MS,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    backendTimeoutMs: config.TASK_BACKEND_TIMEOUT_MS,
     retention: { maxCount: config.TASK_RETENTION_COUNT, maxAgeMs: config.TASK_RETENTION_MS },
   }
 }

@@ -27,6 +27,7 @@ async function main(): Promise<void> {
     concurrency: settings.concurrency,
     maxPending: settings.maxPending,
     defaultTimeoutMs: settings.defaultTimeoutMs,
+    backendTimeoutMs: settings.backendTimeoutMs,
     backend: await createTaskBackend(config, 'worker'),
     logger,
     tasks: [createLogMessageTask(logFile)],

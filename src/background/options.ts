@@ -20,6 +20,8 @@ export interface BackgroundTasksOptions {
   defaultTimeoutMs?: number
   /** How long `close()` lets tasks drain before aborting them. */
   shutdownTimeoutMs?: number
+  /** How long a status query or a cancel waits for the backend before answering 503. */
+  backendTimeoutMs?: number
   /** Finished tasks kept for status queries (the default memory backend). */
   retention?: Partial<RetentionOptions>
   /** Response header listing the ids of the tasks a reply added; false to omit. */
@@ -32,6 +34,7 @@ export const DEFAULTS = Object.freeze({
   maxPending: 10_000,
   defaultTimeoutMs: 30_000,
   shutdownTimeoutMs: 10_000,
+  backendTimeoutMs: 5_000,
   retention: Object.freeze({ maxCount: 10_000, maxAgeMs: 3_600_000 }),
   taskIdHeader: 'task-id',
 })
@@ -43,6 +46,7 @@ export interface ResolvedOptions {
   maxPending: number
   defaultTimeoutMs: number
   shutdownTimeoutMs: number
+  backendTimeoutMs: number
   retention: RetentionOptions
   taskIdHeader: string | false
 }
@@ -67,6 +71,7 @@ export function resolveOptions(options: BackgroundTasksOptions): ResolvedOptions
     maxPending: positiveInteger('maxPending', options.maxPending, DEFAULTS.maxPending),
     defaultTimeoutMs: positiveInteger('defaultTimeoutMs', options.defaultTimeoutMs, DEFAULTS.defaultTimeoutMs),
     shutdownTimeoutMs: positiveInteger('shutdownTimeoutMs', options.shutdownTimeoutMs, DEFAULTS.shutdownTimeoutMs, 0),
+    backendTimeoutMs: positiveInteger('backendTimeoutMs', options.backendTimeoutMs, DEFAULTS.backendTimeoutMs),
     retention: {
       maxCount: positiveInteger('retention.maxCount', options.retention?.maxCount, DEFAULTS.retention.maxCount),
       maxAgeMs: positiveInteger('retention.maxAgeMs', options.retention?.maxAgeMs, DEFAULTS.retention.maxAgeMs),

@@ -40,6 +40,7 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     concurrency: options.concurrency,
     maxPending: options.maxPending,
     defaultTimeoutMs: options.defaultTimeoutMs,
+    backendTimeoutMs: options.backendTimeoutMs,
     logger: fastify.log,
     tasks: options.tasks,
   })

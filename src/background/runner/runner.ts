@@ -37,6 +37,8 @@ export interface RunnerOptions {
   maxPending: number
   /** Per-attempt timeout for plain functions and for defined tasks without one. */
   defaultTimeoutMs: number
+  /** How long a status query or a cancel waits for the backend before `TASKS_BACKEND_UNAVAILABLE`. Default 5000. */
+  backendTimeoutMs?: number
   logger: FastifyBaseLogger
   /** Defined tasks, found by name when a stored task is claimed. */
   tasks?: AnyTaskDefinition[]
@@ -64,6 +66,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   private readonly admission: Admission
   private readonly registry: TaskRegistry
   private readonly defaultTimeoutMs: number
+  private readonly backendTimeoutMs: number
   private readonly logger: FastifyBaseLogger
   private readonly now: () => number
   private readonly random: () => number
@@ -88,6 +91,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.admission = new Admission(options.maxPending)
     this.registry = new TaskRegistry({ durable: options.backend.durable, backendKind: options.backend.kind, tasks: options.tasks })
     this.defaultTimeoutMs = options.defaultTimeoutMs
+    this.backendTimeoutMs = options.backendTimeoutMs ?? 5000
     this.logger = options.logger
     this.now = options.now ?? Date.now
     this.random = options.random ?? Math.random
@@ -173,7 +177,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   /** A task's record; a backend that cannot answer gives `TASKS_BACKEND_UNAVAILABLE`. */
   async get(id: string): Promise<TaskRecord | undefined> {
     try {
-      return await this.backend.get(id)
+      return await this.bounded(this.backend.get(id), 'a status query')
     } catch (error) {
       throw this.unavailable(error)
     }
@@ -183,7 +187,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   async cancel(id: string): Promise<CancelOutcome> {
     let outcome: CancelOutcome
     try {
-      outcome = await this.backend.cancel(id, this.now())
+      outcome = await this.bounded(this.backend.cancel(id, this.now()), 'a cancel')
     } catch (error) {
       throw this.unavailable(error)
     }
@@ -295,6 +299,23 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     for (const task of group) this.counters.countAdded(task.name, 1)
     if (this.listenerCount('added') > 0) for (const task of group) this.emit('added', task)
     this.schedulePump()
+  }
+
+  /**
+   * A backend call that does not settle within backendTimeoutMs is given up on: a store that
+   * never answers (Redis never reached) gets its caller a 503, never a request that hangs.
+   */
+  private bounded<T>(call: T | Promise<T>, what: string): T | Promise<T> {
+    if (!isPromise(call)) return call
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(new BackendUnavailableError(`the ${this.backend.kind} backend did not answer ${what} within ${this.backendTimeoutMs} ms`)),
+        this.backendTimeoutMs,
+      )
+    })
+    return Promise.race([call, timeout]).finally(() => clearTimeout(timer))
   }
 
   /** The backend failed: `TASKS_BACKEND_UNAVAILABLE` (logged), or the backend's own 503 error as it is. */

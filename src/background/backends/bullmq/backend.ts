@@ -35,7 +35,7 @@ import { CancelChannel } from './cancel.js'
 import { ConnectionLog, closeConnection, producerConnection, readiness, unavailable } from './connection.js'
 import { JobConsumer } from './consumer.js'
 import { JobProducer } from './producer.js'
-import { type JobData, UNFINISHED_STATES, toRecord } from './records.js'
+import { FINISHED, type JobData, UNFINISHED_STATES, toRecord } from './records.js'
 
 export { TASK_BACKOFF } from './producer.js'
 
@@ -136,7 +136,7 @@ export class BullMQBackend implements TaskBackend {
   }
 
   async enqueue(group: NewTask[]): Promise<void> {
-    if (this.redis.status !== 'ready') throw new BackendUnavailableError(`Redis is not reachable (connection ${this.redis.status})`)
+    this.requireConnection()
     try {
       await this.producer.add(group)
     } catch (error) {
@@ -163,15 +163,22 @@ export class BullMQBackend implements TaskBackend {
   }
 
   async get(id: string): Promise<TaskRecord | undefined> {
+    this.requireConnection()
     try {
-      const [job, state] = await Promise.all([this.queue.getJob(id), this.queue.getJobState(id)])
-      return job === undefined ? undefined : toRecord(job, state)
+      // Two reads, not one: the state first, then the job. A job that finished between them
+      // shows finishedOn with an older state, so the state is read again (it only moves forward).
+      let state = await this.queue.getJobState(id)
+      const job = await this.queue.getJob(id)
+      if (job === undefined) return undefined
+      if (job.finishedOn !== undefined && !FINISHED.has(state)) state = await this.queue.getJobState(id)
+      return toRecord(job, state)
     } catch (error) {
       throw unavailable(error)
     }
   }
 
   async cancel(id: string, now: number): Promise<CancelOutcome> {
+    this.requireConnection()
     try {
       return await this.cancels.cancel(id, now, async (held) => this.consumer?.cancelHeld(held))
     } catch (error) {
@@ -189,6 +196,11 @@ export class BullMQBackend implements TaskBackend {
       }
     }
     return out
+  }
+
+  /** Fail at once while Redis is away: BullMQ's own calls would wait for the connection without end. */
+  private requireConnection(): void {
+    if (this.redis.status !== 'ready') throw new BackendUnavailableError(`Redis is not reachable (connection ${this.redis.status})`)
   }
 
   close(): Promise<void> {
