@@ -106,7 +106,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   if (options.beforeRoutes !== undefined) await options.beforeRoutes(app)
   await app.register(sendMessageRoutes, { logMessage, messageMaxLength: config.MESSAGE_MAX_LENGTH })
   await app.register(taskRoutes)
-  await app.register(healthRoutes)
+  await app.register(healthRoutes, { sink: { check: () => logFile.health() } })
   return app
 }
 

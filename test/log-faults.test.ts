@@ -66,7 +66,11 @@ describe('log file faults', () => {
     const failed = await until(id, (v) => v.status === 'failed', 'log_message to fail for good')
     expectFailedForGood(id, failed, 'ENOSPC')
     await until(other, (v) => v.status === 'failed', 'the second message to fail too')
-    expect((await server.request('/ready', { method: 'GET' })).status).toBe(200)
+    // Readiness says the writes fail, with the reason, while the process stays alive.
+    const ready = await server.request('/ready', { method: 'GET' })
+    expect(ready.status).toBe(503)
+    expect(ready.headers['retry-after']).toBe('1')
+    expect(ready.json()).toMatchObject({ status: 'sink_failing', reason: expect.stringContaining('ENOSPC') })
   })
 
   it("the log file's directory replaced by a regular file: ENOTDIR from the next write, failed for good", async () => {
@@ -83,6 +87,11 @@ describe('log file faults', () => {
     const failed = await until(id, (v) => v.status === 'failed', 'log_message to fail for good')
     expectFailedForGood(id, failed, 'ENOTDIR')
     expect((await server.request('/health', { method: 'GET' })).status).toBe(200)
+    const ready = await server.request('/ready', { method: 'GET' })
+    expect(ready.status).toBe(503)
+    const body = ready.json<{ status: string; reason: string }>()
+    expect(body).toMatchObject({ status: 'sink_failing', reason: expect.stringContaining('ENOTDIR') })
+    expect(body.reason).not.toContain(dir)
   })
 
   it('reopens the path after a failed write: once the directory is back, the retry writes the line', async () => {
@@ -102,6 +111,8 @@ describe('log file faults', () => {
     const id = await send('written on retry')
     const done = await until(id, (v) => v.status === 'succeeded' || v.status === 'failed', 'the retry')
     expect(done).toMatchObject({ status: 'succeeded', attempts: 2 })
+    // The write that succeeded made the server ready again by itself.
+    expect((await server.request('/ready', { method: 'GET' })).json()).toMatchObject({ status: 'ready' })
     expect(done.lastError).toMatch(/^ENOTDIR: /)
     const lines = readLogLines(file)
     expect(lines).toHaveLength(1)

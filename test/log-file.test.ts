@@ -23,4 +23,15 @@ describe('LogFile', () => {
     await file.close()
     expect(readFileSync(path, 'utf8')).toBe('a\nb\nc\n')
   })
+
+  it('health: failing from a failed write until one succeeds; a failure with no write since for 30 s no longer counts', async () => {
+    const file = LogFile.open('/dev/full', { flushIntervalMs: 1 })
+    expect(file.health()).toEqual({ ok: true })
+    await expect(file.append('x\n')).rejects.toMatchObject({ code: 'ENOSPC' })
+    const failedAt = Date.now()
+    expect(file.health(failedAt)).toMatchObject({ ok: false, reason: expect.stringContaining('ENOSPC') })
+    expect(file.health(failedAt + 29_000).ok).toBe(false)
+    expect(file.health(failedAt + 31_000)).toEqual({ ok: true })
+    await file.close()
+  })
 })

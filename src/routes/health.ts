@@ -2,14 +2,22 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { BackendReadiness, TaskBackend } from '../background/index.js'
+import { redactPaths } from '../redact-paths.js'
 import { MalformedQueryReply } from '../schemas.js'
+
+/** A check of the app's own that /ready runs: the task's sink, for example. Synchronous and cheap. */
+export interface ReadinessCheck {
+  check: () => { ok: boolean; reason?: string }
+}
 
 export interface HealthOptions {
   /** How long /ready waits for the backend's own check before calling it unreachable. Default 2000. */
   backendCheckTimeoutMs?: number
+  /** Where the tasks write (the log file): failing makes /ready answer 503 `sink_failing`. */
+  sink?: ReadinessCheck
 }
 
-const READY_STATUSES = ['ready', 'closing', 'backend_unavailable', 'backlog_full'] as const
+const READY_STATUSES = ['ready', 'closing', 'backend_unavailable', 'sink_failing', 'backlog_full'] as const
 type ReadyStatus = (typeof READY_STATUSES)[number]
 
 const Ready = Type.Object(
@@ -18,7 +26,7 @@ const Ready = Type.Object(
       READY_STATUSES.map((s) => Type.Literal(s)),
       {
         description:
-          '`ready`, or why not: `closing` (shutting down), `backend_unavailable` (the task store cannot be reached), `backlog_full` (`TASK_MAX_PENDING` reached)',
+          "`ready`, or why not: `closing` (shutting down), `backend_unavailable` (the task store cannot be reached), `sink_failing` (the tasks cannot write: the log file's last write failed), `backlog_full` (`TASK_MAX_PENDING` reached)",
       },
     ),
     reason: Type.Optional(Type.String({ description: 'Details when not ready', examples: ['connect ECONNREFUSED 127.0.0.1:6379'] })),
@@ -76,6 +84,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
           '',
           '- `closing`: the server is shutting down and draining its tasks;',
           '- `backend_unavailable`: a durable task store (sqlite, Redis) cannot be reached, or did not answer within 2 s (`reason` has the error);',
+          "- `sink_failing`: the tasks' writes fail (the log file's last write failed: disk full, a read-only or missing path; `reason` has the error). It clears with the next write that succeeds, or 30 s after the last failure when nothing was written since;",
           '- `backlog_full`: `TASK_MAX_PENDING` tasks are queued or running, so `POST /send-message` would get `503`.',
         ].join('\n'),
         tags: ['operations'],
@@ -112,9 +121,13 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
       } else {
         const backend = await checkBackend(runner.backend, backendCheckTimeoutMs)
         const stats = runner.stats()
+        const sink = options.sink?.check() ?? { ok: true }
         if (!backend.ok) {
           status = 'backend_unavailable'
           reason = backend.reason ?? 'the task backend reports it is not ready'
+        } else if (!sink.ok) {
+          status = 'sink_failing'
+          reason = redactPaths(sink.reason ?? 'the task sink is failing')
         } else if (stats.full) {
           status = 'backlog_full'
           reason = `${stats.pending} of ${stats.maxPending} tasks pending`

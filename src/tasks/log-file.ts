@@ -61,6 +61,8 @@ export class LogFile {
   private lastWriteAt = 0
   private readonly flushIntervalMs: number
   private closed = false
+  /** The last write failed, and when: readiness says so until a write succeeds (see health). */
+  private failure: { error: Error; at: number } | null = null
   private closePromise: Promise<void> | undefined
   private readonly rotationTimer: NodeJS.Timeout
 
@@ -168,10 +170,27 @@ export class LogFile {
         this.reopenLater()
         if (lost) await writeAll(this.ensureOpen(), buffer)
       }
+      this.failure = null
       batch.resolve()
     } catch (error) {
       this.reopenLater()
+      this.failure = { error: error as Error, at: Date.now() }
       batch.reject(error as Error)
+    }
+  }
+
+  /**
+   * For `GET /ready`: failing from a failed write until a write succeeds (a retried task's, or a
+   * new one's). A failure with no write since for `staleAfterMs` no longer counts, so that an
+   * instance taken out of rotation, and so sent nothing to write, is tried again.
+   */
+  health(now = Date.now(), staleAfterMs = 30_000): { ok: boolean; reason?: string } {
+    if (this.failure === null || now - this.failure.at >= staleAfterMs) return { ok: true }
+    const { error } = this.failure
+    const code = (error as NodeJS.ErrnoException).code
+    return {
+      ok: false,
+      reason: `the last write to the log file failed: ${code === undefined ? error.message : `${code}: ${error.message}`}`,
     }
   }
 
