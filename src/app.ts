@@ -9,6 +9,7 @@ import { errorReplies } from './plugins/error-replies.js'
 import { metrics } from './plugins/metrics.js'
 import { requestGuard } from './plugins/request-guard.js'
 import { parseQuerystring } from './querystring.js'
+import { clientErrorHandler } from './client-errors.js'
 import { healthRoutes } from './routes/health.js'
 import { sendMessageRoutes } from './routes/send-message.js'
 import { taskRoutes } from './routes/tasks.js'
@@ -72,6 +73,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     // keep-alive connection is closed after KEEP_ALIVE_TIMEOUT_MS.
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
+    clientErrorHandler: clientErrorHandler({
+      maxHeaderSize: maxHeaderSize(config.MESSAGE_MAX_LENGTH),
+      requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+    }),
     http: {
       maxHeaderSize: maxHeaderSize(config.MESSAGE_MAX_LENGTH),
       headersTimeout: config.REQUEST_TIMEOUT_MS,

@@ -41,3 +41,17 @@ export const ServiceClosingError = createError(
 
 /** Anything unexpected: logged in full, never shown to the client. */
 export const InternalError = createError('INTERNAL_ERROR', 'Internal server error', 500)
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them: they are answered by
+ * `plugins/client-errors.ts` with the same reply shape.
+ */
+export const RequestMalformedError = createError('REQUEST_MALFORMED', 'The request is not valid HTTP/1.1', 400)
+
+export const RequestHeadersTooLargeError = createError<[number]>(
+  'REQUEST_HEADERS_TOO_LARGE',
+  'The request line and headers exceed %d bytes',
+  431,
+)
+
+export const RequestTimeoutError = createError<[number]>('REQUEST_TIMEOUT', 'The request was not received within %d ms', 408)

@@ -29,6 +29,11 @@ export class RawConnection {
     return new RawConnection(socket)
   }
 
+  /** Bytes as they are: for requests that are not valid HTTP. */
+  sendRaw(bytes: string | Buffer): void {
+    this.socket.write(bytes)
+  }
+
   send(method: string, path: string): void {
     this.socket.write(`${method} ${path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n`)
   }
