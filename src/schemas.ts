@@ -62,10 +62,23 @@ export function errorResponse(description: string, statusCode: number, code: str
 
 /** Replies every route can give, from the request guard (`plugins/request-guard.ts`). */
 export const MalformedQueryReply = errorResponse(
-  'A malformed percent-escape or invalid UTF-8 in the query string (`QUERY_MALFORMED`), or a query parameter given more than once (`QUERY_PARAM_REPEATED`)',
+  'A malformed percent-escape or invalid UTF-8 in the query string (`QUERY_MALFORMED`), a query parameter given more than once (`QUERY_PARAM_REPEATED`), or a request that is not valid HTTP/1.1 (`REQUEST_MALFORMED`, the connection is closed)',
   400,
   'QUERY_MALFORMED',
   'querystring has a malformed percent-escape or invalid UTF-8 near %ZZ',
+)
+/** Replies every route can give, from Node's HTTP parser (`client-errors.ts`), before any route is chosen. */
+export const RequestTimeoutReply = errorResponse(
+  'The whole request did not arrive within `REQUEST_TIMEOUT_MS` (`REQUEST_TIMEOUT`); the connection is closed',
+  408,
+  'REQUEST_TIMEOUT',
+  'The request was not received within 10000 ms',
+)
+export const HeadersTooLargeReply = errorResponse(
+  'The request line and headers exceed the limit sized from `MESSAGE_MAX_LENGTH` (`REQUEST_HEADERS_TOO_LARGE`); the connection is closed',
+  431,
+  'REQUEST_HEADERS_TOO_LARGE',
+  'The request line and headers exceed 53248 bytes',
 )
 export const ClosingReply = errorResponse(
   'The server is shutting down (`SERVICE_CLOSING`); see `Retry-After`',

@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import { HeadersTooLargeReply, RequestTimeoutReply } from '../schemas.js'
 
 // src/plugins/docs.ts and dist/plugins/docs.js are both two levels below the package root.
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string; version: string }
@@ -25,6 +26,15 @@ const DESCRIPTION = [
 ].join('\n')
 
 async function docsPlugin(app: FastifyInstance): Promise<void> {
+  // What Node's HTTP parser answers on any route (client-errors.ts), in every route's document.
+  app.addHook('onRoute', (route) => {
+    if (route.schema === undefined || route.schema.hide === true) return
+    const response = (route.schema.response ?? {}) as Record<string, unknown>
+    response[408] ??= RequestTimeoutReply
+    response[431] ??= HeadersTooLargeReply
+    route.schema.response = response
+  })
+
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
