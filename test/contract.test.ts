@@ -183,6 +183,15 @@ describe('POST /send-message', () => {
     expect(lines.map((line) => LINE.exec(line)?.[2])).toEqual(['marker'])
   })
 
+  it('a Content-Type no parser takes, without a body → 415 FST_ERR_CTP_INVALID_MEDIA_TYPE, as documented, and nothing is logged', async () => {
+    const reply = await server.request('/send-message?message=xml', { headers: { 'content-type': 'text/xml' } })
+    expect(reply.status).toBe(415)
+    expect(reply.json()).toMatchObject({ statusCode: 415, code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE' })
+    await server.request('/send-message?message=marker')
+    const lines = await server.waitForLines(1)
+    expect(lines.map((line) => LINE.exec(line)?.[2])).toEqual(['marker'])
+  })
+
   it('accepts exactly MESSAGE_MAX_LENGTH characters', async () => {
     const message = 'y'.repeat(4096)
     expect((await server.request(`/send-message?message=${message}`)).status).toBe(200)

@@ -20,7 +20,7 @@ type Spec = { openapi: string; paths: Record<string, Record<string, Operation>>;
 /** Every documented route and every status it can answer. */
 // 408 and 431 come from Node's HTTP parser, on any route (client-errors.ts).
 const EXPECTED: Record<string, string[]> = {
-  'POST /send-message': ['200', '400', '408', '431', '503'],
+  'POST /send-message': ['200', '400', '408', '415', '431', '503'],
   'GET /tasks/{id}': ['200', '400', '404', '408', '431', '503'],
   'DELETE /tasks/{id}': ['200', '400', '404', '408', '409', '431', '503'],
   'GET /health': ['200', '400', '408', '431'],

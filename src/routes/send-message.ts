@@ -68,6 +68,12 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
             'FST_ERR_VALIDATION',
             `querystring/message must NOT have more than ${messageMaxLength} characters`,
           ),
+          415: errorResponse(
+            'A `Content-Type` that no parser takes (`text/xml`, say), sent without a body (`FST_ERR_CTP_INVALID_MEDIA_TYPE`); with a body the reply is `400 BODY_NOT_ALLOWED`',
+            415,
+            'FST_ERR_CTP_INVALID_MEDIA_TYPE',
+            'Unsupported Media Type',
+          ),
           503: errorResponse(
             'The task backlog is full (`TASKS_BACKLOG_FULL`), the task store is unreachable (`TASKS_BACKEND_UNAVAILABLE`), or the server is shutting down (`SERVICE_CLOSING`); see `Retry-After`. Nothing was accepted.',
             503,
