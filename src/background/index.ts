@@ -21,6 +21,7 @@ export {
 export { MemoryBackend, type RetentionOptions } from './backends/memory/backend.js'
 export * from './backends/types.js'
 export * as errors from './errors.js'
+export { settleWithin } from './settle-within.js'
 export type { BackoffPolicy } from './backoff.js'
 export { TaskCounters, DurationHistogram, DURATION_BUCKETS, type AttemptEnd } from './runner/counters.js'
 export type { BatchItem, BatchContext, BatchOutcomes } from './define-task.js'

@@ -1,7 +1,7 @@
 /** GET /health (the process is alive) and GET /ready (it can take work). */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { BackendReadiness, TaskBackend } from '../background/index.js'
+import { type BackendReadiness, type TaskBackend, settleWithin } from '../background/index.js'
 import { redactPaths } from '../redact-paths.js'
 import { MalformedQueryReply } from '../schemas.js'
 
@@ -42,16 +42,14 @@ const whileClosing = { servedWhileClosing: true }
 
 /** The backend's own check, bounded in time; a throw or no answer counts as unreachable. */
 async function checkBackend(backend: TaskBackend, timeoutMs: number): Promise<BackendReadiness> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<BackendReadiness>((resolve) => {
-    timer = setTimeout(() => resolve({ ok: false, reason: `the ${backend.kind} backend did not answer within ${timeoutMs} ms` }), timeoutMs)
-  })
   try {
-    return await Promise.race([Promise.resolve().then(() => backend.ready()), timeout])
+    return await settleWithin(
+      Promise.resolve().then(() => backend.ready()),
+      timeoutMs,
+      () => new Error(`the ${backend.kind} backend did not answer within ${timeoutMs} ms`),
+    )
   } catch (error) {
     return { ok: false, reason: error instanceof Error ? error.message : String(error) }
-  } finally {
-    clearTimeout(timer)
   }
 }
 

@@ -8,6 +8,7 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
 import { BackendUnavailableError, TaskCancelledError } from '../errors.js'
+import { settleWithin } from '../settle-within.js'
 import type { AnyTaskDefinition } from '../define-task.js'
 import { describeError } from '../describe-error.js'
 import { TaskRegistry, type TaskTarget } from '../registry.js'
@@ -307,15 +308,11 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
    */
   private bounded<T>(call: T | Promise<T>, what: string): T | Promise<T> {
     if (!isPromise(call)) return call
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(new BackendUnavailableError(`the ${this.backend.kind} backend did not answer ${what} within ${this.backendTimeoutMs} ms`)),
-        this.backendTimeoutMs,
-      )
-    })
-    return Promise.race([call, timeout]).finally(() => clearTimeout(timer))
+    return settleWithin(
+      call,
+      this.backendTimeoutMs,
+      () => new BackendUnavailableError(`the ${this.backend.kind} backend did not answer ${what} within ${this.backendTimeoutMs} ms`),
+    )
   }
 
   /** The backend failed: `TASKS_BACKEND_UNAVAILABLE` (logged), or the backend's own 503 error as it is. */
