@@ -1,5 +1,5 @@
 /**
- * The sqlite journal backend (`better-sqlite3`, WAL): a task is accepted only once it is
+ * The sqlite journal backend (SQLite in WAL mode, through `driver.ts`): a task is accepted only once it is
  * committed to a file, and after a crash or `kill -9` the next start runs what was unfinished
  * (at least once).
  *
@@ -19,6 +19,7 @@
  */
 import { BackendUnavailableError } from '../../errors.js'
 import { describeError } from '../../describe-error.js'
+import type { SqliteDriver, SqliteDriverName } from './driver.js'
 import { Journal, type JournalChange, type JournalInsert, JournalOpenError } from './journal.js'
 import { MemoryBackend, type RetentionOptions } from '../memory/backend.js'
 import {
@@ -50,6 +51,8 @@ export interface SqliteBackendOptions {
   retention: RetentionOptions
   /** Write failures and recoveries are logged here. */
   logger?: JournalLogger
+  /** The SQLite binding; default: `node:sqlite` where this Node has it, else better-sqlite3. */
+  driver?: SqliteDriverName | SqliteDriver | undefined
   /** Injectable for tests. */
   now?: () => number
 }
@@ -95,7 +98,7 @@ export class SqliteBackend implements TaskBackend {
     this.logger = options.logger
     this.now = options.now ?? Date.now
     this.index = new MemoryBackend({ retention: options.retention })
-    this.journal = Journal.open(options.path, { sync: options.sync ?? 'normal', retention: options.retention })
+    this.journal = Journal.open(options.path, { sync: options.sync ?? 'normal', retention: options.retention, driver: options.driver })
     try {
       const loaded = this.journal.load()
       this.rowids = loaded.rowids
