@@ -22,6 +22,7 @@ export const ConfigSchema = Type.Object({
   ),
   MESSAGE_MAX_LENGTH: Integer(1, 100_000, 4096),
   SHUTDOWN_TIMEOUT_MS: Integer(0, 3_600_000, TASK_DEFAULTS.shutdownTimeoutMs),
+  SHUTDOWN_DELAY_MS: Integer(0, 600_000, 0),
   REQUEST_TIMEOUT_MS: Integer(100, 600_000, 10_000),
   KEEP_ALIVE_TIMEOUT_MS: Integer(100, 600_000, 72_000),
   MAX_CONNECTIONS: Integer(0, 1_000_000, 10_000),
