@@ -15,6 +15,7 @@ const Flag = (defaultValue: boolean) => Type.Boolean({ default: defaultValue })
 export const ConfigSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
   PORT: Integer(0, 65_535, 8000),
+  WORKER_PORT: Integer(0, 65_535, 0),
   LOG_FILE: Type.String({ minLength: 1, default: 'logs/log.txt' }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),

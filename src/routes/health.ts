@@ -15,6 +15,11 @@ export interface HealthOptions {
   backendCheckTimeoutMs?: number
   /** Where the tasks write (the log file): failing makes /ready answer 503 `sink_failing`. */
   sink?: ReadinessCheck
+  /**
+   * A full backlog makes /ready answer 503 `backlog_full` (default true). A worker process turns
+   * it off: it takes no requests, and a worker busy up to its concurrency is working, not broken.
+   */
+  checkBacklog?: boolean
 }
 
 const READY_STATUSES = ['ready', 'closing', 'backend_unavailable', 'sink_failing', 'backlog_full'] as const
@@ -126,7 +131,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
         } else if (!sink.ok) {
           status = 'sink_failing'
           reason = redactPaths(sink.reason ?? 'the task sink is failing')
-        } else if (stats.full) {
+        } else if (stats.full && options.checkBacklog !== false) {
           status = 'backlog_full'
           reason = `${stats.pending} of ${stats.maxPending} tasks pending`
         }
