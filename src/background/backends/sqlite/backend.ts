@@ -200,6 +200,18 @@ export class SqliteBackend implements TaskBackend {
     return this.unfinishedAtOpen
   }
 
+  /** Forget finished tasks past the retention age: in the index, and their rows in the file. */
+  sweep(now: number): void {
+    if (this.closed) return
+    this.index.sweep(now)
+    if (this.failure !== undefined) return // the retry timer owns the file until it recovers
+    try {
+      this.journal.expire(now)
+    } catch (error) {
+      this.failed(error)
+    }
+  }
+
   /** Task records held in memory (finished ones included). */
   get size(): number {
     return this.index.size

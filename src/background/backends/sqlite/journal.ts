@@ -225,6 +225,13 @@ export class Journal {
     }
   }
 
+  /** Delete finished rows past the retention age (a write of its own, when nothing else writes). */
+  expire(now: number): void {
+    if (this.closed) throw new Error('the task journal is closed')
+    this.checkIdentity()
+    this.finishedRows -= this.pruneAgeStatement.run(now - this.retention.maxAgeMs).changes
+  }
+
   /** Rows in the file (finished ones included): what retention bounds. */
   rowCount(): number {
     return Number(this.db.value('SELECT count(*) FROM tasks'))
