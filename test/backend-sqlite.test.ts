@@ -102,7 +102,7 @@ describe('sqlite journal', () => {
     expect(backend.get(groups[49]![1]!.id)).toMatchObject({ status: 'queued' })
   })
 
-  it('with sync "full", commits that acknowledge (new tasks, a cancel) run with synchronous=FULL, bookkeeping with NORMAL', async () => {
+  it('with sync "full", commits that acknowledge (new tasks, a cancel) wait for an fsync of the WAL; bookkeeping does not', async () => {
     const statements: string[] = []
     const real = sqliteDriver()
     const recording: SqliteDriver = {
@@ -112,23 +112,26 @@ describe('sqlite journal', () => {
         return { ...db, exec: (sql) => (statements.push(sql), db.exec(sql)) }
       },
     }
-    const levels = () => statements.filter((sql) => sql.startsWith('PRAGMA synchronous'))
     const full = backendAt(journalPath(), { sync: 'full', driver: recording })
-    statements.length = 0
     const [a, b] = [task(), task()]
-    await full.enqueue([a])
-    await full.enqueue([b])
-    expect(levels()).toEqual(['PRAGMA synchronous = FULL']) // set once, kept while it is needed
+    const stored = full.enqueue([a])
+    expect(full.walSyncs).toBe(0)
+    await stored
+    expect(full.walSyncs).toBe(1) // resolved only after the fsync
+    // Many requests in one turn: one commit, one fsync.
+    await Promise.all([full.enqueue([b]), ...Array.from({ length: 20 }, () => full.enqueue([task()]))])
+    expect(full.walSyncs).toBe(2)
     full.complete(full.claim(Date.now(), 1)[0]!.id, Date.now())
     await new Promise((resolve) => setImmediate(resolve))
-    expect(levels()).toEqual(['PRAGMA synchronous = FULL', 'PRAGMA synchronous = NORMAL'])
+    expect(full.walSyncs).toBe(2) // a result is not acknowledged to anyone: no fsync
     await full.cancel(b.id, Date.now())
-    expect(levels()).toEqual(['PRAGMA synchronous = FULL', 'PRAGMA synchronous = NORMAL', 'PRAGMA synchronous = FULL'])
+    expect(full.walSyncs).toBe(3)
+    // SQLite itself never syncs a commit: no synchronous=FULL on the event loop.
+    expect(statements.filter((sql) => /synchronous\s*=\s*FULL/i.test(sql))).toEqual([])
 
-    const normal = backendAt(journalPath(), { sync: 'normal', driver: recording })
-    statements.length = 0
+    const normal = backendAt(journalPath(), { sync: 'normal' })
     await normal.enqueue([task()])
-    expect(levels()).toEqual([])
+    expect(normal.walSyncs).toBe(0)
   })
 
   it('keeps the file bounded: finished tasks beyond the retention count are pruned, and the file stops growing', async () => {

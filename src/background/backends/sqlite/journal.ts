@@ -51,12 +51,6 @@ export interface JournalWrite {
   inserts: JournalInsert[][]
   changes: JournalChange[]
   now: number
-  /**
-   * The commit acknowledges something to a client (new tasks, a cancel): with `sync: 'full'`
-   * it is fsynced. Bookkeeping alone (claims, results) is not: losing it to a power cut only
-   * means a task runs again, and the next full commit syncs it along.
-   */
-  acknowledges: boolean
 }
 
 export interface LoadedJournal {
@@ -67,8 +61,6 @@ export interface LoadedJournal {
 }
 
 export interface JournalOptions {
-  /** `normal`: a commit survives a crash of the process; `full`: also a power loss (fsync per commit). */
-  sync: 'normal' | 'full'
   /** Finished rows kept: at most this many, for at most this long. */
   retention: { maxCount: number; maxAgeMs: number }
   /** The SQLite binding (default: the one `driver.ts` picks for this Node). */
@@ -105,8 +97,6 @@ export class Journal {
   private readonly db: SqlDatabase
   private readonly identity: Pick<Stats, 'dev' | 'ino'>
   private readonly retention: JournalOptions['retention']
-  private readonly fullSync: boolean
-  private synchronous: 'NORMAL' | 'FULL' = 'NORMAL'
   private readonly writeTransaction: (write: JournalWrite) => WriteResult
   private readonly insertStatement: SqlStatement
   private readonly updateStatement: SqlStatement
@@ -143,6 +133,7 @@ export class Journal {
       }
       const mode = db.value('PRAGMA journal_mode = WAL')
       if (mode !== 'wal') throw new JournalOpenError(path, `cannot use write-ahead logging (journal_mode is ${String(mode)})`)
+      // A commit survives a crash of the process; `sync: 'full'` fsyncs the WAL itself (wal-sync.ts).
       db.exec('PRAGMA synchronous = NORMAL')
       db.exec('PRAGMA journal_size_limit = 16777216')
       // Take the write lock now: from here to close, no other process can read or write the file.
@@ -159,7 +150,6 @@ export class Journal {
     this.path = path
     this.db = db
     this.retention = options.retention
-    this.fullSync = options.sync === 'full'
     this.identity = statSync(path)
     this.insertStatement = db.prepare(
       `INSERT INTO tasks (id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at)
@@ -202,7 +192,6 @@ export class Journal {
     if (this.closed) throw new Error('the task journal is closed')
     // SQLite keeps writing to a deleted file: refuse instead of acknowledging work that would be lost.
     this.checkIdentity()
-    this.setSynchronous(this.fullSync && write.acknowledges ? 'FULL' : 'NORMAL')
     const result = this.writeTransaction(write)
     // Counted only once committed: a failed transaction changed nothing.
     this.finishedRows += result.finishedDelta
@@ -272,13 +261,6 @@ export class Journal {
       finishedDelta -= this.pruneCountStatement.run(excess).changes
     }
     return { rowids, finishedDelta, agePruned }
-  }
-
-  /** WAL with NORMAL: a commit survives a crash of the process; FULL also fsyncs it (and every commit before it). */
-  private setSynchronous(level: 'NORMAL' | 'FULL'): void {
-    if (this.synchronous === level) return
-    this.db.exec(`PRAGMA synchronous = ${level}`)
-    this.synchronous = level
   }
 }
 
