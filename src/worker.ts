@@ -15,6 +15,8 @@ import { loadConfig, loadDotEnv } from './config.js'
 import { createTaskBackend, runnerSettings } from './task-settings.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
+import { createHashPasswordTask } from './tasks/hash-password.js'
+import { HashResults } from './tasks/hash-results.js'
 
 async function main(): Promise<void> {
   loadDotEnv()
@@ -28,9 +30,12 @@ async function main(): Promise<void> {
     maxPending: settings.maxPending,
     defaultTimeoutMs: settings.defaultTimeoutMs,
     backendTimeoutMs: settings.backendTimeoutMs,
+    threads: settings.threads,
+    threadResourceLimits: settings.threadResourceLimits,
     backend: await createTaskBackend(config, 'worker'),
     logger,
-    tasks: [createLogMessageTask(logFile)],
+    // The example threaded task runs here too: its hash stays in this worker (see GET /hash/:id).
+    tasks: [createLogMessageTask(logFile), createHashPasswordTask(new HashResults())],
   })
 
   closeWithGrace(
