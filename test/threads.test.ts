@@ -88,6 +88,10 @@ describe('threaded tasks', () => {
     expect((await s.request('/hash/unknown', { method: 'GET' })).json()).toMatchObject({ code: 'HASH_NOT_FOUND' })
     // The route's schema refuses a bad body before any task is added.
     expect((await s.request('/hash', { headers: { 'content-type': 'application/json' }, body: '{"password":""}' })).status).toBe(400)
+    expect((await s.request('/hash', { headers: { 'content-type': 'text/xml' }, body: '<x/>' })).json()).toMatchObject({
+      statusCode: 415,
+      code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE',
+    })
   })
 
   it('runs in a worker thread, not on the event loop: its result, status and metrics; arguments checked at add()', async () => {
