@@ -140,12 +140,14 @@ export async function runThreads(options: BenchOptions, root: string, dir: strin
         if (load !== undefined) await sleep(100)
         const result = await runWrk({ root, url, connections, seconds: options.roundSeconds, prefix: `${scenario}-${round}` })
         const tasksFinished = (await load?.stop()) ?? 0
+        // No reply at all within the round: the event loop was blocked throughout (p99 beyond the round).
+        const none = result.requests === 0 ? Infinity : undefined
         const measured: ThreadRound = {
           scenario,
           rps: result.rps,
-          p50: result.latencyMs.p50,
-          p99: result.latencyMs.p99,
-          max: result.latencyMs.max,
+          p50: none ?? result.latencyMs.p50,
+          p99: none ?? result.latencyMs.p99,
+          max: none ?? result.latencyMs.max,
           errors: result.errors + result.timeouts,
           non2xx: result.non2xx,
           tasksFinished,
@@ -197,5 +199,8 @@ export function formatThreads(result: ThreadsResult): string {
     `median p99: idle ${ms(result.medianP99.idle)} ms, threaded ${ms(result.medianP99.threaded)} ms (${ratio(result.threadedRatio)}×), ` +
       `in-process ${ms(result.medianP99['in-process'])} ms (${ratio(result.inProcessRatio)}×)`,
     `target: threaded p99 within 2× idle p99: ${mark(result.targetMet)}`,
+    ...(result.rounds.some((round) => round.p99 === Infinity)
+      ? ['("-": no request answered within the round: the event loop was blocked)']
+      : []),
   ].join('\n')
 }
