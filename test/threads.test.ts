@@ -4,6 +4,7 @@
  * replaced), cancel, a thread that dies, the drain on close — against the live server.
  */
 import { pbkdf2Sync } from 'node:crypto'
+import { readdirSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startServer, type TestServer } from './helpers/app.js'
 import { threadTestRoutes } from './helpers/thread-tasks.js'
@@ -12,6 +13,7 @@ import { waitFor } from './helpers/wait.js'
 import { Type } from '@sinclair/typebox'
 import { join } from 'node:path'
 import { loadConfig } from '../src/config.js'
+import { HashResults } from '../src/tasks/hash-results.js'
 import { defineTask, type TaskFinishedEvent } from '../src/background/index.js'
 import { httpRequest, tempDir } from './helpers/app.js'
 import { ensureBuilt, spawnServer } from './helpers/spawn.js'
@@ -158,11 +160,11 @@ describe('threaded tasks', () => {
     await expectThreadServes(s, results)
   })
 
-  it('a thread that exits fails its task with TASK_THREAD_CRASHED; the server stays up and the pool serves', async () => {
+  it('a thread that exits fails its attempt with TASK_THREAD_CRASHED (retried); the server stays up and the pool serves', async () => {
     const { server: s, results } = await start()
-    const id = await addThreaded(s, 'once', 'exit', 3)
-    const done = await waitForStatus(s, id, ['succeeded', 'failed'])
-    expect(done.status).toBe('failed')
+    const id = await addThreaded(s, 'retried', 'exit', 3)
+    const done = await waitForStatus(s, id, ['succeeded', 'failed'], 40_000)
+    expect(done).toMatchObject({ status: 'failed', attempts: 4 })
     expect(done.lastError).toMatch(/TASK_THREAD_CRASHED.*worker exited with code: 3/)
     expect((await s.request('/health', { method: 'GET' })).status).toBe(200)
     expect((await s.request('/send-message?message=still-up')).status).toBe(200)
@@ -187,6 +189,16 @@ describe('threaded tasks', () => {
     await waitForStatus(s, id, ['running'])
     await s.close()
     expect(finished.find((event) => event.id === id)?.status).toBe('succeeded')
+  })
+
+  it('close() closes the pool: its threads end', async () => {
+    const { server: s, results } = await start({ TASK_THREADS: '2' })
+    const threadsNow = () => readdirSync('/proc/self/task').length
+    const before = threadsNow()
+    await expectThreadServes(s, results)
+    expect(threadsNow()).toBeGreaterThanOrEqual(before + 2)
+    await s.close()
+    await waitFor(() => threadsNow() <= before, { what: 'the pool threads to end' })
   })
 
   it('close() past the drain deadline stops a thread that never ends and reports its task', async () => {
@@ -244,6 +256,12 @@ describe('threaded tasks', () => {
     )
     expect(() => defineTask({ name: 't', args, module: new URL('file:///t.js'), run: () => {} })).toThrow(/for threaded tasks/)
     expect(defineTask({ name: 't', args, thread: true, module: new URL('file:///t.js') }).thread).toEqual({ module: 'file:///t.js' })
+  })
+
+  it('the example keeps the newest hashes only', () => {
+    const kept = new HashResults(2)
+    for (const id of ['a', 'b', 'c']) kept.set(id, `hash-${id}`)
+    expect([kept.get('a'), kept.get('b'), kept.get('c')]).toEqual([undefined, 'hash-b', 'hash-c'])
   })
 
   it('TASK_THREADS is validated at start, naming the variable', () => {
