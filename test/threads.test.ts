@@ -135,6 +135,10 @@ describe('threaded tasks', () => {
     const failed = await waitForStatus(s, failing, ['succeeded', 'failed'])
     expect(failed).toMatchObject({ status: 'failed', attempts: 4 })
     expect(failed.lastError).toMatch(/thread attempt 4 failed on purpose/)
+    // A thrown value that is not an Error is described, not shown as [object Object].
+    const odd = await addThreaded(s, 'once', 'throw-value', 9)
+    const oddly = await waitForStatus(s, odd, ['succeeded', 'failed'])
+    expect(oddly.lastError).toBe(`the task's thread threw a non-error value: {"reason":"not an error","value":9}`)
   })
 
   it('a thread past its timeout is terminated and replaced: the task fails with TASK_TIMEOUT after its retry', async () => {
@@ -168,6 +172,15 @@ describe('threaded tasks', () => {
     expect(done.lastError).toMatch(/TASK_THREAD_CRASHED.*worker exited with code: 3/)
     expect((await s.request('/health', { method: 'GET' })).status).toBe(200)
     expect((await s.request('/send-message?message=still-up')).status).toBe(200)
+    await expectThreadServes(s, results)
+  })
+
+  it("a module that cannot be loaded fails the task with the loader's error, and the pool serves on", async () => {
+    const { server: s, results } = await start()
+    const id = await addThreaded(s, 'missing', 'echo', 1)
+    const done = await waitForStatus(s, id, ['succeeded', 'failed'])
+    expect(done.status).toBe('failed')
+    expect(done.lastError).toMatch(/no-such-module/)
     await expectThreadServes(s, results)
   })
 

@@ -6,6 +6,7 @@
  * - `busy`: a synchronous loop for `value` ms, then returns `value`
  * - `exit`: `process.exit(value)` (ends the thread only)
  * - `oom`: allocates until the thread's heap limit is reached
+ * - `throw-value`: throws a plain object, not an Error
  */
 import { threadId } from 'node:worker_threads'
 import type { ThreadRun } from '../../src/background/index.js'
@@ -32,6 +33,8 @@ const run: ThreadRun<typeof ThreadTestArgs> = ([mode, value], { attempt, taskId 
     case 'exit':
       process.exit(value)
       break
+    case 'throw-value':
+      throw { reason: 'not an error', value }
     case 'oom': {
       const hoard: unknown[] = []
       for (;;) hoard.push(new Array(100_000).fill({ value }))

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { defineTask, type AnyTaskDefinition } from '../../src/background/index.js'
 
 export const ThreadTestArgs = Type.Tuple([
-  Type.Union(['echo', 'throw-until', 'spin', 'busy', 'exit', 'oom'].map((mode) => Type.Literal(mode))),
+  Type.Union(['echo', 'throw-until', 'throw-value', 'spin', 'busy', 'exit', 'oom'].map((mode) => Type.Literal(mode))),
   Type.Integer({ minimum: 0 }),
 ])
 
@@ -40,6 +40,13 @@ export function threadTestTasks(results: Map<string, unknown>) {
       retries: 1,
       backoff: { type: 'fixed', delayMs: 5, maxDelayMs: 5, jitter: false },
       onResult,
+    }),
+    /** Its module does not exist. */
+    missing: defineTask({
+      name: 'thread_missing',
+      args: ThreadTestArgs,
+      thread: true,
+      module: new URL('./no-such-module.js', import.meta.url),
     }),
   }
   return tasks

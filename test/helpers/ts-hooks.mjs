@@ -12,7 +12,10 @@ export async function resolve(specifier, context, nextResolve) {
     return await nextResolve(specifier, context)
   } catch (error) {
     if (error?.code !== 'ERR_MODULE_NOT_FOUND' || !specifier.endsWith('.js')) throw error
-    return nextResolve(`${specifier.slice(0, -3)}.ts`, context)
+    // No .ts either: the original error, which names the .js that was asked for.
+    return nextResolve(`${specifier.slice(0, -3)}.ts`, context).catch(() => {
+      throw error
+    })
   }
 }
 

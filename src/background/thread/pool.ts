@@ -40,7 +40,7 @@ export class ThreadPool {
     try {
       return await pool.run(job, { signal })
     } catch (error) {
-      throw crashed(error) ?? error
+      throw crashed(error) ?? asError(error)
     }
   }
 
@@ -61,6 +61,21 @@ export class ThreadPool {
     logger.info({ threads }, 'task worker threads started')
     return pool
   }
+}
+
+/** What a thread threw, as an Error: a thrown object that is not one (or lost its prototype in the clone) keeps its message. */
+function asError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown
+  if (typeof thrown === 'object' && thrown !== null && typeof (thrown as { message?: unknown }).message === 'string') {
+    return Object.assign(new Error((thrown as { message: string }).message), thrown)
+  }
+  let described: string
+  try {
+    described = JSON.stringify(thrown) ?? String(thrown)
+  } catch {
+    described = String(thrown)
+  }
+  return new Error(`the task's thread threw a non-error value: ${described}`)
 }
 
 /** The thread itself died (not the task's own throw): a clear error that says so. */
