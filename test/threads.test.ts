@@ -141,6 +141,13 @@ describe('threaded tasks', () => {
     expect(oddly.lastError).toBe(`the task's thread threw a non-error value: {"reason":"not an error","value":9}`)
   })
 
+  it('a throw in onResult fails the attempt: it is retried like any failure', async () => {
+    const { server: s, results } = await start()
+    const id = await addThreaded(s, 'resultFails', 'echo', 3)
+    expect(await waitForStatus(s, id, ['succeeded', 'failed'])).toMatchObject({ status: 'succeeded', attempts: 2 })
+    expect(results.get(id)).toMatchObject({ value: 3, attempt: 2 })
+  })
+
   it('a thread past its timeout is terminated and replaced: the task fails with TASK_TIMEOUT after its retry', async () => {
     const { server: s, results } = await start()
     const before = await expectThreadServes(s, results)

@@ -41,6 +41,19 @@ export function threadTestTasks(results: Map<string, unknown>) {
       backoff: { type: 'fixed', delayMs: 5, maxDelayMs: 5, jitter: false },
       onResult,
     }),
+    /** Its onResult throws on the first attempt: one retry. */
+    resultFails: defineTask({
+      name: 'thread_result_fails',
+      args: ThreadTestArgs,
+      thread: true,
+      module,
+      retries: 1,
+      backoff: { type: 'fixed', delayMs: 5, maxDelayMs: 5, jitter: false },
+      onResult: (result, context) => {
+        if (context.attempt === 1) throw new Error('onResult refused the first result')
+        onResult(result, context)
+      },
+    }),
     /** Its module does not exist. */
     missing: defineTask({
       name: 'thread_missing',
