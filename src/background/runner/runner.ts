@@ -31,6 +31,7 @@ import { Executions } from './executions.js'
 import { WakeTimers } from './retry.js'
 import { ThreadPool } from '../thread/pool.js'
 import { DEFAULTS } from '../options.js'
+import { Sweeper } from './sweeper.js'
 import { type ShutdownReport, logUnfinished } from './shutdown.js'
 
 export interface RunnerOptions {
@@ -81,6 +82,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   private readonly executions: Executions
   private readonly wakeTimers: WakeTimers
   private readonly threads: ThreadPool
+  private readonly sweeper: Sweeper
   /** Tasks added, retried, finished, and attempt durations, for metrics. */
   readonly counters = new TaskCounters()
   private pumping = false
@@ -110,6 +112,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       resourceLimits: options.threadResourceLimits,
       logger: this.logger,
     })
+    this.sweeper = new Sweeper(this.backend, this.now, this.logger)
     this.executions = new Executions({
       backend: this.backend,
       registry: this.registry,
@@ -148,6 +151,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       this.admission.take(recovered)
       this.logger.info({ recovered, backend: this.backend.kind }, 'resuming unfinished tasks from the journal')
     }
+    this.sweeper.start()
     this.pump()
     return recovered
   }
@@ -343,6 +347,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.closed = true
     this.admission.close()
     this.wakeTimers.stop()
+    this.sweeper.stop()
     this.executions.stop()
     let unfinished: TaskSummary[] = []
     if (!drained) {
