@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
@@ -6,6 +7,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Worker threads start without vitest's transform: these hooks (inherited by every thread)
+    // let a threaded task's module load from the TypeScript sources, as it loads from dist/ in production.
+    execArgv: ['--import', fileURLToPath(new URL('./test/helpers/register-ts-hooks.mjs', import.meta.url))],
     // Two cores: two test files at a time keeps load tests honest and the suite quick.
     maxWorkers: 2,
     reporters: ['default'],

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util'
 
 export interface BenchOptions {
-  mode: 'compare' | 'overload'
+  mode: 'compare' | 'overload' | 'threads'
   quick: boolean
   backend: string
   workers: number
@@ -26,6 +26,8 @@ export const USAGE = `npm run bench -- [options]
 
   --quick              smoke run: short rounds (the numbers mean little)
   --overload           tasks slower than arrivals: RSS must stay flat, the excess gets 503s
+  --threads            /send-message p99 while 8 CPU-heavy tasks (~200 ms each) run in worker threads,
+                       against idle and against the same tasks in-process (connections: the first only)
   --backend NAME       memory (default), sqlite or bullmq
   --workers N          bullmq: worker processes to start (default 1)
   --connections LIST   comma-separated (default 50,200,1000; overload: the first only)
@@ -46,6 +48,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     options: {
       quick: { type: 'boolean', default: false },
       overload: { type: 'boolean', default: false },
+      threads: { type: 'boolean', default: false },
       backend: { type: 'string', default: 'memory' },
       workers: { type: 'string', default: '1' },
       connections: { type: 'string', default: '50,200,1000' },
@@ -73,7 +76,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const rounds = integer('--rounds', values.rounds ?? '3', 1)
   if (rounds < 3 && !quick) throw new Error('--rounds: at least 3 (use --quick for a smoke run)')
   return {
-    mode: values.overload ? 'overload' : 'compare',
+    mode: values.threads ? 'threads' : values.overload ? 'overload' : 'compare',
     quick,
     backend: values.backend,
     workers: integer('--workers', values.workers, 0),

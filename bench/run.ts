@@ -16,6 +16,7 @@ import { formatOverload, OVERLOAD_ENV, runOverload, type OverloadResult } from '
 import { formatProfileSummary, readProfile, summarizeProfile, type ProfileSummary } from './profile-summary.js'
 import { startApp, startBare, type ServerUnderTest } from './servers.js'
 import { int } from './report.js'
+import { formatThreads, runThreads } from './threads.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 
@@ -43,9 +44,10 @@ async function main(): Promise<number> {
     console.log(USAGE)
     return 0
   }
-  const backendDef = backendByName(options.backend)
   const info = machine()
   const dir = mkdtempSync(join(tmpdir(), 'bench-'))
+  if (options.mode === 'threads') return threadsMode(options, info, dir)
+  const backendDef = backendByName(options.backend)
   const runId = randomBytes(4).toString('hex')
   const logFile = join(dir, 'log.txt')
   const startedAt = new Date()
@@ -154,6 +156,31 @@ async function main(): Promise<number> {
   if (options.keep) console.log(`run directory kept: ${dir}`)
   else rmSync(dir, { recursive: true, force: true })
   return failure !== undefined || crashed || logCheck?.ok !== true ? 1 : 0
+}
+
+/** --threads: its own server and report (see bench/threads.ts). */
+async function threadsMode(options: BenchOptions, info: ReturnType<typeof machine>, dir: string): Promise<number> {
+  const startedAt = new Date()
+  console.log(
+    `npm run bench (threads${options.quick ? ', quick' : ''}): ${info.cores} × ${info.cpu}, Node ${info.node}, load average ${info.loadAverageAtStart.join(' ')}`,
+  )
+  let failure: string | undefined
+  let result: Awaited<ReturnType<typeof runThreads>> | undefined
+  try {
+    result = await runThreads(options, ROOT, dir)
+    console.log(`\n${formatThreads(result)}`)
+  } catch (error) {
+    failure = (error as Error).stack ?? String(error)
+    console.error(`\nthe bench failed: ${failure}`)
+  }
+  const resultsDir = join(ROOT, 'bench/results')
+  mkdirSync(resultsDir, { recursive: true })
+  const resultFile = join(resultsDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}-threads.json`)
+  const machineAtEnd = { ...info, loadAverageAtEnd: loadavg().map((value) => Number(value.toFixed(2))) }
+  writeFileSync(resultFile, JSON.stringify({ startedAt, finishedAt: new Date(), machine: machineAtEnd, options, result, failure }, null, 2))
+  console.log(`\nresults: ${resultFile}`)
+  if (!options.keep) rmSync(dir, { recursive: true, force: true })
+  return failure === undefined ? 0 : 1
 }
 
 function readFileSyncSafe(path: string): string {

@@ -10,6 +10,7 @@ import { metrics } from './plugins/metrics.js'
 import { requestGuard } from './plugins/request-guard.js'
 import { parseQuerystring } from './querystring.js'
 import { clientErrorHandler } from './client-errors.js'
+import { hashRoutes } from './routes/hash.js'
 import { healthRoutes } from './routes/health.js'
 import { sendMessageRoutes } from './routes/send-message.js'
 import { taskRoutes } from './routes/tasks.js'
@@ -17,6 +18,8 @@ import { ErrorReply, TaskView } from './schemas.js'
 import { createTaskBackend, runnerSettings } from './task-settings.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
+import { createHashPasswordTask } from './tasks/hash-password.js'
+import { HashResults } from './tasks/hash-results.js'
 
 export interface BuildOptions {
   /** Extra Fastify options (tests: a logger stream). */
@@ -103,7 +106,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
 
   const backend = options.backend ?? (await createTaskBackend(config, 'web', app.log))
   const logMessage = createLogMessageTask(logFile)
-  await app.register(backgroundTasks, { backend, tasks: [logMessage], ...runnerSettings(config) })
+  const hashResults = new HashResults()
+  const hashPassword = createHashPasswordTask(hashResults)
+  await app.register(backgroundTasks, { backend, tasks: [logMessage, hashPassword], ...runnerSettings(config) })
 
   // Docs first: swagger collects the routes added after it, /metrics included.
   if (config.DOCS_ENABLED) await app.register(docs)
@@ -111,6 +116,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   if (options.beforeRoutes !== undefined) await options.beforeRoutes(app)
   await app.register(sendMessageRoutes, { logMessage, messageMaxLength: config.MESSAGE_MAX_LENGTH })
   await app.register(taskRoutes)
+  await app.register(hashRoutes, { hashPassword, results: hashResults })
   await app.register(healthRoutes, { sink: { check: () => logFile.health() } })
   return app
 }

@@ -28,6 +28,8 @@ export const ConfigSchema = Type.Object({
   KEEP_ALIVE_TIMEOUT_MS: Integer(100, 600_000, 72_000),
   MAX_CONNECTIONS: Integer(0, 1_000_000, 10_000),
   TASK_CONCURRENCY: Integer(1, 10_000, TASK_DEFAULTS.concurrency),
+  TASK_THREADS: Integer(1, 1024, TASK_DEFAULTS.threads),
+  TASK_THREAD_MAX_HEAP_MB: Integer(0, 1_048_576, 0),
   TASK_MAX_PENDING: Integer(1, 10_000_000, TASK_DEFAULTS.maxPending),
   TASK_TIMEOUT_MS: Integer(1, 86_400_000, TASK_DEFAULTS.defaultTimeoutMs),
   TASK_RETENTION_COUNT: Integer(1, 10_000_000, TASK_DEFAULTS.retention.maxCount),

@@ -55,3 +55,10 @@ export const RequestHeadersTooLargeError = createError<[number]>(
 )
 
 export const RequestTimeoutError = createError<[number]>('REQUEST_TIMEOUT', 'The request was not received within %d ms', 408)
+
+/** GET /hash/:id (the example) before the task succeeded, or for an unknown id. */
+export const HashNotFoundError = createError<[string]>(
+  'HASH_NOT_FOUND',
+  'No hash for task "%s": not finished, failed, unknown or pruned',
+  404,
+)

@@ -2,6 +2,7 @@
  * The one place the configuration becomes the task runner's settings and the task backend,
  * for the web process (`server.ts`, through `app.ts`) and for `npm run worker` alike.
  */
+import type { ResourceLimits } from 'node:worker_threads'
 import type { FastifyBaseLogger } from 'fastify'
 import { MemoryBackend, type RetentionOptions, type TaskBackend } from './background/index.js'
 import type { Config } from './config.js'
@@ -18,6 +19,8 @@ export interface RunnerSettings {
   shutdownTimeoutMs: number
   backendTimeoutMs: number
   retention: RetentionOptions
+  threads: number
+  threadResourceLimits: ResourceLimits | undefined
 }
 
 export function runnerSettings(config: Config): RunnerSettings {
@@ -28,6 +31,9 @@ export function runnerSettings(config: Config): RunnerSettings {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     backendTimeoutMs: config.TASK_BACKEND_TIMEOUT_MS,
     retention: { maxCount: config.TASK_RETENTION_COUNT, maxAgeMs: config.TASK_RETENTION_MS },
+    threads: config.TASK_THREADS,
+    // 0: Node's own heap limit for each worker thread.
+    threadResourceLimits: config.TASK_THREAD_MAX_HEAP_MB > 0 ? { maxOldGenerationSizeMb: config.TASK_THREAD_MAX_HEAP_MB } : undefined,
   }
 }
 

@@ -15,6 +15,8 @@ import { ErrorReply } from './schemas.js'
 import { createTaskBackend, runnerSettings } from './task-settings.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
+import { createHashPasswordTask } from './tasks/hash-password.js'
+import { HashResults } from './tasks/hash-results.js'
 
 export interface BuildWorkerOptions {
   /** Extra Fastify options (tests: a logger stream). */
@@ -40,7 +42,9 @@ export async function buildWorker(config: Config, options: BuildWorkerOptions = 
   app.addSchema(ErrorReply)
 
   const backend = options.backend ?? (await createTaskBackend(config, 'worker', app.log))
-  await app.register(backgroundTasks, { backend, tasks: [createLogMessageTask(logFile)], ...runnerSettings(config), taskIdHeader: false })
+  // The threaded example runs here too, in this worker's own thread pool; its hash stays in this process.
+  const tasks = [createLogMessageTask(logFile), createHashPasswordTask(new HashResults())]
+  await app.register(backgroundTasks, { backend, tasks, ...runnerSettings(config), taskIdHeader: false })
   if (config.METRICS_ENABLED) await app.register(metrics, { role: 'worker' })
   await app.register(healthRoutes, { sink: { check: () => logFile.health() }, checkBacklog: false })
   return { app, logFile }

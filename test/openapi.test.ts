@@ -26,6 +26,8 @@ const EXPECTED: Record<string, string[]> = {
   'GET /health': ['200', '400', '408', '431'],
   'GET /ready': ['200', '400', '408', '431', '503'],
   'GET /metrics': ['200', '400', '408', '431'],
+  'POST /hash': ['200', '400', '408', '413', '415', '431', '503'],
+  'GET /hash/{taskId}': ['200', '400', '404', '408', '431', '503'],
 }
 
 function operations(spec: Spec): Array<[string, Operation]> {
@@ -54,7 +56,7 @@ describe('GET /openapi.json', () => {
     const { spec } = await fetchSpec()
     expect(spec.openapi).toBe('3.1.0')
     const validated = await SwaggerParser.validate(structuredClone(spec) as never)
-    expect(Object.keys(validated.paths ?? {})).toHaveLength(5)
+    expect(Object.keys(validated.paths ?? {})).toHaveLength(7)
   })
 
   it('lists every route with every status it can answer, each with a description and a schema', async () => {

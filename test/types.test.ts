@@ -5,10 +5,19 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyRequest } from 'fastify'
 import { describe, expect, it } from 'vitest'
-import { defineTask } from '../src/background/index.js'
+import { defineTask, type ThreadRun } from '../src/background/index.js'
+import { createHashPasswordTask } from '../src/tasks/hash-password.js'
+import { HashResults } from '../src/tasks/hash-results.js'
+import type { HashPasswordArgs } from '../src/tasks/hash-password-args.js'
 
 const greet = defineTask({ name: 'greet', args: Type.Tuple([Type.String(), Type.Integer()]), run: () => {} })
 const plain = (to: string, times: number): void => void [to, times]
+const hashPassword = createHashPasswordTask(new HashResults())
+
+// A thread module's default export is typed from the same schema.
+export const threadRun: ThreadRun<typeof HashPasswordArgs> = ([password, iterations]) => password.repeat(iterations)
+// @ts-expect-error the schema's first argument is a string, not a number
+export const wrongThreadRun: ThreadRun<typeof HashPasswordArgs> = ([password]: [number, number]) => password
 
 // Never called: it exists for the type checker.
 export function typedCalls(request: FastifyRequest): void {
@@ -22,6 +31,10 @@ export function typedCalls(request: FastifyRequest): void {
   request.backgroundTasks.add(plain, 'Ada', 'three')
   // @ts-expect-error too many arguments
   request.backgroundTasks.add(plain, 'Ada', 3, true)
+  // A threaded task is typed like any other.
+  request.backgroundTasks.add(hashPassword, 'secret', 1000)
+  // @ts-expect-error the iterations are a number
+  request.backgroundTasks.add(hashPassword, 'secret', '1000')
 }
 
 describe('typed add()', () => {

@@ -9,6 +9,20 @@ import type { FastifyBaseLogger } from 'fastify'
 import { InvalidOptionError } from './errors.js'
 import { type BackoffPolicy, MAX_TIMER_MS, validateBackoff } from './backoff.js'
 
+/** What a threaded task's module gets besides its arguments (no signal: an abort terminates the thread). */
+export interface ThreadTaskContext {
+  /** 1 for the first run. */
+  attempt: number
+  taskId: string
+  requestId: string | undefined
+}
+
+/**
+ * The default export of a threaded task's module: `const run: ThreadRun<typeof Args> = ([a, b]) => …`.
+ * It runs in a worker thread; its return value (anything the structured clone takes) goes back to `onResult`.
+ */
+export type ThreadRun<A extends TTuple<TSchema[]>> = (args: Static<A>, context: ThreadTaskContext) => unknown
+
 export interface TaskContext {
   /** Aborted on timeout, cancellation (`DELETE /tasks/:id`) or when the shutdown deadline passes. */
   signal: AbortSignal
@@ -64,6 +78,18 @@ export interface TaskOptions<A extends TTuple<TSchema[]>> {
   batch?: (items: Array<BatchItem<Static<A>>>, context: BatchContext) => BatchOutcomes | Promise<BatchOutcomes>
   /** The most items one `batch` call gets. Default 1000. */
   maxBatchSize?: number
+  /**
+   * Run in a worker thread of the runner's pool instead of on the event loop: for CPU-heavy work.
+   * Needs `module` and takes neither `run` nor `batch`.
+   */
+  thread?: boolean
+  /**
+   * The thread's code: a JavaScript module (`new URL('./hash.thread.js', import.meta.url)`) whose
+   * default export is a {@link ThreadRun} of these arguments. Its return value is cloned back.
+   */
+  module?: URL | string
+  /** Optional, threaded tasks only: called on the event loop with the thread's return value; a throw fails the attempt. */
+  onResult?: (result: unknown, context: TaskContext) => unknown
 }
 
 export interface TaskDefinition<A extends TTuple<TSchema[]> = TTuple<TSchema[]>> {
@@ -77,6 +103,9 @@ export interface TaskDefinition<A extends TTuple<TSchema[]> = TTuple<TSchema[]>>
   readonly run: ((args: Static<A>, context: TaskContext) => unknown) | undefined
   readonly batch: ((items: Array<BatchItem<Static<A>>>, context: BatchContext) => BatchOutcomes | Promise<BatchOutcomes>) | undefined
   readonly maxBatchSize: number
+  /** Set for a task that runs in a worker thread: the href of its module. */
+  readonly thread: { readonly module: string } | undefined
+  readonly onResult: ((result: unknown, context: TaskContext) => unknown) | undefined
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -94,7 +123,8 @@ export function defineTask<A extends TTuple<TSchema[]>>(options: TaskOptions<A>)
   if (typeof name !== 'string' || !/^[A-Za-z0-9_.:-]{1,100}$/.test(name)) {
     throw new InvalidOptionError('name', 'a task name is 1 to 100 letters, digits, "_", ".", ":" or "-"')
   }
-  if (typeof run !== 'function' && typeof batch !== 'function') {
+  const thread = threadOf(options)
+  if (thread === undefined && typeof run !== 'function' && typeof batch !== 'function') {
     throw new InvalidOptionError('run', `task "${name}" needs a run function, a batch function, or both`)
   }
   const maxBatchSize = options.maxBatchSize ?? 1000
@@ -124,7 +154,34 @@ export function defineTask<A extends TTuple<TSchema[]>>(options: TaskOptions<A>)
     run,
     batch,
     maxBatchSize,
+    thread,
+    onResult: options.onResult,
   })
+}
+
+/** A threaded task's module, checked: `thread: true` with a module and neither `run` nor `batch`. */
+function threadOf<A extends TTuple<TSchema[]>>(options: TaskOptions<A>): TaskDefinition['thread'] {
+  const { name, thread, module } = options
+  if (thread !== true) {
+    if (module !== undefined || options.onResult !== undefined)
+      throw new InvalidOptionError('thread', `task "${name}": module and onResult are for threaded tasks (thread: true)`)
+    return undefined
+  }
+  if (options.run !== undefined || options.batch !== undefined)
+    throw new InvalidOptionError('thread', `task "${name}": a threaded task runs its module, so it takes neither run nor batch`)
+  let href: string
+  try {
+    href = new URL(module as URL | string).href
+  } catch {
+    throw new InvalidOptionError(
+      'module',
+      `task "${name}": a threaded task needs module, a file URL such as new URL('./task.js', import.meta.url)`,
+    )
+  }
+  if (!href.startsWith('file:')) throw new InvalidOptionError('module', `task "${name}": module must be a file: URL, got ${href}`)
+  if (options.onResult !== undefined && typeof options.onResult !== 'function')
+    throw new InvalidOptionError('onResult', `task "${name}": a function`)
+  return Object.freeze({ module: href })
 }
 
 export function isTaskDefinition(value: unknown): value is AnyTaskDefinition {

@@ -66,3 +66,6 @@ export const InvalidOptionError = createError<[string, string]>('TASKS_INVALID_O
 export const TaskTimeoutError = createError<[number]>('TASK_TIMEOUT', 'Task timed out after %d ms', 500)
 export const TaskCancelledError = createError('TASK_CANCELLED', 'Task was cancelled', 500)
 export const TaskShutdownError = createError('TASK_SHUTDOWN', 'Task was aborted because the shutdown deadline passed', 500)
+
+/** A threaded task's worker thread died under it (process.exit, out of memory, a crash): the thread is replaced. */
+export const TaskThreadCrashedError = createError<[string]>('TASK_THREAD_CRASHED', "The task's worker thread died: %s", 500)

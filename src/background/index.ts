@@ -17,6 +17,8 @@ export {
   type TaskContext,
   type TaskOptions,
   type AnyTaskDefinition,
+  type ThreadRun,
+  type ThreadTaskContext,
 } from './define-task.js'
 export { MemoryBackend, type RetentionOptions } from './backends/memory/backend.js'
 export * from './backends/types.js'

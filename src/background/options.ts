@@ -2,6 +2,8 @@
  * The plugin's options: their defaults (the one place they are written; the app's config
  * takes its defaults from here) and their validation, done once at registration.
  */
+import { availableParallelism } from 'node:os'
+import type { ResourceLimits } from 'node:worker_threads'
 import type { AnyTaskDefinition } from './define-task.js'
 import { InvalidOptionError } from './errors.js'
 import type { RetentionOptions } from './backends/memory/backend.js'
@@ -26,6 +28,10 @@ export interface BackgroundTasksOptions {
   retention?: Partial<RetentionOptions>
   /** Response header listing the ids of the tasks a reply added; false to omit. */
   taskIdHeader?: string | false
+  /** Worker threads for threaded tasks; the pool is made with the first threaded attempt. */
+  threads?: number
+  /** Limits of each worker thread (`maxOldGenerationSizeMb`…): a thread past one dies and its task fails. */
+  threadResourceLimits?: ResourceLimits
 }
 
 export const DEFAULTS = Object.freeze({
@@ -37,6 +43,8 @@ export const DEFAULTS = Object.freeze({
   backendTimeoutMs: 5_000,
   retention: Object.freeze({ maxCount: 10_000, maxAgeMs: 3_600_000 }),
   taskIdHeader: 'task-id',
+  /** The cores less one (the event loop keeps one), at least 1. */
+  threads: Math.max(1, availableParallelism() - 1),
 })
 
 export interface ResolvedOptions {
@@ -49,6 +57,8 @@ export interface ResolvedOptions {
   backendTimeoutMs: number
   retention: RetentionOptions
   taskIdHeader: string | false
+  threads: number
+  threadResourceLimits: ResourceLimits | undefined
 }
 
 function positiveInteger(name: string, value: number | undefined, fallback: number, minimum = 1): number {
@@ -77,5 +87,7 @@ export function resolveOptions(options: BackgroundTasksOptions): ResolvedOptions
       maxAgeMs: positiveInteger('retention.maxAgeMs', options.retention?.maxAgeMs, DEFAULTS.retention.maxAgeMs),
     },
     taskIdHeader: header,
+    threads: positiveInteger('threads', options.threads, DEFAULTS.threads),
+    threadResourceLimits: options.threadResourceLimits,
   }
 }

@@ -43,6 +43,8 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     backendTimeoutMs: options.backendTimeoutMs,
     logger: fastify.log,
     tasks: options.tasks,
+    threads: options.threads,
+    threadResourceLimits: options.threadResourceLimits,
   })
   const durable = runner.backend.durable
 

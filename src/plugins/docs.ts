@@ -47,6 +47,7 @@ async function docsPlugin(app: FastifyInstance): Promise<void> {
         { name: 'messages', description: 'The demo: accept a message, log it after the response' },
         { name: 'tasks', description: 'Status and cancellation of background tasks' },
         { name: 'operations', description: 'Liveness, readiness and metrics' },
+        { name: 'examples', description: 'A CPU-heavy task in a worker thread: copy it for your own' },
       ],
     },
     // `$id`-registered schemas keep their name in components.schemas.

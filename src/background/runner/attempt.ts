@@ -8,6 +8,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { AnyTaskDefinition, BatchItem, BatchOutcomes } from '../define-task.js'
 import { UnregisteredTaskError } from '../errors.js'
 import type { ClaimedTask } from '../backends/types.js'
+import type { ThreadPool } from '../thread/pool.js'
 import type { LazyAbortController } from './lazy-abort.js'
 import { runUntilAborted } from './run-until-aborted.js'
 import { RunnerTaskContext } from './task-context.js'
@@ -20,18 +21,38 @@ function failed(failure: unknown): AttemptOutcome {
   return { ok: false, failure }
 }
 
-/** Call the task: a plain function with its arguments, or a defined task's `run` with its context. */
+/** Call the task: a plain function with its arguments, a defined task's `run` with its context, or its thread. */
 function invoke(
   task: ClaimedTask,
   definition: AnyTaskDefinition | undefined,
   controller: LazyAbortController,
   logger: FastifyBaseLogger,
+  threads: ThreadPool,
 ): unknown {
   if (task.fn !== undefined) return (task.fn as (...args: unknown[]) => unknown)(...task.args)
   if (definition === undefined) throw new UnregisteredTaskError(task.name)
+  if (definition.thread !== undefined) return runInThread(task, definition, controller, logger, threads)
   // A definition with `batch` always runs through runBatch (see Executions.start), so it has `run` here.
   const run = definition.run as NonNullable<AnyTaskDefinition['run']>
   return run(task.args, new RunnerTaskContext(task, controller, logger))
+}
+
+/**
+ * A threaded task: its module runs in a pool thread with the same signal (an abort terminates the
+ * thread), then `onResult` gets the thread's return value here, on the event loop.
+ */
+async function runInThread(
+  task: ClaimedTask,
+  definition: AnyTaskDefinition,
+  controller: LazyAbortController,
+  logger: FastifyBaseLogger,
+  threads: ThreadPool,
+): Promise<unknown> {
+  const { module } = definition.thread as NonNullable<AnyTaskDefinition['thread']>
+  const context = { attempt: task.attempt, taskId: task.id, requestId: task.requestId }
+  const result = await threads.run({ module, args: task.args, context }, controller.signal)
+  if (definition.onResult === undefined || controller.aborted) return undefined
+  return definition.onResult(result, new RunnerTaskContext(task, controller, logger))
 }
 
 /** Run one task; `onOutcome` is called once, when it settles or its controller is aborted. */
@@ -40,9 +61,10 @@ export function runSingle(
   definition: AnyTaskDefinition | undefined,
   controller: LazyAbortController,
   logger: FastifyBaseLogger,
+  threads: ThreadPool,
   onOutcome: (outcome: AttemptOutcome) => void,
 ): void {
-  runUntilAborted(() => invoke(task, definition, controller, logger), controller).then(
+  runUntilAborted(() => invoke(task, definition, controller, logger, threads), controller).then(
     () => onOutcome(SUCCEEDED),
     // Aborted: the reason (timeout, cancel, shutdown) is what failed it, not what the task threw after.
     (error: unknown) => onOutcome(failed(controller.aborted ? controller.reason : error)),

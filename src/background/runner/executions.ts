@@ -10,6 +10,7 @@ import { TaskCancelledError, TaskShutdownError, TaskTimeoutError } from '../erro
 import type { AnyTaskDefinition } from '../define-task.js'
 import { describeError } from '../describe-error.js'
 import type { TaskRegistry } from '../registry.js'
+import type { ThreadPool } from '../thread/pool.js'
 import { type ClaimedTask, type FinishedStatus, type TaskBackend, type TaskSummary, isPromise } from '../backends/types.js'
 import type { Admission } from './admission.js'
 import { type AttemptOutcome, runBatch, runSingle } from './attempt.js'
@@ -36,6 +37,8 @@ export interface ExecutionsContext {
   counters: TaskCounters
   logger: FastifyBaseLogger
   concurrency: number
+  /** Where threaded tasks run. */
+  threads: ThreadPool
   defaultTimeoutMs: number
   now: () => number
   random: () => number
@@ -180,8 +183,13 @@ export class Executions {
       }
       if (batch) runBatch(tasks, definition as AnyTaskDefinition, controllers, this.context.logger, onOutcome)
       else
-        runSingle(tasks[0] as ClaimedTask, definition, controllers[0] as LazyAbortController, this.context.logger, (outcome) =>
-          onOutcome(0, outcome),
+        runSingle(
+          tasks[0] as ClaimedTask,
+          definition,
+          controllers[0] as LazyAbortController,
+          this.context.logger,
+          this.context.threads,
+          (outcome) => onOutcome(0, outcome),
         )
     })
   }

@@ -6,6 +6,7 @@
  * HTTP is the caller's.
  */
 import { EventEmitter } from 'node:events'
+import type { ResourceLimits } from 'node:worker_threads'
 import type { FastifyBaseLogger } from 'fastify'
 import { BackendUnavailableError, TaskCancelledError } from '../errors.js'
 import { settleWithin } from '../settle-within.js'
@@ -28,6 +29,8 @@ import type { RunnerEvents } from './events.js'
 import { type ExecutionPolicy, executionPolicy } from './execution.js'
 import { Executions } from './executions.js'
 import { WakeTimers } from './retry.js'
+import { ThreadPool } from '../thread/pool.js'
+import { DEFAULTS } from '../options.js'
 import { Sweeper } from './sweeper.js'
 import { type ShutdownReport, logUnfinished } from './shutdown.js'
 
@@ -44,6 +47,10 @@ export interface RunnerOptions {
   logger: FastifyBaseLogger
   /** Defined tasks, found by name when a stored task is claimed. */
   tasks?: AnyTaskDefinition[]
+  /** Worker threads for threaded tasks (made with the first one). Default: the cores less one, at least 1. */
+  threads?: number
+  /** Limits of each worker thread (`maxOldGenerationSizeMb`…): a thread past one dies, its task fails. */
+  threadResourceLimits?: ResourceLimits
   /** Injectable for tests. */
   now?: () => number
   random?: () => number
@@ -74,6 +81,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   private readonly random: () => number
   private readonly executions: Executions
   private readonly wakeTimers: WakeTimers
+  private readonly threads: ThreadPool
   private readonly sweeper: Sweeper
   /** Tasks added, retried, finished, and attempt durations, for metrics. */
   readonly counters = new TaskCounters()
@@ -99,6 +107,11 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.now = options.now ?? Date.now
     this.random = options.random ?? Math.random
     this.wakeTimers = new WakeTimers(() => this.pump(), this.now)
+    this.threads = new ThreadPool({
+      threads: options.threads ?? DEFAULTS.threads,
+      resourceLimits: options.threadResourceLimits,
+      logger: this.logger,
+    })
     this.sweeper = new Sweeper(this.backend, this.now, this.logger)
     this.executions = new Executions({
       backend: this.backend,
@@ -108,6 +121,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       counters: this.counters,
       logger: this.logger,
       concurrency: this.concurrency,
+      threads: this.threads,
       defaultTimeoutMs: options.defaultTimeoutMs,
       now: this.now,
       random: this.random,
@@ -346,6 +360,8 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       unfinished = [...cutOff, ...left]
     }
     logUnfinished(this.logger, this.backend, this.policy.ownsUnfinished, unfinished)
+    // Nothing runs any more (drained, or aborted and recorded): the threads can go.
+    await this.threads.close()
     await this.backend.close()
     return { drained, unfinished }
   }
