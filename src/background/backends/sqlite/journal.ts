@@ -109,6 +109,7 @@ export class Journal {
   private readonly insertStatement: Database.Statement
   private readonly updateStatement: Database.Statement
   private readonly deleteStatement: Database.Statement
+  private readonly rowidStatement: Database.Statement
   private readonly pruneAgeStatement: Database.Statement
   private readonly pruneCountStatement: Database.Statement
   private finishedRows: number
@@ -165,10 +166,12 @@ export class Journal {
     )
     this.updateStatement = db.prepare(
       `UPDATE tasks SET status = @status, attempts = @attempts, started_at = @startedAt, finished_at = @finishedAt,
-         run_at = @runAt, last_error = @lastError, args = CASE WHEN @finishedAt IS NULL THEN args END
+         run_at = @runAt, last_error = @lastError,
+         args = CASE WHEN @finishedAt IS NULL OR @status IN ('failed', 'cancelled') THEN args END
        WHERE rowid = @rowid`,
     )
     this.deleteStatement = db.prepare('DELETE FROM tasks WHERE rowid = ?')
+    this.rowidStatement = db.prepare('SELECT rowid FROM tasks WHERE id = ?').pluck()
     this.pruneAgeStatement = db.prepare('DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?')
     this.pruneCountStatement = db.prepare(
       'DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks WHERE finished_at IS NOT NULL ORDER BY finished_at LIMIT ?)',
@@ -221,6 +224,11 @@ export class Journal {
     if (now === undefined || now.ino !== this.identity.ino || now.dev !== this.identity.dev) {
       throw new Error(`the journal file ${this.path} was deleted or replaced while in use; restart to open it again`)
     }
+  }
+
+  /** The row of a task, found by id: a scan (no index on id), for a rare retry of a finished task. */
+  rowidOf(id: string): number | undefined {
+    return this.rowidStatement.get(id) as number | undefined
   }
 
   /** Rows in the file (finished ones included): what retention bounds. */
