@@ -41,6 +41,10 @@ export const ConfigSchema = Type.Object({
   TASK_QUEUE: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,100}$', default: 'background-tasks' }),
   TASK_LOCK_DURATION_MS: Integer(1000, 3_600_000, 30_000),
   TASK_STALLED_INTERVAL_MS: Integer(100, 3_600_000, 30_000),
+  /** Unset: the task routes, /dashboard and /metrics are open. */
+  ADMIN_TOKEN: Type.Optional(
+    Type.String({ pattern: '^[!-~]{16,1024}$', description: '16 to 1024 printable ASCII characters without spaces' }),
+  ),
   LOG_QUERY: Flag(false),
   DOCS_ENABLED: Flag(true),
   METRICS_ENABLED: Flag(true),
@@ -67,7 +71,8 @@ function describeSchema(schema: TSchema): string {
   if (schema.type === 'integer') return `an integer from ${String(schema.minimum)} to ${String(schema.maximum)}`
   if (schema.type === 'boolean') return 'true or false'
   if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => String(s.const)).join(', ')}`
-  if (schema.pattern !== undefined) return `a string matching ${String(schema.pattern)}`
+  if (schema.pattern !== undefined)
+    return typeof schema.description === 'string' ? schema.description : `a string matching ${String(schema.pattern)}`
   return 'a non-empty string'
 }
 

@@ -146,7 +146,7 @@ async function metricsPlugin(app: FastifyInstance): Promise<void> {
   app.get(
     '/metrics',
     {
-      config: { servedWhileClosing: true },
+      config: { servedWhileClosing: true, admin: true },
       schema: {
         summary: 'Prometheus metrics',
         description: [
