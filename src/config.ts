@@ -76,6 +76,8 @@ function describeSchema(schema: TSchema): string {
   return 'a non-empty string'
 }
 
+const SECRETS: ReadonlySet<string> = new Set(['ADMIN_TOKEN'])
+
 function parseValue(name: string, raw: string, schema: TSchema): unknown {
   // TypeBox converts numbers; flags also take the words people write in .env files.
   const value =
@@ -87,7 +89,9 @@ function parseValue(name: string, raw: string, schema: TSchema): unknown {
           : raw
         : raw
   if (value === undefined || !Value.Check(schema, value)) {
-    throw new ConfigError(`Invalid configuration: ${name} must be ${describeSchema(schema)}, got ${JSON.stringify(raw)}`)
+    // A secret is not echoed: the message goes to the terminal and the logs.
+    const got = SECRETS.has(name) ? `a value of ${raw.length} characters` : JSON.stringify(raw)
+    throw new ConfigError(`Invalid configuration: ${name} must be ${describeSchema(schema)}, got ${got}`)
   }
   return value
 }
