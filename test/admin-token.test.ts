@@ -122,6 +122,17 @@ describe('ADMIN_TOKEN unset', () => {
     const dashboard = await server.request('/dashboard', { method: 'GET' })
     expect(dashboard.status).toBe(200)
     expect(dashboard.text).not.toContain('sign-out')
+    // The page runs its own script only, and is never framed.
+    expect(dashboard.headers['content-security-policy']).toContain("script-src 'self'")
+    expect(dashboard.headers['content-security-policy']).toContain("frame-ancestors 'none'")
+    for (const [asset, type] of [
+      ['/dashboard/dashboard.js', /^text\/javascript/],
+      ['/dashboard/dashboard.css', /^text\/css/],
+    ] as const) {
+      const reply = await server.request(asset, { method: 'GET' })
+      expect(reply.status, asset).toBe(200)
+      expect(reply.headers['content-type'], asset).toMatch(type)
+    }
   })
 
   it('warns at start that the task routes are open when HOST is not a loopback address, and not when it is', async () => {

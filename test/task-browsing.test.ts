@@ -161,3 +161,23 @@ describe.each(BACKENDS)('browsing and retrying tasks over HTTP: $kind', ({ env, 
     expect(unknown.json().code).toBe('TASK_NOT_FOUND')
   })
 })
+
+describe('GET /tasks page size', () => {
+  let server: TestServer | undefined
+  afterEach(async () => {
+    await server?.close()
+  })
+
+  it('gives 50 tasks a page unless `limit` says otherwise (at most 500)', async () => {
+    const steered = new SteeredTasks()
+    server = await startServer({}, { beforeRoutes: steered.install })
+    const keys = Array.from({ length: 51 }, (_, i): ['outcome', string] => ['outcome', `k${i}`])
+    expect((await server.request('/test/steered', steeredBody(...keys))).status).toBe(200)
+    const page = (await server.request('/tasks', { method: 'GET' })).json<Page>()
+    expect(page.tasks).toHaveLength(50)
+    expect(page.nextCursor).toEqual(expect.any(String))
+    const all = (await server.request('/tasks?limit=500', { method: 'GET' })).json<Page>()
+    expect(all.tasks).toHaveLength(51)
+    expect(all.nextCursor).toBeUndefined()
+  })
+})
