@@ -76,6 +76,8 @@ describe('ADMIN_TOKEN set', () => {
     expect((await server.request('/send-message?message=open')).status).toBe(200)
     expect((await server.request('/health', { method: 'GET' })).status).toBe(200)
     expect((await server.request('/ready', { method: 'GET' })).status).toBe(200)
+    expect((await server.request('/docs', { method: 'GET' })).status).toBe(200)
+    expect((await server.request('/openapi.json', { method: 'GET' })).status).toBe(200)
   })
 
   it('serves the sign-in form at /dashboard (401); a right token posted there gets an HttpOnly, SameSite=Strict cookie that opens the routes', async () => {
@@ -167,5 +169,9 @@ describe('the token itself', () => {
     for (const candidate of ['', 'a', TOKEN.slice(1), TOKEN + 'x', 'é'.repeat(500)]) expect(token.matches(candidate)).toBe(false)
     expect(token.check(undefined, token.sessionValue)).toBe('ok')
     expect(token.check(undefined, undefined)).toBe('missing')
+    // A new token signs everyone out: the old cookie's value no longer matches.
+    const changed = new AdminToken(`${TOKEN}-rotated`)
+    expect(changed.sessionValue).not.toBe(token.sessionValue)
+    expect(changed.check(undefined, token.sessionValue)).toBe('invalid')
   })
 })

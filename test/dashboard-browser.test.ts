@@ -129,6 +129,10 @@ describe.skipIf(!haveChromium && !inCI)('/dashboard in headless Chromium', () =>
     await poll(() => row(page, failed!).locator('.status-cell').textContent()).toBe('succeeded')
     await poll(() => page.locator('#failures-empty').isVisible()).toBe(true)
 
+    // Live: a task that finishes now shows without any click.
+    await add(['outcome', 'late'])
+    await poll(() => page.locator('#counts li[data-status="succeeded"] .count').textContent()).toBe('8')
+
     // The search: a name filter narrows the table.
     await page.getByLabel('Task name').fill('test_wait')
     await page.getByRole('button', { name: 'Search' }).click()
