@@ -300,6 +300,23 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       expect(await backend.get(t.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
     })
 
+    it('retry: the failed first task of a request runs again on its own, after the rest of its request went on', async () => {
+      const backend = await fresh()
+      const [first, second] = [task('first', ['a'], 1), task('second', ['b'], 1)]
+      await backend.enqueue([first!, second!])
+      await claimAll(backend, 1)
+      await backend.fail(first!.id, { error: 'boom', now: Date.now() })
+      const [next] = await claimAll(backend, 1)
+      expect(next?.id).toBe(second!.id)
+      await backend.complete(second!.id, Date.now())
+      expect(await backend.retry(first!.id, Date.now())).toMatchObject({ outcome: 'retried' })
+      const [again] = await claimAll(backend, 1)
+      expect(again).toMatchObject({ id: first!.id, attempt: 1, args: ['a'] })
+      await backend.complete(first!.id, Date.now())
+      expect(await backend.get(first!.id)).toMatchObject({ status: 'succeeded' })
+      expect(await backend.get(second!.id)).toMatchObject({ status: 'succeeded' })
+    })
+
     it('retry: a cancelled task keeps its place in its request; a succeeded or running one is not retryable; an unknown id is not found', async () => {
       const backend = await fresh()
       const [first, second, done] = [task('first'), task('second'), task('done')]

@@ -155,6 +155,14 @@ describe.each(BACKENDS)('browsing and retrying tasks over HTTP: $kind', ({ kind,
     await untilStatus(first!, 'succeeded')
     await untilStatus(second!, 'succeeded')
 
+    // Cancelled while it ran: retried, it runs again from the start.
+    const [running] = await add(['wait', 'w2'])
+    await untilStatus(running!, 'running')
+    expect((await server.request(`/tasks/${running}`, { method: 'DELETE' })).json()).toMatchObject({ status: 'cancelled' })
+    steered.release('w2')
+    expect((await server.request(`/tasks/${running}/retry`, { method: 'POST' })).status).toBe(200)
+    expect((await untilStatus(running!, 'succeeded')).attempts).toBe(1)
+
     const again = await server.request(`/tasks/${failed}/retry`, { method: 'POST' })
     expect(again.status).toBe(409)
     expect(again.json()).toMatchObject({ code: 'TASK_NOT_RETRYABLE', message: expect.stringContaining('"succeeded"') })
