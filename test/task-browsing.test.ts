@@ -5,6 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { TaskBackend } from '../src/background/index.js'
 import { startServer, type TestServer } from './helpers/app.js'
+import { parsePrometheus, sampleValue } from './helpers/prometheus.js'
 import { redisSetup, startRedis, type RedisServer } from './helpers/redis.js'
 import { SteeredTasks, bullmqWorkerBackend, steeredBody } from './helpers/steered-tasks.js'
 import { waitFor } from './helpers/wait.js'
@@ -189,6 +190,25 @@ describe('GET /tasks page size', () => {
     const all = (await server.request('/tasks?limit=500', { method: 'GET' })).json<Page>()
     expect(all.tasks).toHaveLength(51)
     expect(all.nextCursor).toBeUndefined()
+  })
+
+  it('a retried task counts as added again in /metrics, so added and finished stay in step', async () => {
+    const steered = new SteeredTasks()
+    server = await startServer({}, { beforeRoutes: steered.install })
+    steered.failing.add('m')
+    const [id] = (await server.request('/test/steered', steeredBody(['outcome', 'm']))).json<{ ids: string[] }>().ids
+    const until = (status: string) =>
+      waitFor(async () => ((await server!.request(`/tasks/${id}`, { method: 'GET' })).json<View>().status === status ? true : undefined), {
+        what: status,
+      })
+    await until('failed')
+    steered.failing.delete('m')
+    expect((await server.request(`/tasks/${id}/retry`, { method: 'POST' })).status).toBe(200)
+    await until('succeeded')
+    const samples = parsePrometheus((await server.request('/metrics', { method: 'GET' })).text)
+    expect(sampleValue(samples, 'background_tasks_added_total', { task: 'test_outcome' })).toBe(2)
+    expect(sampleValue(samples, 'background_tasks_finished_total', { task: 'test_outcome', status: 'failed' })).toBe(1)
+    expect(sampleValue(samples, 'background_tasks_finished_total', { task: 'test_outcome', status: 'succeeded' })).toBe(1)
   })
 
   it('a retry takes room in the backlog like a new task: 503 TASKS_BACKLOG_FULL while TASK_MAX_PENDING tasks are pending', async () => {

@@ -232,7 +232,11 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       throw this.unavailable(error)
     }
     if (outcome.outcome !== 'retried' || !this.policy.holdsUntilFinished) this.admission.release(1)
-    if (outcome.outcome === 'retried') this.schedulePump()
+    if (outcome.outcome === 'retried') {
+      // It will finish once more: counted as added again, so added and finished stay in step.
+      this.counters.countAdded(outcome.record.name, 1)
+      this.schedulePump()
+    }
     return outcome
   }
 
