@@ -68,7 +68,7 @@ export const rpsTarget = (_connections: number) => 0.9
 async function acceptedByApp(url: string): Promise<number> {
   const response = await request(`${url}/metrics`)
   const text = await response.body.text()
-  const match = /^background_tasks_added_total\{task="log_message"\} (\d+)$/m.exec(text)
+  const match = /^background_tasks_added_total\{[^}]*\btask="log_message"[^}]*\} (\d+)$/m.exec(text)
   return match === null ? 0 : Number(match[1])
 }
 

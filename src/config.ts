@@ -15,6 +15,7 @@ const Flag = (defaultValue: boolean) => Type.Boolean({ default: defaultValue })
 export const ConfigSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
   PORT: Integer(0, 65_535, 8000),
+  WORKER_PORT: Integer(0, 65_535, 0),
   LOG_FILE: Type.String({ minLength: 1, default: 'logs/log.txt' }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
@@ -22,6 +23,7 @@ export const ConfigSchema = Type.Object({
   ),
   MESSAGE_MAX_LENGTH: Integer(1, 100_000, 4096),
   SHUTDOWN_TIMEOUT_MS: Integer(0, 3_600_000, TASK_DEFAULTS.shutdownTimeoutMs),
+  SHUTDOWN_DELAY_MS: Integer(0, 600_000, 0),
   REQUEST_TIMEOUT_MS: Integer(100, 600_000, 10_000),
   KEEP_ALIVE_TIMEOUT_MS: Integer(100, 600_000, 72_000),
   MAX_CONNECTIONS: Integer(0, 1_000_000, 10_000),

@@ -1,7 +1,9 @@
 /**
  * Entry point (`npm start`): load the configuration, build the app, listen, and close
- * gracefully on SIGTERM/SIGINT (a second signal exits at once).
+ * gracefully on SIGTERM/SIGINT: `/ready` answers 503 at once, requests are still served for
+ * SHUTDOWN_DELAY_MS, then the listener closes and the tasks drain (a second signal exits at once).
  */
+import { setTimeout } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { loadConfig, loadDotEnv } from './config.js'
@@ -13,13 +15,20 @@ async function main(): Promise<void> {
 
   closeWithGrace(
     {
-      // Past the task drain deadline plus a margin for the log flush, give up.
-      delay: config.SHUTDOWN_TIMEOUT_MS + 5_000,
+      // Past the delay, the task drain deadline and a margin for the log flush, give up.
+      delay: config.SHUTDOWN_DELAY_MS + config.SHUTDOWN_TIMEOUT_MS + 5_000,
       logger: { error: (message: string) => app.log.error(message) },
     },
     async ({ signal, err }) => {
-      if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
-      else app.log.info({ signal }, 'shutting down: draining requests and background tasks')
+      if (err !== undefined) {
+        app.log.error({ err }, 'closing after an uncaught error')
+      } else if (config.SHUTDOWN_DELAY_MS > 0) {
+        // /ready says 503 from now on; requests are served until the load balancer has noticed.
+        app.announceShutdown()
+        app.log.info({ signal, delayMs: config.SHUTDOWN_DELAY_MS }, 'shutting down: not ready, still serving until the delay ends')
+        await setTimeout(config.SHUTDOWN_DELAY_MS)
+      }
+      if (err === undefined) app.log.info({ signal }, 'shutting down: draining requests and background tasks')
       await app.close()
       app.log.info('shutdown complete')
     },

@@ -4,51 +4,54 @@
  *
  * The same task runner as the web process (concurrency `TASK_CONCURRENCY`, timeouts, retries
  * with full-jitter backoff, cancellation) claims jobs from the BullMQ queue; this process's
- * `log_message` task writes to its own `LOG_FILE`. SIGTERM/SIGINT: stop taking jobs, let the
- * running ones finish up to `SHUTDOWN_TIMEOUT_MS`, abort the rest and hand them back to the
- * queue for another worker; a second signal exits at once.
+ * `log_message` task writes to its own `LOG_FILE`. With `WORKER_PORT` set, `/metrics`, `/health`
+ * and `/ready` are served there. SIGTERM/SIGINT: stop taking jobs, let the running ones finish up
+ * to `SHUTDOWN_TIMEOUT_MS`, abort the rest and hand them back to the queue for another worker; a
+ * second signal exits at once.
  */
 import closeWithGrace from 'close-with-grace'
-import { pino } from 'pino'
-import { TaskRunner } from './background/index.js'
 import { loadConfig, loadDotEnv } from './config.js'
-import { createTaskBackend, runnerSettings } from './task-settings.js'
-import { LogFile } from './tasks/log-file.js'
-import { createLogMessageTask } from './tasks/log-message.js'
+import { runnerSettings } from './task-settings.js'
+import { buildWorker } from './worker-app.js'
 
 async function main(): Promise<void> {
   loadDotEnv()
   // A worker always takes its tasks from the BullMQ queue, whatever the web processes' TASK_BACKEND says.
   const config = { ...loadConfig(process.env), TASK_BACKEND: 'bullmq' as const }
-  const logger = pino({ level: config.LOG_LEVEL, base: { pid: process.pid, role: 'worker' } })
-  const logFile = LogFile.open(config.LOG_FILE)
-  const settings = runnerSettings(config)
-  const runner = new TaskRunner({
-    concurrency: settings.concurrency,
-    maxPending: settings.maxPending,
-    defaultTimeoutMs: settings.defaultTimeoutMs,
-    backendTimeoutMs: settings.backendTimeoutMs,
-    backend: await createTaskBackend(config, 'worker'),
-    logger,
-    tasks: [createLogMessageTask(logFile)],
-  })
+  const { app, logFile } = await buildWorker(config)
+  const logger = app.log
 
   closeWithGrace(
     {
-      delay: settings.shutdownTimeoutMs + 5_000,
+      delay: config.SHUTDOWN_TIMEOUT_MS + 5_000,
       logger: { error: (message: string) => logger.error(message) },
     },
     async ({ signal, err }) => {
       if (err !== undefined) logger.error({ err }, 'closing after an uncaught error')
       else logger.info({ signal }, 'worker shutting down: finishing running tasks')
-      const report = await runner.close(settings.shutdownTimeoutMs)
-      await logFile.close()
-      logger.info({ drained: report.drained, handedBack: report.unfinished.length }, 'worker stopped')
+      await app.close()
+      logger.info('worker stopped')
     },
   )
 
-  await runner.start()
-  logger.info({ queue: config.TASK_QUEUE, concurrency: settings.concurrency, logFile: logFile.path }, 'worker started')
+  if (config.WORKER_PORT > 0) {
+    try {
+      await app.listen({ host: config.HOST, port: config.WORKER_PORT })
+    } catch (error) {
+      await app.close()
+      const reason = error instanceof Error ? error.message : String(error)
+      throw Object.assign(new Error(`Cannot listen on HOST=${config.HOST} WORKER_PORT=${config.WORKER_PORT}: ${reason}`), {
+        name: 'ListenError',
+      })
+    }
+  } else {
+    await app.ready()
+  }
+  const settings = runnerSettings(config)
+  logger.info(
+    { queue: config.TASK_QUEUE, concurrency: settings.concurrency, logFile: logFile.path, port: config.WORKER_PORT || undefined },
+    'worker started',
+  )
 }
 
 main().catch((error: unknown) => {

@@ -77,6 +77,26 @@ describeWithRedis('bullmq backend', () => {
     return { backend: created, cleanup: () => created.close() }
   })
 
+  it('finished jobs past the retention age are removed from the queue with no other job finishing', async () => {
+    const queueName = `retention-${randomUUID()}`
+    const quick = defineTask({ name: 'quick', args: Type.Tuple([Type.String()]), run: () => {} })
+    const worker = new TaskRunner({
+      backend: await backend('worker', queueName, { retention: { maxCount: 1000, maxAgeMs: 500 } }),
+      concurrency: 1,
+      maxPending: 10,
+      defaultTimeoutMs: 1000,
+      logger: silent,
+      tasks: [quick],
+    })
+    opened.push({ close: () => worker.close(2000) })
+    await worker.start()
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    const [id] = await submit(producer, quick, [['once']])
+    await waitFor(async () => (await producer.get(id!))?.status === 'succeeded', { what: 'the job to succeed' })
+    await waitFor(async () => (await producer.get(id!)) === undefined, { timeoutMs: 10_000, what: 'the finished job to expire' })
+  })
+
   it('a web process stores only: its runner gives the room back once the tasks are in Redis, and never claims', async () => {
     const queueName = `producer-${randomUUID()}`
     const task = defineTask({ name: 'noop', args: Type.Tuple([Type.String()]), run: () => {} })

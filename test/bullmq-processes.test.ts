@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path'
 import { Agent, request } from 'undici'
 import { afterEach, beforeAll, expect, it } from 'vitest'
 import { LINE, readLogLines, tempDir } from './helpers/app.js'
+import { parsePrometheus, sampleValue } from './helpers/prometheus.js'
 import { describeWithRedis, freePort, startRedis, type RedisServer } from './helpers/redis.js'
 import { ensureBuilt, spawnServer, type SpawnedServer } from './helpers/spawn.js'
 import { waitFor } from './helpers/wait.js'
@@ -174,6 +175,50 @@ describeWithRedis(
       for (const child of children) child.child.kill('SIGTERM')
       const exits = await Promise.all(children.map((child) => child.exited))
       expect(exits.map((exit) => exit.code)).toEqual([0, 0, 0])
+    })
+
+    it('a worker with WORKER_PORT serves /metrics (role="worker", its own task counts), /health and /ready; without it, no port', async () => {
+      const redis = await redisServer()
+      const dir = tempDir()
+      const logs = [join(dir, 'observed.txt'), join(dir, 'unobserved.txt')]
+      const workerPort = await freePort()
+      const [server, observed, unobserved] = await Promise.all([
+        web(redis, dir),
+        worker(redis, logs[0]!, { WORKER_PORT: String(workerPort) }),
+        worker(redis, logs[1]!),
+      ])
+      expect(observed!.logs.find((line) => line.msg === 'worker started')).toMatchObject({ port: workerPort, role: 'worker' })
+      expect(unobserved!.logs.some((line) => String(line.msg).startsWith('Server listening'))).toBe(false)
+      const agent = client()
+      const base = `http://127.0.0.1:${workerPort}`
+      expect(await getJson(agent, `${base}/health`)).toEqual({ status: 200, body: { status: 'ok' } })
+      expect(await getJson(agent, `${base}/ready`)).toMatchObject({ status: 200, body: { status: 'ready', backend: 'bullmq' } })
+
+      const messages = messagesFor('observed', 200)
+      expect((await postAll(agent, server!.url, messages, 16)).filter((reply) => reply.status !== 200)).toEqual([])
+      await waitUntilLogged(logs, messages)
+      const ranHere = readLogLines(logs[0]!).length
+      const scrape = async () => {
+        const response = await request(`${base}/metrics`, { dispatcher: agent })
+        return parsePrometheus(await response.body.text())
+      }
+      // The worker's own counts, labelled by role: what it ran, not what the queue holds.
+      const samples = await waitFor(async () => {
+        const current = await scrape()
+        return sampleValue(current, 'background_tasks_finished_total', { task: 'log_message', status: 'succeeded' }) === ranHere
+          ? current
+          : undefined
+      })
+      expect(sampleValue(samples, 'background_tasks_finished_total', { role: 'worker', status: 'succeeded' })).toBe(ranHere)
+      expect(samples.filter((sample) => sample.name === 'process_cpu_seconds_total').map((sample) => sample.labels.role)).toEqual([
+        'worker',
+      ])
+
+      // Redis gone: the worker's /ready says so.
+      await redis.stop()
+      await waitFor(async () => (await getJson(agent, `${base}/ready`)).body.status === 'backend_unavailable', {
+        what: "the worker's /ready to report Redis down",
+      })
     })
 
     it('kill -9 of a worker mid-load: every message that got a 200 is still logged, duplicates bounded by what it was running', async () => {

@@ -135,7 +135,11 @@ describe('GET /metrics', () => {
     const { server: first } = await start()
     const { server: second } = await start()
     expect((await first.request('/send-message?message=one')).status).toBe(200)
-    await scrapeUntil(first, 'the task to be added', (s) => sampleValue(s, 'background_tasks_added_total', { task: 'log_message' }) === 1)
+    await scrapeUntil(
+      first,
+      'the task to be added',
+      (s) => sampleValue(s, 'background_tasks_added_total', { task: 'log_message', role: 'web' }) === 1,
+    )
     const other = await scrape(second)
     expect(sampleValue(other, 'background_tasks_added_total', { task: 'log_message' })).toBeUndefined()
     expect(sampleValue(other, 'process_cpu_user_seconds_total')).toBeGreaterThan(0)

@@ -2,6 +2,7 @@
  * The task runner on its own, with the memory backend: backoff (on an injected clock and
  * random source), concurrency, retention under load, shutdown, and defineTask's checks.
  */
+import { join } from 'node:path'
 import { Type } from '@sinclair/typebox'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -12,13 +13,17 @@ import {
   type FailOptions,
   type RunnerOptions,
   type TaskOptions,
+  type TaskBackend,
   type TaskRetriedEvent,
 } from '../src/background/index.js'
 import type { TaskTarget } from '../src/background/registry.js'
 import { backoffDelay, type BackoffPolicy } from '../src/background/backoff.js'
 import { captureLogs, type CapturedLogs } from './helpers/log-capture.js'
 import { TaskProbe, testTasks } from './helpers/test-tasks.js'
+import { openBackend } from './helpers/journal.js'
+import { tempDir } from './helpers/app.js'
 import { waitFor } from './helpers/wait.js'
+import { expectNoLeakedRoom } from './helpers/idle-invariant.js'
 
 interface Harness {
   runner: TaskRunner
@@ -51,7 +56,13 @@ function harness(options: Partial<RunnerOptions> & { retentionCount?: number; ba
 }
 
 afterEach(async () => {
-  for (const runner of runners.splice(0)) await runner.close(1000)
+  for (const runner of runners.splice(0)) {
+    try {
+      await expectNoLeakedRoom(runner, 300)
+    } finally {
+      await runner.close(1000)
+    }
+  }
 })
 
 /** A memory backend that records an attempt's outcome (complete or fail) only once `recorded()` is called. */
@@ -416,23 +427,57 @@ describe('defineTask', () => {
   })
 })
 
-describe('arguments a durable backend cannot store', () => {
-  it('are refused at add() with TASKS_INVALID_ARGS (400), not later as an unavailable store (503)', () => {
-    class DurableMemory extends MemoryBackend {
-      override readonly durable = true
-    }
-    const anything = defineTask({ name: 'takes_anything', args: Type.Tuple([Type.Any()]), run: () => {} })
-    const { runner } = harness({ backend: new DurableMemory({ retention: { maxCount: 10, maxAgeMs: 60_000 } }), tasks: [anything] })
-    expect(() => runner.prepare(anything, [10n], 'req-bigint')).toThrow(
-      expect.objectContaining({
-        code: 'TASKS_INVALID_ARGS',
-        statusCode: 400,
-        message: expect.stringContaining('cannot be stored as JSON'),
-      }),
+describe('arguments JSON cannot hold', () => {
+  const anything = defineTask({ name: 'takes_anything', args: Type.Tuple([Type.Any()]), run: () => {} })
+  const cycle: Record<string, unknown> = {}
+  cycle.self = cycle
+  const refused: Array<[string, unknown, RegExp]> = [
+    ['a BigInt', 10n, /\/0 is a BigInt/],
+    ['a cycle', cycle, /\/0\/self is a circular reference/],
+    ['undefined in an array', [1, undefined], /\/0\/1 is undefined/],
+    ['NaN', { n: Number.NaN }, /\/0\/n is NaN/],
+    ['Infinity', [Infinity], /is Infinity/],
+    ['a Date', new Date(0), /is a Date, not a plain object/],
+    ['a Map', new Map(), /is a Map/],
+    ['a function', { f: () => {} }, /\/0\/f is a function/],
+  ]
+  const backends: Record<string, () => TaskBackend> = {
+    memory: () => new MemoryBackend({ retention: { maxCount: 10, maxAgeMs: 60_000 } }),
+    sqlite: () => openBackend(join(tempDir('json-args-'), 'tasks.db')),
+  }
+  const runnerOn = (backend: TaskBackend): { runner: TaskRunner } => {
+    const runner = new TaskRunner({
+      concurrency: 1,
+      maxPending: 10,
+      defaultTimeoutMs: 1000,
+      logger: pino({ level: 'silent' }),
+      backend,
+      tasks: [anything],
+    })
+    runners.push(runner)
+    return { runner }
+  }
+
+  for (const [kind, backend] of Object.entries(backends)) {
+    it.each(refused)(
+      `${kind}: %s is refused at add() with TASKS_INVALID_ARGS (400), not later as a store error (503)`,
+      (_what, value, reason) => {
+        const { runner } = runnerOn(backend())
+        let thrown: unknown
+        try {
+          runner.prepare(anything, [value], 'req')
+        } catch (error) {
+          thrown = error
+        }
+        expect(thrown).toMatchObject({ code: 'TASKS_INVALID_ARGS', statusCode: 400, message: expect.stringMatching(reason) })
+        expect(runner.stats().pending).toBe(0)
+      },
     )
-    const cycle: Record<string, unknown> = {}
-    cycle.self = cycle
-    expect(() => runner.prepare(anything, [cycle], 'req-cycle')).toThrow(expect.objectContaining({ code: 'TASKS_INVALID_ARGS' }))
-    expect(runner.prepare(anything, [{ fine: true }], 'req-ok').args).toEqual([{ fine: true }])
-  })
+
+    it(`${kind}: plain JSON passes, nested and with null`, () => {
+      const { runner } = runnerOn(backend())
+      const args = [{ fine: true, list: [1, 'two', null, { deep: [] }], nothing: null }]
+      expect(runner.prepare(anything, args, 'req-ok').args).toEqual(args)
+    })
+  }
 })

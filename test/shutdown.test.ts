@@ -88,6 +88,35 @@ describe('graceful shutdown (SIGTERM) of the built server', () => {
     expect(readLogLines(logFile).map((line) => LINE.exec(line)?.[2])).toEqual(['idle-keepalive'])
   })
 
+  it('with SHUTDOWN_DELAY_MS, /ready answers 503 at once while every route is still served; then it drains and exits 0', async () => {
+    const dir = tempDir()
+    const logFile = join(dir, 'log.txt')
+    // Long enough that the requests below cannot outlast it even on a loaded machine.
+    const server = await spawnServer({ LOG_FILE: logFile, SHUTDOWN_DELAY_MS: '4000' })
+    expect((await fetch(`${server.url}/ready`)).status).toBe(200)
+    server.child.kill('SIGTERM')
+    await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 503, { what: '/ready to answer 503' })
+    const ready = await fetch(`${server.url}/ready`)
+    expect(ready.headers.get('retry-after')).toBe('1')
+    expect(await ready.json()).toMatchObject({ status: 'closing' })
+    // Not ready, but still serving: new connections are accepted and requests answered.
+    const messages = Array.from({ length: 5 }, (_, i) => `during-delay-${i}`)
+    for (const message of messages) {
+      const response = await fetch(`${server.url}/send-message?message=${message}`, { method: 'POST' })
+      expect(response.status).toBe(200)
+    }
+    expect((await fetch(`${server.url}/health`)).status).toBe(200)
+    expect(server.logs.some((line) => line.msg === 'shutting down: draining requests and background tasks')).toBe(false)
+
+    expect((await server.exited).code).toBe(0)
+    expect(readLogLines(logFile).map((line) => LINE.exec(line)?.[2])).toEqual(messages)
+    const order = server.logs.map((line) => String(line.msg)).filter((msg) => msg.startsWith('shutting down'))
+    expect(order).toEqual([
+      'shutting down: not ready, still serving until the delay ends',
+      'shutting down: draining requests and background tasks',
+    ])
+  })
+
   it('a second signal exits at once', async () => {
     const dir = tempDir()
     const server = await spawnServer({ LOG_FILE: join(dir, 'log.txt'), SHUTDOWN_TIMEOUT_MS: '60000', LOG_QUERY: 'true' })

@@ -231,8 +231,11 @@ describe('sqlite journal: a TASK_DB that cannot be used stops the start, naming 
     const holder = spawn(
       process.execPath,
       [
+        '--input-type=module',
         '-e',
-        `const db = new (require('better-sqlite3'))(process.argv[1]); db.exec('BEGIN EXCLUSIVE'); console.log('locked'); setInterval(() => {}, 1e6)`,
+        `import { sqliteDriver } from './dist/background/backends/sqlite/driver.js'
+         const db = sqliteDriver().open(process.argv[1]); db.exec('BEGIN EXCLUSIVE'); console.log('locked')
+         setInterval(() => db, 1e6) // holds a reference: a collected handle would close and unlock`,
         db,
       ],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },

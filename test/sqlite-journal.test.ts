@@ -50,8 +50,9 @@ describe('sqlite journal over HTTP', () => {
     const db = join(dir, 'tasks.db')
     const logFile = join(dir, 'log.txt')
 
-    // /dev/full: every write fails, so the tasks wait for retries and are still there at the restart.
-    const first = await sqliteServer({ TASK_DB: db, LOG_FILE: '/dev/full' })
+    // /dev/full: every write fails, so the tasks wait for retries and are still there at the
+    // restart. No drain on close: retries during it could use up the task's attempts.
+    const first = await sqliteServer({ TASK_DB: db, LOG_FILE: '/dev/full', SHUTDOWN_TIMEOUT_MS: '0' })
     const cancelled = await send(first, 'cancelled before it could run')
     expect(cancelled.status).toBe(200)
     expect(journal(first).rowCount()).toBe(1)

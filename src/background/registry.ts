@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { type AnyTaskDefinition, isTaskDefinition } from './define-task.js'
+import { nonJsonValue } from './json-args.js'
 import { DuplicateTaskNameError, InvalidTaskArgsError, NotDurableTaskError, UnregisteredTaskError } from './errors.js'
 import type { NewTask, PlainTaskFn } from './backends/types.js'
 
@@ -40,9 +41,10 @@ export class TaskRegistry {
         const where = first === undefined ? '' : `${first.path || '/'} `
         throw new InvalidTaskArgsError(target.name, `${where}${first?.message ?? 'does not match the schema'}`)
       }
-      // A durable backend stores the arguments as JSON: what JSON cannot hold (a BigInt, a cycle)
-      // is refused here, as invalid arguments (400), not later as an unavailable store (503).
-      if (this.durable) assertJson(target.name, args)
+      // Stored as JSON by the durable backends, and so plain JSON on every backend: what JSON
+      // cannot hold is refused here as invalid arguments (400), never later as a store error (503).
+      const problem = nonJsonValue(args)
+      if (problem !== undefined) throw new InvalidTaskArgsError(target.name, `cannot be stored as JSON: ${problem}`)
       if (this.byName.get(target.name) !== target) {
         // In memory a definition is simply remembered on first use.
         if (this.durable) throw new UnregisteredTaskError(target.name)
@@ -53,13 +55,5 @@ export class TaskRegistry {
     const name = target.name || 'anonymous'
     if (this.durable) throw new NotDurableTaskError(name, this.backendKind)
     return { id: randomUUID(), name, args, requestId, maxAttempts: 1, createdAt: now, fn: target }
-  }
-}
-
-function assertJson(name: string, args: unknown[]): void {
-  try {
-    JSON.stringify(args)
-  } catch (error) {
-    throw new InvalidTaskArgsError(name, `cannot be stored as JSON (${error instanceof Error ? error.message : String(error)})`)
   }
 }

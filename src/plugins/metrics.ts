@@ -13,6 +13,9 @@
  * - `http_request_duration_seconds{method,route,status_code}`: `route` is the route's pattern
  *   (`/tasks/:id`), or `unmatched` for 404s, so unknown URLs cannot blow up the label set.
  *
+ * Every sample carries a `role` label (`web` or `worker`), so one Prometheus job can scrape web
+ * processes and `npm run worker` processes alike and tell them apart.
+ *
  * Register after the background-tasks plugin and before the routes (its onResponse hook
  * applies to routes registered after it).
  */
@@ -38,8 +41,14 @@ function setCounts(counter: Counter<string>, counts: Iterable<[Record<string, st
   for (const [labels, value] of counts) counter.inc(labels, value)
 }
 
-async function metricsPlugin(app: FastifyInstance): Promise<void> {
+export interface MetricsOptions {
+  /** The process's role, a label on every sample. Default `web`. */
+  role?: 'web' | 'worker'
+}
+
+async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Promise<void> {
   const registry = new Registry()
+  registry.setDefaultLabels({ role: options.role ?? 'web' })
   collectDefaultMetrics({ register: registry })
   const registers = [registry]
   const runner = app.taskRunner

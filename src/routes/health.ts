@@ -15,6 +15,11 @@ export interface HealthOptions {
   backendCheckTimeoutMs?: number
   /** Where the tasks write (the log file): failing makes /ready answer 503 `sink_failing`. */
   sink?: ReadinessCheck
+  /**
+   * A full backlog makes /ready answer 503 `backlog_full` (default true). A worker process turns
+   * it off: it takes no requests, and a worker busy up to its concurrency is working, not broken.
+   */
+  checkBacklog?: boolean
 }
 
 const READY_STATUSES = ['ready', 'closing', 'backend_unavailable', 'sink_failing', 'backlog_full'] as const
@@ -26,7 +31,7 @@ const Ready = Type.Object(
       READY_STATUSES.map((s) => Type.Literal(s)),
       {
         description:
-          "`ready`, or why not: `closing` (shutting down), `backend_unavailable` (the task store cannot be reached), `sink_failing` (the tasks cannot write: the log file's last write failed), `backlog_full` (`TASK_MAX_PENDING` reached)",
+          "`ready`, or why not: `closing` (shutting down, from the signal on), `backend_unavailable` (the task store cannot be reached), `sink_failing` (the tasks cannot write: the log file's last write failed), `backlog_full` (`TASK_MAX_PENDING` reached)",
       },
     ),
     reason: Type.Optional(Type.String({ description: 'Details when not ready', examples: ['connect ECONNREFUSED 127.0.0.1:6379'] })),
@@ -80,7 +85,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
         description: [
           '`200` when new requests can be accepted. `503` (with `Retry-After`) and a `status` that says why when:',
           '',
-          '- `closing`: the server is shutting down and draining its tasks;',
+          '- `closing`: the server is shutting down: from the signal on, while it still serves for `SHUTDOWN_DELAY_MS`, then while it drains its tasks;',
           '- `backend_unavailable`: a durable task store (sqlite, Redis) cannot be reached, or did not answer within 2 s (`reason` has the error);',
           "- `sink_failing`: the tasks' writes fail (the log file's last write failed: disk full, a read-only or missing path; `reason` has the error). It clears with the next write that succeeds, or 30 s after the last failure when nothing was written since;",
           '- `backlog_full`: `TASK_MAX_PENDING` tasks are queued or running, so `POST /send-message` would get `503`.',
@@ -114,7 +119,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
       const runner = app.taskRunner
       let status: ReadyStatus = 'ready'
       let reason: string | undefined
-      if (app.closing) {
+      if (app.stopping) {
         status = 'closing'
       } else {
         const backend = await checkBackend(runner.backend, backendCheckTimeoutMs)
@@ -126,7 +131,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
         } else if (!sink.ok) {
           status = 'sink_failing'
           reason = redactPaths(sink.reason ?? 'the task sink is failing')
-        } else if (stats.full) {
+        } else if (stats.full && options.checkBacklog !== false) {
           status = 'backlog_full'
           reason = `${stats.pending} of ${stats.maxPending} tasks pending`
         }

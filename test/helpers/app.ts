@@ -9,6 +9,7 @@ import { request as undiciRequest, Agent } from 'undici'
 import { buildApp, type App, type BuildOptions } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { captureLogs, type CapturedLogs } from './log-capture.js'
+import { expectNoLeakedRoom } from './idle-invariant.js'
 import { waitFor } from './wait.js'
 
 export interface TestServer {
@@ -107,8 +108,12 @@ export async function startServer(
     close: async () => {
       if (closed) return
       closed = true
-      await app.close()
-      await dispatcher.close()
+      try {
+        await expectNoLeakedRoom(app.taskRunner)
+      } finally {
+        await app.close()
+        await dispatcher.close()
+      }
     },
   }
 }

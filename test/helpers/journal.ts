@@ -2,8 +2,8 @@
 import { execFileSync } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import Database from 'better-sqlite3'
 import { SqliteBackend, type SqliteBackendOptions } from '../../src/background/backends/sqlite/backend.js'
+import { sqliteDriver } from '../../src/background/backends/sqlite/driver.js'
 import { tempDir } from './app.js'
 
 export function openBackend(path: string, options: Partial<SqliteBackendOptions> = {}): SqliteBackend {
@@ -12,7 +12,7 @@ export function openBackend(path: string, options: Partial<SqliteBackendOptions>
 
 /** Count a journal's rows by status: only when no server holds it (it is locked while one runs). */
 export function journalStatuses(path: string): Record<string, number> {
-  const db = new Database(path, { timeout: 0 })
+  const db = sqliteDriver().open(path)
   try {
     const rows = db.prepare('SELECT status, count(*) AS n FROM tasks GROUP BY status').all() as Array<{ status: string; n: number }>
     return Object.fromEntries(rows.map((row) => [row.status, row.n]))
@@ -30,7 +30,7 @@ export function siblings(path: string): string[] {
 
 /** A valid SQLite database of some other application. */
 export function writeForeignDatabase(path: string): void {
-  const db = new Database(path)
+  const db = sqliteDriver().open(path)
   db.exec("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT); INSERT INTO users (email) VALUES ('a@example.com')")
   db.close()
 }

@@ -192,6 +192,11 @@ export interface TaskBackend {
   /** Tasks not finished (queued, retrying, running), for the shutdown report. */
   unfinished(): MaybePromise<TaskSummary[]>
   /**
+   * Forget finished tasks older than the retention age. The runner calls it every
+   * `SWEEP_INTERVAL_MS`, so a process that finishes nothing more still expires what it kept.
+   */
+  sweep?(now: number): MaybePromise<void>
+  /**
    * For `GET /ready`: can the backend take tasks now (the database or Redis is reachable)?
    * Should answer within a second or two; a throw counts as not ready.
    */

@@ -32,6 +32,7 @@ import type { RunnerEvents } from './events.js'
 import { type ExecutionPolicy, executionPolicy } from './execution.js'
 import { Executions } from './executions.js'
 import { WakeTimers } from './retry.js'
+import { Sweeper } from './sweeper.js'
 import { type ShutdownReport, logUnfinished } from './shutdown.js'
 
 export interface RunnerOptions {
@@ -77,6 +78,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   private readonly random: () => number
   private readonly executions: Executions
   private readonly wakeTimers: WakeTimers
+  private readonly sweeper: Sweeper
   /** Tasks added, retried, finished, and attempt durations, for metrics. */
   readonly counters = new TaskCounters()
   private pumping = false
@@ -101,6 +103,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.now = options.now ?? Date.now
     this.random = options.random ?? Math.random
     this.wakeTimers = new WakeTimers(() => this.pump(), this.now)
+    this.sweeper = new Sweeper(this.backend, this.now, this.logger)
     this.executions = new Executions({
       backend: this.backend,
       registry: this.registry,
@@ -138,6 +141,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       this.admission.take(recovered)
       this.logger.info({ recovered, backend: this.backend.kind }, 'resuming unfinished tasks from the journal')
     }
+    this.sweeper.start()
     this.pump()
     return recovered
   }
@@ -373,6 +377,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.closed = true
     this.admission.close()
     this.wakeTimers.stop()
+    this.sweeper.stop()
     this.executions.stop()
     let unfinished: TaskSummary[] = []
     if (!drained) {

@@ -66,6 +66,10 @@ export interface BullMQBackendOptions {
   commandTimeoutMs?: number
 }
 
+/** How often a process cleans the queue of expired finished jobs, and how many per call. */
+const CLEAN_INTERVAL_MS = 5_000
+const CLEAN_BATCH = 1_000
+
 export class BullMQBackend implements TaskBackend {
   readonly kind = 'bullmq'
   readonly durable = true
@@ -81,9 +85,12 @@ export class BullMQBackend implements TaskBackend {
   private readonly browser: JobBrowser
   private readonly consumer: JobConsumer | undefined
   private closePromise: Promise<void> | undefined
+  private readonly retentionAgeMs: number
+  private nextClean = 0
 
   constructor(options: BullMQBackendOptions) {
     this.url = options.url
+    this.retentionAgeMs = options.retention.maxAgeMs
     this.queueName = options.queueName ?? 'background-tasks'
     this.execution = options.role === 'worker' ? 'shared' : 'remote'
     const whileLost = options.role === 'producer' ? 'requests get 503 until it is back' : 'tasks wait until it is back'
@@ -226,6 +233,18 @@ export class BullMQBackend implements TaskBackend {
       }
     }
     return out
+  }
+
+  /**
+   * BullMQ removes finished jobs past `removeOnComplete`/`removeOnFail` only when another job
+   * finishes; an idle queue kept them. `Queue.clean` removes them by age, here at most every
+   * CLEAN_INTERVAL_MS per process (every process sweeps the same queue), and never while Redis is away.
+   */
+  async sweep(now: number): Promise<void> {
+    if (now < this.nextClean || this.redis.status !== 'ready' || this.log.closing) return
+    this.nextClean = now + Math.min(CLEAN_INTERVAL_MS, this.retentionAgeMs)
+    await this.queue.clean(this.retentionAgeMs, CLEAN_BATCH, 'completed')
+    await this.queue.clean(this.retentionAgeMs, CLEAN_BATCH, 'failed')
   }
 
   /** Fail at once while Redis is away: BullMQ's own calls would wait for the connection without end. */

@@ -240,6 +240,11 @@ export class MemoryBackend implements TaskBackend {
     return { unfinished, changed }
   }
 
+  /** Forget finished tasks past the retention age (and count). */
+  sweep(now: number): void {
+    this.prune(now)
+  }
+
   /** Number of records held (finished ones included): what retention bounds. */
   get size(): number {
     return this.entries.size

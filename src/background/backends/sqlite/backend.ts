@@ -1,5 +1,5 @@
 /**
- * The sqlite journal backend (`better-sqlite3`, WAL): a task is accepted only once it is
+ * The sqlite journal backend (SQLite in WAL mode, through `driver.ts`): a task is accepted only once it is
  * committed to a file, and after a crash or `kill -9` the next start runs what was unfinished
  * (at least once).
  *
@@ -7,8 +7,9 @@
  *   MemoryBackend: group order, ready queue, retries, retention) answers claim/get at
  *   memory speed. One process holds the file exclusively, so the index cannot go stale.
  * - `enqueue` resolves once its rows are committed. Concurrent requests' tasks share one
- *   transaction per event-loop turn (group commit), so a commit (and, with `sync: 'full'`,
- *   its fsync) is paid per turn rather than per request.
+ *   transaction per event-loop turn (group commit), so a commit is paid per turn rather than
+ *   per request. With `sync: 'full'` the WAL is then fsynced on the thread pool (`wal-sync.ts`)
+ *   before the enqueues and cancels it carried are acknowledged.
  * - Claims, results and cancels update the index at once and are written in one transaction
  *   at the end of the current microtask burst: before the claimed task's first I/O callback
  *   runs, so a task whose effects may have happened is `running` in the file, never `queued`.
@@ -19,6 +20,8 @@
  */
 import { BackendUnavailableError } from '../../errors.js'
 import { describeError } from '../../describe-error.js'
+import type { SqliteDriver, SqliteDriverName } from './driver.js'
+import { WalSync } from './wal-sync.js'
 import { Journal, type JournalChange, type JournalInsert, JournalOpenError } from './journal.js'
 import { MemoryBackend, type RetentionOptions } from '../memory/backend.js'
 import {
@@ -54,6 +57,8 @@ export interface SqliteBackendOptions {
   retention: RetentionOptions
   /** Write failures and recoveries are logged here. */
   logger?: JournalLogger
+  /** The SQLite binding; default: `node:sqlite` where this Node has it, else better-sqlite3. */
+  driver?: SqliteDriverName | SqliteDriver | undefined
   /** Injectable for tests. */
   now?: () => number
 }
@@ -94,13 +99,17 @@ export class SqliteBackend implements TaskBackend {
   private failure: string | undefined
   private closed = false
   private committed = 0
+  /** `sync: 'full'`: the WAL is fsynced off the event loop before a commit is acknowledged. */
+  private readonly walSync: WalSync | undefined
 
   constructor(options: SqliteBackendOptions) {
     this.logger = options.logger
     this.now = options.now ?? Date.now
     this.index = new MemoryBackend({ retention: options.retention })
-    this.journal = Journal.open(options.path, { sync: options.sync ?? 'normal', retention: options.retention })
+    // The journal itself always commits with synchronous=NORMAL; `full` adds the fsync below.
+    this.journal = Journal.open(options.path, { retention: options.retention, driver: options.driver })
     try {
+      this.walSync = options.sync === 'full' ? new WalSync(`${options.path}-wal`) : undefined
       const loaded = this.journal.load()
       this.rowids = loaded.rowids
       const restored = this.index.restore(loaded.groups, this.now())
@@ -114,6 +123,11 @@ export class SqliteBackend implements TaskBackend {
         `cannot be read back (${error instanceof Error ? error.message : String(error)}); it was left untouched`,
       )
     }
+  }
+
+  /** WAL fsyncs run so far (`sync: 'full'`): with group commit, at most one in flight. */
+  get walSyncs(): number {
+    return this.walSync?.syncs ?? 0
   }
 
   /** Transactions committed so far: with group commit, one per event-loop turn, not one per request. */
@@ -228,6 +242,18 @@ export class SqliteBackend implements TaskBackend {
     return this.unfinishedAtOpen
   }
 
+  /** Forget finished tasks past the retention age: in the index, and their rows in the file. */
+  sweep(now: number): void {
+    if (this.closed) return
+    this.index.sweep(now)
+    if (this.failure !== undefined) return // the retry timer owns the file until it recovers
+    try {
+      this.journal.expire(now)
+    } catch (error) {
+      this.failed(error)
+    }
+  }
+
   /** Task records held in memory (finished ones included). */
   get size(): number {
     return this.index.size
@@ -250,6 +276,8 @@ export class SqliteBackend implements TaskBackend {
     const error = new BackendUnavailableError('the task journal is closed')
     for (const pending of this.pending.splice(0)) pending.reject(error)
     for (const waiter of this.waiters.splice(0)) waiter.reject(error)
+    // Its last fsyncs settle by themselves; SQLite's closing checkpoint syncs the WAL anyway.
+    void this.walSync?.close()
     try {
       this.journal.close()
     } catch (closeError) {
@@ -325,7 +353,6 @@ export class SqliteBackend implements TaskBackend {
         inserts: groups.map((pending) => pending.rows),
         changes,
         now: this.now(),
-        acknowledges: groups.length > 0 || waiters.length > 0,
       })
     } catch (error) {
       // Keep the changes (a newer record of the same task wins) and try again later; the
@@ -340,12 +367,32 @@ export class SqliteBackend implements TaskBackend {
     this.committed++
     if (this.failure !== undefined) this.recovered()
     for (const [id, record] of dirty) if (record === null || isFinished(record.status)) this.rowids.delete(id)
-    groups.forEach((pending, i) => {
-      pending.group.forEach((task, j) => this.rowids.set(task.id, rowids[i]?.[j] ?? -1))
-      this.index.enqueue(pending.group)
-      pending.resolve()
-    })
-    for (const waiter of waiters) waiter.resolve()
+    groups.forEach((pending, i) => pending.group.forEach((task, j) => this.rowids.set(task.id, rowids[i]?.[j] ?? -1)))
+    const acknowledge = (): void => {
+      for (const pending of groups) {
+        this.index.enqueue(pending.group)
+        pending.resolve()
+      }
+      for (const waiter of waiters) waiter.resolve()
+    }
+    if (this.walSync === undefined || (groups.length === 0 && waiters.length === 0)) return acknowledge()
+    this.walSync.sync().then(acknowledge, (error: unknown) => this.syncFailed(error, groups, waiters))
+  }
+
+  /**
+   * The fsync failed: the commit may not survive a power loss, so nothing is acknowledged. The new
+   * tasks never run here, and their rows are deleted with the next write (a restart does not run
+   * tasks whose requests got a 503).
+   */
+  private syncFailed(error: unknown, groups: PendingGroup[], waiters: Waiter[]): void {
+    const refusal = new BackendUnavailableError(describeError(error))
+    for (const pending of groups) {
+      for (const task of pending.group) this.dirty.set(task.id, null)
+      pending.reject(refusal)
+    }
+    for (const waiter of waiters) waiter.reject(refusal)
+    this.failed(error)
+    this.scheduleRetry()
   }
 
   private failed(error: unknown): void {

@@ -4,7 +4,7 @@
  * not a journal: `journal-file.ts` checks what is at the path first.
  */
 import { statSync, type Stats } from 'node:fs'
-import Database from 'better-sqlite3'
+import { sqliteDriver, type SqlDatabase, type SqliteDriver, type SqliteDriverName, type SqlStatement } from './driver.js'
 import { describeError as describe } from '../../describe-error.js'
 import type { StoredTask, TaskRecord, TaskStatus } from '../types.js'
 import { TASK_STATUSES, isFinished } from '../types.js'
@@ -32,8 +32,8 @@ const SCHEMA = `
   CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 `
 
-/** A new row: one task of a request's group. */
-export interface JournalInsert {
+/** A new row: one task of a request's group (a type, not an interface: it binds as SQL parameters). */
+export type JournalInsert = {
   id: string
   grp: string
   seq: number
@@ -51,12 +51,6 @@ export interface JournalWrite {
   inserts: JournalInsert[][]
   changes: JournalChange[]
   now: number
-  /**
-   * The commit acknowledges something to a client (new tasks, a cancel): with `sync: 'full'`
-   * it is fsynced. Bookkeeping alone (claims, results) is not: losing it to a power cut only
-   * means a task runs again, and the next full commit syncs it along.
-   */
-  acknowledges: boolean
 }
 
 export interface LoadedJournal {
@@ -67,10 +61,10 @@ export interface LoadedJournal {
 }
 
 export interface JournalOptions {
-  /** `normal`: a commit survives a crash of the process; `full`: also a power loss (fsync per commit). */
-  sync: 'normal' | 'full'
   /** Finished rows kept: at most this many, for at most this long. */
   retention: { maxCount: number; maxAgeMs: number }
+  /** The SQLite binding (default: the one `driver.ts` picks for this Node). */
+  driver?: SqliteDriverName | SqliteDriver | undefined
 }
 
 interface WriteResult {
@@ -100,18 +94,16 @@ const AGE_PRUNE_INTERVAL_MS = 1000
 
 export class Journal {
   readonly path: string
-  private readonly db: Database.Database
+  private readonly db: SqlDatabase
   private readonly identity: Pick<Stats, 'dev' | 'ino'>
   private readonly retention: JournalOptions['retention']
-  private readonly fullSync: boolean
-  private synchronous: 'NORMAL' | 'FULL' = 'NORMAL'
   private readonly writeTransaction: (write: JournalWrite) => WriteResult
-  private readonly insertStatement: Database.Statement
-  private readonly updateStatement: Database.Statement
-  private readonly deleteStatement: Database.Statement
-  private readonly rowidStatement: Database.Statement
-  private readonly pruneAgeStatement: Database.Statement
-  private readonly pruneCountStatement: Database.Statement
+  private readonly insertStatement: SqlStatement
+  private readonly updateStatement: SqlStatement
+  private readonly deleteStatement: SqlStatement
+  private readonly rowidStatement: SqlStatement
+  private readonly pruneAgeStatement: SqlStatement
+  private readonly pruneCountStatement: SqlStatement
   private finishedRows: number
   private nextAgePrune = 0
   private closed = false
@@ -120,30 +112,31 @@ export class Journal {
   static open(path: string, options: JournalOptions): Journal {
     const state = inspect(path)
     if (state === 'missing') mkdirOrThrow(path)
-    let db: Database.Database
+    let db: SqlDatabase
     try {
-      db = new Database(path, { timeout: 0 })
+      db = sqliteDriver(options.driver).open(path)
     } catch (error) {
       throw new JournalOpenError(path, `cannot be opened: ${describe(error)}`)
     }
     try {
       // Before the first access: the whole file is ours until close, no -shm, no other writer.
-      db.pragma('locking_mode = EXCLUSIVE')
+      db.exec('PRAGMA locking_mode = EXCLUSIVE')
       if (state === 'journal') {
-        const check = db.pragma('quick_check', { simple: true })
+        const check = db.value('PRAGMA quick_check')
         if (check !== 'ok') throw new JournalOpenError(path, `is corrupt (quick_check: ${oneLine(String(check))}); it was left untouched`)
       } else {
         // Header fields are written before WAL is on, so they are always in the main file.
         db.transaction(() => {
-          db.pragma(`application_id = ${APPLICATION_ID}`)
-          db.pragma(`user_version = ${SCHEMA_VERSION}`)
+          db.exec(`PRAGMA application_id = ${APPLICATION_ID}`)
+          db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
           db.exec(SCHEMA)
         })()
       }
-      const mode = db.pragma('journal_mode = WAL', { simple: true })
+      const mode = db.value('PRAGMA journal_mode = WAL')
       if (mode !== 'wal') throw new JournalOpenError(path, `cannot use write-ahead logging (journal_mode is ${String(mode)})`)
-      db.pragma('synchronous = NORMAL')
-      db.pragma('journal_size_limit = 16777216')
+      // A commit survives a crash of the process; `sync: 'full'` fsyncs the WAL itself (wal-sync.ts).
+      db.exec('PRAGMA synchronous = NORMAL')
+      db.exec('PRAGMA journal_size_limit = 16777216')
       // Take the write lock now: from here to close, no other process can read or write the file.
       db.exec('BEGIN EXCLUSIVE; COMMIT')
       return new Journal(path, db, options)
@@ -154,11 +147,10 @@ export class Journal {
     }
   }
 
-  private constructor(path: string, db: Database.Database, options: JournalOptions) {
+  private constructor(path: string, db: SqlDatabase, options: JournalOptions) {
     this.path = path
     this.db = db
     this.retention = options.retention
-    this.fullSync = options.sync === 'full'
     this.identity = statSync(path)
     this.insertStatement = db.prepare(
       `INSERT INTO tasks (id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at)
@@ -171,12 +163,12 @@ export class Journal {
        WHERE rowid = @rowid`,
     )
     this.deleteStatement = db.prepare('DELETE FROM tasks WHERE rowid = ?')
-    this.rowidStatement = db.prepare('SELECT rowid FROM tasks WHERE id = ?').pluck()
+    this.rowidStatement = db.prepare('SELECT rowid FROM tasks WHERE id = ?')
     this.pruneAgeStatement = db.prepare('DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?')
     this.pruneCountStatement = db.prepare(
       'DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks WHERE finished_at IS NOT NULL ORDER BY finished_at LIMIT ?)',
     )
-    this.finishedRows = db.prepare('SELECT count(*) FROM tasks WHERE finished_at IS NOT NULL').pluck().get() as number
+    this.finishedRows = Number(db.value('SELECT count(*) FROM tasks WHERE finished_at IS NOT NULL'))
     this.writeTransaction = db.transaction((write: JournalWrite) => this.applyWrite(write))
   }
 
@@ -184,7 +176,7 @@ export class Journal {
   load(): LoadedJournal {
     const groups = new Map<string, StoredTask[]>()
     const rowids = new Map<string, number>()
-    const rows = this.db.prepare('SELECT rowid, * FROM tasks ORDER BY rowid').all() as Row[]
+    const rows = this.db.prepare('SELECT rowid, * FROM tasks ORDER BY rowid').all() as unknown as Row[]
     for (const row of rows) {
       let group = groups.get(row.grp)
       if (group === undefined) groups.set(row.grp, (group = []))
@@ -203,7 +195,6 @@ export class Journal {
     if (this.closed) throw new Error('the task journal is closed')
     // SQLite keeps writing to a deleted file: refuse instead of acknowledging work that would be lost.
     this.checkIdentity()
-    this.setSynchronous(this.fullSync && write.acknowledges ? 'FULL' : 'NORMAL')
     const result = this.writeTransaction(write)
     // Counted only once committed: a failed transaction changed nothing.
     this.finishedRows += result.finishedDelta
@@ -215,7 +206,7 @@ export class Journal {
   probe(): void {
     if (this.closed) throw new Error('the task journal is closed')
     this.checkIdentity()
-    this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
+    this.db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
   }
 
   /** Throws if the file at the path is no longer the one open (deleted, replaced): a stat, no write. */
@@ -228,12 +219,20 @@ export class Journal {
 
   /** The row of a task, found by id: a scan (no index on id), for a rare retry of a finished task. */
   rowidOf(id: string): number | undefined {
-    return this.rowidStatement.get(id) as number | undefined
+    const row = this.rowidStatement.get(id)
+    return row === undefined ? undefined : Number(row.rowid)
+  }
+
+  /** Delete finished rows past the retention age (a write of its own, when nothing else writes). */
+  expire(now: number): void {
+    if (this.closed) throw new Error('the task journal is closed')
+    this.checkIdentity()
+    this.finishedRows -= this.pruneAgeStatement.run(now - this.retention.maxAgeMs).changes
   }
 
   /** Rows in the file (finished ones included): what retention bounds. */
   rowCount(): number {
-    return this.db.prepare('SELECT count(*) FROM tasks').pluck().get() as number
+    return Number(this.db.value('SELECT count(*) FROM tasks'))
   }
 
   /** Close the file (a last checkpoint folds the WAL into it). Safe to call twice. */
@@ -271,13 +270,6 @@ export class Journal {
       finishedDelta -= this.pruneCountStatement.run(excess).changes
     }
     return { rowids, finishedDelta, agePruned }
-  }
-
-  /** WAL with NORMAL: a commit survives a crash of the process; FULL also fsyncs it (and every commit before it). */
-  private setSynchronous(level: 'NORMAL' | 'FULL'): void {
-    if (this.synchronous === level) return
-    this.db.pragma(`synchronous = ${level}`)
-    this.synchronous = level
   }
 }
 

@@ -1,0 +1,47 @@
+/**
+ * buildWorker(config): what `npm run worker` runs — the task runner on the BullMQ queue, as a
+ * Fastify instance of its own so that a worker has the web process's `/metrics` (labelled
+ * `role="worker"`), `/health` and `/ready`, served on `WORKER_PORT` when it is not 0.
+ */
+import Fastify, { type FastifyServerOptions } from 'fastify'
+import { backgroundTasks, type TaskBackend } from './background/index.js'
+import type { Config } from './config.js'
+import { closingState } from './plugins/closing.js'
+import { errorReplies } from './plugins/error-replies.js'
+import { metrics } from './plugins/metrics.js'
+import { requestGuard } from './plugins/request-guard.js'
+import { healthRoutes } from './routes/health.js'
+import { ErrorReply } from './schemas.js'
+import { createTaskBackend, runnerSettings } from './task-settings.js'
+import { LogFile } from './tasks/log-file.js'
+import { createLogMessageTask } from './tasks/log-message.js'
+
+export interface BuildWorkerOptions {
+  /** Extra Fastify options (tests: a logger stream). */
+  fastify?: Partial<FastifyServerOptions>
+  /** Use this backend instead of the BullMQ worker backend. */
+  backend?: TaskBackend
+}
+
+export async function buildWorker(config: Config, options: BuildWorkerOptions = {}) {
+  const logFile = LogFile.open(config.LOG_FILE)
+  const app = Fastify({
+    logger: { level: config.LOG_LEVEL, base: { pid: process.pid, role: 'worker' } },
+    forceCloseConnections: true,
+    ...options.fastify,
+  })
+  // Added before the runner's: runs after the runner has drained, so the last tasks still write.
+  app.addHook('onClose', async () => {
+    await logFile.close()
+  })
+  await app.register(closingState)
+  await app.register(requestGuard)
+  await app.register(errorReplies, { retryAfterSeconds: config.RETRY_AFTER_SECONDS })
+  app.addSchema(ErrorReply)
+
+  const backend = options.backend ?? (await createTaskBackend(config, 'worker', app.log))
+  await app.register(backgroundTasks, { backend, tasks: [createLogMessageTask(logFile)], ...runnerSettings(config), taskIdHeader: false })
+  if (config.METRICS_ENABLED) await app.register(metrics, { role: 'worker' })
+  await app.register(healthRoutes, { sink: { check: () => logFile.health() }, checkBacklog: false })
+  return { app, logFile }
+}
