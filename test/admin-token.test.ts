@@ -4,9 +4,12 @@
  * /ready stay open; without it everything is open, with a warning beyond loopback.
  */
 import { afterEach, describe, expect, it } from 'vitest'
+import { request } from 'undici'
 import { AdminToken } from '../src/admin-token.js'
+import { MemoryBackend } from '../src/background/index.js'
+import { buildWorker } from '../src/worker-app.js'
 import { ConfigError, loadConfig } from '../src/config.js'
-import { startServer, type TestServer } from './helpers/app.js'
+import { startServer, tempDir, type TestServer } from './helpers/app.js'
 import { SteeredTasks, steeredBody } from './helpers/steered-tasks.js'
 
 const TOKEN = 'test-admin-token-0123456789'
@@ -112,6 +115,28 @@ describe('ADMIN_TOKEN set', () => {
     const signedOut = await server.request('/dashboard/sign-out', { headers: { cookie } })
     expect(signedOut.status).toBe(303)
     expect(String(signedOut.headers['set-cookie'])).toMatch(/^admin_session=;/)
+  })
+})
+
+describe('a worker (WORKER_PORT)', () => {
+  it('needs the token for its /metrics too; /health and /ready stay open', async () => {
+    const config = loadConfig({ ADMIN_TOKEN: TOKEN, LOG_FILE: `${tempDir()}/log.txt`, WORKER_PORT: '1', LOG_LEVEL: 'silent' })
+    const { app } = await buildWorker(config, { backend: new MemoryBackend({ retention: { maxCount: 10, maxAgeMs: 1000 } }) })
+    try {
+      await app.listen({ host: '127.0.0.1', port: 0 })
+      const address = app.server.address()
+      const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+      const status = async (path: string, headers: Record<string, string> = {}) => {
+        const reply = await request(`${base}${path}`, { headers })
+        await reply.body.text()
+        return reply.statusCode
+      }
+      expect(await status('/metrics')).toBe(401)
+      expect(await status('/metrics', bearer(TOKEN))).toBe(200)
+      expect(await status('/health')).toBe(200)
+    } finally {
+      await app.close()
+    }
   })
 })
 

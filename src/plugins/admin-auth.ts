@@ -27,8 +27,8 @@ export const SESSION_COOKIE = 'admin_session'
 
 export interface AdminAuthOptions {
   token: string | undefined
-  /** The address the server listens on: open task routes beyond loopback get a warning. */
-  host: string
+  /** The address the server listens on: open routes beyond loopback get a warning. Undefined: it serves nothing. */
+  host: string | undefined
 }
 
 async function adminAuthPlugin(app: FastifyInstance, options: AdminAuthOptions): Promise<void> {
@@ -38,10 +38,10 @@ async function adminAuthPlugin(app: FastifyInstance, options: AdminAuthOptions):
   app.decorate('adminCheck', (request: FastifyRequest): TokenCheck =>
     token === undefined ? 'ok' : token.check(request.headers.authorization, request.cookies[SESSION_COOKIE]),
   )
-  if (token === undefined && !isLoopback(options.host)) {
+  if (token === undefined && options.host !== undefined && !isLoopback(options.host)) {
     app.log.warn(
       { host: options.host },
-      'ADMIN_TOKEN is not set: the task routes, /dashboard and /metrics are open to anyone who can reach this address',
+      'ADMIN_TOKEN is not set: the routes that show or change tasks, and /metrics, are open to anyone who can reach this address',
     )
   }
   if (token === undefined) return
