@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerO
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { backgroundTasks, type TaskBackend } from './background/index.js'
 import type { Config } from './config.js'
+import { adminAuth } from './plugins/admin-auth.js'
 import { closingState } from './plugins/closing.js'
 import { docs } from './plugins/docs.js'
 import { errorReplies } from './plugins/error-replies.js'
@@ -13,7 +14,10 @@ import { clientErrorHandler } from './client-errors.js'
 import { hashRoutes } from './routes/hash.js'
 import { healthRoutes } from './routes/health.js'
 import { sendMessageRoutes } from './routes/send-message.js'
+import { taskListRoutes } from './routes/task-list.js'
+import { taskStatsRoutes } from './routes/task-stats.js'
 import { taskRoutes } from './routes/tasks.js'
+import { dashboardRoutes } from './routes/dashboard.js'
 import { ErrorReply, TaskView } from './schemas.js'
 import { createTaskBackend, runnerSettings } from './task-settings.js'
 import { LogFile } from './tasks/log-file.js'
@@ -101,6 +105,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   await app.register(closingState)
   await app.register(requestGuard)
   await app.register(errorReplies, { retryAfterSeconds: config.RETRY_AFTER_SECONDS })
+  await app.register(adminAuth, { token: config.ADMIN_TOKEN, host: config.HOST })
   app.addSchema(ErrorReply)
   app.addSchema(TaskView)
 
@@ -115,8 +120,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   if (config.METRICS_ENABLED) await app.register(metrics)
   if (options.beforeRoutes !== undefined) await options.beforeRoutes(app)
   await app.register(sendMessageRoutes, { logMessage, messageMaxLength: config.MESSAGE_MAX_LENGTH })
+  await app.register(taskListRoutes)
+  await app.register(taskStatsRoutes)
   await app.register(taskRoutes)
   await app.register(hashRoutes, { hashPassword, results: hashResults })
+  await app.register(dashboardRoutes)
   await app.register(healthRoutes, { sink: { check: () => logFile.health() } })
   return app
 }

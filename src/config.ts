@@ -45,6 +45,10 @@ export const ConfigSchema = Type.Object({
   TASK_QUEUE: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,100}$', default: 'background-tasks' }),
   TASK_LOCK_DURATION_MS: Integer(1000, 3_600_000, 30_000),
   TASK_STALLED_INTERVAL_MS: Integer(100, 3_600_000, 30_000),
+  /** Unset: the task routes, /dashboard and /metrics are open. */
+  ADMIN_TOKEN: Type.Optional(
+    Type.String({ pattern: '^[!-~]{16,1024}$', description: '16 to 1024 printable ASCII characters without spaces' }),
+  ),
   LOG_QUERY: Flag(false),
   DOCS_ENABLED: Flag(true),
   METRICS_ENABLED: Flag(true),
@@ -71,9 +75,12 @@ function describeSchema(schema: TSchema): string {
   if (schema.type === 'integer') return `an integer from ${String(schema.minimum)} to ${String(schema.maximum)}`
   if (schema.type === 'boolean') return 'true or false'
   if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => String(s.const)).join(', ')}`
-  if (schema.pattern !== undefined) return `a string matching ${String(schema.pattern)}`
+  if (schema.pattern !== undefined)
+    return typeof schema.description === 'string' ? schema.description : `a string matching ${String(schema.pattern)}`
   return 'a non-empty string'
 }
+
+const SECRETS: ReadonlySet<string> = new Set(['ADMIN_TOKEN'])
 
 function parseValue(name: string, raw: string, schema: TSchema): unknown {
   // TypeBox converts numbers; flags also take the words people write in .env files.
@@ -86,7 +93,9 @@ function parseValue(name: string, raw: string, schema: TSchema): unknown {
           : raw
         : raw
   if (value === undefined || !Value.Check(schema, value)) {
-    throw new ConfigError(`Invalid configuration: ${name} must be ${describeSchema(schema)}, got ${JSON.stringify(raw)}`)
+    // A secret is not echoed: the message goes to the terminal and the logs.
+    const got = SECRETS.has(name) ? `a value of ${raw.length} characters` : JSON.stringify(raw)
+    throw new ConfigError(`Invalid configuration: ${name} must be ${describeSchema(schema)}, got ${got}`)
   }
   return value
 }

@@ -86,3 +86,15 @@ export const ClosingReply = errorResponse(
   'SERVICE_CLOSING',
   'The server is shutting down and takes no new requests; retry shortly',
 )
+export const UnavailableReply = errorResponse(
+  'The server is shutting down (`SERVICE_CLOSING`), or the task backend cannot answer (`TASKS_BACKEND_UNAVAILABLE`); see `Retry-After`',
+  503,
+  'TASKS_BACKEND_UNAVAILABLE',
+  'The task store is unavailable, nothing was stored: Redis is not reachable (connection reconnecting)',
+)
+export const AdminTokenReply = errorResponse(
+  'ADMIN_TOKEN is set and the request has no token (`ADMIN_TOKEN_REQUIRED`) or a wrong one (`ADMIN_TOKEN_INVALID`); see `WWW-Authenticate`',
+  401,
+  'ADMIN_TOKEN_REQUIRED',
+  'This route needs the admin token: send Authorization: Bearer <ADMIN_TOKEN>',
+)

@@ -6,6 +6,7 @@
 import Fastify, { type FastifyServerOptions } from 'fastify'
 import { backgroundTasks, type TaskBackend } from './background/index.js'
 import type { Config } from './config.js'
+import { adminAuth } from './plugins/admin-auth.js'
 import { closingState } from './plugins/closing.js'
 import { errorReplies } from './plugins/error-replies.js'
 import { metrics } from './plugins/metrics.js'
@@ -39,6 +40,8 @@ export async function buildWorker(config: Config, options: BuildWorkerOptions = 
   await app.register(closingState)
   await app.register(requestGuard)
   await app.register(errorReplies, { retryAfterSeconds: config.RETRY_AFTER_SECONDS })
+  // /metrics needs ADMIN_TOKEN here too, when it is set.
+  await app.register(adminAuth, { token: config.ADMIN_TOKEN, host: config.WORKER_PORT > 0 ? config.HOST : undefined })
   app.addSchema(ErrorReply)
 
   const backend = options.backend ?? (await createTaskBackend(config, 'worker', app.log))

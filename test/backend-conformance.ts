@@ -214,6 +214,128 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       )
     })
 
+    /** Claim until these tasks are all claimed (a shared queue may hand them out over several claims). */
+    async function claimAll(backend: TaskBackend, count: number): Promise<ClaimedTask[]> {
+      const all: ClaimedTask[] = []
+      await waitFor(
+        async () => {
+          all.push(...(await backend.claim(Date.now(), count)))
+          return all.length >= count ? true : undefined
+        },
+        { what: `${count} claims` },
+      )
+      return all
+    }
+
+    it('list: newest first, paged after a position, filtered by status, name and since, never the arguments', async () => {
+      const backend = await fresh()
+      const base = Date.now() - 10_000
+      // Four: as many as a BullMQ worker here holds at once, so all can be claimed.
+      const tasks = [0, 1, 2, 3].map((i) => ({ ...task(i % 2 === 0 ? 'even' : 'odd'), createdAt: base + i * 10 }))
+      for (const t of tasks) await backend.enqueue([t])
+      const ids = (page: { tasks: Array<{ id: string }> }) => page.tasks.map((r) => r.id)
+      const first = await backend.list({ limit: 3 })
+      expect(ids(first)).toEqual([tasks[3]!.id, tasks[2]!.id, tasks[1]!.id])
+      expect(first.next).toEqual({ createdAt: tasks[1]!.createdAt, id: tasks[1]!.id })
+      expect(first.tasks[0]).not.toHaveProperty('args')
+      const last = await backend.list({ limit: 3, after: first.next })
+      expect(ids(last)).toEqual([tasks[0]!.id])
+      expect(last.next).toBeUndefined()
+      expect(ids(await backend.list({ limit: 10, name: 'even' }))).toEqual([tasks[2]!.id, tasks[0]!.id])
+      expect(ids(await backend.list({ limit: 10, since: base + 20 }))).toEqual([tasks[3]!.id, tasks[2]!.id])
+
+      await claimAll(backend, 4)
+      await backend.complete(tasks[0]!.id, Date.now())
+      await backend.complete(tasks[3]!.id, Date.now())
+      await backend.fail(tasks[1]!.id, { error: 'boom', now: Date.now() })
+      expect(ids(await backend.list({ limit: 10, status: 'succeeded' }))).toEqual([tasks[3]!.id, tasks[0]!.id])
+      expect(await backend.list({ limit: 10, status: 'failed' })).toMatchObject({ tasks: [{ id: tasks[1]!.id, lastError: 'boom' }] })
+      expect(ids(await backend.list({ limit: 10, status: 'running', name: 'even' }))).toEqual([tasks[2]!.id])
+      expect(await backend.list({ limit: 10, status: 'queued' })).toEqual({ tasks: [], next: undefined })
+    })
+
+    it('list: a position is not a snapshot: a task added since shows on the first page, not on the next', async () => {
+      const backend = await fresh()
+      const base = Date.now() - 10_000
+      const [a, b, c] = [0, 10, 20].map((offset) => ({ ...task('snapshot'), createdAt: base + offset }))
+      await backend.enqueue([a!])
+      await backend.enqueue([b!])
+      const first = await backend.list({ limit: 1 })
+      expect(first.tasks.map((t) => t.id)).toEqual([b!.id])
+      await backend.enqueue([c!])
+      expect((await backend.list({ limit: 10, after: first.next })).tasks.map((t) => t.id)).toEqual([a!.id])
+      expect((await backend.list({ limit: 10 })).tasks.map((t) => t.id)).toEqual([c!.id, b!.id, a!.id])
+    })
+
+    it('counts: by status and by name, and the finish times since a time', async () => {
+      const backend = await fresh()
+      const [a, b, c] = [task('alpha'), task('alpha'), task('beta')]
+      for (const t of [a, b, c]) await backend.enqueue([t!])
+      await claimAll(backend, 3)
+      const before = Date.now()
+      await backend.complete(a!.id, Date.now())
+      await backend.fail(c!.id, { error: 'x', now: Date.now() })
+      const counts = await backend.counts(before - 1000)
+      expect(counts.byStatus).toEqual({ queued: 0, running: 1, retrying: 0, succeeded: 1, failed: 1, cancelled: 0 })
+      expect(counts.byName).toEqual({ alpha: 2, beta: 1 })
+      expect(counts.finishedTimes).toHaveLength(2)
+      for (const at of counts.finishedTimes) expect(at).toBeGreaterThanOrEqual(before - 5)
+      expect((await backend.counts(Date.now() + 60_000)).finishedTimes).toEqual([])
+    })
+
+    it('retry: a failed task is queued again with its arguments and attempts from 0, and runs again', async () => {
+      const backend = await fresh()
+      const t = task('again', ['kept', 2], 1)
+      await backend.enqueue([t])
+      await claimOne(backend)
+      await backend.fail(t.id, { error: 'boom', now: Date.now() })
+      const outcome = await backend.retry(t.id, Date.now())
+      // Attempts count from 0 again: the next claim is attempt 1 (a BullMQ worker may hold it already).
+      expect(outcome).toMatchObject({ outcome: 'retried', record: { id: t.id } })
+      // A BullMQ worker takes a ready job at once: it may show running before claim() hands it out.
+      expect(['queued', 'running']).toContain((await backend.get(t.id))?.status)
+      const [again] = await claimAll(backend, 1)
+      expect(again).toMatchObject({ id: t.id, attempt: 1, args: ['kept', 2] })
+      await backend.complete(t.id, Date.now())
+      expect(await backend.get(t.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
+    })
+
+    it('retry: the failed first task of a request runs again on its own, after the rest of its request went on', async () => {
+      const backend = await fresh()
+      const [first, second] = [task('first', ['a'], 1), task('second', ['b'], 1)]
+      await backend.enqueue([first!, second!])
+      await claimAll(backend, 1)
+      await backend.fail(first!.id, { error: 'boom', now: Date.now() })
+      const [next] = await claimAll(backend, 1)
+      expect(next?.id).toBe(second!.id)
+      await backend.complete(second!.id, Date.now())
+      expect(await backend.retry(first!.id, Date.now())).toMatchObject({ outcome: 'retried' })
+      const [again] = await claimAll(backend, 1)
+      expect(again).toMatchObject({ id: first!.id, attempt: 1, args: ['a'] })
+      await backend.complete(first!.id, Date.now())
+      expect(await backend.get(first!.id)).toMatchObject({ status: 'succeeded' })
+      expect(await backend.get(second!.id)).toMatchObject({ status: 'succeeded' })
+    })
+
+    it('retry: a cancelled task keeps its place in its request; a succeeded or running one is not retryable; an unknown id is not found', async () => {
+      const backend = await fresh()
+      const [first, second, done] = [task('first'), task('second'), task('done')]
+      await backend.enqueue([first!, second!])
+      await backend.enqueue([done!])
+      await claimAll(backend, 2)
+      await backend.complete(done!.id, Date.now())
+      expect(await backend.cancel(second!.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
+      expect(await backend.retry(second!.id, Date.now())).toMatchObject({ outcome: 'retried', record: { status: 'queued' } })
+      // It still waits for the first task of its request.
+      expect(await backend.claim(Date.now(), 10)).toEqual([])
+      await backend.complete(first!.id, Date.now())
+      const [again] = await claimAll(backend, 1)
+      expect(again).toMatchObject({ id: second!.id, attempt: 1, args: second!.args })
+      expect(await backend.retry(done!.id, Date.now())).toMatchObject({ outcome: 'not_retryable', record: { status: 'succeeded' } })
+      expect(await backend.retry(second!.id, Date.now())).toMatchObject({ outcome: 'not_retryable', record: { status: 'running' } })
+      expect(await backend.retry(randomUUID(), Date.now())).toEqual({ outcome: 'not_found' })
+    })
+
     it('close is safe to call twice', async () => {
       const backend = await fresh()
       await backend.close()

@@ -31,4 +31,23 @@ describe('memory backend retention', () => {
     expect(backend.get('t1')).toBeUndefined()
     expect(backend.get('t2')?.status).toBe('succeeded')
   })
+
+  it('never forgets a retried task by its earlier finish: not while it runs again, nor once it has finished again', () => {
+    const backend = new MemoryBackend({ retention: { maxCount: 2, maxAgeMs: 1000 } })
+    backend.enqueue([task(1)])
+    backend.fail(backend.claim(0, 1)[0]!.id, { error: 'boom', now: 0 })
+    expect(backend.retry('t1', 10).outcome).toBe('retried')
+    backend.claim(10, 1)
+    // Its first finish (at 0) is past the age bound when another task finishes.
+    backend.enqueue([task(2)])
+    backend.complete(backend.claim(5000, 1)[0]!.id, 5000)
+    expect(backend.get('t1')?.status).toBe('running')
+    backend.complete('t1', 5001)
+    backend.enqueue([task(3)])
+    backend.complete(backend.claim(5002, 1)[0]!.id, 5002)
+    // Two kept: the newest finishes, t1 (at 5001) and t3.
+    expect(backend.get('t1')?.status).toBe('succeeded')
+    expect(backend.get('t3')?.status).toBe('succeeded')
+    expect(backend.get('t2')).toBeUndefined()
+  })
 })

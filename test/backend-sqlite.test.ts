@@ -209,6 +209,29 @@ describe('sqlite journal', () => {
     expect(reopened.get(done.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
   })
 
+  it('a failed task can be retried after a restart: the file keeps its arguments, and the retry is written to it', async () => {
+    const path = journalPath()
+    const backend = backendAt(path)
+    const failed = task('failed', ['kept', 7])
+    const done = task('done')
+    await backend.enqueue([failed])
+    await backend.enqueue([done])
+    for (const claimed of backend.claim(Date.now(), 2)) {
+      if (claimed.id === failed.id) backend.fail(claimed.id, { error: 'boom', now: Date.now() })
+      else backend.complete(claimed.id, Date.now())
+    }
+    backend.close()
+    const reopened = backendAt(path)
+    expect(reopened.start()).toBe(0)
+    expect(await reopened.retry(failed.id, Date.now())).toMatchObject({ outcome: 'retried', record: { status: 'queued', attempts: 0 } })
+    expect(await reopened.retry(done.id, Date.now())).toMatchObject({ outcome: 'not_retryable' })
+    reopened.close()
+    // The retry is in the file: the next start runs the task, with its arguments.
+    const third = backendAt(path)
+    expect(third.start()).toBe(1)
+    expect(third.claim(Date.now(), 10)).toMatchObject([{ id: failed.id, args: ['kept', 7], attempt: 1 }])
+  })
+
   it('after close, enqueue is refused with a 503 error', async () => {
     const backend = backendAt(journalPath())
     backend.close()

@@ -15,17 +15,24 @@ interface Operation {
   parameters?: Array<{ name: string; in: string; description?: string; example?: unknown; examples?: unknown }>
   responses: Record<string, { description?: string; content?: Record<string, { schema?: unknown; example?: unknown }> }>
 }
-type Spec = { openapi: string; paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, unknown> } }
+type Spec = {
+  openapi: string
+  paths: Record<string, Record<string, Operation>>
+  components: { schemas: Record<string, unknown>; securitySchemes?: unknown }
+}
 
 /** Every documented route and every status it can answer. */
 // 408 and 431 come from Node's HTTP parser, on any route (client-errors.ts).
 const EXPECTED: Record<string, string[]> = {
   'POST /send-message': ['200', '400', '408', '415', '431', '503'],
-  'GET /tasks/{id}': ['200', '400', '404', '408', '431', '503'],
-  'DELETE /tasks/{id}': ['200', '400', '404', '408', '409', '431', '503'],
+  'GET /tasks': ['200', '400', '401', '408', '431', '503'],
+  'GET /tasks/stats': ['200', '400', '401', '408', '431', '503'],
+  'GET /tasks/{id}': ['200', '400', '401', '404', '408', '431', '503'],
+  'DELETE /tasks/{id}': ['200', '400', '401', '404', '408', '409', '431', '503'],
+  'POST /tasks/{id}/retry': ['200', '400', '401', '404', '408', '409', '431', '503'],
   'GET /health': ['200', '400', '408', '431'],
   'GET /ready': ['200', '400', '408', '431', '503'],
-  'GET /metrics': ['200', '400', '408', '431'],
+  'GET /metrics': ['200', '400', '401', '408', '431'],
   'POST /hash': ['200', '400', '408', '413', '415', '431', '503'],
   'GET /hash/{taskId}': ['200', '400', '404', '408', '431', '503'],
 }
@@ -56,7 +63,7 @@ describe('GET /openapi.json', () => {
     const { spec } = await fetchSpec()
     expect(spec.openapi).toBe('3.1.0')
     const validated = await SwaggerParser.validate(structuredClone(spec) as never)
-    expect(Object.keys(validated.paths ?? {})).toHaveLength(7)
+    expect(Object.keys(validated.paths ?? {})).toHaveLength(10)
   })
 
   it('lists every route with every status it can answer, each with a description and a schema', async () => {
@@ -145,6 +152,16 @@ describe('GET /openapi.json', () => {
     }
     // The API itself is unchanged.
     expect((await server.request('/send-message?message=no-docs')).status).toBe(200)
+  })
+
+  it('shows the bearer scheme (ADMIN_TOKEN) on the task routes and /metrics, and on no other route', async () => {
+    const { spec } = await fetchSpec()
+    expect(spec.components).toMatchObject({ securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } })
+    for (const [key, operation] of operations(spec)) {
+      const security = (operation as { security?: unknown }).security
+      if (key.includes('/tasks') || key === 'GET /metrics') expect(security, key).toEqual([{ adminToken: [] }])
+      else expect(security, key).toBeUndefined()
+    }
   })
 
   it('leaves /metrics out of the spec when METRICS_ENABLED=false', async () => {

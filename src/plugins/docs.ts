@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import { HeadersTooLargeReply, RequestTimeoutReply } from '../schemas.js'
+import { AdminTokenReply, HeadersTooLargeReply, RequestTimeoutReply } from '../schemas.js'
 
 // src/plugins/docs.ts and dist/plugins/docs.js are both two levels below the package root.
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string; version: string }
@@ -32,6 +32,11 @@ async function docsPlugin(app: FastifyInstance): Promise<void> {
     const response = (route.schema.response ?? {}) as Record<string, unknown>
     response[408] ??= RequestTimeoutReply
     response[431] ??= HeadersTooLargeReply
+    // Routes that need ADMIN_TOKEN (when it is set) show the bearer scheme and their 401.
+    if (route.config?.admin === true) {
+      response[401] ??= AdminTokenReply
+      route.schema.security = [{ adminToken: [] }]
+    }
     route.schema.response = response
   })
 
@@ -49,6 +54,16 @@ async function docsPlugin(app: FastifyInstance): Promise<void> {
         { name: 'operations', description: 'Liveness, readiness and metrics' },
         { name: 'examples', description: 'A CPU-heavy task in a worker thread: copy it for your own' },
       ],
+      components: {
+        securitySchemes: {
+          adminToken: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'ADMIN_TOKEN: when it is set, the task routes and /metrics need `Authorization: Bearer <ADMIN_TOKEN>`; unset, they are open',
+          },
+        },
+      },
     },
     // `$id`-registered schemas keep their name in components.schemas.
     refResolver: {

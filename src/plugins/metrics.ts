@@ -155,7 +155,7 @@ async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Pro
   app.get(
     '/metrics',
     {
-      config: { servedWhileClosing: true },
+      config: { servedWhileClosing: true, admin: true },
       schema: {
         summary: 'Prometheus metrics',
         description: [

@@ -1,10 +1,10 @@
-/** GET /tasks/:id (status) and DELETE /tasks/:id (cancel). */
+/** GET /tasks/:id (status), DELETE /tasks/:id (cancel) and POST /tasks/:id/retry. */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { TaskRecord } from '../background/index.js'
-import { taskErrors } from '../errors.js'
+import { TaskNotRetryableError, taskErrors } from '../errors.js'
 import { redactPaths } from '../redact-paths.js'
-import { ClosingReply, TaskView, errorResponse, ref } from '../schemas.js'
+import { TaskView, UnavailableReply, errorResponse, ref } from '../schemas.js'
 
 const Params = Type.Object({
   id: Type.String({
@@ -50,13 +50,14 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/tasks/:id',
     {
+      config: { admin: true },
       schema: {
         summary: "A background task's status",
         description:
           "Status (`queued | running | retrying | succeeded | failed | cancelled`), attempts, timestamps and the last error. Never the task's arguments. Finished tasks are kept for a bounded time and count (`TASK_RETENTION_MS`, `TASK_RETENTION_COUNT`).",
         tags: ['tasks'],
         params: Params,
-        response: { 200: ref(TaskView, { description: 'The task' }), 400: BadId, 404: NotFound, 503: ClosingReply },
+        response: { 200: ref(TaskView, { description: 'The task' }), 400: BadId, 404: NotFound, 503: UnavailableReply },
       },
     },
     async (request) => {
@@ -69,6 +70,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.delete(
     '/tasks/:id',
     {
+      config: { admin: true },
       schema: {
         summary: 'Cancel a background task',
         description:
@@ -100,6 +102,43 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (outcome.outcome === 'finished') {
         throw new taskErrors.TaskAlreadyFinishedError(request.params.id, outcome.record.status)
       }
+      return toTaskView(outcome.record)
+    },
+  )
+
+  app.post(
+    '/tasks/:id/retry',
+    {
+      config: { admin: true, bodyNotAllowed: true },
+      schema: {
+        summary: 'Retry a failed or cancelled task',
+        description:
+          'The task is queued again under the same id, with its arguments and its full retry policy (attempts count from 0). A task cancelled before it started keeps its place after the earlier tasks of its request. `409` for any other status.',
+        tags: ['tasks'],
+        params: Params,
+        response: {
+          200: ref(TaskView, { description: 'Queued again: the task as it is now' }),
+          400: BadId,
+          404: NotFound,
+          409: errorResponse(
+            'The task is not failed or cancelled (`TASK_NOT_RETRYABLE`)',
+            409,
+            'TASK_NOT_RETRYABLE',
+            'Task "3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e" has status "succeeded": only a failed or cancelled task can be retried',
+          ),
+          503: errorResponse(
+            'The server is shutting down (`SERVICE_CLOSING`), the backlog is full (`TASKS_BACKLOG_FULL`), or the task store cannot record the retry (`TASKS_BACKEND_UNAVAILABLE`); see `Retry-After`',
+            503,
+            'TASKS_BACKLOG_FULL',
+            'The background task backlog is full (10000 tasks pending); retry later',
+          ),
+        },
+      },
+    },
+    async (request) => {
+      const outcome = await app.taskRunner.retry(request.params.id)
+      if (outcome.outcome === 'not_found') throw new taskErrors.TaskNotFoundError(request.params.id)
+      if (outcome.outcome === 'not_retryable') throw new TaskNotRetryableError(request.params.id, outcome.record.status)
       return toTaskView(outcome.record)
     },
   )

@@ -74,6 +74,42 @@ export type CancelOutcome =
   | { outcome: 'finished'; record: TaskRecord } // too late
   | { outcome: 'not_found' }
 
+export type RetryOutcome =
+  | { outcome: 'retried'; record: TaskRecord } // queued again, attempts from 0
+  | { outcome: 'not_retryable'; record: TaskRecord } // not failed or cancelled (or its arguments are gone)
+  | { outcome: 'not_found' }
+
+/** Where a page of `list` starts: after this task, in newest-first order. */
+export interface ListPosition {
+  createdAt: number
+  id: string
+}
+
+/** `list`'s filters; every one optional but `limit`. */
+export interface TaskListQuery {
+  status?: TaskStatus | undefined
+  name?: string | undefined
+  /** Tasks created at or after this time (epoch ms). */
+  since?: number | undefined
+  /** Tasks after this one (older, or as old with a smaller id). */
+  after?: ListPosition | undefined
+  limit: number
+}
+
+/** Newest first (createdAt, then id, descending); `next` is set when there are more. */
+export interface TaskPage {
+  tasks: TaskRecord[]
+  next: ListPosition | undefined
+}
+
+/** Counts over the tasks a backend holds (finished ones within retention). */
+export interface TaskCounts {
+  byStatus: Record<TaskStatus, number>
+  byName: Record<string, number>
+  /** When each task finished, for those finished at or after `since`. */
+  finishedTimes: number[]
+}
+
 export type MaybePromise<T> = T | Promise<T>
 
 /**
@@ -147,6 +183,12 @@ export interface TaskBackend {
   fail(id: string, options: FailOptions): MaybePromise<void>
   get(id: string): MaybePromise<TaskRecord | undefined>
   cancel(id: string, now: number): MaybePromise<CancelOutcome>
+  /** Run a failed or cancelled task again: `queued`, attempts from 0, a group of its own. */
+  retry(id: string, now: number): MaybePromise<RetryOutcome>
+  /** A page of records, newest first, filtered. */
+  list(query: TaskListQuery): MaybePromise<TaskPage>
+  /** Counts by status and name, and the finish times since `since` (epoch ms). */
+  counts(since: number): MaybePromise<TaskCounts>
   /** Tasks not finished (queued, retrying, running), for the shutdown report. */
   unfinished(): MaybePromise<TaskSummary[]>
   /**

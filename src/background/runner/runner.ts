@@ -17,7 +17,11 @@ import {
   type CancelOutcome,
   type ClaimedTask,
   type NewTask,
+  type RetryOutcome,
   type TaskBackend,
+  type TaskCounts,
+  type TaskListQuery,
+  type TaskPage,
   type TaskRecord,
   type TaskSummary,
   isFinished,
@@ -230,6 +234,46 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     // The attempt ended on its own before the abort landed: too late if it finished,
     // and if it is to be retried, cancel that.
     return isFinished(record.status) ? { outcome: 'finished', record } : this.cancel(id)
+  }
+
+  /**
+   * Run a failed or cancelled task again. It takes room in the backlog like a new task
+   * (`TASKS_BACKLOG_FULL`, `TASKS_RUNNER_CLOSED`), given back if it is not retried.
+   */
+  async retry(id: string): Promise<RetryOutcome> {
+    this.admission.reserve(1)
+    let outcome: RetryOutcome
+    try {
+      outcome = await this.bounded(this.backend.retry(id, this.now()), 'a retry')
+    } catch (error) {
+      this.admission.release(1)
+      throw this.unavailable(error)
+    }
+    if (outcome.outcome !== 'retried' || !this.policy.holdsUntilFinished) this.admission.release(1)
+    if (outcome.outcome === 'retried') {
+      // It will finish once more: counted as added again, so added and finished stay in step.
+      this.counters.countAdded(outcome.record.name, 1)
+      this.schedulePump()
+    }
+    return outcome
+  }
+
+  /** A page of task records, newest first. */
+  async list(query: TaskListQuery): Promise<TaskPage> {
+    try {
+      return await this.bounded(this.backend.list(query), 'a list')
+    } catch (error) {
+      throw this.unavailable(error)
+    }
+  }
+
+  /** Counts by status and name, and when tasks finished since `since`. */
+  async counts(since: number): Promise<TaskCounts> {
+    try {
+      return await this.bounded(this.backend.counts(since), 'a count')
+    } catch (error) {
+      throw this.unavailable(error)
+    }
   }
 
   stats(): RunnerStats {

@@ -8,6 +8,7 @@
  * - `handoff.ts` is where those jobs wait for the claim;
  * - `cancel.ts` marks jobs cancelled and tells the worker running one;
  * - `records.ts` maps a job onto the task status model;
+ * - `browse.ts` lists, counts and retries jobs;
  * - `connection.ts` is the producer's Redis client, its readiness and the rate-limited warnings.
  *
  * A web process (`role: 'producer'`) only stores tasks, answers status and cancels: the runner
@@ -26,11 +27,16 @@ import type {
   FailOptions,
   MaybePromise,
   NewTask,
+  RetryOutcome,
   TaskBackend,
+  TaskCounts,
+  TaskListQuery,
+  TaskPage,
   TaskExecution,
   TaskRecord,
   TaskSummary,
 } from '../types.js'
+import { JobBrowser } from './browse.js'
 import { CancelChannel } from './cancel.js'
 import { ConnectionLog, closeConnection, producerConnection, readiness, unavailable } from './connection.js'
 import { JobConsumer } from './consumer.js'
@@ -76,6 +82,7 @@ export class BullMQBackend implements TaskBackend {
   private readonly queue: Queue<JobData>
   private readonly producer: JobProducer
   private readonly cancels: CancelChannel
+  private readonly browser: JobBrowser
   private readonly consumer: JobConsumer | undefined
   private closePromise: Promise<void> | undefined
   private readonly retentionAgeMs: number
@@ -91,6 +98,7 @@ export class BullMQBackend implements TaskBackend {
     this.queue = new Queue<JobData>(this.queueName, { connection: this.redis })
     this.queue.on('error', this.log.error)
     this.producer = new JobProducer(this.queue, this.redis, options.retention, this.log.error)
+    this.browser = new JobBrowser(this.queue)
     this.cancels = new CancelChannel(this.queue, this.redis, options.cancelWaitMs ?? 2_000, this.log.error)
     if (options.role === 'worker') {
       this.consumer = new JobConsumer(
@@ -188,6 +196,28 @@ export class BullMQBackend implements TaskBackend {
     this.requireConnection()
     try {
       return await this.cancels.cancel(id, now, async (held) => this.consumer?.cancelHeld(held))
+    } catch (error) {
+      throw unavailable(error)
+    }
+  }
+
+  retry(id: string): Promise<RetryOutcome> {
+    return this.guarded(() => this.browser.retry(id))
+  }
+
+  list(query: TaskListQuery): Promise<TaskPage> {
+    return this.guarded(() => this.browser.list(query))
+  }
+
+  counts(since: number): Promise<TaskCounts> {
+    return this.guarded(() => this.browser.counts(since))
+  }
+
+  /** A Redis call: refused at once while Redis is away, its failure a 503. */
+  private async guarded<T>(call: () => Promise<T>): Promise<T> {
+    this.requireConnection()
+    try {
+      return await call()
     } catch (error) {
       throw unavailable(error)
     }

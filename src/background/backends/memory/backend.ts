@@ -14,11 +14,16 @@ import {
   type PlainTaskFn,
   type StoredTask,
   type TaskBackend,
+  type RetryOutcome,
+  type TaskCounts,
   type TaskExecution,
+  type TaskListQuery,
+  type TaskPage,
   type TaskRecord,
   type TaskSummary,
   isFinished,
 } from '../types.js'
+import { countsOf, pageOf } from '../listing.js'
 
 export interface RetentionOptions {
   /** Finished tasks kept for `GET /tasks/:id`, at most. */
@@ -27,11 +32,19 @@ export interface RetentionOptions {
   maxAgeMs: number
 }
 
+/** A finished entry, as it was when it finished: a retried one finishes again later. */
+interface Finished {
+  entry: Entry
+  finishedAt: number
+}
+
 interface Entry extends TaskRecord {
   args: unknown[] | undefined
   fn: PlainTaskFn | undefined
   next: Entry | undefined
   inReady: boolean
+  /** Waits behind an earlier task of its request (linked from its `next`). */
+  linked: boolean
 }
 
 export class MemoryBackend implements TaskBackend {
@@ -42,7 +55,7 @@ export class MemoryBackend implements TaskBackend {
   private readonly readyQueue = new Fifo<Entry>()
   private readonly delayed = new Set<Entry>()
   private nextDelayedAt = Infinity
-  private readonly finished = new Fifo<Entry>()
+  private readonly finished = new Fifo<Finished>()
   private readonly retention: RetentionOptions
 
   constructor(options: { retention: RetentionOptions }) {
@@ -77,10 +90,10 @@ export class MemoryBackend implements TaskBackend {
         fn: task.fn,
         next: undefined,
         inReady: false,
+        linked: false,
       }
       this.entries.set(task.id, entry)
-      if (previous === undefined) this.pushReady(entry)
-      else previous.next = entry
+      this.chainAfter(previous, entry)
       previous = entry
     }
   }
@@ -155,6 +168,34 @@ export class MemoryBackend implements TaskBackend {
     return { outcome: 'cancelled', record: toRecord(entry) }
   }
 
+  /**
+   * A failed or cancelled task runs again: queued, attempts from 0, on its own (the rest of its
+   * request went on when it ended). Its last error is kept until the next attempt ends.
+   */
+  retry(id: string, _now: number): RetryOutcome {
+    const entry = this.entries.get(id)
+    if (entry === undefined) return { outcome: 'not_found' }
+    const retryable = (entry.status === 'failed' || entry.status === 'cancelled') && (entry.args !== undefined || entry.fn !== undefined)
+    if (!retryable) return { outcome: 'not_retryable', record: toRecord(entry) }
+    entry.status = 'queued'
+    entry.attempts = 0
+    entry.startedAt = undefined
+    entry.finishedAt = undefined
+    entry.runAt = undefined
+    // Cancelled before its turn, it still waits in the ready queue or behind an earlier task of
+    // its request: it keeps its place. Otherwise its request went on without it: it runs alone.
+    if (!entry.inReady && !entry.linked) this.pushReady(entry)
+    return { outcome: 'retried', record: toRecord(entry) }
+  }
+
+  list(query: TaskListQuery): TaskPage {
+    return pageOf(this.records(), query)
+  }
+
+  counts(since: number): TaskCounts {
+    return countsOf(this.records(), since)
+  }
+
   unfinished(): TaskSummary[] {
     const out: TaskSummary[] = []
     for (const entry of this.entries.values()) {
@@ -178,10 +219,10 @@ export class MemoryBackend implements TaskBackend {
     for (const group of groups) {
       let previous: Entry | undefined
       for (const task of group) {
-        const entry: Entry = { ...task, fn: undefined, next: undefined, inReady: false }
+        const entry: Entry = { ...task, fn: undefined, next: undefined, inReady: false, linked: false }
         this.entries.set(entry.id, entry)
         if (isFinished(entry.status)) {
-          entry.args = undefined
+          if (entry.status === 'succeeded') entry.args = undefined
           finished.push(entry)
           continue
         }
@@ -189,13 +230,12 @@ export class MemoryBackend implements TaskBackend {
         if (entry.status === 'running') entry.status = 'queued'
         if (entry.status === 'retrying') entry.runAt = now
         if (entry.status !== task.status || entry.runAt !== task.runAt) changed.push(entry.id)
-        if (previous === undefined) this.pushReady(entry)
-        else previous.next = entry
+        this.chainAfter(previous, entry)
         previous = entry
       }
     }
     finished.sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0))
-    for (const entry of finished) this.finished.push(entry)
+    for (const entry of finished) this.finished.push({ entry, finishedAt: entry.finishedAt ?? now })
     this.prune(now)
     return { unfinished, changed }
   }
@@ -210,11 +250,22 @@ export class MemoryBackend implements TaskBackend {
     return this.entries.size
   }
 
+  private *records(): Generator<TaskRecord> {
+    for (const entry of this.entries.values()) yield toRecord(entry)
+  }
+
   close(): void {
     // Nothing to release: the map goes with the process.
   }
 
+  private chainAfter(previous: Entry | undefined, entry: Entry): void {
+    if (previous === undefined) return this.pushReady(entry)
+    previous.next = entry
+    entry.linked = true
+  }
+
   private pushReady(entry: Entry): void {
+    entry.linked = false
     entry.inReady = true
     this.readyQueue.push(entry)
   }
@@ -240,9 +291,12 @@ export class MemoryBackend implements TaskBackend {
 
   private finishedBookkeeping(entry: Entry, now: number): void {
     entry.finishedAt = now
-    entry.args = undefined
-    entry.fn = undefined
-    this.finished.push(entry)
+    // A failed or cancelled task keeps what it needs to be retried, within retention.
+    if (entry.status === 'succeeded') {
+      entry.args = undefined
+      entry.fn = undefined
+    }
+    this.finished.push({ entry, finishedAt: now })
     this.prune(now)
   }
 
@@ -253,6 +307,7 @@ export class MemoryBackend implements TaskBackend {
     while (next !== undefined && next.status === 'cancelled') {
       const after: Entry | undefined = next.next
       next.next = undefined
+      next.linked = false
       next = after
     }
     if (next !== undefined) this.pushReady(next)
@@ -264,11 +319,14 @@ export class MemoryBackend implements TaskBackend {
     for (;;) {
       const oldest = this.finished.peek()
       if (oldest === undefined) return
-      if (this.finished.length <= maxCount && (oldest.finishedAt ?? now) >= oldestAllowed) return
+      // Retried since (and perhaps finished again, later in the queue): not this finish's to forget.
+      const stale = oldest.entry.finishedAt !== oldest.finishedAt
+      if (!stale && this.finished.length <= maxCount && oldest.finishedAt >= oldestAllowed) return
       this.finished.shift()
+      if (stale) continue
       // A cancelled-while-queued entry may still be linked in its group or sit in the ready
       // queue; forgetting its record is safe, the chain skips it by status.
-      this.entries.delete(oldest.id)
+      this.entries.delete(oldest.entry.id)
     }
   }
 }

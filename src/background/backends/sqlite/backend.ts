@@ -30,7 +30,11 @@ import {
   type ClaimedTask,
   type FailOptions,
   type NewTask,
+  type RetryOutcome,
   type TaskBackend,
+  type TaskCounts,
+  type TaskListQuery,
+  type TaskPage,
   type TaskRecord,
   type TaskSummary,
   isFinished,
@@ -191,6 +195,33 @@ export class SqliteBackend implements TaskBackend {
     this.touch(id)
     await new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
     return outcome
+  }
+
+  /**
+   * A failed or cancelled task is queued again (its arguments were kept in the file for this),
+   * answered once committed, like a cancel.
+   */
+  async retry(id: string, now: number): Promise<RetryOutcome> {
+    if (this.closed) throw new BackendUnavailableError('the task journal is closed')
+    if (!this.writable()) throw new BackendUnavailableError(this.failure ?? 'the task journal cannot be written')
+    if (this.index.get(id) === undefined) return { outcome: 'not_found' }
+    const rowid = this.rowids.get(id) ?? this.journal.rowidOf(id)
+    // The file pruned the row already: as good as forgotten.
+    if (rowid === undefined) return { outcome: 'not_found' }
+    const outcome = this.index.retry(id, now)
+    if (outcome.outcome !== 'retried') return outcome
+    this.rowids.set(id, rowid)
+    this.touch(id)
+    await new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
+    return outcome
+  }
+
+  list(query: TaskListQuery): TaskPage {
+    return this.index.list(query)
+  }
+
+  counts(since: number): TaskCounts {
+    return this.index.counts(since)
   }
 
   unfinished(): TaskSummary[] {

@@ -101,6 +101,7 @@ export class Journal {
   private readonly insertStatement: SqlStatement
   private readonly updateStatement: SqlStatement
   private readonly deleteStatement: SqlStatement
+  private readonly rowidStatement: SqlStatement
   private readonly pruneAgeStatement: SqlStatement
   private readonly pruneCountStatement: SqlStatement
   private finishedRows: number
@@ -157,10 +158,12 @@ export class Journal {
     )
     this.updateStatement = db.prepare(
       `UPDATE tasks SET status = @status, attempts = @attempts, started_at = @startedAt, finished_at = @finishedAt,
-         run_at = @runAt, last_error = @lastError, args = CASE WHEN @finishedAt IS NULL THEN args END
+         run_at = @runAt, last_error = @lastError,
+         args = CASE WHEN @finishedAt IS NULL OR @status IN ('failed', 'cancelled') THEN args END
        WHERE rowid = @rowid`,
     )
     this.deleteStatement = db.prepare('DELETE FROM tasks WHERE rowid = ?')
+    this.rowidStatement = db.prepare('SELECT rowid FROM tasks WHERE id = ?')
     this.pruneAgeStatement = db.prepare('DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?')
     this.pruneCountStatement = db.prepare(
       'DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks WHERE finished_at IS NOT NULL ORDER BY finished_at LIMIT ?)',
@@ -212,6 +215,12 @@ export class Journal {
     if (now === undefined || now.ino !== this.identity.ino || now.dev !== this.identity.dev) {
       throw new Error(`the journal file ${this.path} was deleted or replaced while in use; restart to open it again`)
     }
+  }
+
+  /** The row of a task, found by id: a scan (no index on id), for a rare retry of a finished task. */
+  rowidOf(id: string): number | undefined {
+    const row = this.rowidStatement.get(id)
+    return row === undefined ? undefined : Number(row.rowid)
   }
 
   /** Delete finished rows past the retention age (a write of its own, when nothing else writes). */

@@ -1,0 +1,80 @@
+/**
+ * /dashboard: one page (plain HTML, a small vanilla script and a stylesheet from
+ * `public/dashboard/`, read once at start) that shows and steers the tasks through the JSON
+ * routes. With ADMIN_TOKEN set, a request without a valid token gets the sign-in page (401); its
+ * form posts the token and gets an HttpOnly, SameSite=Strict cookie in exchange.
+ */
+import { readFileSync } from 'node:fs'
+import querystring from 'fast-querystring'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { SESSION_COOKIE } from '../plugins/admin-auth.js'
+
+// src/routes/ and dist/routes/ are both two levels below the package root.
+const ASSETS = new URL('../../public/dashboard/', import.meta.url)
+const read = (name: string): string => readFileSync(new URL(name, ASSETS), 'utf8')
+
+/** The page loads nothing but its own script and stylesheet, and is never framed. */
+const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+}
+
+const SIGN_IN_ERRORS = {
+  missing: '',
+  invalid: '<p class="error" role="alert">That token is not valid.</p>',
+}
+
+export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
+  const signOut =
+    app.adminToken === undefined ? '' : '<form method="post" action="/dashboard/sign-out"><button type="submit">Sign out</button></form>'
+  const page = read('index.html').replace('<!-- sign-out -->', signOut)
+  const signIn = read('sign-in.html')
+  const assets: Record<string, [string, string]> = {
+    'dashboard.js': [read('dashboard.js'), 'text/javascript; charset=utf-8'],
+    'dashboard.css': [read('dashboard.css'), 'text/css; charset=utf-8'],
+  }
+
+  const html = (reply: FastifyReply, body: string) => reply.headers(SECURITY_HEADERS).type('text/html; charset=utf-8').send(body)
+  const signInPage = (reply: FastifyReply, why: 'missing' | 'invalid') =>
+    html(reply.code(401).header('www-authenticate', 'Bearer realm="tasks"'), signIn.replace('<!-- error -->', SIGN_IN_ERRORS[why]))
+
+  // The sign-in form posts application/x-www-form-urlencoded: parsed here only.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_request, body, done) => {
+    done(null, querystring.parse(body as string))
+  })
+
+  app.get('/dashboard', { schema: { hide: true } }, async (request: FastifyRequest, reply) => {
+    const check = app.adminCheck(request)
+    if (check !== 'ok') return signInPage(reply, check)
+    return html(reply, page)
+  })
+
+  // The script and stylesheet hold no data: they load on the sign-in page too.
+  for (const [name, [body, type]] of Object.entries(assets)) {
+    app.get(`/dashboard/${name}`, { schema: { hide: true } }, async (_request, reply) =>
+      reply.headers(SECURITY_HEADERS).type(type).send(body),
+    )
+  }
+
+  app.post('/dashboard/sign-in', { schema: { hide: true } }, async (request, reply) => {
+    const token = app.adminToken
+    if (token === undefined) return reply.redirect('/dashboard', 303)
+    const sent = (request.body as Record<string, unknown> | undefined)?.token
+    if (typeof sent !== 'string' || !token.matches(sent)) return signInPage(reply, 'invalid')
+    reply.setCookie(SESSION_COOKIE, token.sessionValue, {
+      httpOnly: true,
+      sameSite: 'strict',
+      secure: request.protocol === 'https',
+      path: '/',
+    })
+    return reply.redirect('/dashboard', 303)
+  })
+
+  app.post('/dashboard/sign-out', { schema: { hide: true } }, async (_request, reply) => {
+    reply.clearCookie(SESSION_COOKIE, { path: '/' })
+    return reply.redirect('/dashboard', 303)
+  })
+}

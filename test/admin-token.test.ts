@@ -1,0 +1,202 @@
+/**
+ * ADMIN_TOKEN against the live server: with it set, the task routes, /dashboard and /metrics
+ * need the bearer token (or the dashboard's sign-in cookie); the contract route, /health and
+ * /ready stay open; without it everything is open, with a warning beyond loopback.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { request } from 'undici'
+import { AdminToken } from '../src/admin-token.js'
+import { MemoryBackend } from '../src/background/index.js'
+import { buildWorker } from '../src/worker-app.js'
+import { ConfigError, loadConfig } from '../src/config.js'
+import { startServer, tempDir, type TestServer } from './helpers/app.js'
+import { SteeredTasks, steeredBody } from './helpers/steered-tasks.js'
+
+const TOKEN = 'test-admin-token-0123456789'
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
+let server: TestServer
+afterEach(async () => {
+  await server?.close()
+})
+
+async function start(env: Record<string, string> = { ADMIN_TOKEN: TOKEN }): Promise<{ id: string }> {
+  const steered = new SteeredTasks()
+  server = await startServer(env, { beforeRoutes: steered.install })
+  const reply = await server.request('/test/steered', steeredBody(['outcome', 'x']))
+  return { id: reply.json<{ ids: string[] }>().ids[0]! }
+}
+
+function protectedRoutes(id: string): Array<[string, string]> {
+  return [
+    ['GET', '/tasks'],
+    ['GET', '/tasks/stats'],
+    ['GET', `/tasks/${id}`],
+    ['DELETE', `/tasks/${id}`],
+    ['POST', `/tasks/${id}/retry`],
+    ['GET', '/metrics'],
+  ]
+}
+
+describe('ADMIN_TOKEN set', () => {
+  it('refuses the task routes and /metrics without a token (401 ADMIN_TOKEN_REQUIRED) or with a wrong one (401 ADMIN_TOKEN_INVALID)', async () => {
+    const { id } = await start()
+    const wrong: Array<Record<string, string>> = [
+      bearer('wrong-token-of-another-length'),
+      bearer(TOKEN.slice(0, -1) + 'X'),
+      bearer(TOKEN + TOKEN),
+      { authorization: `Basic ${Buffer.from(`admin:${TOKEN}`).toString('base64')}` },
+      { authorization: 'Bearer' },
+      { cookie: 'admin_session=forged' },
+    ]
+    for (const [method, path] of protectedRoutes(id)) {
+      const missing = await server.request(path, { method })
+      expect(missing.status, `${method} ${path}`).toBe(401)
+      expect(missing.json()).toEqual({
+        statusCode: 401,
+        code: 'ADMIN_TOKEN_REQUIRED',
+        error: 'Unauthorized',
+        message: 'This route needs the admin token: send Authorization: Bearer <ADMIN_TOKEN>',
+      })
+      expect(missing.headers['www-authenticate']).toMatch(/^Bearer realm="tasks"/)
+      for (const headers of wrong) {
+        const refused = await server.request(path, { method, headers })
+        expect(refused.status, `${method} ${path} ${JSON.stringify(headers)}`).toBe(401)
+        expect(refused.json()).toMatchObject({ code: 'ADMIN_TOKEN_INVALID' })
+        expect(refused.headers['www-authenticate']).toMatch(/^Bearer .*error="invalid_token"/)
+        expect(refused.text).not.toContain('at ')
+      }
+    }
+  })
+
+  it('answers them with the right bearer token; /send-message, /health and /ready stay open', async () => {
+    const { id } = await start()
+    for (const [method, path] of protectedRoutes(id)) {
+      const reply = await server.request(path, { method, headers: bearer(TOKEN) })
+      // DELETE and retry of a finished task: 409 is the route answering, past the token check.
+      expect([200, 409], `${method} ${path}: ${reply.text}`).toContain(reply.status)
+    }
+    expect((await server.request('/send-message?message=open')).status).toBe(200)
+    expect((await server.request('/health', { method: 'GET' })).status).toBe(200)
+    expect((await server.request('/ready', { method: 'GET' })).status).toBe(200)
+    expect((await server.request('/docs', { method: 'GET' })).status).toBe(200)
+    expect((await server.request('/openapi.json', { method: 'GET' })).status).toBe(200)
+  })
+
+  it('serves the sign-in form at /dashboard (401); a right token posted there gets an HttpOnly, SameSite=Strict cookie that opens the routes', async () => {
+    await start()
+    const page = await server.request('/dashboard', { method: 'GET' })
+    expect(page.status).toBe(401)
+    expect(page.headers['content-type']).toMatch(/^text\/html/)
+    expect(page.text).toContain('<form method="post" action="/dashboard/sign-in">')
+    expect(page.text).toContain('<label for="token">Admin token</label>')
+
+    const form = { 'content-type': 'application/x-www-form-urlencoded' }
+    const refused = await server.request('/dashboard/sign-in', { headers: form, body: 'token=nope' })
+    expect(refused.status).toBe(401)
+    expect(refused.text).toContain('That token is not valid.')
+    expect(refused.headers['set-cookie']).toBeUndefined()
+
+    const signedIn = await server.request('/dashboard/sign-in', { headers: form, body: `token=${encodeURIComponent(TOKEN)}` })
+    expect(signedIn.status).toBe(303)
+    expect(signedIn.headers.location).toBe('/dashboard')
+    const setCookie = String(signedIn.headers['set-cookie'])
+    expect(setCookie).toMatch(/^admin_session=[^;]+;/)
+    expect(setCookie).toContain('HttpOnly')
+    expect(setCookie).toContain('SameSite=Strict')
+    // The cookie carries a value derived from the token, not the token.
+    expect(setCookie).not.toContain(TOKEN)
+    const cookie = setCookie.split(';')[0]!
+    const dashboard = await server.request('/dashboard', { method: 'GET', headers: { cookie } })
+    expect(dashboard.status).toBe(200)
+    expect(dashboard.text).toContain('<h1>Background tasks</h1>')
+    expect((await server.request('/tasks', { method: 'GET', headers: { cookie } })).status).toBe(200)
+
+    const signedOut = await server.request('/dashboard/sign-out', { headers: { cookie } })
+    expect(signedOut.status).toBe(303)
+    expect(String(signedOut.headers['set-cookie'])).toMatch(/^admin_session=;/)
+  })
+})
+
+describe('a worker (WORKER_PORT)', () => {
+  it('needs the token for its /metrics too; /health and /ready stay open', async () => {
+    const config = loadConfig({ ADMIN_TOKEN: TOKEN, LOG_FILE: `${tempDir()}/log.txt`, WORKER_PORT: '1', LOG_LEVEL: 'silent' })
+    const { app } = await buildWorker(config, { backend: new MemoryBackend({ retention: { maxCount: 10, maxAgeMs: 1000 } }) })
+    try {
+      await app.listen({ host: '127.0.0.1', port: 0 })
+      const address = app.server.address()
+      const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+      const status = async (path: string, headers: Record<string, string> = {}) => {
+        const reply = await request(`${base}${path}`, { headers })
+        await reply.body.text()
+        return reply.statusCode
+      }
+      expect(await status('/metrics')).toBe(401)
+      expect(await status('/metrics', bearer(TOKEN))).toBe(200)
+      expect(await status('/health')).toBe(200)
+    } finally {
+      await app.close()
+    }
+  })
+})
+
+describe('ADMIN_TOKEN unset', () => {
+  it('leaves the task routes, /dashboard and /metrics open', async () => {
+    const { id } = await start({})
+    for (const [method, path] of protectedRoutes(id)) {
+      expect([200, 409], `${method} ${path}`).toContain((await server.request(path, { method })).status)
+    }
+    const dashboard = await server.request('/dashboard', { method: 'GET' })
+    expect(dashboard.status).toBe(200)
+    expect(dashboard.text).not.toContain('sign-out')
+    // The page runs its own script only, and is never framed.
+    expect(dashboard.headers['content-security-policy']).toContain("script-src 'self'")
+    expect(dashboard.headers['content-security-policy']).toContain("frame-ancestors 'none'")
+    for (const [asset, type] of [
+      ['/dashboard/dashboard.js', /^text\/javascript/],
+      ['/dashboard/dashboard.css', /^text\/css/],
+    ] as const) {
+      const reply = await server.request(asset, { method: 'GET' })
+      expect(reply.status, asset).toBe(200)
+      expect(reply.headers['content-type'], asset).toMatch(type)
+    }
+  })
+
+  it('warns at start that the task routes are open when HOST is not a loopback address, and not when it is', async () => {
+    await start({ HOST: '0.0.0.0' })
+    const warning = (line: Record<string, unknown>) => line.level === 40 && String(line.msg).startsWith('ADMIN_TOKEN is not set')
+    expect(server.logs.find(warning)).toMatchObject({ host: '0.0.0.0' })
+    await server.close()
+    await start({ HOST: '127.0.0.1' })
+    expect(server.logs.find(warning)).toBeUndefined()
+    await server.close()
+    await start({ HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN })
+    expect(server.logs.find(warning)).toBeUndefined()
+  })
+})
+
+describe('the token itself', () => {
+  it('is validated at start: 16 to 1024 printable characters, and a bad one is not echoed', () => {
+    expect(loadConfig({ ADMIN_TOKEN: TOKEN }).ADMIN_TOKEN).toBe(TOKEN)
+    expect(loadConfig({}).ADMIN_TOKEN).toBeUndefined()
+    for (const bad of ['short', 'has a space in it, sixteen+', 'x'.repeat(1025)]) {
+      expect(() => loadConfig({ ADMIN_TOKEN: bad })).toThrow(ConfigError)
+      expect(() => loadConfig({ ADMIN_TOKEN: bad })).toThrow(
+        `Invalid configuration: ADMIN_TOKEN must be 16 to 1024 printable ASCII characters without spaces, got a value of ${bad.length} characters`,
+      )
+    }
+  })
+
+  it('compares tokens of any length without throwing (digests of equal length are compared)', () => {
+    const token = new AdminToken(TOKEN)
+    expect(token.check(`Bearer ${TOKEN}`, undefined)).toBe('ok')
+    expect(token.check(`bearer   ${TOKEN}`, undefined)).toBe('ok')
+    for (const candidate of ['', 'a', TOKEN.slice(1), TOKEN + 'x', 'é'.repeat(500)]) expect(token.matches(candidate)).toBe(false)
+    expect(token.check(undefined, token.sessionValue)).toBe('ok')
+    expect(token.check(undefined, undefined)).toBe('missing')
+    // A new token signs everyone out: the old cookie's value no longer matches.
+    const changed = new AdminToken(`${TOKEN}-rotated`)
+    expect(changed.sessionValue).not.toBe(token.sessionValue)
+    expect(changed.check(undefined, token.sessionValue)).toBe('invalid')
+  })
+})
