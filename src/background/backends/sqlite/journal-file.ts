@@ -20,7 +20,7 @@ export class JournalOpenError extends Error {
 
 /** Written in the file header (offset 68): how a journal is told from another application's database. */
 export const APPLICATION_ID = 0x42475453 // "BGTS"
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1')
 

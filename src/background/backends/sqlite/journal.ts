@@ -27,7 +27,8 @@ const SCHEMA = `
     started_at   INTEGER,
     finished_at  INTEGER,
     run_at       INTEGER,                   -- next attempt (retrying)
-    last_error   TEXT
+    last_error   TEXT,
+    intent       TEXT                       -- JSON: what the running attempt recorded it was about to do
   );
   CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 `
@@ -50,6 +51,8 @@ export type JournalChange = [rowid: number, record: TaskRecord | null]
 export interface JournalWrite {
   inserts: JournalInsert[][]
   changes: JournalChange[]
+  /** Intents to record (JSON text), by row. */
+  intents?: Array<[rowid: number, intent: string]>
   now: number
 }
 
@@ -88,6 +91,7 @@ interface Row {
   finished_at: number | null
   run_at: number | null
   last_error: string | null
+  intent?: string | null
 }
 
 const AGE_PRUNE_INTERVAL_MS = 1000
@@ -100,6 +104,7 @@ export class Journal {
   private readonly writeTransaction: (write: JournalWrite) => WriteResult
   private readonly insertStatement: SqlStatement
   private readonly updateStatement: SqlStatement
+  private readonly intentStatement: SqlStatement
   private readonly deleteStatement: SqlStatement
   private readonly rowidStatement: SqlStatement
   private readonly pruneAgeStatement: SqlStatement
@@ -124,6 +129,7 @@ export class Journal {
       if (state === 'journal') {
         const check = db.value('PRAGMA quick_check')
         if (check !== 'ok') throw new JournalOpenError(path, `is corrupt (quick_check: ${oneLine(String(check))}); it was left untouched`)
+        migrate(db)
       } else {
         // Header fields are written before WAL is on, so they are always in the main file.
         db.transaction(() => {
@@ -159,9 +165,11 @@ export class Journal {
     this.updateStatement = db.prepare(
       `UPDATE tasks SET status = @status, attempts = @attempts, started_at = @startedAt, finished_at = @finishedAt,
          run_at = @runAt, last_error = @lastError,
-         args = CASE WHEN @finishedAt IS NULL OR @status IN ('failed', 'cancelled') THEN args END
+         args = CASE WHEN @finishedAt IS NULL OR @status IN ('failed', 'cancelled') THEN args END,
+         intent = CASE WHEN @finishedAt IS NULL THEN intent END
        WHERE rowid = @rowid`,
     )
+    this.intentStatement = db.prepare('UPDATE tasks SET intent = @intent WHERE rowid = @rowid')
     this.deleteStatement = db.prepare('DELETE FROM tasks WHERE rowid = ?')
     this.rowidStatement = db.prepare('SELECT rowid FROM tasks WHERE id = ?')
     this.pruneAgeStatement = db.prepare('DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?')
@@ -242,8 +250,10 @@ export class Journal {
     this.db.close()
   }
 
-  private applyWrite({ inserts, changes, now }: JournalWrite): WriteResult {
+  private applyWrite({ inserts, changes, intents, now }: JournalWrite): WriteResult {
     const rowids = inserts.map((group) => group.map((row) => Number(this.insertStatement.run(row).lastInsertRowid)))
+    // Before the changes: a task that finished in the same write clears its intent again.
+    if (intents !== undefined) for (const [rowid, intent] of intents) this.intentStatement.run({ intent, rowid })
     let finishedDelta = 0
     for (const [rowid, record] of changes) {
       if (record === null) {
@@ -287,5 +297,17 @@ function toStoredTask(row: Row): StoredTask {
     finishedAt: row.finished_at ?? undefined,
     runAt: row.run_at ?? undefined,
     lastError: row.last_error ?? undefined,
+    ...(row.intent === null || row.intent === undefined ? {} : { intent: JSON.parse(row.intent) as unknown }),
   }
+}
+
+/** Bring a journal of an earlier schema up to this one, in one transaction. */
+function migrate(db: SqlDatabase): void {
+  const version = Number(db.value('PRAGMA user_version'))
+  if (version >= SCHEMA_VERSION) return
+  db.transaction(() => {
+    // 1 → 2: the intent column (exactly once for tasks that record what they are about to do).
+    if (version < 2) db.exec('ALTER TABLE tasks ADD COLUMN intent TEXT')
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
+  })()
 }
