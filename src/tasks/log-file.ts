@@ -176,7 +176,7 @@ export class LogFile {
     try {
       const fd = this.ensureOpen()
       const buffer = Buffer.from(batch.lines.length === 1 ? (batch.lines[0] as string) : batch.lines.join(''), 'utf8')
-      if (batch.hooks !== undefined) await this.place(batch)
+      if (batch.hooks !== undefined && !(await this.place(batch))) return
       // Checked while the batch is written (no added latency): does the path still lead to
       // the open file? If it was moved (logrotate) the lines are in the moved file and the
       // next batch goes to the path; if it was deleted, or its directory removed or replaced,
@@ -229,8 +229,12 @@ export class LogFile {
     }
   }
 
-  /** Tell each placed text where it lands: the texts before it in the batch follow `end`. */
-  private async place(batch: Batch): Promise<void> {
+  /**
+   * Tell each placed text where it lands (the texts before it in the batch follow `end`), and
+   * wait for them. False when one refused (its task could not record its intent): the batch is
+   * failed unwritten, and the file is not to blame, so readiness and the descriptor stay as they are.
+   */
+  private async place(batch: Batch): Promise<boolean> {
     const hooks = batch.hooks as Array<[number, BeforeWrite]>
     const placed: Array<Promise<void>> = []
     let offset = this.end
@@ -239,7 +243,13 @@ export class LogFile {
       for (; index < at; index++) offset += Buffer.byteLength(batch.lines[index] as string)
       placed.push(hook(offset))
     }
-    await Promise.all(placed)
+    try {
+      await Promise.all(placed)
+      return true
+    } catch (error) {
+      batch.reject(error as Error)
+      return false
+    }
   }
 
   private ensureOpen(): number {
