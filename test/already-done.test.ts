@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { Type } from '@sinclair/typebox'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
-import { TaskRunner, defineTask } from '../src/background/index.js'
+import { type AnyTaskDefinition, TaskRunner, defineTask } from '../src/background/index.js'
 import type { SqliteBackend } from '../src/background/backends/sqlite/backend.js'
 import { tempDir } from './helpers/app.js'
 import { openBackend } from './helpers/journal.js'
@@ -34,7 +34,7 @@ function effectTask(effects: string[], checked: unknown[], done: (intent: unknow
   })
 }
 
-function runnerOn(backend: SqliteBackend, task: ReturnType<typeof effectTask>): TaskRunner {
+function runnerOn(backend: SqliteBackend, task: AnyTaskDefinition): TaskRunner {
   const runner = new TaskRunner({
     backend,
     concurrency: 1,
@@ -100,4 +100,43 @@ it('a task without an intent is never asked: recorded intents are what alreadyDo
   await runner.submit([prepared])
   await waitFor(async () => (await runner.get(prepared.id))?.status === 'succeeded', { what: 'the task' })
   expect(checked).toEqual([])
+})
+
+it('a cancel that arrives while alreadyDone is being asked lands: the task never runs again, and ends cancelled', async () => {
+  const path = join(tempDir('already-done-'), 'tasks.db')
+  const effects: string[] = []
+  let release!: (answer: boolean) => void
+  const asked = new Promise<boolean>((resolve) => (release = resolve))
+  let checking = false
+  const make = (hang: boolean) =>
+    defineTask({
+      name: 'effect',
+      args: Type.Tuple([Type.String()]),
+      run: async ([what], context) => {
+        await context.recordIntent({ what })
+        effects.push(what)
+        if (hang) await new Promise(() => {})
+      },
+      alreadyDone: () => ((checking = true), asked),
+    })
+  const definition = make(true)
+  const first = openBackend(path)
+  const dying = runnerOn(first, definition)
+  await dying.start()
+  const task = dying.prepare(definition, ['once'], 'req-1')
+  dying.reserve(1)
+  await dying.submit([task])
+  await waitFor(() => effects.length === 1, { what: 'the effect' })
+  first.close()
+
+  const restarted = runnerOn(openBackend(path), make(false))
+  await restarted.start()
+  await waitFor(() => checking, { what: 'alreadyDone to be asked' })
+  const cancelled = restarted.cancel(task.id)
+  // One turn of the event loop: the cancel reaches the task's controller (sqlite answers at once).
+  await new Promise((resolve) => setImmediate(resolve))
+  release(false)
+  expect(await cancelled).toMatchObject({ outcome: 'cancelled' })
+  expect((await restarted.get(task.id))?.status).toBe('cancelled')
+  expect(effects).toEqual(['once'])
 })

@@ -114,11 +114,18 @@ export function runBatch(
     delivered[index] = 1
     onOutcome(index, outcome)
   }
-  const items = tasks.map((task, i) => {
+  // An item cancelled (or cut off) before the batch started fails at once and is not passed on.
+  const live: number[] = []
+  for (let i = 0; i < tasks.length; i++) {
     const controller = controllers[i] as LazyAbortController
-    controller.onAbort(() => deliver(i, failed(controller.reason)))
-    return new RunnerBatchItem(task, controller)
-  })
+    if (controller.aborted) deliver(i, failed(controller.reason))
+    else {
+      controller.onAbort(() => deliver(i, failed(controller.reason)))
+      live.push(i)
+    }
+  }
+  if (live.length === 0) return
+  const items = live.map((i) => new RunnerBatchItem(tasks[i] as ClaimedTask, controllers[i] as LazyAbortController))
   let result: Promise<BatchOutcomes>
   try {
     const context: BatchContext = {
@@ -132,10 +139,10 @@ export function runBatch(
   }
   result.then(
     (outcomes) => {
-      for (let i = 0; i < tasks.length; i++) deliver(i, outcomeOf(outcomes, i, tasks.length))
+      live.forEach((task, i) => deliver(task, outcomeOf(outcomes, i, live.length)))
     },
     (error: unknown) => {
-      for (let i = 0; i < tasks.length; i++) deliver(i, failed(error))
+      for (const task of live) deliver(task, failed(error))
     },
   )
 }

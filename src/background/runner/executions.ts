@@ -124,6 +124,9 @@ export class Executions {
   start(tasks: ClaimedTask[]): void {
     if (tasks.length === 0) return
     if (this.context.policy.countsClaims) this.context.admission.take(tasks.length)
+    // Abortable from the claim on: a cancel that arrives while the task waits for a slot (or
+    // for its alreadyDone check) lands on this controller, and the task never starts.
+    for (const task of tasks) this.active.set(task.id, new LazyAbortController())
     const executions: Execution[] = []
     let batches: Map<string, Execution> | undefined
     for (const task of tasks) {
@@ -195,7 +198,6 @@ export class Executions {
   }
 
   private recordAlreadyDone(task: ClaimedTask, definition: AnyTaskDefinition): Promise<void> {
-    this.active.set(task.id, new LazyAbortController())
     return Promise.resolve(this.record(task, definition, { ok: true }, this.context.now())).catch((error: unknown) => {
       this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
     })
@@ -204,8 +206,8 @@ export class Executions {
   /** One attempt of each task of the execution; each outcome is recorded as soon as it is known. */
   private attempt({ tasks, definition, batch }: Execution): Promise<void> {
     const controllers = tasks.map((task) => {
-      const controller = new LazyAbortController()
-      this.active.set(task.id, controller)
+      let controller = this.active.get(task.id)
+      if (controller === undefined) this.active.set(task.id, (controller = new LazyAbortController()))
       return controller
     })
     if (this.context.events.listenerCount('started') > 0) for (const task of tasks) this.context.events.emit('started', task)
