@@ -22,8 +22,11 @@ const servers: TestServer[] = []
 const children: SpawnedServer[] = []
 const dispatchers: Agent[] = []
 const redises: RedisServer[] = []
+/** Held requests are let go before their server closes, whatever the test's outcome. */
+const releases: Array<() => void> = []
 
 afterEach(async () => {
+  for (const release of releases.splice(0)) release()
   for (const server of servers.splice(0)) await server.close()
   for (const child of children.splice(0)) {
     if (child.child.exitCode === null && child.child.signalCode === null) child.child.kill('SIGKILL')
@@ -42,6 +45,7 @@ function holdingRoute() {
   const released = new Promise<void>((resolve) => (release = resolve))
   let reached: () => void = () => {}
   const held = new Promise<void>((resolve) => (reached = resolve))
+  releases.push(() => release())
   const task = defineTask({ name: 'test_keyed_hold', args: Type.Tuple([Type.String()]), run: () => {} })
   return {
     release,
