@@ -58,6 +58,11 @@ function holdingRoute() {
         await released
         return { held: true }
       })
+      // Adds the keyed task, then fails: the reply is an error, the task is dropped.
+      app.post('/test/keyed-fail', async (req) => {
+        req.backgroundTasks.add(task.with({ key: String(req.headers['idempotency-key']) }), 'failed')
+        throw Object.assign(new Error('refused on purpose'), { statusCode: 400 })
+      })
     },
   }
 }
@@ -154,6 +159,15 @@ for (const backend of ['memory', 'sqlite'] as const) {
       const logged = await barrier(server)
       expect(logged.has('held')).toBe(false)
       expect(logged.has('other')).toBe(false)
+    })
+
+    it('a request that fails keeps no key: the next request with it is a new one', async () => {
+      const hold = holdingRoute()
+      const server = await start({ TASK_BACKEND: backend }, hold.install)
+      expect((await server.request('/test/keyed-fail', { headers: { 'idempotency-key': 'key-x' } })).status).toBe(400)
+      const next = await send(server, 'after a failure', 'key-x')
+      expect(next.status).toBe(200)
+      expect((await barrier(server)).get('after a failure')).toBe(1)
     })
 
     it('a malformed key: 400 IDEMPOTENCY_KEY_INVALID, nothing logged; without the header every request is logged', async () => {
