@@ -26,6 +26,8 @@ export interface RoundRow {
   cpuShare: number
   /** App rounds: ms from the last reply until the log held every accepted line (undefined: not within the limit). */
   logLagMs?: number | undefined
+  /** App rounds: the event loop's delay p99 over the round (ms), from Node's monitorEventLoopDelay through prom-client. */
+  eventLoopP99Ms?: number | undefined
 }
 
 export interface LevelSummary {
@@ -65,6 +67,18 @@ export const rpsTarget = (_connections: number) => 0.9
  * succeeded but whose client left before the reply (wrk, stopping, drops the ones in flight):
  * their tasks run too.
  */
+/**
+ * The app's event-loop delay p99 since the last scrape, in ms: prom-client reads Node's
+ * `monitorEventLoopDelay` histogram and resets it at every scrape, so a scrape before a round
+ * and one after it give that round's figure.
+ */
+async function eventLoopP99Ms(url: string): Promise<number | undefined> {
+  const response = await request(`${url}/metrics`)
+  const text = await response.body.text()
+  const match = /^nodejs_eventloop_lag_p99_seconds(?:\{[^}]*\})? (\S+)$/m.exec(text)
+  return match === null ? undefined : Number(match[1]) * 1000
+}
+
 async function acceptedByApp(url: string): Promise<number> {
   const response = await request(`${url}/metrics`)
   const text = await response.body.text()
@@ -93,10 +107,12 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
     // wrk runs for a time, and replies in flight when it stops are not counted by it: the
     // app's own count of accepted tasks says how many lines it owes.
     const acceptedBefore = wrk && server.name === 'app' ? await acceptedByApp(server.url) : 0
+    if (server.name === 'app') await eventLoopP99Ms(server.url)
     const result = wrk
       ? await runWrk({ root: context.root, url: server.url, connections, seconds, prefix })
       : await runLoad({ url: server.url, connections, amount, prefix })
     const cpuShare = ((cpuTimeMs(server.proc.pid) ?? Number.NaN) - cpuBefore) / result.durationMs
+    const eventLoop = server.name === 'app' ? await eventLoopP99Ms(server.url) : undefined
     const peakRssBytes = watch.stop()
     totalRequests[server.name] += result.requests
     let logLagMs: number | undefined
@@ -109,7 +125,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
     }
     // Measured after the catch-up: the background work the round caused is included.
     const cpuUsPerRequest = (((cpuTimeMs(server.proc.pid) ?? Number.NaN) - cpuBefore) * 1000) / result.requests
-    return { result, peakRssBytes, logLagMs, cpuUsPerRequest, cpuShare }
+    return { result, peakRssBytes, logLagMs, cpuUsPerRequest, cpuShare, eventLoopP99Ms: eventLoop }
   }
 
   try {
@@ -146,6 +162,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
             cpuUsPerRequest: measured.cpuUsPerRequest,
             cpuShare: measured.cpuShare,
             logLagMs: measured.logLagMs,
+            eventLoopP99Ms: measured.eventLoopP99Ms,
           })
         }
         rpsRatios.push(a.result.rps / b.result.rps)
@@ -154,7 +171,8 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
         lags.push(a.logLagMs)
         process.stdout.write(
           `  round ${round}: bare ${int(b.result.rps)} req/s, app ${int(a.result.rps)} req/s, ratio ${ratio(a.result.rps / b.result.rps)}, ` +
-            `CPU/req ${ms(b.cpuUsPerRequest)} vs ${ms(a.cpuUsPerRequest)} µs, log lag ${a.logLagMs === undefined ? 'NOT CAUGHT UP' : `${ms(a.logLagMs)} ms`}\n`,
+            `CPU/req ${ms(b.cpuUsPerRequest)} vs ${ms(a.cpuUsPerRequest)} µs, ` +
+            `app event loop p99 ${a.eventLoopP99Ms === undefined ? '-' : `${ms(a.eventLoopP99Ms)} ms`}, log lag ${a.logLagMs === undefined ? 'NOT CAUGHT UP' : `${ms(a.logLagMs)} ms`}\n`,
         )
       }
       const worst = lags.some((lag) => lag === undefined) ? undefined : Math.max(...(lags as number[]))

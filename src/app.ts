@@ -95,6 +95,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
 
   // Beyond MAX_CONNECTIONS (0: no limit) new connections are closed at once.
   if (config.MAX_CONNECTIONS > 0) app.server.maxConnections = config.MAX_CONNECTIONS
+  if (logFile.tornBytesRemoved > 0) {
+    app.log.warn(
+      { logFile: logFile.path, bytes: logFile.tornBytesRemoved },
+      'removed a torn last line from the log file (a write cut off by a crash)',
+    )
+  }
 
   // onClose hooks run last-added first: added before the runner's, this one runs after the
   // runner has drained, so the last tasks still write to the file.

@@ -33,6 +33,12 @@ export async function buildWorker(config: Config, options: BuildWorkerOptions = 
     forceCloseConnections: true,
     ...options.fastify,
   })
+  if (logFile.tornBytesRemoved > 0) {
+    app.log.warn(
+      { logFile: logFile.path, bytes: logFile.tornBytesRemoved },
+      'removed a torn last line from the log file (a write cut off by a crash)',
+    )
+  }
   // Added before the runner's: runs after the runner has drained, so the last tasks still write.
   app.addHook('onClose', async () => {
     await logFile.close()

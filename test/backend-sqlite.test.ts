@@ -282,15 +282,15 @@ describe('sqlite journal', () => {
       expect(backendAt(path).findKey('k-bad', Date.now())).toBeUndefined()
     })
 
-    it('a version 1 journal gets the keys table when opened (schema 2), its tasks kept', async () => {
+    it('a version 2 journal gets the keys table when opened (schema 3), its tasks kept', async () => {
       const path = journalPath()
       const old = backendAt(path)
       const queued = task('old')
       await old.enqueue([queued])
       old.close()
-      // What a version 1 journal is: no idempotency_keys table, user_version 1.
+      // What a version 2 journal is: no idempotency_keys table, user_version 2.
       const db = sqliteDriver().open(path)
-      db.exec('DROP TABLE idempotency_keys; PRAGMA user_version = 1')
+      db.exec('DROP TABLE idempotency_keys; PRAGMA user_version = 2')
       db.close()
       const upgraded = backendAt(path)
       expect(upgraded.get(queued.id)?.status).toBe('queued')
@@ -301,8 +301,27 @@ describe('sqlite journal', () => {
       expect(Number(check.value('PRAGMA user_version'))).toBe(SCHEMA_VERSION)
       expect(Number(check.value('SELECT count(*) FROM idempotency_keys'))).toBe(1)
       check.close()
-      expect(SCHEMA_VERSION).toBe(2)
+      expect(SCHEMA_VERSION).toBe(3)
     })
+  })
+
+  it('a journal of the first schema (no intent column) is migrated when opened, its tasks kept', async () => {
+    const path = journalPath()
+    const old = sqliteDriver().open(path)
+    old.exec(`PRAGMA application_id = ${0x42475453}; PRAGMA user_version = 1`)
+    old.exec(`CREATE TABLE tasks (id TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, args TEXT,
+      status TEXT NOT NULL, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, request_id TEXT, created_at INTEGER NOT NULL,
+      started_at INTEGER, finished_at INTEGER, run_at INTEGER, last_error TEXT)`)
+    old.exec(`INSERT INTO tasks VALUES ('t-1', 't-1', 0, 'journal_test', '["kept"]', 'running', 1, 3, NULL, 1, 1, NULL, NULL, NULL)`)
+    old.close()
+    const backend = backendAt(path)
+    expect(backend.start()).toBe(1)
+    const [claimed] = backend.claim(Date.now(), 1)
+    expect(claimed).toMatchObject({ id: 't-1', args: ['kept'], attempt: 2 })
+    await backend.recordIntent([['t-1', { at: 7 }]])
+    backend.close()
+    const reopened = backendAt(path)
+    expect(reopened.claim(Date.now(), 1)[0]).toMatchObject({ id: 't-1', intent: { at: 7 } })
   })
 
   describe('opening a file that is not a usable journal: refused, and the file left untouched', () => {

@@ -14,7 +14,7 @@ describe('the context a task runs with', () => {
       defaultTimeoutMs: 1000,
       logger: pino({ level: 'info' }, logs.stream),
     })
-    const seen: Array<Omit<TaskContext, 'log' | 'signal'> & { aborted: boolean }> = []
+    const seen: Array<Omit<TaskContext, 'log' | 'signal' | 'recordIntent'> & { aborted: boolean }> = []
     const task = defineTask({
       name: 'looks_at_its_context',
       args: Type.Tuple([]),

@@ -33,6 +33,21 @@ export interface TaskContext {
   requestId: string | undefined
   /** A pino child logger bound to taskId, task name and request id. */
   log: FastifyBaseLogger
+  /**
+   * Record, before acting, what this attempt is about to do (a JSON value: where a write will
+   * land, an external id): resolves once it is durable. If the process dies before the task is
+   * recorded done, its next run first asks `alreadyDone` with this intent. A no-op on backends
+   * that do not recover running tasks (memory) or that do not support it (BullMQ).
+   */
+  recordIntent(intent: unknown): Promise<void>
+}
+
+/** What `alreadyDone` gets: a task that an earlier attempt left unfinished after recording its intent. */
+export interface UnfinishedTask<T> {
+  args: T
+  taskId: string
+  /** What the earlier attempt recorded (`recordIntent`). */
+  intent: unknown
 }
 
 /** One item of a batch: a task's arguments and what its `run` context would hold. */
@@ -50,6 +65,10 @@ export interface BatchItem<T> {
 export interface BatchContext {
   /** The runner's pino logger (each item's failure is logged by the runner with its task and request ids). */
   log: FastifyBaseLogger
+  /** True when the backend keeps intents (sqlite): otherwise `recordIntent` does nothing, so need not be prepared. */
+  recordsIntents: boolean
+  /** `TaskContext.recordIntent` for several items in one durable write. */
+  recordIntent(entries: Array<[item: BatchItem<unknown>, intent: unknown]>): Promise<void>
 }
 
 /**
@@ -91,6 +110,13 @@ export interface TaskOptions<A extends TTuple<TSchema[]>> {
   module?: URL | string
   /** Optional, threaded tasks only: called on the event loop with the thread's return value; a throw fails the attempt. */
   onResult?: (result: unknown, context: TaskContext) => unknown
+  /**
+   * Before a task runs again after an attempt that recorded its intent and did not finish (the
+   * process died): did that attempt's effect happen? `true`: the task is recorded succeeded
+   * without running; `false` (or a throw): it runs. With an intent that pins the effect down
+   * (where a line was written, and its checksum), this makes the task exactly once on the journal.
+   */
+  alreadyDone?: (task: UnfinishedTask<Static<A>>, context: { log: FastifyBaseLogger }) => boolean | Promise<boolean>
 }
 
 export interface TaskDefinition<A extends TTuple<TSchema[]> = TTuple<TSchema[]>> {
@@ -107,6 +133,7 @@ export interface TaskDefinition<A extends TTuple<TSchema[]> = TTuple<TSchema[]>>
   /** Set for a task that runs in a worker thread: the href of its module. */
   readonly thread: { readonly module: string } | undefined
   readonly onResult: ((result: unknown, context: TaskContext) => unknown) | undefined
+  readonly alreadyDone: ((task: UnfinishedTask<Static<A>>, context: { log: FastifyBaseLogger }) => boolean | Promise<boolean>) | undefined
   /**
    * This task with per-call options, for `request.backgroundTasks.add(task.with({ key }), ...args)`:
    * `key` (an idempotency key, 1 to 255 characters, no control characters) adds it at most once
@@ -180,6 +207,7 @@ export function defineTask<A extends TTuple<TSchema[]>>(options: TaskOptions<A>)
     maxBatchSize,
     thread,
     onResult: options.onResult,
+    alreadyDone: options.alreadyDone,
     with(call: CallOptions): KeyedTask<A> {
       return Object.freeze({ kind: 'keyed-task' as const, task: definition, key: checkKey(call.key) })
     },

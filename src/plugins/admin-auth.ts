@@ -32,11 +32,13 @@ export interface AdminAuthOptions {
 }
 
 async function adminAuthPlugin(app: FastifyInstance, options: AdminAuthOptions): Promise<void> {
-  await app.register(cookie)
+  // No cookie-parsing hook on every request (it cost every request, /send-message included):
+  // the one cookie that matters is parsed here, only when a protected route asks.
+  await app.register(cookie, { hook: false })
   const token = options.token === undefined ? undefined : new AdminToken(options.token)
   app.decorate('adminToken', token)
   app.decorate('adminCheck', (request: FastifyRequest): TokenCheck =>
-    token === undefined ? 'ok' : token.check(request.headers.authorization, request.cookies[SESSION_COOKIE]),
+    token === undefined ? 'ok' : token.check(request.headers.authorization, sessionCookie(app, request.headers.cookie)),
   )
   if (token === undefined && options.host !== undefined && !isLoopback(options.host)) {
     app.log.warn(
@@ -56,3 +58,7 @@ async function adminAuthPlugin(app: FastifyInstance, options: AdminAuthOptions):
 }
 
 export const adminAuth = fp(adminAuthPlugin, { fastify: '5.x', name: 'admin-auth' })
+
+function sessionCookie(app: FastifyInstance, header: string | undefined): string | undefined {
+  return header === undefined ? undefined : app.parseCookie(header)[SESSION_COOKIE]
+}

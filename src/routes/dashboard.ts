@@ -64,17 +64,21 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
     if (token === undefined) return reply.redirect('/dashboard', 303)
     const sent = (request.body as Record<string, unknown> | undefined)?.token
     if (typeof sent !== 'string' || !token.matches(sent)) return signInPage(reply, 'invalid')
-    reply.setCookie(SESSION_COOKIE, token.sessionValue, {
-      httpOnly: true,
-      sameSite: 'strict',
-      secure: request.protocol === 'https',
-      path: '/',
-    })
+    // Serialized here: the cookie plugin runs without its per-request hooks (see admin-auth.ts).
+    reply.header(
+      'set-cookie',
+      app.serializeCookie(SESSION_COOKIE, token.sessionValue, {
+        httpOnly: true,
+        sameSite: 'strict',
+        secure: request.protocol === 'https',
+        path: '/',
+      }),
+    )
     return reply.redirect('/dashboard', 303)
   })
 
   app.post('/dashboard/sign-out', { schema: { hide: true } }, async (_request, reply) => {
-    reply.clearCookie(SESSION_COOKIE, { path: '/' })
+    reply.header('set-cookie', app.serializeCookie(SESSION_COOKIE, '', { path: '/', expires: new Date(0), maxAge: 0 }))
     return reply.redirect('/dashboard', 303)
   })
 }

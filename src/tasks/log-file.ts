@@ -11,7 +11,8 @@
  * reopened before the next one. A line whose write failed rejects
  * its promise, so the task that wrote it fails and is retried.
  */
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, truncateSync } from 'node:fs'
+import { open as openFile } from 'node:fs/promises'
 import { fstat, stat, write } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 
@@ -19,8 +20,16 @@ export class LogFileOpenError extends Error {
   override name = 'LogFileOpenError'
 }
 
+/**
+ * Called with the byte offset where a text will land, just before the write that puts it there;
+ * the write waits for it (the task records its intent), and a rejection fails the write.
+ */
+export type BeforeWrite = (offset: number) => Promise<void>
+
 interface Batch {
   lines: string[]
+  /** The placement hooks, by index into `lines` (most batches have none). */
+  hooks: Array<[index: number, hook: BeforeWrite]> | undefined
   promise: Promise<void>
   resolve: () => void
   reject: (error: Error) => void
@@ -35,7 +44,7 @@ function newBatch(): Batch {
   })
   // A rejected batch that nobody awaits must not crash the process.
   promise.catch(() => {})
-  return { lines: [], promise, resolve: resolveBatch, reject: rejectBatch }
+  return { lines: [], hooks: undefined, promise, resolve: resolveBatch, reject: rejectBatch }
 }
 
 const ROTATION_CHECK_MS = 1000
@@ -65,10 +74,15 @@ export class LogFile {
   private failure: { error: Error; at: number } | null = null
   private closePromise: Promise<void> | undefined
   private readonly rotationTimer: NodeJS.Timeout
+  /** Where the next write lands in the open file: its size, kept up to date by our writes. */
+  private end = 0
+  /** Bytes of a torn last line (no newline) removed when the file was opened. */
+  readonly tornBytesRemoved: number
 
   private constructor(path: string, fd: number, options: LogFileOptions) {
     this.path = path
     this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS
+    this.tornBytesRemoved = removeTornTail(path, fd)
     this.fd = this.opened(fd)
     this.rotationTimer = setInterval(() => this.checkRotation(), ROTATION_CHECK_MS)
     this.rotationTimer.unref()
@@ -84,10 +98,14 @@ export class LogFile {
     }
   }
 
-  /** Queue text (whole lines, each with its `\n`); resolves once it is written to the file. */
-  append(text: string): Promise<void> {
+  /**
+   * Queue text (whole lines, each with its `\n`); resolves once it is written to the file. With
+   * `beforeWrite`, the write first tells it the offset where the text will land and waits for it.
+   */
+  append(text: string, beforeWrite?: BeforeWrite): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the log file is closed'))
     const batch = (this.next ??= newBatch())
+    if (beforeWrite !== undefined) (batch.hooks ??= []).push([batch.lines.length, beforeWrite])
     batch.lines.push(text)
     this.nextLength += text.length
     // May start writing at once (a large batch), which hands `next` over: keep the batch's promise.
@@ -158,6 +176,7 @@ export class LogFile {
     try {
       const fd = this.ensureOpen()
       const buffer = Buffer.from(batch.lines.length === 1 ? (batch.lines[0] as string) : batch.lines.join(''), 'utf8')
+      if (batch.hooks !== undefined && !(await this.place(batch))) return
       // Checked while the batch is written (no added latency): does the path still lead to
       // the open file? If it was moved (logrotate) the lines are in the moved file and the
       // next batch goes to the path; if it was deleted, or its directory removed or replaced,
@@ -165,10 +184,14 @@ export class LogFile {
       // the path's error (ENOTDIR…) and its tasks are retried.
       const pathCheck = this.pathLeadsToOpenFile()
       await writeAll(fd, buffer)
+      this.end += buffer.length
       if (!(await pathCheck)) {
         const lost = await isDeleted(fd)
         this.reopenLater()
-        if (lost) await writeAll(this.ensureOpen(), buffer)
+        if (lost) {
+          await writeAll(this.ensureOpen(), buffer)
+          this.end += buffer.length
+        }
       }
       this.failure = null
       batch.resolve()
@@ -194,14 +217,50 @@ export class LogFile {
     }
   }
 
+  /** The bytes at `offset` in the file at the path now (fewer where the file is shorter). */
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    const file = await openFile(this.path, 'r')
+    try {
+      const buffer = Buffer.alloc(length)
+      const { bytesRead } = await file.read(buffer, 0, length, offset)
+      return buffer.subarray(0, bytesRead)
+    } finally {
+      await file.close()
+    }
+  }
+
+  /**
+   * Tell each placed text where it lands (the texts before it in the batch follow `end`), and
+   * wait for them. False when one refused (its task could not record its intent): the batch is
+   * failed unwritten, and the file is not to blame, so readiness and the descriptor stay as they are.
+   */
+  private async place(batch: Batch): Promise<boolean> {
+    const hooks = batch.hooks as Array<[number, BeforeWrite]>
+    const placed: Array<Promise<void>> = []
+    let offset = this.end
+    let index = 0
+    for (const [at, hook] of hooks) {
+      for (; index < at; index++) offset += Buffer.byteLength(batch.lines[index] as string)
+      placed.push(hook(offset))
+    }
+    try {
+      await Promise.all(placed)
+      return true
+    } catch (error) {
+      batch.reject(error as Error)
+      return false
+    }
+  }
+
   private ensureOpen(): number {
     if (this.fd === null) this.fd = this.opened(openForAppend(this.path))
     return this.fd
   }
 
   private opened(fd: number): number {
-    const { dev, ino } = fstatSync(fd)
+    const { dev, ino, size } = fstatSync(fd)
     this.identity = { dev, ino }
+    this.end = size
     return fd
   }
 
@@ -261,6 +320,33 @@ function makeDirectory(dir: string): void {
   const parent = dirname(dir)
   if (parent !== dir && !existsSync(parent)) makeDirectory(parent)
   if (!existsSync(dir)) mkdirSync(dir)
+}
+
+/** The most a torn last line can be: the longest line, every character escaped (see log-line.ts). */
+const TORN_TAIL_LIMIT = 1024 * 1024
+
+/**
+ * A crash in the middle of a write can leave a last line without its newline: cut it off, so that
+ * no torn line stays in the file (its task had not finished, so it runs again and writes it whole).
+ * Only a regular file, and only a tail shorter than the longest line; anything else is left alone.
+ */
+function removeTornTail(path: string, fd: number): number {
+  const { size } = fstatSync(fd)
+  if (!fstatSync(fd).isFile() || size === 0) return 0
+  const tailLength = Math.min(size, TORN_TAIL_LIMIT)
+  const tail = Buffer.alloc(tailLength)
+  const reader = openSync(path, 'r')
+  try {
+    readSync(reader, tail, 0, tailLength, size - tailLength)
+  } finally {
+    closeSync(reader)
+  }
+  if (tail[tailLength - 1] === 0x0a) return 0
+  const lastNewline = tail.lastIndexOf(0x0a)
+  if (lastNewline === -1 && tailLength === TORN_TAIL_LIMIT) return 0 // not a file of lines: leave it
+  const keep = size - tailLength + lastNewline + 1
+  truncateSync(path, keep)
+  return size - keep
 }
 
 async function writeAll(fd: number, buffer: Buffer): Promise<void> {

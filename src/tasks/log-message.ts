@@ -2,13 +2,27 @@
  * The demo task: append `<timestamp>: <message>` to the log file. A batch task: every claimed
  * `log_message` is written with one append (one write of the file for many lines); if the write
  * fails, every item of the batch fails and is retried with backoff.
+ *
+ * Exactly once on the journal (sqlite): just before the write, each line's place in the file
+ * (offset, length, checksum) is recorded as its task's intent; a task that a crash left
+ * unfinished is not run again when its line is already there, byte for byte (`alreadyDone`).
+ * A torn last line is cut off when the file is opened (log-file.ts), so its task writes it whole.
  */
+import { createHash } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
-import { defineTask } from '../background/index.js'
+import { Value } from '@sinclair/typebox/value'
+import { defineTask, type BatchItem } from '../background/index.js'
 import type { LogFile } from './log-file.js'
 import { formatLogLine } from './log-line.js'
 
 export const LOG_MESSAGE_TASK = 'log_message'
+
+/** Where a line was about to be written: what `alreadyDone` checks in the file. */
+const LineIntent = Type.Object({ offset: Type.Integer({ minimum: 0 }), length: Type.Integer({ minimum: 1 }), sha1: Type.String() })
+
+function sha1(bytes: string | Buffer): string {
+  return createHash('sha1').update(bytes).digest('base64')
+}
 
 export function createLogMessageTask(logFile: LogFile) {
   return defineTask({
@@ -17,10 +31,29 @@ export function createLogMessageTask(logFile: LogFile) {
     retries: 5,
     backoff: { type: 'exponential', delayMs: 100, maxDelayMs: 10_000, jitter: true },
     timeoutMs: 5_000,
-    batch: async (items) => {
-      let text = ''
-      for (const item of items) text += formatLogLine(item.args[0])
-      await logFile.append(text)
+    batch: async (items, context) => {
+      if (!context.recordsIntents) {
+        let text = ''
+        for (const item of items) text += formatLogLine(item.args[0])
+        await logFile.append(text)
+        return
+      }
+      const lines = items.map((item) => formatLogLine(item.args[0]))
+      await logFile.append(lines.join(''), async (offset) => {
+        const intents: Array<[BatchItem<unknown>, unknown]> = []
+        for (let i = 0; i < items.length; i++) {
+          const line = lines[i] as string
+          const length = Buffer.byteLength(line)
+          intents.push([items[i] as BatchItem<unknown>, { offset, length, sha1: sha1(line) }])
+          offset += length
+        }
+        await context.recordIntent(intents)
+      })
+    },
+    alreadyDone: async ({ intent }) => {
+      if (!Value.Check(LineIntent, intent)) return false
+      const found = await logFile.readAt(intent.offset, intent.length)
+      return found.length === intent.length && sha1(found) === intent.sha1
     },
   })
 }

@@ -18,10 +18,10 @@ const ROOT = resolve(import.meta.dirname, '../..')
 
 export async function spawnServer(
   env: Record<string, string>,
-  options: { script?: string; readyMessage?: RegExp; timeoutMs?: number } = {},
+  options: { script?: string; readyMessage?: RegExp; timeoutMs?: number; nodeArgs?: string[] } = {},
 ): Promise<SpawnedServer> {
   const script = options.script ?? 'dist/server.js'
-  const child = spawn(process.execPath, [resolve(ROOT, script)], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), resolve(ROOT, script)], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -77,6 +77,11 @@ export interface ClaimedTask {
   attempt: number
   maxAttempts: number
   fn?: PlainTaskFn | undefined
+  /**
+   * What an earlier attempt recorded it was about to do (`recordIntent`), when it did not finish:
+   * the runner asks the task's `alreadyDone` before running it again.
+   */
+  intent?: unknown
 }
 
 export interface FailOptions {
@@ -164,6 +169,8 @@ export interface BackendReadiness {
 /** A task as a durable store keeps it: its record and, while unfinished, its arguments. */
 export interface StoredTask extends TaskRecord {
   args: unknown[] | undefined
+  /** The intent its last attempt recorded, while unfinished. */
+  intent?: unknown
 }
 
 /** A finished task's short form, for the shutdown report. */
@@ -224,6 +231,13 @@ export interface TaskBackend {
   counts(since: number): MaybePromise<TaskCounts>
   /** Tasks not finished (queued, retrying, running), for the shutdown report. */
   unfinished(): MaybePromise<TaskSummary[]>
+  /**
+   * Record, durably, what running tasks are about to do (JSON values), before they do it. A task
+   * claimed again later (after a crash) carries its intent, and the runner asks the task's
+   * `alreadyDone`. Optional: a backend without it records nothing (memory: a crash loses the
+   * task anyway; BullMQ: at least once).
+   */
+  recordIntent?(entries: Array<[id: string, intent: unknown]>): MaybePromise<void>
   /**
    * Forget finished tasks older than the retention age. The runner calls it every
    * `SWEEP_INTERVAL_MS`, so a process that finishes nothing more still expires what it kept.

@@ -5,13 +5,13 @@
  * a concurrency slot past its deadline, and one cancelled item of a batch ends at once.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { AnyTaskDefinition, BatchItem, BatchOutcomes } from '../define-task.js'
+import type { AnyTaskDefinition, BatchContext, BatchItem, BatchOutcomes } from '../define-task.js'
 import { UnregisteredTaskError } from '../errors.js'
 import type { ClaimedTask } from '../backends/types.js'
 import type { ThreadPool } from '../thread/pool.js'
 import type { LazyAbortController } from './lazy-abort.js'
 import { runUntilAborted } from './run-until-aborted.js'
-import { RunnerTaskContext } from './task-context.js'
+import { type IntentRecorder, RunnerTaskContext } from './task-context.js'
 
 export type AttemptOutcome = { ok: true } | { ok: false; failure: unknown }
 
@@ -28,13 +28,14 @@ function invoke(
   controller: LazyAbortController,
   logger: FastifyBaseLogger,
   threads: ThreadPool,
+  recorder: IntentRecorder,
 ): unknown {
   if (task.fn !== undefined) return (task.fn as (...args: unknown[]) => unknown)(...task.args)
   if (definition === undefined) throw new UnregisteredTaskError(task.name)
-  if (definition.thread !== undefined) return runInThread(task, definition, controller, logger, threads)
+  if (definition.thread !== undefined) return runInThread(task, definition, controller, logger, threads, recorder)
   // A definition with `batch` always runs through runBatch (see Executions.start), so it has `run` here.
   const run = definition.run as NonNullable<AnyTaskDefinition['run']>
-  return run(task.args, new RunnerTaskContext(task, controller, logger))
+  return run(task.args, new RunnerTaskContext(task, controller, logger, recorder))
 }
 
 /**
@@ -47,12 +48,13 @@ async function runInThread(
   controller: LazyAbortController,
   logger: FastifyBaseLogger,
   threads: ThreadPool,
+  recorder: IntentRecorder,
 ): Promise<unknown> {
   const { module } = definition.thread as NonNullable<AnyTaskDefinition['thread']>
   const context = { attempt: task.attempt, taskId: task.id, requestId: task.requestId }
   const result = await threads.run({ module, args: task.args, context }, controller.signal)
   if (definition.onResult === undefined || controller.aborted) return undefined
-  return definition.onResult(result, new RunnerTaskContext(task, controller, logger))
+  return definition.onResult(result, new RunnerTaskContext(task, controller, logger, recorder))
 }
 
 /** Run one task; `onOutcome` is called once, when it settles or its controller is aborted. */
@@ -62,9 +64,10 @@ export function runSingle(
   controller: LazyAbortController,
   logger: FastifyBaseLogger,
   threads: ThreadPool,
+  recorder: IntentRecorder,
   onOutcome: (outcome: AttemptOutcome) => void,
 ): void {
-  runUntilAborted(() => invoke(task, definition, controller, logger, threads), controller).then(
+  runUntilAborted(() => invoke(task, definition, controller, logger, threads, recorder), controller).then(
     () => onOutcome(SUCCEEDED),
     // Aborted: the reason (timeout, cancel, shutdown) is what failed it, not what the task threw after.
     (error: unknown) => onOutcome(failed(controller.aborted ? controller.reason : error)),
@@ -101,6 +104,7 @@ export function runBatch(
   definition: AnyTaskDefinition,
   controllers: LazyAbortController[],
   logger: FastifyBaseLogger,
+  recorder: IntentRecorder,
   onOutcome: (index: number, outcome: AttemptOutcome) => void,
 ): void {
   const batch = definition.batch as NonNullable<AnyTaskDefinition['batch']>
@@ -117,7 +121,12 @@ export function runBatch(
   })
   let result: Promise<BatchOutcomes>
   try {
-    result = Promise.resolve(batch(items, { log: logger }))
+    const context: BatchContext = {
+      log: logger,
+      recordsIntents: recorder.durable,
+      recordIntent: (entries) => recorder.record(entries.map(([item, intent]) => [item.taskId, intent])),
+    }
+    result = Promise.resolve(batch(items, context))
   } catch (error) {
     result = Promise.reject(error)
   }

@@ -20,6 +20,7 @@ import { type RunnerEvents, SettleWaiters, type TaskFinishedEvent, type TaskRetr
 import type { ExecutionPolicy } from './execution.js'
 import { LazyAbortController } from './lazy-abort.js'
 import { retryDelay } from './retry.js'
+import type { IntentRecorder } from './task-context.js'
 
 /** What one concurrency slot runs: one task, or a batch of tasks of one batch-capable definition. */
 interface Execution {
@@ -65,8 +66,21 @@ export class Executions {
   /** Running tasks that the shutdown deadline aborted, for the report. */
   readonly abortedByShutdown: TaskSummary[] = []
 
+  /** The backend's recordIntent, or nothing where it has none. */
+  private readonly recorder: IntentRecorder
+
   constructor(context: ExecutionsContext) {
     this.context = context
+    const backend = context.backend
+    this.recorder =
+      backend.recordIntent === undefined
+        ? { durable: false, record: () => Promise.resolve() }
+        : {
+            durable: true,
+            record: async (entries) => {
+              await backend.recordIntent?.(entries)
+            },
+          }
     this.deadlines = new Deadlines(context.now)
     this.executor = fastq(this, this.worker, context.concurrency)
   }
@@ -146,8 +160,49 @@ export class Executions {
     )
   }
 
+  /**
+   * Tasks an earlier attempt left unfinished after recording its intent: those whose effect the
+   * definition's `alreadyDone` finds are recorded succeeded without running; the rest run.
+   */
+  private async execute(execution: Execution): Promise<void> {
+    const { definition } = execution
+    if (definition?.alreadyDone === undefined || !execution.tasks.some((task) => task.intent !== undefined)) {
+      return this.attempt(execution)
+    }
+    const toRun: ClaimedTask[] = []
+    const done: Array<Promise<void>> = []
+    for (const task of execution.tasks) {
+      if (task.intent === undefined || !(await this.wasDone(task, definition))) toRun.push(task)
+      else done.push(this.recordAlreadyDone(task, definition))
+    }
+    await Promise.all([...done, toRun.length === 0 ? undefined : this.attempt({ ...execution, tasks: toRun })])
+  }
+
+  private async wasDone(task: ClaimedTask, definition: AnyTaskDefinition): Promise<boolean> {
+    const alreadyDone = definition.alreadyDone as NonNullable<AnyTaskDefinition['alreadyDone']>
+    const fields = { taskId: task.id, task: task.name, reqId: task.requestId }
+    try {
+      const found = (await alreadyDone({ args: task.args, taskId: task.id, intent: task.intent }, { log: this.context.logger })) === true
+      this.context.logger.info(
+        { ...fields, alreadyDone: found },
+        found ? 'task had already done its work: not run again' : 'task runs again',
+      )
+      return found
+    } catch (error) {
+      this.context.logger.warn({ ...fields, err: error }, 'checking whether the task had already run failed: it runs again')
+      return false
+    }
+  }
+
+  private recordAlreadyDone(task: ClaimedTask, definition: AnyTaskDefinition): Promise<void> {
+    this.active.set(task.id, new LazyAbortController())
+    return Promise.resolve(this.record(task, definition, { ok: true }, this.context.now())).catch((error: unknown) => {
+      this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
+    })
+  }
+
   /** One attempt of each task of the execution; each outcome is recorded as soon as it is known. */
-  private execute({ tasks, definition, batch }: Execution): Promise<void> {
+  private attempt({ tasks, definition, batch }: Execution): Promise<void> {
     const controllers = tasks.map((task) => {
       const controller = new LazyAbortController()
       this.active.set(task.id, controller)
@@ -181,7 +236,7 @@ export class Executions {
           settled()
         })
       }
-      if (batch) runBatch(tasks, definition as AnyTaskDefinition, controllers, this.context.logger, onOutcome)
+      if (batch) runBatch(tasks, definition as AnyTaskDefinition, controllers, this.context.logger, this.recorder, onOutcome)
       else
         runSingle(
           tasks[0] as ClaimedTask,
@@ -189,6 +244,7 @@ export class Executions {
           controllers[0] as LazyAbortController,
           this.context.logger,
           this.context.threads,
+          this.recorder,
           (outcome) => onOutcome(0, outcome),
         )
     })

@@ -9,6 +9,13 @@ import type { TaskContext } from '../define-task.js'
 import type { ClaimedTask } from '../backends/types.js'
 import type { LazyAbortController } from './lazy-abort.js'
 
+/** Records intents durably (the backend's `recordIntent`), or nothing where the backend has none. */
+export interface IntentRecorder {
+  /** The backend keeps intents: recording one costs a write of the journal. */
+  readonly durable: boolean
+  record(entries: Array<[id: string, intent: unknown]>): Promise<void>
+}
+
 export class RunnerTaskContext implements TaskContext {
   readonly attempt: number
   readonly taskId: string
@@ -16,15 +23,21 @@ export class RunnerTaskContext implements TaskContext {
   readonly #task: ClaimedTask
   readonly #controller: LazyAbortController
   readonly #logger: FastifyBaseLogger
+  readonly #recorder: IntentRecorder
   #log: FastifyBaseLogger | undefined
 
-  constructor(task: ClaimedTask, controller: LazyAbortController, logger: FastifyBaseLogger) {
+  constructor(task: ClaimedTask, controller: LazyAbortController, logger: FastifyBaseLogger, recorder: IntentRecorder) {
     this.attempt = task.attempt
     this.taskId = task.id
     this.requestId = task.requestId
     this.#task = task
     this.#controller = controller
     this.#logger = logger
+    this.#recorder = recorder
+  }
+
+  recordIntent(intent: unknown): Promise<void> {
+    return this.#recorder.record([[this.taskId, intent]])
   }
 
   /** Aborted on timeout, cancellation or the shutdown deadline. */

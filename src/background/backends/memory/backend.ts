@@ -47,6 +47,8 @@ interface Entry extends TaskRecord {
   inReady: boolean
   /** Waits behind an earlier task of its request (linked from its `next`). */
   linked: boolean
+  /** What its last attempt recorded it was about to do (the sqlite journal's index keeps it). */
+  intent?: unknown
 }
 
 export class MemoryBackend implements TaskBackend {
@@ -142,6 +144,7 @@ export class MemoryBackend implements TaskBackend {
         attempt: entry.attempts,
         maxAttempts: entry.maxAttempts,
         fn: entry.fn,
+        ...(entry.intent === undefined ? {} : { intent: entry.intent }),
       })
     }
     return claimed
@@ -261,6 +264,12 @@ export class MemoryBackend implements TaskBackend {
     return { unfinished, changed }
   }
 
+  /** Keep what a running task recorded it is about to do (for the journal's index; see TaskBackend.recordIntent). */
+  setIntent(id: string, intent: unknown): void {
+    const entry = this.entries.get(id)
+    if (entry !== undefined && !isFinished(entry.status)) entry.intent = intent
+  }
+
   /** Forget finished tasks past the retention age (and count). */
   sweep(now: number): void {
     this.prune(now)
@@ -313,6 +322,7 @@ export class MemoryBackend implements TaskBackend {
 
   private finishedBookkeeping(entry: Entry, now: number): void {
     entry.finishedAt = now
+    entry.intent = undefined
     // A failed or cancelled task keeps what it needs to be retried, within retention.
     if (entry.status === 'succeeded') {
       entry.args = undefined

@@ -97,6 +97,9 @@ export class SqliteBackend implements TaskBackend {
   /** Idempotency keys whose commit was not acknowledged (the fsync failed): deleted with the next write. */
   private keyDeletes: string[] = []
   private waiters: Waiter[] = []
+  /** Intents to write (JSON), by task id, and who waits for them: committed, never fsynced. */
+  private intents = new Map<string, string>()
+  private intentWaiters: Waiter[] = []
   private flushQueued: 'microtask' | 'immediate' | undefined
   private retryTimer: NodeJS.Timeout | undefined
   private retryDelayMs = RETRY_MIN_MS
@@ -257,6 +260,25 @@ export class SqliteBackend implements TaskBackend {
     return this.unfinishedAtOpen
   }
 
+  /**
+   * Record what running tasks are about to do, committed (not fsynced: exactly once holds against
+   * a crash of the process, as `sync: 'normal'` does) before the promise resolves.
+   */
+  recordIntent(entries: Array<[id: string, intent: unknown]>): Promise<void> {
+    if (this.closed) return Promise.reject(new BackendUnavailableError('the task journal is closed'))
+    // The file cannot be written: the task must not act on an intent that is not recorded.
+    if (this.failure !== undefined)
+      return Promise.reject(new BackendUnavailableError(`the task journal cannot be written: ${this.failure}`))
+    for (const [id, intent] of entries) {
+      this.index.setIntent(id, intent)
+      this.intents.set(id, JSON.stringify(intent))
+    }
+    return new Promise((resolve, reject) => {
+      this.intentWaiters.push({ resolve, reject })
+      this.scheduleFlush('microtask')
+    })
+  }
+
   /** Forget finished tasks past the retention age: in the index, and their rows in the file. */
   sweep(now: number): void {
     if (this.closed) return
@@ -291,6 +313,7 @@ export class SqliteBackend implements TaskBackend {
     const error = new BackendUnavailableError('the task journal is closed')
     for (const pending of this.pending.splice(0)) pending.reject(error)
     for (const waiter of this.waiters.splice(0)) waiter.reject(error)
+    for (const waiter of this.intentWaiters.splice(0)) waiter.reject(error)
     // Its last fsyncs settle by themselves; SQLite's closing checkpoint syncs the WAL anyway.
     void this.walSync?.close()
     try {
@@ -351,18 +374,28 @@ export class SqliteBackend implements TaskBackend {
     const dirty = this.dirty
     const waiters = this.waiters
     const keyDeletes = this.keyDeletes
-    if (groups.length === 0 && dirty.size === 0 && keyDeletes.length === 0) {
+    const intents = this.intents
+    const intentWaiters = this.intentWaiters
+    if (groups.length === 0 && dirty.size === 0 && intents.size === 0 && keyDeletes.length === 0) {
       for (const waiter of waiters.splice(0)) waiter.resolve()
+      for (const waiter of intentWaiters.splice(0)) waiter.resolve()
       return
     }
     this.pending = []
     this.dirty = new Map()
     this.keyDeletes = []
     this.waiters = []
+    this.intents = new Map()
+    this.intentWaiters = []
     const changes: JournalChange[] = []
     for (const [id, record] of dirty) {
       const rowid = this.rowids.get(id)
       if (rowid !== undefined) changes.push([rowid, record])
+    }
+    const intentRows: Array<[number, string]> = []
+    for (const [id, intent] of intents) {
+      const rowid = this.rowids.get(id)
+      if (rowid !== undefined) intentRows.push([rowid, intent])
     }
     let rowids: number[][]
     try {
@@ -370,19 +403,23 @@ export class SqliteBackend implements TaskBackend {
         inserts: groups.map((pending) => pending.rows),
         ...keysOf(groups, keyDeletes),
         changes,
+        intents: intentRows,
         now: this.now(),
       })
     } catch (error) {
       // Keep the changes (a newer record of the same task wins) and try again later; the
-      // enqueues are refused: their requests get a 503 and the client retries.
+      // enqueues are refused: their requests get a 503 and the client retries. An intent that
+      // cannot be recorded fails its attempt (the task does not act), and is retried.
       for (const [id, record] of dirty) if (!this.dirty.has(id)) this.dirty.set(id, record)
       this.keyDeletes.push(...keyDeletes)
       const refusal = new BackendUnavailableError(describeError(error))
       for (const pending of groups) pending.reject(refusal)
       for (const waiter of waiters) waiter.reject(refusal)
+      for (const waiter of intentWaiters) waiter.reject(refusal)
       this.failed(error)
       return
     }
+    for (const waiter of intentWaiters) waiter.resolve()
     this.committed++
     if (this.failure !== undefined) this.recovered()
     for (const [id, record] of dirty) if (record === null || isFinished(record.status)) this.rowids.delete(id)

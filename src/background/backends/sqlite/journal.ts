@@ -28,12 +28,13 @@ const SCHEMA = `
     started_at   INTEGER,
     finished_at  INTEGER,
     run_at       INTEGER,                   -- next attempt (retrying)
-    last_error   TEXT
+    last_error   TEXT,
+    intent       TEXT                       -- JSON: what the running attempt recorded it was about to do
   );
   CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 `
 
-/** Schema 2: idempotency keys, written in the same transaction as their task's row. */
+/** Schema 3: idempotency keys, written in the same transaction as their task's row. */
 const KEYS_SCHEMA = `
   CREATE TABLE IF NOT EXISTS idempotency_keys (
     key          TEXT    NOT NULL PRIMARY KEY,
@@ -74,6 +75,8 @@ export interface JournalWrite {
   /** Keys to forget (their tasks' commit was not acknowledged). */
   keyDeletes?: string[]
   changes: JournalChange[]
+  /** Intents to record (JSON text), by row. */
+  intents?: Array<[rowid: number, intent: string]>
   now: number
 }
 
@@ -115,6 +118,7 @@ interface Row {
   finished_at: number | null
   run_at: number | null
   last_error: string | null
+  intent?: string | null
 }
 
 interface KeyRow {
@@ -134,6 +138,7 @@ export class Journal {
   private readonly writeTransaction: (write: JournalWrite) => WriteResult
   private readonly insertStatement: SqlStatement
   private readonly updateStatement: SqlStatement
+  private readonly intentStatement: SqlStatement
   private readonly deleteStatement: SqlStatement
   private readonly rowidStatement: SqlStatement
   private readonly pruneAgeStatement: SqlStatement
@@ -164,6 +169,7 @@ export class Journal {
       if (state === 'journal') {
         const check = db.value('PRAGMA quick_check')
         if (check !== 'ok') throw new JournalOpenError(path, `is corrupt (quick_check: ${oneLine(String(check))}); it was left untouched`)
+        migrate(db)
       } else {
         // Header fields are written before WAL is on, so they are always in the main file.
         db.transaction(() => {
@@ -171,13 +177,6 @@ export class Journal {
           db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
           db.exec(SCHEMA)
           db.exec(KEYS_SCHEMA)
-        })()
-      }
-      if (state === 'journal' && Number(db.value('PRAGMA user_version')) < SCHEMA_VERSION) {
-        // A journal of an older version: add what is missing, in one transaction.
-        db.transaction(() => {
-          db.exec(KEYS_SCHEMA)
-          db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
         })()
       }
       const mode = db.value('PRAGMA journal_mode = WAL')
@@ -207,9 +206,11 @@ export class Journal {
     this.updateStatement = db.prepare(
       `UPDATE tasks SET status = @status, attempts = @attempts, started_at = @startedAt, finished_at = @finishedAt,
          run_at = @runAt, last_error = @lastError,
-         args = CASE WHEN @finishedAt IS NULL OR @status IN ('failed', 'cancelled') THEN args END
+         args = CASE WHEN @finishedAt IS NULL OR @status IN ('failed', 'cancelled') THEN args END,
+         intent = CASE WHEN @finishedAt IS NULL THEN intent END
        WHERE rowid = @rowid`,
     )
+    this.intentStatement = db.prepare('UPDATE tasks SET intent = @intent WHERE rowid = @rowid')
     this.deleteStatement = db.prepare('DELETE FROM tasks WHERE rowid = ?')
     this.rowidStatement = db.prepare('SELECT rowid FROM tasks WHERE id = ?')
     this.pruneAgeStatement = db.prepare('DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?')
@@ -311,11 +312,13 @@ export class Journal {
     this.db.close()
   }
 
-  private applyWrite({ inserts, keys, keyDeletes, changes, now }: JournalWrite): WriteResult {
+  private applyWrite({ inserts, keys, keyDeletes, changes, intents, now }: JournalWrite): WriteResult {
     const rowids = inserts.map((group) => group.map((row) => Number(this.insertStatement.run(row).lastInsertRowid)))
     let keyDelta = 0
     if (keys !== undefined) for (const key of keys) keyDelta += this.keyInsertStatement.run(key).changes > 0 ? 1 : 0
     if (keyDeletes !== undefined) for (const key of keyDeletes) keyDelta -= this.keyDeleteStatement.run(key).changes
+    // Before the changes: a task that finished in the same write clears its intent again.
+    if (intents !== undefined) for (const [rowid, intent] of intents) this.intentStatement.run({ intent, rowid })
     let finishedDelta = 0
     for (const [rowid, record] of changes) {
       if (record === null) {
@@ -366,5 +369,19 @@ function toStoredTask(row: Row): StoredTask {
     finishedAt: row.finished_at ?? undefined,
     runAt: row.run_at ?? undefined,
     lastError: row.last_error ?? undefined,
+    ...(row.intent === null || row.intent === undefined ? {} : { intent: JSON.parse(row.intent) as unknown }),
   }
+}
+
+/** Bring a journal of an earlier schema up to this one, in one transaction. */
+function migrate(db: SqlDatabase): void {
+  const version = Number(db.value('PRAGMA user_version'))
+  if (version >= SCHEMA_VERSION) return
+  db.transaction(() => {
+    // 1 → 2: the intent column (exactly once for tasks that record what they are about to do).
+    if (version < 2) db.exec('ALTER TABLE tasks ADD COLUMN intent TEXT')
+    // 2 → 3: the idempotency keys, committed with their tasks.
+    if (version < 3) db.exec(KEYS_SCHEMA)
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
+  })()
 }
