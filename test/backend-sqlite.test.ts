@@ -322,6 +322,11 @@ describe('sqlite journal', () => {
     backend.close()
     const reopened = backendAt(path)
     expect(reopened.claim(Date.now(), 1)[0]).toMatchObject({ id: 't-1', intent: { at: 7 } })
+    // Straight from 1 to the current schema: the keys table is there too.
+    const keyed = { ...task('keyed', ['k']), key: taskKey('k-from-1', 'keyed', ['k']) }
+    await reopened.enqueue([keyed])
+    reopened.close()
+    expect(backendAt(path).findKey('k-from-1', Date.now())).toMatchObject({ taskId: keyed.id })
   })
 
   describe('opening a file that is not a usable journal: refused, and the file left untouched', () => {
