@@ -380,6 +380,22 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       expect((await keyedTasks(backend)).sort()).toEqual([first, other].sort())
     })
 
+    it("idempotency: a request's other tasks are stored next to a deduplicated keyed one, and its ids name both in order", async () => {
+      const backend = await fresh()
+      const key = `key-${randomUUID()}`
+      const stored = await addWithKey(storingRunner(backend), key, 'once')
+      const list = new BackgroundTasks(storingRunner(backend), 'req-mixed')
+      const before = list.add(keyed, 'before')
+      const again = list.add(keyed.with({ key }), 'once')
+      const after = list.add(keyed, 'after')
+      list.markReady()
+      await list.submit()
+      expect(again.id).toBe(stored)
+      expect(list.size).toBe(3)
+      expect(list.idList).toBe(`${before.id},${stored},${after.id}`)
+      expect((await keyedTasks(backend)).sort()).toEqual([stored, before.id, after.id].sort())
+    })
+
     it('idempotency: the same key with other arguments is refused with IDEMPOTENCY_KEY_REUSED (422) and stores nothing', async () => {
       const backend = await fresh()
       const key = `key-${randomUUID()}`

@@ -30,8 +30,11 @@ export class BackgroundTasks {
   private readonly runner: TaskRunner
   private readonly requestId: string | undefined
   private readonly group: NewTask[] = []
-  /** One per add(), in order: a keyed task whose key was used already has a handle but no new task. */
-  private readonly handles: Handle[] = []
+  /**
+   * One per add(), in order, once a keyed task was added (a keyed task whose key was used already
+   * has a handle but no new task); until then the group alone says what was added.
+   */
+  private handles: Handle[] | undefined
   private state: State = 'open'
 
   constructor(runner: TaskRunner, requestId: string | undefined) {
@@ -50,13 +53,14 @@ export class BackgroundTasks {
     this.runner.reserve(1)
     this.group.push(task)
     const handle = { id: task.id, name: task.name }
-    this.handles.push(handle)
+    this.handles?.push(handle)
     return handle
   }
 
   private addKeyed(task: NewTask): TaskHandle {
     const stored = this.runner.admitKey(task)
     const handle = { id: stored ?? task.id, name: task.name }
+    this.handles ??= this.group.map((added) => ({ id: added.id, name: added.name }))
     if (stored === undefined) {
       try {
         this.runner.reserve(1)
@@ -71,12 +75,12 @@ export class BackgroundTasks {
   }
 
   get size(): number {
-    return this.handles.length
+    return this.handles === undefined ? this.group.length : this.handles.length
   }
 
   /** The ids of the tasks added so far, in order, comma-separated, as the `Task-Id` header carries them. */
   get idList(): string {
-    return this.handles.map((handle) => handle.id).join(',')
+    return (this.handles ?? this.group).map((added) => added.id).join(',')
   }
 
   /** @internal the reply succeeded: from now on the list may be submitted. */
@@ -105,7 +109,7 @@ export class BackgroundTasks {
 
   /** Keyed tasks the backend did not store because their key's task was: their handles name that one. */
   private settleIds(deduplicated: void | Map<string, string>): void {
-    if (deduplicated === undefined || deduplicated.size === 0) return
+    if (deduplicated === undefined || deduplicated.size === 0 || this.handles === undefined) return
     for (const handle of this.handles) handle.id = deduplicated.get(handle.id) ?? handle.id
   }
 
