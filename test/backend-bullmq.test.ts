@@ -7,8 +7,10 @@ import { randomUUID } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
-import { type AnyTaskDefinition, TaskRunner, defineTask, errors } from '../src/background/index.js'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { type AnyTaskDefinition, BackgroundTasks, TaskRunner, defineTask, errors } from '../src/background/index.js'
+import { taskKey } from '../src/background/idempotency.js'
+import { PENDING_STALE_MS } from '../src/background/backends/bullmq/keys.js'
 import { BullMQBackend } from '../src/background/backends/bullmq/backend.js'
 import { describeBackendConformance } from './backend-conformance.js'
 import { describeWithRedis, redisSetup, startRedis, type RedisServer } from './helpers/redis.js'
@@ -382,5 +384,68 @@ describeWithRedis('bullmq backend', () => {
     }
     expect(await producer.get(ids[0]!)).toBeUndefined()
     expect((await producer.get(ids[4]!))?.status).toBe('succeeded')
+  })
+
+  describe('idempotency keys in Redis', () => {
+    const keyedTask = defineTask({ name: 'keyed', args: Type.Tuple([Type.String()]), run: () => {} })
+
+    async function webRunner(queueName: string): Promise<TaskRunner> {
+      const web = new TaskRunner({
+        backend: await backend('producer', queueName),
+        concurrency: 1,
+        maxPending: 100,
+        defaultTimeoutMs: 1000,
+        logger: silent,
+        tasks: [keyedTask],
+      })
+      opened.push({ close: () => web.close(1000) })
+      return web
+    }
+
+    async function addWithKey(web: TaskRunner, key: string, message: string): Promise<string> {
+      const list = new BackgroundTasks(web, 'req-keyed')
+      const handle = list.add(keyedTask.with({ key }), message)
+      list.markReady()
+      await list.submit()
+      return handle.id
+    }
+
+    async function setMarker(queueName: string, key: string, marker: object): Promise<Redis> {
+      const client = new Redis(redis.url)
+      opened.push({ close: () => client.quit() })
+      await client.set(`bull:${queueName}:idempotency:${key}`, JSON.stringify(marker), 'PX', 60_000)
+      return client
+    }
+
+    it('a key another process is storing right now gets IDEMPOTENCY_KEY_IN_FLIGHT; once stale (that process died before adding its job) it is taken over', async () => {
+      const queueName = `keys-${randomUUID()}`
+      const web = await webRunner(queueName)
+      const key = `key-${randomUUID()}`
+      const { fingerprint } = taskKey(key, keyedTask.name, ['hello'])
+      await setMarker(queueName, key, { f: fingerprint, i: randomUUID(), s: 'p', t: Date.now() })
+      await expect(addWithKey(web, key, 'hello')).rejects.toMatchObject({ code: 'IDEMPOTENCY_KEY_IN_FLIGHT', statusCode: 409 })
+      // Another call with the key is refused as reused, in flight or not.
+      await expect(addWithKey(web, key, 'other')).rejects.toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED', statusCode: 422 })
+      expect(web.stats().pending).toBe(0)
+      await setMarker(queueName, key, { f: fingerprint, i: randomUUID(), s: 'p', t: Date.now() - PENDING_STALE_MS - 1 })
+      const id = await addWithKey(web, key, 'hello')
+      expect((await web.get(id))?.name).toBe('keyed')
+      expect(await addWithKey(web, key, 'hello')).toBe(id)
+    })
+
+    it('a pending key whose job exists counts as stored (its process died after adding the job); keys expire after the retention age', async () => {
+      const queueName = `keys-${randomUUID()}`
+      const web = await webRunner(queueName)
+      const stored = await addWithKey(web, `key-${randomUUID()}`, 'hello')
+      const key = `key-${randomUUID()}`
+      const { fingerprint } = taskKey(key, keyedTask.name, ['hello'])
+      const client = await setMarker(queueName, key, { f: fingerprint, i: stored, s: 'p', t: Date.now() })
+      expect(await addWithKey(web, key, 'hello')).toBe(stored)
+      const fresh = `key-${randomUUID()}`
+      await addWithKey(web, fresh, 'hello')
+      const ttl = await client.pttl(`bull:${queueName}:idempotency:${fresh}`)
+      expect(ttl).toBeGreaterThan(retention.maxAgeMs - 5_000)
+      expect(ttl).toBeLessThanOrEqual(retention.maxAgeMs)
+    })
   })
 })

@@ -3,8 +3,10 @@
  * `describeBackendConformance` with a factory that gives a fresh, empty backend.
  */
 import { randomUUID } from 'node:crypto'
+import { Type } from '@sinclair/typebox'
+import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { ClaimedTask, NewTask, TaskBackend } from '../src/background/index.js'
+import { BackgroundTasks, TaskRunner, defineTask, type ClaimedTask, type NewTask, type TaskBackend } from '../src/background/index.js'
 import { waitFor } from './helpers/wait.js'
 
 export interface BackendFixture {
@@ -22,6 +24,35 @@ async function claimOne(backend: TaskBackend): Promise<ClaimedTask | undefined> 
   const claimed = await backend.claim(Date.now(), 1)
   expect(claimed.length).toBeLessThanOrEqual(1)
   return claimed[0]
+}
+
+/** A defined task for the idempotency cases: never run (their runners are not started). */
+const keyed = defineTask({ name: 'conformance_keyed', args: Type.Tuple([Type.String()]), run: () => {} })
+
+/** A runner over the backend, not started: it stores only, as a request's list does. */
+function storingRunner(backend: TaskBackend): TaskRunner {
+  return new TaskRunner({
+    backend,
+    concurrency: 1,
+    maxPending: 100,
+    defaultTimeoutMs: 1000,
+    logger: pino({ level: 'silent' }),
+    tasks: [keyed],
+  })
+}
+
+/** One request adding the keyed task: its handle's id once the list is stored. */
+async function addWithKey(runner: TaskRunner, key: string, message: string): Promise<string> {
+  const list = new BackgroundTasks(runner, 'req-keyed')
+  const handle = list.add(keyed.with({ key }), message)
+  list.markReady()
+  await list.submit()
+  return handle.id
+}
+
+async function keyedTasks(backend: TaskBackend): Promise<string[]> {
+  const page = await backend.list({ name: keyed.name, limit: 100 })
+  return page.tasks.map((record) => record.id)
 }
 
 export function describeBackendConformance(kind: string, create: () => Promise<BackendFixture>): void {
@@ -337,6 +368,63 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       expect(await backend.retry(done!.id, Date.now())).toMatchObject({ outcome: 'not_retryable', record: { status: 'succeeded' } })
       expect(await backend.retry(second!.id, Date.now())).toMatchObject({ outcome: 'not_retryable', record: { status: 'running' } })
       expect(await backend.retry(randomUUID(), Date.now())).toEqual({ outcome: 'not_found' })
+    })
+
+    it('idempotency: the same key with the same call stores one task; another runner on the backend gets its id', async () => {
+      const backend = await fresh()
+      const key = `key-${randomUUID()}`
+      const first = await addWithKey(storingRunner(backend), key, 'once')
+      expect(await addWithKey(storingRunner(backend), key, 'once')).toBe(first)
+      expect(await addWithKey(storingRunner(backend), key, 'once')).toBe(first)
+      expect(await keyedTasks(backend)).toEqual([first])
+      // Another key is another task.
+      const other = await addWithKey(storingRunner(backend), `key-${randomUUID()}`, 'once')
+      expect(other).not.toBe(first)
+      expect((await keyedTasks(backend)).sort()).toEqual([first, other].sort())
+    })
+
+    it("idempotency: a request's other tasks are stored next to a deduplicated keyed one, and its ids name both in order", async () => {
+      const backend = await fresh()
+      const key = `key-${randomUUID()}`
+      const stored = await addWithKey(storingRunner(backend), key, 'once')
+      const list = new BackgroundTasks(storingRunner(backend), 'req-mixed')
+      const before = list.add(keyed, 'before')
+      const again = list.add(keyed.with({ key }), 'once')
+      const after = list.add(keyed, 'after')
+      list.markReady()
+      await list.submit()
+      expect(again.id).toBe(stored)
+      expect(list.size).toBe(3)
+      expect(list.idList).toBe(`${before.id},${stored},${after.id}`)
+      expect((await keyedTasks(backend)).sort()).toEqual([stored, before.id, after.id].sort())
+    })
+
+    it('idempotency: the same key with other arguments is refused with IDEMPOTENCY_KEY_REUSED (422) and stores nothing', async () => {
+      const backend = await fresh()
+      const key = `key-${randomUUID()}`
+      const first = await addWithKey(storingRunner(backend), key, 'first')
+      const refused = await addWithKey(storingRunner(backend), key, 'second').catch((error: unknown) => error)
+      expect(refused).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED', statusCode: 422 })
+      expect(await keyedTasks(backend)).toEqual([first])
+    })
+
+    it('idempotency: a key whose first call is not yet stored is refused with IDEMPOTENCY_KEY_IN_FLIGHT (409); dropped, it is free again', async () => {
+      const backend = await fresh()
+      const runner = storingRunner(backend)
+      const key = `key-${randomUUID()}`
+      const firstList = new BackgroundTasks(runner, 'req-first')
+      firstList.add(keyed.with({ key }), 'once')
+      const second = new BackgroundTasks(runner, 'req-second')
+      expect(() => second.add(keyed.with({ key }), 'once')).toThrow(
+        expect.objectContaining({ code: 'IDEMPOTENCY_KEY_IN_FLIGHT', statusCode: 409 }),
+      )
+      expect(() => second.add(keyed.with({ key }), 'other')).toThrow(expect.objectContaining({ code: 'IDEMPOTENCY_KEY_IN_FLIGHT' }))
+      expect(await keyedTasks(backend)).toEqual([])
+      // The first reply failed: nothing was stored, and the key can be used again.
+      firstList.drop()
+      expect(runner.stats().pending).toBe(0)
+      const id = await addWithKey(runner, key, 'once')
+      expect(await keyedTasks(backend)).toEqual([id])
     })
 
     it('close is safe to call twice', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { MemoryBackend, type NewTask } from '../src/background/index.js'
 import { describeBackendConformance } from './backend-conformance.js'
+import { taskKey } from '../src/background/idempotency.js'
 
 describeBackendConformance('memory', async () => {
   const backend = new MemoryBackend({ retention: { maxCount: 1000, maxAgeMs: 60_000 } })
@@ -49,5 +50,29 @@ describe('memory backend retention', () => {
     expect(backend.get('t1')?.status).toBe('succeeded')
     expect(backend.get('t3')?.status).toBe('succeeded')
     expect(backend.get('t2')).toBeUndefined()
+  })
+})
+
+describe('memory backend idempotency keys', () => {
+  const keyed = (i: number, at: number): NewTask => ({
+    id: `k${i}`,
+    name: 'n',
+    args: [],
+    requestId: undefined,
+    maxAttempts: 1,
+    createdAt: at,
+    key: taskKey(`key-${i}`, 'n', []),
+  })
+
+  it('keeps at most maxCount keys, the newest, each for maxAgeMs from when its task was added', () => {
+    const backend = new MemoryBackend({ retention: { maxCount: 2, maxAgeMs: 1000 } })
+    for (let i = 0; i < 3; i++) backend.enqueue([keyed(i, i)])
+    expect(backend.keyCount).toBe(2)
+    expect(backend.findKey('key-0', 10)).toBeUndefined()
+    expect(backend.findKey('key-1', 10)).toMatchObject({ taskId: 'k1' })
+    expect(backend.findKey('key-2', 1002)).toMatchObject({ taskId: 'k2' })
+    expect(backend.findKey('key-1', 1002)).toBeUndefined()
+    backend.sweep(5000)
+    expect(backend.keyCount).toBe(0)
   })
 })

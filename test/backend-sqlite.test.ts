@@ -6,6 +6,8 @@ import type { NewTask } from '../src/background/index.js'
 import { JournalOpenError, SqliteBackend } from '../src/background/backends/sqlite/backend.js'
 import { availableSqliteDrivers, sqliteDriver, type SqliteDriver } from '../src/background/backends/sqlite/driver.js'
 import { describeBackendConformance } from './backend-conformance.js'
+import { taskKey } from '../src/background/idempotency.js'
+import { SCHEMA_VERSION } from '../src/background/backends/sqlite/journal.js'
 import { tempDir } from './helpers/app.js'
 import { journalStatuses, openBackend, siblings, writeForeignDatabase, writeGarbage } from './helpers/journal.js'
 
@@ -253,6 +255,56 @@ describe('sqlite journal', () => {
     expect(backend.claim(Date.now(), 1)[0]?.id).not.toBe(lost.id)
   })
 
+  describe('idempotency keys', () => {
+    const keyedTask = (key: string, message: string): NewTask => ({ ...task('keyed', [message]), key: taskKey(key, 'keyed', [message]) })
+
+    it("a key is committed in its task's transaction and read back after a restart, until the retention age", async () => {
+      const path = journalPath()
+      const first = backendAt(path)
+      const t = keyedTask('k1', 'hello')
+      await first.enqueue([t])
+      expect(first.findKey('k1', Date.now())).toEqual({ taskId: t.id, fingerprint: t.key!.fingerprint, at: t.createdAt })
+      first.close()
+      const second = backendAt(path)
+      expect(second.findKey('k1', Date.now())).toMatchObject({ taskId: t.id, fingerprint: t.key!.fingerprint })
+      expect(second.findKey('k2', Date.now())).toBeUndefined()
+      expect(second.findKey('k1', t.createdAt + 60_001)).toBeUndefined()
+    })
+
+    it('a key whose task could not be committed is not kept', async () => {
+      const path = journalPath()
+      const backend = backendAt(path)
+      // A row that fails (NOT NULL name) rolls back the whole transaction, the key with it.
+      const bad = { ...keyedTask('k-bad', 'x'), name: null as unknown as string }
+      await expect(backend.enqueue([bad])).rejects.toMatchObject({ statusCode: 503 })
+      expect(backend.findKey('k-bad', Date.now())).toBeUndefined()
+      backend.close()
+      expect(backendAt(path).findKey('k-bad', Date.now())).toBeUndefined()
+    })
+
+    it('a version 2 journal gets the keys table when opened (schema 3), its tasks kept', async () => {
+      const path = journalPath()
+      const old = backendAt(path)
+      const queued = task('old')
+      await old.enqueue([queued])
+      old.close()
+      // What a version 2 journal is: no idempotency_keys table, user_version 2.
+      const db = sqliteDriver().open(path)
+      db.exec('DROP TABLE idempotency_keys; PRAGMA user_version = 2')
+      db.close()
+      const upgraded = backendAt(path)
+      expect(upgraded.get(queued.id)?.status).toBe('queued')
+      const t = keyedTask('k-new', 'hello')
+      await upgraded.enqueue([t])
+      upgraded.close()
+      const check = sqliteDriver().open(path)
+      expect(Number(check.value('PRAGMA user_version'))).toBe(SCHEMA_VERSION)
+      expect(Number(check.value('SELECT count(*) FROM idempotency_keys'))).toBe(1)
+      check.close()
+      expect(SCHEMA_VERSION).toBe(3)
+    })
+  })
+
   it('a journal of the first schema (no intent column) is migrated when opened, its tasks kept', async () => {
     const path = journalPath()
     const old = sqliteDriver().open(path)
@@ -270,6 +322,11 @@ describe('sqlite journal', () => {
     backend.close()
     const reopened = backendAt(path)
     expect(reopened.claim(Date.now(), 1)[0]).toMatchObject({ id: 't-1', intent: { at: 7 } })
+    // Straight from 1 to the current schema: the keys table is there too.
+    const keyed = { ...task('keyed', ['k']), key: taskKey('k-from-1', 'keyed', ['k']) }
+    await reopened.enqueue([keyed])
+    reopened.close()
+    expect(backendAt(path).findKey('k-from-1', Date.now())).toMatchObject({ taskId: keyed.id })
   })
 
   describe('opening a file that is not a usable journal: refused, and the file left untouched', () => {

@@ -24,7 +24,7 @@ type Spec = {
 /** Every documented route and every status it can answer. */
 // 408 and 431 come from Node's HTTP parser, on any route (client-errors.ts).
 const EXPECTED: Record<string, string[]> = {
-  'POST /send-message': ['200', '400', '408', '415', '431', '503'],
+  'POST /send-message': ['200', '400', '408', '409', '415', '422', '431', '503'],
   'GET /tasks': ['200', '400', '401', '408', '431', '503'],
   'GET /tasks/stats': ['200', '400', '401', '408', '431', '503'],
   'GET /tasks/{id}': ['200', '400', '401', '404', '408', '431', '503'],
@@ -123,6 +123,13 @@ describe('GET /openapi.json', () => {
     expect(operation?.responses['200']?.content?.['application/json']?.schema).toMatchObject({
       properties: { message: { enum: ['Message received. It will be logged soon.'] } },
     })
+    // The Idempotency-Key header, optional, with its limits; 409 and 422 name their codes.
+    const key = operation?.parameters?.find((parameter) => parameter.name === 'idempotency-key')
+    expect(key).toMatchObject({ in: 'header', required: false, schema: { minLength: 1, maxLength: 255 } })
+    expect(key?.description).toContain('TASK_RETENTION_MS')
+    expect(JSON.stringify(operation?.responses['409'])).toContain('IDEMPOTENCY_KEY_IN_FLIGHT')
+    expect(JSON.stringify(operation?.responses['422'])).toContain('IDEMPOTENCY_KEY_REUSED')
+    expect(JSON.stringify(operation?.responses['400'])).toContain('IDEMPOTENCY_KEY_INVALID')
     // What the spec says about 400 is what a client gets.
     const reply = await server.request('/send-message')
     expect(reply.status).toBe(400)

@@ -35,6 +35,12 @@ export function typedCalls(request: FastifyRequest): void {
   request.backgroundTasks.add(hashPassword, 'secret', 1000)
   // @ts-expect-error the iterations are a number
   request.backgroundTasks.add(hashPassword, 'secret', '1000')
+  // A task with call options (an idempotency key) keeps its argument types.
+  request.backgroundTasks.add(greet.with({ key: 'k' }), 'Ada', 3)
+  // @ts-expect-error a number where the schema says string
+  request.backgroundTasks.add(greet.with({ key: 'k' }), 3, 3)
+  // @ts-expect-error the key is a string
+  greet.with({ key: 1 })
 }
 
 describe('typed add()', () => {
@@ -42,5 +48,7 @@ describe('typed add()', () => {
     expect(typeof typedCalls).toBe('function')
     expect(greet.check.Check(['Ada', 3])).toBe(true)
     expect(greet.check.Check([3, 3])).toBe(false)
+    expect(greet.with({ key: 'k' })).toMatchObject({ kind: 'keyed-task', task: greet, key: 'k' })
+    expect(() => greet.with({ key: '' })).toThrow(expect.objectContaining({ code: 'IDEMPOTENCY_KEY_INVALID', statusCode: 400 }))
   })
 })

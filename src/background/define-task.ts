@@ -8,6 +8,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { FastifyBaseLogger } from 'fastify'
 import { InvalidOptionError } from './errors.js'
 import { type BackoffPolicy, MAX_TIMER_MS, validateBackoff } from './backoff.js'
+import { checkKey } from './idempotency.js'
 
 /** What a threaded task's module gets besides its arguments (no signal: an abort terminates the thread). */
 export interface ThreadTaskContext {
@@ -133,6 +134,29 @@ export interface TaskDefinition<A extends TTuple<TSchema[]> = TTuple<TSchema[]>>
   readonly thread: { readonly module: string } | undefined
   readonly onResult: ((result: unknown, context: TaskContext) => unknown) | undefined
   readonly alreadyDone: ((task: UnfinishedTask<Static<A>>, context: { log: FastifyBaseLogger }) => boolean | Promise<boolean>) | undefined
+  /**
+   * This task with per-call options, for `request.backgroundTasks.add(task.with({ key }), ...args)`:
+   * `key` (an idempotency key, 1 to 255 characters, no control characters) adds it at most once
+   * per key within the retention window. Throws `IDEMPOTENCY_KEY_INVALID` (400) for a malformed key.
+   */
+  with(options: CallOptions): KeyedTask<A>
+}
+
+/** Per-call options of `task.with(...)`. */
+export interface CallOptions {
+  /** An idempotency key: the same key with the same arguments adds the task once. */
+  key: string
+}
+
+/** A defined task with per-call options, as `task.with(...)` makes it: what `add()` takes. */
+export interface KeyedTask<A extends TTuple<TSchema[]> = TTuple<TSchema[]>> {
+  readonly kind: 'keyed-task'
+  readonly task: TaskDefinition<A>
+  readonly key: string
+}
+
+export function isKeyedTask(value: unknown): value is KeyedTask<any> /* eslint-disable-line @typescript-eslint/no-explicit-any */ {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'keyed-task'
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -170,7 +194,7 @@ export function defineTask<A extends TTuple<TSchema[]>>(options: TaskOptions<A>)
     throw new InvalidOptionError('timeoutMs', `task "${name}": timeoutMs must be an integer from 1 to ${MAX_TIMER_MS}`)
   }
   const backoff = validateBackoff({ ...DEFAULT_BACKOFF, ...options.backoff }, name)
-  return Object.freeze({
+  const definition: TaskDefinition<A> = Object.freeze({
     kind: 'task-definition' as const,
     name,
     args,
@@ -184,7 +208,11 @@ export function defineTask<A extends TTuple<TSchema[]>>(options: TaskOptions<A>)
     thread,
     onResult: options.onResult,
     alreadyDone: options.alreadyDone,
+    with(call: CallOptions): KeyedTask<A> {
+      return Object.freeze({ kind: 'keyed-task' as const, task: definition, key: checkKey(call.key) })
+    },
   })
+  return definition
 }
 
 /** A threaded task's module, checked: `thread: true` with a module and neither `run` nor `batch`. */

@@ -69,3 +69,20 @@ export const TaskShutdownError = createError('TASK_SHUTDOWN', 'Task was aborted 
 
 /** A threaded task's worker thread died under it (process.exit, out of memory, a crash): the thread is replaced. */
 export const TaskThreadCrashedError = createError<[string]>('TASK_THREAD_CRASHED', "The task's worker thread died: %s", 500)
+
+/** An idempotency key (the `Idempotency-Key` header) that is empty, too long or holds control characters. */
+export const IdempotencyKeyInvalidError = createError<[string]>('IDEMPOTENCY_KEY_INVALID', 'The idempotency key %s', 400)
+
+/** The key was used, within the retention window, for another call (other task or other arguments): nothing was added. */
+export const IdempotencyKeyReusedError = createError(
+  'IDEMPOTENCY_KEY_REUSED',
+  'This idempotency key was already used for a different request; use a new key for a new request',
+  422,
+)
+
+/** The first call with this key is still being handled (not yet committed): retry once it has been answered. */
+export const IdempotencyKeyInFlightError = createError(
+  'IDEMPOTENCY_KEY_IN_FLIGHT',
+  'A request with this idempotency key is still being handled; retry once it has been answered',
+  409,
+)

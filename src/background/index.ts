@@ -19,7 +19,10 @@ export {
   type AnyTaskDefinition,
   type ThreadRun,
   type ThreadTaskContext,
+  type CallOptions,
+  type KeyedTask,
 } from './define-task.js'
+export { MAX_KEY_LENGTH, checkKey } from './idempotency.js'
 export { MemoryBackend, type RetentionOptions } from './backends/memory/backend.js'
 export * from './backends/types.js'
 export * as errors from './errors.js'

@@ -73,8 +73,8 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
       request.log.debug({ dropped: list.drop(), statusCode: reply.statusCode }, 'reply failed: background tasks dropped')
       return done(null, payload)
     }
-    if (header !== false) reply.header(header, list.idList)
     if (durable) return commitBeforeReply(reply, list, payload, done)
+    if (header !== false) reply.header(header, list.idList)
     list.markReady()
     // The client is already gone: neither onResponse nor onRequestAbort will follow.
     if (reply.raw.destroyed) submitInBackground(request, list)
@@ -82,19 +82,19 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
   })
 
   function commitBeforeReply(reply: FastifyReply, list: BackgroundTasks, payload: unknown, done: OnSendDone): void {
-    // Not stored: the error reply must not name tasks that do not exist.
-    const refused = (error: Error): void => {
-      if (header !== false) reply.removeHeader(header)
-      done(error)
+    // The ids are named once stored (a keyed task's may be another request's): an error reply names none.
+    const stored = (): void => {
+      if (header !== false) reply.header(header, list.idList)
+      done(null, payload)
     }
     let committed: void | Promise<void>
     try {
       committed = list.submit()
     } catch (error) {
-      return refused(error as Error)
+      return done(error as Error)
     }
-    if (committed === undefined) return done(null, payload)
-    committed.then(() => done(null, payload), refused)
+    if (committed === undefined) return stored()
+    committed.then(stored, done)
   }
 
   // Memory: hand the tasks over once the response has been sent…

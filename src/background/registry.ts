@@ -3,13 +3,15 @@
  * restart or in a worker process), and the check of every `add()` call before anything is stored.
  */
 import { randomUUID } from 'node:crypto'
-import { type AnyTaskDefinition, isTaskDefinition } from './define-task.js'
+import { type AnyTaskDefinition, type KeyedTask, isKeyedTask, isTaskDefinition } from './define-task.js'
+import { taskKey } from './idempotency.js'
 import { nonJsonValue } from './json-args.js'
 import { DuplicateTaskNameError, InvalidTaskArgsError, NotDurableTaskError, UnregisteredTaskError } from './errors.js'
 import type { NewTask, PlainTaskFn } from './backends/types.js'
 
-/** What `add()` takes: a defined task, or a plain function (memory backend only). */
-export type TaskTarget = AnyTaskDefinition | PlainTaskFn
+/** What `add()` takes: a defined task (perhaps with call options: `task.with({ key })`), or a plain function (memory backend only). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type TaskTarget = AnyTaskDefinition | KeyedTask<any> | PlainTaskFn
 
 export class TaskRegistry {
   private readonly byName = new Map<string, AnyTaskDefinition>()
@@ -35,6 +37,11 @@ export class TaskRegistry {
 
   /** Validate one `add()` call and build the task; nothing is stored yet. */
   prepare(target: TaskTarget, args: unknown[], requestId: string | undefined, now: number): NewTask {
+    if (isKeyedTask(target)) {
+      const task = this.prepare(target.task, args, requestId, now)
+      task.key = taskKey(target.key, task.name, args)
+      return task
+    }
     if (isTaskDefinition(target)) {
       if (!target.check.Check(args)) {
         const first = target.check.Errors(args).First()

@@ -4,15 +4,24 @@
  * once the reply has succeeded, and dropped if it did not.
  */
 import type { Static, TSchema, TTuple } from '@sinclair/typebox'
-import type { TaskDefinition } from './define-task.js'
+import type { KeyedTask, TaskDefinition } from './define-task.js'
 import type { NewTask } from './backends/types.js'
 import type { TaskRunner } from './runner/runner.js'
 import type { TaskTarget } from './registry.js'
 
 export interface TaskHandle {
-  /** Unguessable (`crypto.randomUUID()`); `GET /tasks/:id` reports on it. */
+  /**
+   * Unguessable (`crypto.randomUUID()`); `GET /tasks/:id` reports on it. For a keyed task whose key
+   * was used already, the id of the task stored then; on a backend shared by several processes
+   * (BullMQ) that is known only once the request's tasks are committed, before the reply is sent.
+   */
   readonly id: string
   readonly name: string
+}
+
+interface Handle {
+  id: string
+  name: string
 }
 
 type State = 'open' | 'ready' | 'submitted' | 'dropped'
@@ -21,6 +30,11 @@ export class BackgroundTasks {
   private readonly runner: TaskRunner
   private readonly requestId: string | undefined
   private readonly group: NewTask[] = []
+  /**
+   * One per add(), in order, once a keyed task was added (a keyed task whose key was used already
+   * has a handle but no new task); until then the group alone says what was added.
+   */
+  private handles: Handle[] | undefined
   private state: State = 'open'
 
   constructor(runner: TaskRunner, requestId: string | undefined) {
@@ -29,24 +43,44 @@ export class BackgroundTasks {
   }
 
   /** Add a defined task; its arguments are checked against its schema, here and at compile time. */
-  add<A extends TTuple<TSchema[]>>(task: TaskDefinition<A>, ...args: Static<A>): TaskHandle
+  add<A extends TTuple<TSchema[]>>(task: TaskDefinition<A> | KeyedTask<A>, ...args: Static<A>): TaskHandle
   /** Add a plain function (memory backend only), called as `fn(...args)`. */
   add<F extends (...args: never[]) => unknown>(fn: F, ...args: Parameters<F>): TaskHandle
   add(target: TaskTarget, ...args: unknown[]): TaskHandle {
     if (this.state !== 'open') throw new Error('background tasks can only be added before the reply is sent')
     const task = this.runner.prepare(target, args, this.requestId)
+    if (task.key !== undefined) return this.addKeyed(task)
     this.runner.reserve(1)
     this.group.push(task)
-    return { id: task.id, name: task.name }
+    const handle = { id: task.id, name: task.name }
+    this.handles?.push(handle)
+    return handle
+  }
+
+  private addKeyed(task: NewTask): TaskHandle {
+    const stored = this.runner.admitKey(task)
+    const handle = { id: stored ?? task.id, name: task.name }
+    this.handles ??= this.group.map((added) => ({ id: added.id, name: added.name }))
+    if (stored === undefined) {
+      try {
+        this.runner.reserve(1)
+      } catch (error) {
+        this.runner.releaseKeys([task])
+        throw error
+      }
+      this.group.push(task)
+    }
+    this.handles.push(handle)
+    return handle
   }
 
   get size(): number {
-    return this.group.length
+    return this.handles === undefined ? this.group.length : this.handles.length
   }
 
   /** The ids of the tasks added so far, in order, comma-separated, as the `Task-Id` header carries them. */
   get idList(): string {
-    return this.group.map((task) => task.id).join(',')
+    return (this.handles ?? this.group).map((added) => added.id).join(',')
   }
 
   /** @internal the reply succeeded: from now on the list may be submitted. */
@@ -67,7 +101,16 @@ export class BackgroundTasks {
   submit(): void | Promise<void> {
     if (this.state !== 'ready' && this.state !== 'open') return
     this.state = 'submitted'
-    return this.runner.submit(this.group)
+    const stored = this.runner.submit(this.group)
+    if (stored === undefined) return
+    if (!(stored instanceof Promise)) return this.settleIds(stored)
+    return stored.then((deduplicated) => this.settleIds(deduplicated))
+  }
+
+  /** Keyed tasks the backend did not store because their key's task was: their handles name that one. */
+  private settleIds(deduplicated: void | Map<string, string>): void {
+    if (deduplicated === undefined || deduplicated.size === 0 || this.handles === undefined) return
+    for (const handle of this.handles) handle.id = deduplicated.get(handle.id) ?? handle.id
   }
 
   /** @internal the reply failed: the tasks never run and their room is given back. */
@@ -75,6 +118,7 @@ export class BackgroundTasks {
     if (this.state === 'submitted' || this.state === 'dropped') return 0
     this.state = 'dropped'
     this.runner.release(this.group.length)
+    this.runner.releaseKeys(this.group)
     return this.group.length
   }
 }

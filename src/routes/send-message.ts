@@ -4,6 +4,8 @@
  */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { SwaggerTransform } from '@fastify/swagger'
+import { MAX_KEY_LENGTH } from '../background/index.js'
 import { MethodNotAllowedError } from '../errors.js'
 import { errorResponse } from '../schemas.js'
 import type { LogMessageTask } from '../tasks/log-message.js'
@@ -16,6 +18,26 @@ export interface SendMessageOptions {
 }
 
 const PATH = '/send-message'
+const IDEMPOTENCY_KEY = 'idempotency-key'
+
+/** The `Idempotency-Key` header in the OpenAPI document. */
+const documentKeyHeader: SwaggerTransform = ({ schema, url }) => ({
+  url,
+  schema: {
+    ...schema,
+    headers: Type.Object({
+      'idempotency-key': Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: MAX_KEY_LENGTH,
+          description:
+            'Makes a retry safe: the same key and message within `TASK_RETENTION_MS` get the first reply (and `Task-Id`) again, and log no second line. 1 to 255 characters, no control characters; a random UUID per message is a good key.',
+          examples: ['5f0c3e1a-3b7e-4c8e-9d0a-2f1b6c7d8e9f'],
+        }),
+      ),
+    }),
+  },
+})
 
 export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = async (app, options) => {
   const { logMessage, messageMaxLength } = options
@@ -38,6 +60,11 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
           'The client never waits for the task. If the write fails, the task is retried with exponential',
           'backoff. Its id is in the `Task-Id` response header, and `GET /tasks/{id}` reports its status.',
           'With a durable backend (`TASK_BACKEND=sqlite` or `bullmq`) the task is stored before the `200` is sent.',
+          '',
+          'An `Idempotency-Key` header makes a retry safe: the same key with the same message within',
+          '`TASK_RETENTION_MS` gets the first reply again (the same `Task-Id`) and logs no second line; the same',
+          'key with another message gets `422` (`IDEMPOTENCY_KEY_REUSED`), and while the first request with the',
+          'key is still being handled a second one gets `409` (`IDEMPOTENCY_KEY_IN_FLIGHT`). Nothing is logged for either.',
           '',
           '`/send-message/` (trailing slash) works too. Other methods on this path get `405`',
           '(`METHOD_NOT_ALLOWED`, with `Allow: POST`).',
@@ -63,10 +90,22 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
             },
           ),
           400: errorResponse(
-            'Missing, empty, repeated (`QUERY_PARAM_REPEATED`), over-long or malformed (`QUERY_MALFORMED`) message, or a body was sent (`BODY_NOT_ALLOWED`)',
+            'Missing, empty, repeated (`QUERY_PARAM_REPEATED`), over-long or malformed (`QUERY_MALFORMED`) message, a body was sent (`BODY_NOT_ALLOWED`), or a malformed `Idempotency-Key` (`IDEMPOTENCY_KEY_INVALID`: empty, over 255 characters, control characters)',
             400,
             'FST_ERR_VALIDATION',
             `querystring/message must NOT have more than ${messageMaxLength} characters`,
+          ),
+          409: errorResponse(
+            'A request with the same `Idempotency-Key` is still being handled (`IDEMPOTENCY_KEY_IN_FLIGHT`); nothing was logged. Retry once it has been answered.',
+            409,
+            'IDEMPOTENCY_KEY_IN_FLIGHT',
+            'A request with this idempotency key is still being handled; retry once it has been answered',
+          ),
+          422: errorResponse(
+            'The `Idempotency-Key` was used for a different message within the retention window (`IDEMPOTENCY_KEY_REUSED`); nothing was logged',
+            422,
+            'IDEMPOTENCY_KEY_REUSED',
+            'This idempotency key was already used for a different request; use a new key for a new request',
           ),
           415: errorResponse(
             'A `Content-Type` that no parser takes (`text/xml`, say), sent without a body (`FST_ERR_CTP_INVALID_MEDIA_TYPE`); with a body the reply is `400 BODY_NOT_ALLOWED`',
@@ -82,11 +121,14 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
           ),
         },
       },
-      // No body: the request guard refuses one before it is parsed.
-      config: { bodyNotAllowed: true },
+      // No body: the request guard refuses one before it is parsed. The header is documented,
+      // not validated by a schema: a request without it does no more work than before.
+      config: { bodyNotAllowed: true, swaggerTransform: documentKeyHeader },
     },
     async (request) => {
-      request.backgroundTasks.add(logMessage, request.query.message)
+      const key = request.headers[IDEMPOTENCY_KEY]
+      if (key === undefined) request.backgroundTasks.add(logMessage, request.query.message)
+      else request.backgroundTasks.add(logMessage.with({ key: key as string }), request.query.message)
       return { message: RECEIVED } as const
     },
   )

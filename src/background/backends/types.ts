@@ -30,7 +30,27 @@ export interface NewTask {
   createdAt: number
   /** Set for plain functions only. */
   fn?: PlainTaskFn | undefined
+  /** Set when added with an idempotency key (`task.with({ key })`). */
+  key?: TaskKey | undefined
 }
+
+/** An idempotency key and the fingerprint of the call it came with (task name and JSON arguments). */
+export interface TaskKey {
+  key: string
+  fingerprint: string
+}
+
+/** A key a backend has committed: the task stored under it, and the fingerprint of that call. */
+export interface StoredKey {
+  taskId: string
+  fingerprint: string
+}
+
+/**
+ * What `enqueue` answers when keyed tasks were not stored because their key already was
+ * (a shared queue finds out only when it stores): the new task's id → the stored task's id.
+ */
+export type Deduplicated = Map<string, string>
 
 /** What `GET /tasks/:id` shows: never the arguments. Times are epoch milliseconds. */
 export interface TaskRecord {
@@ -173,8 +193,21 @@ export interface TaskBackend {
    * process left for this one to run (0 for memory and for a shared queue).
    */
   start(hooks: BackendHooks): MaybePromise<number>
-  /** Store one request's tasks, all or nothing. Durable backends resolve once committed. */
-  enqueue(group: NewTask[]): MaybePromise<void>
+  /**
+   * Store one request's tasks, all or nothing. Durable backends resolve once committed. A keyed
+   * task's key is committed with it (in the same transaction). A backend shared by several
+   * processes checks keys here: a task whose key is stored already with the same fingerprint is
+   * not stored (answered in the map), with another fingerprint the whole group is refused
+   * (`IDEMPOTENCY_KEY_REUSED`), and a key another process is storing right now too
+   * (`IDEMPOTENCY_KEY_IN_FLIGHT`).
+   */
+  enqueue(group: NewTask[]): MaybePromise<void | Deduplicated>
+  /**
+   * Local backends (one process holds the store): the task committed under this key within the
+   * retention age, synchronously, so that `add()` can answer at once. Backends without it check
+   * keys in `enqueue`.
+   */
+  findKey?(key: string, now: number): StoredKey | undefined
   /**
    * Take up to `limit` runnable tasks, oldest first (none: an empty list). A task is runnable when
    * it is queued (or retrying with `runAt <= now`) and every earlier task of its group has finished.

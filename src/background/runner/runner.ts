@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events'
 import type { ResourceLimits } from 'node:worker_threads'
 import type { FastifyBaseLogger } from 'fastify'
-import { BackendUnavailableError, TaskCancelledError } from '../errors.js'
+import { BackendUnavailableError, IdempotencyKeyInFlightError, IdempotencyKeyReusedError, TaskCancelledError } from '../errors.js'
 import { settleWithin } from '../settle-within.js'
 import type { AnyTaskDefinition } from '../define-task.js'
 import { describeError } from '../describe-error.js'
@@ -16,6 +16,7 @@ import { TaskRegistry, type TaskTarget } from '../registry.js'
 import {
   type CancelOutcome,
   type ClaimedTask,
+  type Deduplicated,
   type NewTask,
   type RetryOutcome,
   type TaskBackend,
@@ -97,6 +98,8 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   private closing = false
   private closed = false
   private closePromise: Promise<ShutdownReport> | undefined
+  /** Idempotency keys of tasks added in this process and not yet stored: key → fingerprint. */
+  private readonly keysInFlight = new Map<string, string>()
 
   constructor(options: RunnerOptions) {
     super()
@@ -165,6 +168,31 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     return this.registry.prepare(target, args, requestId, this.now())
   }
 
+  /**
+   * A keyed task (`task.with({ key })`) before its room is reserved: throws
+   * `IDEMPOTENCY_KEY_IN_FLIGHT` while another call with its key is being handled here, and
+   * `IDEMPOTENCY_KEY_REUSED` when the backend holds the key for another call. Returns the id of the
+   * task stored under the key with the same fingerprint (the task is then not added), or undefined:
+   * the key is now in flight until `submit` settles or `releaseKeys` gives it back.
+   */
+  admitKey(task: NewTask): string | undefined {
+    const { key, fingerprint } = task.key as NonNullable<NewTask['key']>
+    if (this.keysInFlight.has(key)) throw new IdempotencyKeyInFlightError()
+    const stored = this.backend.findKey?.(key, this.now())
+    if (stored !== undefined) {
+      if (stored.fingerprint !== fingerprint) throw new IdempotencyKeyReusedError()
+      return stored.taskId
+    }
+    this.keysInFlight.set(key, fingerprint)
+    return undefined
+  }
+
+  /** The keys of tasks that will not be submitted are no longer in flight. */
+  releaseKeys(group: NewTask[]): void {
+    if (this.keysInFlight.size === 0) return
+    for (const task of group) if (task.key !== undefined) this.keysInFlight.delete(task.key.key)
+  }
+
   /** Hold room for `count` tasks, or throw `TASKS_RUNNER_CLOSED` / `TASKS_BACKLOG_FULL`. */
   reserve(count: number): void {
     this.admission.reserve(count)
@@ -179,18 +207,29 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
    * Store reserved tasks. Memory: synchronous. Durable: resolves once committed, rejects with
    * `TASKS_BACKEND_UNAVAILABLE` (and releases the room) when the backend cannot store them.
    */
-  submit(group: NewTask[]): void | Promise<void> {
-    let stored: void | Promise<void>
+  submit(group: NewTask[]): void | Deduplicated | Promise<void | Deduplicated> {
+    if (group.length === 0) return
+    let stored: void | Deduplicated | Promise<void | Deduplicated>
     try {
       stored = this.backend.enqueue(group)
     } catch (error) {
+      this.releaseKeys(group)
       this.admission.release(group.length)
       throw this.unavailable(error)
     }
-    if (!isPromise(stored)) return this.afterSubmit(group)
+    if (!isPromise(stored)) {
+      this.releaseKeys(group)
+      this.afterSubmit(group, stored)
+      return stored
+    }
     return stored.then(
-      () => this.afterSubmit(group),
+      (deduplicated) => {
+        this.releaseKeys(group)
+        this.afterSubmit(group, deduplicated)
+        return deduplicated
+      },
       (error: unknown) => {
+        this.releaseKeys(group)
         this.admission.release(group.length)
         throw this.unavailable(error)
       },
@@ -356,9 +395,15 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.wakeTimers.at(this.now() + CLAIM_RETRY_MS)
   }
 
-  private afterSubmit(group: NewTask[]): void {
+  private afterSubmit(all: NewTask[], deduplicated: void | Deduplicated): void {
+    let group = all
+    if (deduplicated !== undefined && deduplicated.size > 0) {
+      // Not stored, their key's task was: they never run here, so their room is given back now.
+      group = all.filter((task) => !deduplicated.has(task.id))
+      if (this.policy.holdsUntilFinished) this.admission.release(all.length - group.length)
+    }
     // Committed to a queue that other processes run: the room held since add() is given back.
-    if (!this.policy.holdsUntilFinished) this.admission.release(group.length)
+    if (!this.policy.holdsUntilFinished) this.admission.release(all.length)
     for (const task of group) this.counters.countAdded(task.name, 1)
     if (this.listenerCount('added') > 0) for (const task of group) this.emit('added', task)
     this.schedulePump()
@@ -379,7 +424,11 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
 
   /** The backend failed: `TASKS_BACKEND_UNAVAILABLE` (logged), or the backend's own 503 error as it is. */
   private unavailable(error: unknown): Error {
-    if (error instanceof Error && (error as { statusCode?: number }).statusCode === 503) return error
+    // The backend's own 503, or a refusal of the request (an idempotency key in use: 409, 422), as it is.
+    if (error instanceof Error) {
+      const status = (error as { statusCode?: number }).statusCode
+      if (status === 503 || status === 409 || status === 422) return error
+    }
     this.logger.error({ err: error, backend: this.backend.kind }, 'the task backend is unavailable')
     return new BackendUnavailableError(describeError(error))
   }

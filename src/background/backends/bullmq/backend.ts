@@ -23,6 +23,7 @@ import type {
   BackendHooks,
   BackendReadiness,
   CancelOutcome,
+  Deduplicated,
   ClaimedTask,
   FailOptions,
   MaybePromise,
@@ -41,6 +42,7 @@ import { CancelChannel } from './cancel.js'
 import { ConnectionLog, closeConnection, producerConnection, readiness, unavailable } from './connection.js'
 import { JobConsumer } from './consumer.js'
 import { JobProducer } from './producer.js'
+import { QueueKeys } from './keys.js'
 import { FINISHED, type JobData, UNFINISHED_STATES, toRecord } from './records.js'
 
 export { TASK_BACKOFF } from './producer.js'
@@ -84,6 +86,7 @@ export class BullMQBackend implements TaskBackend {
   private readonly cancels: CancelChannel
   private readonly browser: JobBrowser
   private readonly consumer: JobConsumer | undefined
+  private readonly keys: QueueKeys
   private closePromise: Promise<void> | undefined
   private readonly retentionAgeMs: number
   private nextClean = 0
@@ -99,6 +102,7 @@ export class BullMQBackend implements TaskBackend {
     this.queue.on('error', this.log.error)
     this.producer = new JobProducer(this.queue, this.redis, options.retention, this.log.error)
     this.browser = new JobBrowser(this.queue)
+    this.keys = new QueueKeys(this.redis, this.queue, options.retention.maxAgeMs)
     this.cancels = new CancelChannel(this.queue, this.redis, options.cancelWaitMs ?? 2_000, this.log.error)
     if (options.role === 'worker') {
       this.consumer = new JobConsumer(
@@ -150,13 +154,31 @@ export class BullMQBackend implements TaskBackend {
     return readiness(this.redis, this.url)
   }
 
-  async enqueue(group: NewTask[]): Promise<void> {
+  async enqueue(group: NewTask[]): Promise<void | Deduplicated> {
     this.requireConnection()
+    if (group.some((task) => task.key !== undefined)) return this.enqueueKeyed(group)
     try {
       await this.producer.add(group)
     } catch (error) {
       throw unavailable(error)
     }
+  }
+
+  /** A group with keyed tasks: their keys are claimed in Redis first, so one process stores each key's task. */
+  private async enqueueKeyed(group: NewTask[]): Promise<Deduplicated> {
+    const claimed = await this.keys.claim(group).catch((error: unknown) => {
+      throw refusalOrUnavailable(error)
+    })
+    const rest = group.filter((task) => !claimed.deduplicated.has(task.id))
+    try {
+      if (rest.length > 0) await this.producer.add(rest)
+    } catch (error) {
+      await this.keys.release(claimed)
+      throw unavailable(error)
+    }
+    // Stored: a key left pending (Redis lost right now) still counts as committed, its job exists.
+    await this.keys.commit(claimed).catch((error: unknown) => this.log.error(error as Error))
+    return claimed.deduplicated
   }
 
   claim(_now: number, limit: number): MaybePromise<ClaimedTask[]> {
@@ -263,4 +285,11 @@ export class BullMQBackend implements TaskBackend {
     await Promise.allSettled([this.queue.close(), this.producer.close(), this.cancels.close()])
     await closeConnection(this.redis)
   }
+}
+
+/** A refusal of the request (409, 422) as it is; anything else a 503. */
+function refusalOrUnavailable(error: unknown): Error {
+  const status = error instanceof Error ? (error as { statusCode?: number }).statusCode : undefined
+  if (status === 409 || status === 422) return error as Error
+  return unavailable(error)
 }

@@ -15,6 +15,7 @@ import {
   type StoredTask,
   type TaskBackend,
   type RetryOutcome,
+  type StoredKey,
   type TaskCounts,
   type TaskExecution,
   type TaskListQuery,
@@ -24,6 +25,7 @@ import {
   isFinished,
 } from '../types.js'
 import { countsOf, pageOf } from '../listing.js'
+import { type KeyEntry, KeyTable } from '../../idempotency.js'
 
 export interface RetentionOptions {
   /** Finished tasks kept for `GET /tasks/:id`, at most. */
@@ -59,9 +61,12 @@ export class MemoryBackend implements TaskBackend {
   private nextDelayedAt = Infinity
   private readonly finished = new Fifo<Finished>()
   private readonly retention: RetentionOptions
+  /** Idempotency keys committed with their tasks: kept for the retention age (and count). */
+  private readonly keys: KeyTable
 
   constructor(options: { retention: RetentionOptions }) {
     this.retention = options.retention
+    this.keys = new KeyTable(options.retention)
   }
 
   /** Nothing to recover: a new process starts with an empty map. */
@@ -97,7 +102,23 @@ export class MemoryBackend implements TaskBackend {
       this.entries.set(task.id, entry)
       this.chainAfter(previous, entry)
       previous = entry
+      if (task.key !== undefined) this.keys.set(task.key.key, { taskId: task.id, fingerprint: task.key.fingerprint, at: task.createdAt })
     }
+  }
+
+  findKey(key: string, now: number): StoredKey | undefined {
+    return this.keys.find(key, now)
+  }
+
+  /** Keys a durable store kept, oldest first, after a restart (see `restore`). */
+  restoreKeys(keys: Array<[key: string, entry: KeyEntry]>, now: number): void {
+    for (const [key, entry] of keys) this.keys.set(key, entry)
+    this.keys.prune(now)
+  }
+
+  /** Idempotency keys held. */
+  get keyCount(): number {
+    return this.keys.size
   }
 
   claim(now: number, limit: number): ClaimedTask[] {
@@ -252,6 +273,7 @@ export class MemoryBackend implements TaskBackend {
   /** Forget finished tasks past the retention age (and count). */
   sweep(now: number): void {
     this.prune(now)
+    this.keys.prune(now)
   }
 
   /** Number of records held (finished ones included): what retention bounds. */

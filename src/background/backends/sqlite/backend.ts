@@ -22,7 +22,7 @@ import { BackendUnavailableError } from '../../errors.js'
 import { describeError } from '../../describe-error.js'
 import type { SqliteDriver, SqliteDriverName } from './driver.js'
 import { WalSync } from './wal-sync.js'
-import { Journal, type JournalChange, type JournalInsert, JournalOpenError } from './journal.js'
+import { Journal, type JournalChange, type JournalInsert, type JournalKeyInsert, JournalOpenError } from './journal.js'
 import { MemoryBackend, type RetentionOptions } from '../memory/backend.js'
 import {
   type BackendReadiness,
@@ -31,6 +31,7 @@ import {
   type FailOptions,
   type NewTask,
   type RetryOutcome,
+  type StoredKey,
   type TaskBackend,
   type TaskCounts,
   type TaskListQuery,
@@ -66,6 +67,7 @@ export interface SqliteBackendOptions {
 interface PendingGroup {
   group: NewTask[]
   rows: JournalInsert[]
+  keys: JournalKeyInsert[] | undefined
   resolve: () => void
   reject: (error: Error) => void
 }
@@ -92,6 +94,8 @@ export class SqliteBackend implements TaskBackend {
   private pending: PendingGroup[] = []
   /** Records to write, by task id; null: the index forgot it already, delete its row. */
   private dirty = new Map<string, TaskRecord | null>()
+  /** Idempotency keys whose commit was not acknowledged (the fsync failed): deleted with the next write. */
+  private keyDeletes: string[] = []
   private waiters: Waiter[] = []
   /** Intents to write (JSON), by task id, and who waits for them: committed, never fsynced. */
   private intents = new Map<string, string>()
@@ -116,6 +120,7 @@ export class SqliteBackend implements TaskBackend {
       const loaded = this.journal.load()
       this.rowids = loaded.rowids
       const restored = this.index.restore(loaded.groups, this.now())
+      this.index.restoreKeys(loaded.keys, this.now())
       this.unfinishedAtOpen = restored.unfinished
       // What a dead process left running is queued again: say so in the file too.
       for (const id of restored.changed) this.touch(id)
@@ -160,11 +165,21 @@ export class SqliteBackend implements TaskBackend {
         createdAt: task.createdAt,
       }
     })
+    let keys: JournalKeyInsert[] | undefined
+    for (const task of group) {
+      if (task.key === undefined) continue
+      ;(keys ??= []).push({ key: task.key.key, fingerprint: task.key.fingerprint, taskId: task.id, createdAt: task.createdAt })
+    }
     return new Promise((resolve, reject) => {
-      this.pending.push({ group, rows, resolve, reject })
+      this.pending.push({ group, rows, keys, resolve, reject })
       // One commit per event-loop turn for every request that enqueued during it.
       this.scheduleFlush('immediate')
     })
+  }
+
+  /** The index holds the keys committed (read back from the file when opened). */
+  findKey(key: string, now: number): StoredKey | undefined {
+    return this.index.findKey(key, now)
   }
 
   claim(now: number, limit: number): ClaimedTask[] {
@@ -358,15 +373,17 @@ export class SqliteBackend implements TaskBackend {
     const groups = this.pending
     const dirty = this.dirty
     const waiters = this.waiters
+    const keyDeletes = this.keyDeletes
     const intents = this.intents
     const intentWaiters = this.intentWaiters
-    if (groups.length === 0 && dirty.size === 0 && intents.size === 0) {
+    if (groups.length === 0 && dirty.size === 0 && intents.size === 0 && keyDeletes.length === 0) {
       for (const waiter of waiters.splice(0)) waiter.resolve()
       for (const waiter of intentWaiters.splice(0)) waiter.resolve()
       return
     }
     this.pending = []
     this.dirty = new Map()
+    this.keyDeletes = []
     this.waiters = []
     this.intents = new Map()
     this.intentWaiters = []
@@ -384,6 +401,7 @@ export class SqliteBackend implements TaskBackend {
     try {
       rowids = this.journal.write({
         inserts: groups.map((pending) => pending.rows),
+        ...keysOf(groups, keyDeletes),
         changes,
         intents: intentRows,
         now: this.now(),
@@ -393,6 +411,7 @@ export class SqliteBackend implements TaskBackend {
       // enqueues are refused: their requests get a 503 and the client retries. An intent that
       // cannot be recorded fails its attempt (the task does not act), and is retried.
       for (const [id, record] of dirty) if (!this.dirty.has(id)) this.dirty.set(id, record)
+      this.keyDeletes.push(...keyDeletes)
       const refusal = new BackendUnavailableError(describeError(error))
       for (const pending of groups) pending.reject(refusal)
       for (const waiter of waiters) waiter.reject(refusal)
@@ -425,6 +444,7 @@ export class SqliteBackend implements TaskBackend {
     const refusal = new BackendUnavailableError(describeError(error))
     for (const pending of groups) {
       for (const task of pending.group) this.dirty.set(task.id, null)
+      for (const key of pending.keys ?? []) this.keyDeletes.push(key.key)
       pending.reject(refusal)
     }
     for (const waiter of waiters) waiter.reject(refusal)
@@ -458,5 +478,15 @@ export class SqliteBackend implements TaskBackend {
     this.logger?.info({ journal: this.journal.path, failure: this.failure }, 'the task journal can be written again')
     this.failure = undefined
     this.retryDelayMs = RETRY_MIN_MS
+  }
+}
+
+/** The keys to write with these groups, and those to delete: only present when there are any. */
+function keysOf(groups: PendingGroup[], keyDeletes: string[]): { keys?: JournalKeyInsert[]; keyDeletes?: string[] } {
+  let keys: JournalKeyInsert[] | undefined
+  for (const pending of groups) if (pending.keys !== undefined) (keys ??= []).push(...pending.keys)
+  return {
+    ...(keys === undefined ? {} : { keys }),
+    ...(keyDeletes.length === 0 ? {} : { keyDeletes }),
   }
 }

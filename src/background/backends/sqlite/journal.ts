@@ -7,6 +7,7 @@ import { statSync, type Stats } from 'node:fs'
 import { sqliteDriver, type SqlDatabase, type SqliteDriver, type SqliteDriverName, type SqlStatement } from './driver.js'
 import { describeError as describe } from '../../describe-error.js'
 import type { StoredTask, TaskRecord, TaskStatus } from '../types.js'
+import type { KeyEntry } from '../../idempotency.js'
 import { TASK_STATUSES, isFinished } from '../types.js'
 import { APPLICATION_ID, JournalOpenError, SCHEMA_VERSION, explainOpenError, inspect, mkdirOrThrow, oneLine } from './journal-file.js'
 
@@ -33,6 +34,25 @@ const SCHEMA = `
   CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 `
 
+/** Schema 3: idempotency keys, written in the same transaction as their task's row. */
+const KEYS_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key          TEXT    NOT NULL PRIMARY KEY,
+    fingerprint  TEXT    NOT NULL,         -- SHA-256 of the task name and its JSON arguments
+    task_id      TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL          -- epoch ms: remembered for the retention age from then
+  );
+  CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);
+`
+
+/** A key to write with its task (a type, not an interface: it binds as SQL parameters). */
+export type JournalKeyInsert = {
+  key: string
+  fingerprint: string
+  taskId: string
+  createdAt: number
+}
+
 /** A new row: one task of a request's group (a type, not an interface: it binds as SQL parameters). */
 export type JournalInsert = {
   id: string
@@ -50,6 +70,10 @@ export type JournalChange = [rowid: number, record: TaskRecord | null]
 
 export interface JournalWrite {
   inserts: JournalInsert[][]
+  /** Idempotency keys of the inserted tasks: committed with them. */
+  keys?: JournalKeyInsert[]
+  /** Keys to forget (their tasks' commit was not acknowledged). */
+  keyDeletes?: string[]
   changes: JournalChange[]
   /** Intents to record (JSON text), by row. */
   intents?: Array<[rowid: number, intent: string]>
@@ -61,6 +85,8 @@ export interface LoadedJournal {
   groups: StoredTask[][]
   /** The row of each unfinished task. */
   rowids: Map<string, number>
+  /** Idempotency keys within the retention age, oldest first. */
+  keys: Array<[key: string, entry: KeyEntry]>
 }
 
 export interface JournalOptions {
@@ -73,6 +99,7 @@ export interface JournalOptions {
 interface WriteResult {
   rowids: number[][]
   finishedDelta: number
+  keyDelta: number
   agePruned: boolean
 }
 
@@ -94,6 +121,13 @@ interface Row {
   intent?: string | null
 }
 
+interface KeyRow {
+  key: string
+  fingerprint: string
+  task_id: string
+  created_at: number
+}
+
 const AGE_PRUNE_INTERVAL_MS = 1000
 
 export class Journal {
@@ -109,7 +143,13 @@ export class Journal {
   private readonly rowidStatement: SqlStatement
   private readonly pruneAgeStatement: SqlStatement
   private readonly pruneCountStatement: SqlStatement
+  private readonly keyInsertStatement: SqlStatement
+  private readonly keyDeleteStatement: SqlStatement
+  private readonly keyPruneAgeStatement: SqlStatement
+  private readonly keyPruneCountStatement: SqlStatement
   private finishedRows: number
+  /** Rows in idempotency_keys: pruned only when there are any, so a journal without keys does no more work. */
+  private keyRows: number
   private nextAgePrune = 0
   private closed = false
 
@@ -136,6 +176,7 @@ export class Journal {
           db.exec(`PRAGMA application_id = ${APPLICATION_ID}`)
           db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
           db.exec(SCHEMA)
+          db.exec(KEYS_SCHEMA)
         })()
       }
       const mode = db.value('PRAGMA journal_mode = WAL')
@@ -177,6 +218,15 @@ export class Journal {
       'DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks WHERE finished_at IS NOT NULL ORDER BY finished_at LIMIT ?)',
     )
     this.finishedRows = Number(db.value('SELECT count(*) FROM tasks WHERE finished_at IS NOT NULL'))
+    this.keyInsertStatement = db.prepare(
+      `INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, task_id, created_at) VALUES (@key, @fingerprint, @taskId, @createdAt)`,
+    )
+    this.keyDeleteStatement = db.prepare('DELETE FROM idempotency_keys WHERE key = ?')
+    this.keyPruneAgeStatement = db.prepare('DELETE FROM idempotency_keys WHERE created_at < ?')
+    this.keyPruneCountStatement = db.prepare(
+      'DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys ORDER BY created_at LIMIT ?)',
+    )
+    this.keyRows = Number(db.value('SELECT count(*) FROM idempotency_keys'))
     this.writeTransaction = db.transaction((write: JournalWrite) => this.applyWrite(write))
   }
 
@@ -191,7 +241,12 @@ export class Journal {
       group.push(toStoredTask(row))
       if (!isFinished(row.status)) rowids.set(row.id, row.rowid)
     }
-    return { groups: [...groups.values()], rowids }
+    const keys: LoadedJournal['keys'] = []
+    const keyRows = this.db
+      .prepare('SELECT key, fingerprint, task_id, created_at FROM idempotency_keys ORDER BY created_at')
+      .all() as unknown as KeyRow[]
+    for (const row of keyRows) keys.push([row.key, { taskId: row.task_id, fingerprint: row.fingerprint, at: row.created_at }])
+    return { groups: [...groups.values()], rowids, keys }
   }
 
   /**
@@ -206,6 +261,7 @@ export class Journal {
     const result = this.writeTransaction(write)
     // Counted only once committed: a failed transaction changed nothing.
     this.finishedRows += result.finishedDelta
+    this.keyRows += result.keyDelta
     if (result.agePruned) this.nextAgePrune = write.now + Math.min(AGE_PRUNE_INTERVAL_MS, this.retention.maxAgeMs)
     return result.rowids
   }
@@ -236,6 +292,12 @@ export class Journal {
     if (this.closed) throw new Error('the task journal is closed')
     this.checkIdentity()
     this.finishedRows -= this.pruneAgeStatement.run(now - this.retention.maxAgeMs).changes
+    if (this.keyRows > 0) this.keyRows -= this.keyPruneAgeStatement.run(now - this.retention.maxAgeMs).changes
+  }
+
+  /** Rows in idempotency_keys. */
+  keyCount(): number {
+    return Number(this.db.value('SELECT count(*) FROM idempotency_keys'))
   }
 
   /** Rows in the file (finished ones included): what retention bounds. */
@@ -250,8 +312,11 @@ export class Journal {
     this.db.close()
   }
 
-  private applyWrite({ inserts, changes, intents, now }: JournalWrite): WriteResult {
+  private applyWrite({ inserts, keys, keyDeletes, changes, intents, now }: JournalWrite): WriteResult {
     const rowids = inserts.map((group) => group.map((row) => Number(this.insertStatement.run(row).lastInsertRowid)))
+    let keyDelta = 0
+    if (keys !== undefined) for (const key of keys) keyDelta += this.keyInsertStatement.run(key).changes > 0 ? 1 : 0
+    if (keyDeletes !== undefined) for (const key of keyDeletes) keyDelta -= this.keyDeleteStatement.run(key).changes
     // Before the changes: a task that finished in the same write clears its intent again.
     if (intents !== undefined) for (const [rowid, intent] of intents) this.intentStatement.run({ intent, rowid })
     let finishedDelta = 0
@@ -275,11 +340,18 @@ export class Journal {
     const { maxCount, maxAgeMs } = this.retention
     const agePruned = now >= this.nextAgePrune
     if (agePruned) finishedDelta -= this.pruneAgeStatement.run(now - maxAgeMs).changes
+    if (this.keyRows + keyDelta > 0) {
+      if (agePruned) keyDelta -= this.keyPruneAgeStatement.run(now - maxAgeMs).changes
+      const excessKeys = this.keyRows + keyDelta - maxCount
+      if (excessKeys > 0 && excessKeys >= Math.min(1000, Math.ceil(maxCount / 10))) {
+        keyDelta -= this.keyPruneCountStatement.run(excessKeys).changes
+      }
+    }
     const excess = this.finishedRows + finishedDelta - maxCount
     if (excess > 0 && excess >= Math.min(1000, Math.ceil(maxCount / 10))) {
       finishedDelta -= this.pruneCountStatement.run(excess).changes
     }
-    return { rowids, finishedDelta, agePruned }
+    return { rowids, finishedDelta, keyDelta, agePruned }
   }
 }
 
@@ -308,6 +380,8 @@ function migrate(db: SqlDatabase): void {
   db.transaction(() => {
     // 1 → 2: the intent column (exactly once for tasks that record what they are about to do).
     if (version < 2) db.exec('ALTER TABLE tasks ADD COLUMN intent TEXT')
+    // 2 → 3: the idempotency keys, committed with their tasks.
+    if (version < 3) db.exec(KEYS_SCHEMA)
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
   })()
 }
