@@ -11,11 +11,12 @@ const appDir = process.env.BENCH_APP_DIST
 if (appDir === undefined) throw new Error('BENCH_APP_DIST is not set')
 
 // The same module instance the server imports: patching its prototype slows every append.
-const { LogFile } = (await import(new URL('log-file.js', `file://${appDir}/`).href)) as {
-  LogFile: { prototype: { append(line: string): Promise<void> } }
+type Append = (text: string, beforeWrite?: (offset: number) => Promise<void>) => Promise<void>
+const { LogFile } = (await import(new URL('tasks/log-file.js', `file://${appDir}/`).href)) as {
+  LogFile: { prototype: { append: Append } }
 }
 const append = LogFile.prototype.append
-LogFile.prototype.append = async function slowAppend(line: string): Promise<void> {
+LogFile.prototype.append = async function slowAppend(text, beforeWrite) {
   await sleep(delayMs)
-  return append.call(this, line)
+  return append.call(this, text, beforeWrite)
 }
