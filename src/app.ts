@@ -3,12 +3,8 @@ import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerO
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { backgroundTasks, type TaskBackend } from './background/index.js'
 import type { Config } from './config.js'
-import { adminAuth } from './plugins/admin-auth.js'
-import { closingState } from './plugins/closing.js'
 import { docs } from './plugins/docs.js'
-import { errorReplies } from './plugins/error-replies.js'
 import { metrics } from './plugins/metrics.js'
-import { requestGuard } from './plugins/request-guard.js'
 import { parseQuerystring } from './querystring.js'
 import { clientErrorHandler } from './client-errors.js'
 import { hashRoutes } from './routes/hash.js'
@@ -18,7 +14,8 @@ import { taskListRoutes } from './routes/task-list.js'
 import { taskStatsRoutes } from './routes/task-stats.js'
 import { taskRoutes } from './routes/tasks.js'
 import { dashboardRoutes } from './routes/dashboard.js'
-import { ErrorReply, TaskView } from './schemas.js'
+import { registerProcessBasics } from './process-basics.js'
+import { TaskView } from './schemas.js'
 import { createTaskBackend, runnerSettings } from './task-settings.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
@@ -95,24 +92,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
 
   // Beyond MAX_CONNECTIONS (0: no limit) new connections are closed at once.
   if (config.MAX_CONNECTIONS > 0) app.server.maxConnections = config.MAX_CONNECTIONS
-  if (logFile.tornBytesRemoved > 0) {
-    app.log.warn(
-      { logFile: logFile.path, bytes: logFile.tornBytesRemoved },
-      'removed a torn last line from the log file (a write cut off by a crash)',
-    )
-  }
-
-  // onClose hooks run last-added first: added before the runner's, this one runs after the
-  // runner has drained, so the last tasks still write to the file.
-  app.addHook('onClose', async () => {
-    await logFile.close()
-  })
-
-  await app.register(closingState)
-  await app.register(requestGuard)
-  await app.register(errorReplies, { retryAfterSeconds: config.RETRY_AFTER_SECONDS })
-  await app.register(adminAuth, { token: config.ADMIN_TOKEN, host: config.HOST })
-  app.addSchema(ErrorReply)
+  await registerProcessBasics(app, config, logFile, config.HOST)
   app.addSchema(TaskView)
 
   const backend = options.backend ?? (await createTaskBackend(config, 'web', app.log))

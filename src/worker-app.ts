@@ -6,13 +6,9 @@
 import Fastify, { type FastifyServerOptions } from 'fastify'
 import { backgroundTasks, type TaskBackend } from './background/index.js'
 import type { Config } from './config.js'
-import { adminAuth } from './plugins/admin-auth.js'
-import { closingState } from './plugins/closing.js'
-import { errorReplies } from './plugins/error-replies.js'
 import { metrics } from './plugins/metrics.js'
-import { requestGuard } from './plugins/request-guard.js'
 import { healthRoutes } from './routes/health.js'
-import { ErrorReply } from './schemas.js'
+import { registerProcessBasics } from './process-basics.js'
 import { createTaskBackend, runnerSettings } from './task-settings.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
@@ -33,22 +29,8 @@ export async function buildWorker(config: Config, options: BuildWorkerOptions = 
     forceCloseConnections: true,
     ...options.fastify,
   })
-  if (logFile.tornBytesRemoved > 0) {
-    app.log.warn(
-      { logFile: logFile.path, bytes: logFile.tornBytesRemoved },
-      'removed a torn last line from the log file (a write cut off by a crash)',
-    )
-  }
-  // Added before the runner's: runs after the runner has drained, so the last tasks still write.
-  app.addHook('onClose', async () => {
-    await logFile.close()
-  })
-  await app.register(closingState)
-  await app.register(requestGuard)
-  await app.register(errorReplies, { retryAfterSeconds: config.RETRY_AFTER_SECONDS })
   // /metrics needs ADMIN_TOKEN here too, when it is set.
-  await app.register(adminAuth, { token: config.ADMIN_TOKEN, host: config.WORKER_PORT > 0 ? config.HOST : undefined })
-  app.addSchema(ErrorReply)
+  await registerProcessBasics(app, config, logFile, config.WORKER_PORT > 0 ? config.HOST : undefined)
 
   const backend = options.backend ?? (await createTaskBackend(config, 'worker', app.log))
   // The threaded example runs here too, in this worker's own thread pool; its hash stays in this process.

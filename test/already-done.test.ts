@@ -85,15 +85,7 @@ it('a task without an intent is never asked: recorded intents are what alreadyDo
     alreadyDone: () => (checked.push('asked'), true),
   })
   const backend = openBackend(path)
-  const runner = new TaskRunner({
-    backend,
-    concurrency: 1,
-    maxPending: 10,
-    defaultTimeoutMs: 1000,
-    logger: pino({ level: 'silent' }),
-    tasks: [task],
-  })
-  runners.push(runner)
+  const runner = runnerOn(backend, task)
   await runner.start()
   const prepared = runner.prepare(task, [], 'req')
   runner.reserve(1)

@@ -331,8 +331,9 @@ const TORN_TAIL_LIMIT = 1024 * 1024
  * Only a regular file, and only a tail shorter than the longest line; anything else is left alone.
  */
 function removeTornTail(path: string, fd: number): number {
-  const { size } = fstatSync(fd)
-  if (!fstatSync(fd).isFile() || size === 0) return 0
+  const stats = fstatSync(fd)
+  const size = stats.size
+  if (!stats.isFile() || size === 0) return 0
   const tailLength = Math.min(size, TORN_TAIL_LIMIT)
   const tail = Buffer.alloc(tailLength)
   const reader = openSync(path, 'r')

@@ -3,7 +3,7 @@
  * (`pending` is back to 0). A reservation that leaks (a path where `add()` took room and neither
  * submit nor drop gave it back) would slowly fill the backlog of a long-running server.
  */
-import type { TaskRunner } from '../../src/background/index.js'
+import { type TaskRunner, settleWithin } from '../../src/background/index.js'
 
 /** Throws when the runner is idle but still holds room; skips a runner that is still working. */
 export async function expectNoLeakedRoom(runner: TaskRunner, settleMs = 1000): Promise<void> {
@@ -11,7 +11,7 @@ export async function expectNoLeakedRoom(runner: TaskRunner, settleMs = 1000): P
   for (;;) {
     let unfinished: number
     try {
-      unfinished = (await answerWithin(runner.backend.unfinished(), settleMs)).length
+      unfinished = (await settleWithin(Promise.resolve(runner.backend.unfinished()), settleMs, () => new Error('no answer'))).length
     } catch {
       return // a backend that cannot answer (Redis stopped or never there): nothing to compare with
     }
@@ -26,10 +26,4 @@ export async function expectNoLeakedRoom(runner: TaskRunner, settleMs = 1000): P
     }
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
-}
-
-function answerWithin<T>(value: T | Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), ms)))
-  return Promise.race([Promise.resolve(value), late]).finally(() => clearTimeout(timer))
 }
