@@ -31,6 +31,7 @@ export const ConfigSchema = Type.Object({
   TASK_THREADS: Integer(1, 1024, TASK_DEFAULTS.threads),
   TASK_THREAD_MAX_HEAP_MB: Integer(0, 1_048_576, 0),
   TASK_MAX_PENDING: Integer(1, 10_000_000, TASK_DEFAULTS.maxPending),
+  TASK_MAX_SCHEDULED: Integer(1, 10_000_000, TASK_DEFAULTS.maxScheduled),
   TASK_TIMEOUT_MS: Integer(1, 86_400_000, TASK_DEFAULTS.defaultTimeoutMs),
   TASK_RETENTION_COUNT: Integer(1, 10_000_000, TASK_DEFAULTS.retention.maxCount),
   TASK_RETENTION_MS: Integer(1, 604_800_000, TASK_DEFAULTS.retention.maxAgeMs),

@@ -38,6 +38,8 @@ export const TaskView = Type.Object(
     startedAt: Timestamp('When the first attempt started'),
     finishedAt: Timestamp('When it succeeded, failed for good, or was cancelled'),
     nextAttemptAt: Timestamp('When the next attempt may start (status retrying)'),
+    runAt: Timestamp('When it may first start (status scheduled: added with a delay or run-at time)'),
+    priority: Type.Integer({ description: 'Higher runs first among waiting tasks; 0 unless added with a priority' }),
     lastError: Type.Optional(Type.String({ description: 'The error of the last failed attempt' })),
   },
   { $id: 'TaskView', title: 'Task', description: "A task's status; never its arguments." },

@@ -15,6 +15,7 @@ export class TaskDbError extends Error {
 export interface RunnerSettings {
   concurrency: number
   maxPending: number
+  maxScheduled: number
   defaultTimeoutMs: number
   shutdownTimeoutMs: number
   backendTimeoutMs: number
@@ -27,6 +28,7 @@ export function runnerSettings(config: Config): RunnerSettings {
   return {
     concurrency: config.TASK_CONCURRENCY,
     maxPending: config.TASK_MAX_PENDING,
+    maxScheduled: config.TASK_MAX_SCHEDULED,
     defaultTimeoutMs: config.TASK_TIMEOUT_MS,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     backendTimeoutMs: config.TASK_BACKEND_TIMEOUT_MS,

@@ -4,7 +4,7 @@ import { Admission } from '../src/background/runner/admission.js'
 
 describe('Admission', () => {
   it('admits up to maxPending, refuses a request whole beyond it, and gives room back on release', () => {
-    const admission = new Admission(3)
+    const admission = new Admission(3, 10)
     admission.reserve(2)
     expect(() => admission.reserve(2)).toThrow(expect.objectContaining({ code: 'TASKS_BACKLOG_FULL', statusCode: 503 }))
     expect(admission.pending).toBe(2) // nothing half-admitted
@@ -16,20 +16,20 @@ describe('Admission', () => {
   })
 
   it('counts recovered and claimed tasks without refusing them', () => {
-    const admission = new Admission(1)
+    const admission = new Admission(1, 10)
     admission.take(5)
     expect(admission.pending).toBe(5)
     expect(() => admission.reserve(1)).toThrow(expect.objectContaining({ code: 'TASKS_BACKLOG_FULL' }))
   })
 
   it('refuses everything once closed', () => {
-    const admission = new Admission(10)
+    const admission = new Admission(10, 10)
     admission.close()
     expect(() => admission.reserve(1)).toThrow(expect.objectContaining({ code: 'TASKS_RUNNER_CLOSED', statusCode: 503 }))
   })
 
   it('whenIdle resolves true once the last task is released, false at its deadline', async () => {
-    const admission = new Admission(10)
+    const admission = new Admission(10, 10)
     expect(await admission.whenIdle(10)).toBe(true)
     admission.reserve(2)
     const idle = admission.whenIdle(5_000)

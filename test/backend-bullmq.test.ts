@@ -124,8 +124,8 @@ describeWithRedis('bullmq backend', () => {
     opened.push(inspector)
     const counts = await (
       inspector as unknown as { queue: { getJobCounts: (...s: string[]) => Promise<Record<string, number>> } }
-    ).queue.getJobCounts('waiting', 'active')
-    expect(counts).toEqual({ waiting: 10, active: 0 })
+    ).queue.getJobCounts('prioritized', 'active')
+    expect(counts).toEqual({ prioritized: 10, active: 0 })
   })
 
   it('cancel from a web process aborts the task running in a worker, which records it cancelled', async () => {

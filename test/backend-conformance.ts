@@ -310,7 +310,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       await backend.complete(a!.id, Date.now())
       await backend.fail(c!.id, { error: 'x', now: Date.now() })
       const counts = await backend.counts(before - 1000)
-      expect(counts.byStatus).toEqual({ queued: 0, running: 1, retrying: 0, succeeded: 1, failed: 1, cancelled: 0 })
+      expect(counts.byStatus).toEqual({ scheduled: 0, queued: 0, running: 1, retrying: 0, succeeded: 1, failed: 1, cancelled: 0 })
       expect(counts.byName).toEqual({ alpha: 2, beta: 1 })
       expect(counts.finishedTimes).toHaveLength(2)
       for (const at of counts.finishedTimes) expect(at).toBeGreaterThanOrEqual(before - 5)
@@ -425,6 +425,94 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       expect(runner.stats().pending).toBe(0)
       const id = await addWithKey(runner, key, 'once')
       expect(await keyedTasks(backend)).toEqual([id])
+    })
+
+    it('scheduled: a task with a run-at time is scheduled with it, and not claimed before it', async () => {
+      const backend = await fresh()
+      const runAt = Date.now() + 400
+      const t = { ...task(), runAt }
+      await backend.enqueue([t])
+      expect(await backend.get(t.id)).toMatchObject({ status: 'scheduled', runAt, attempts: 0 })
+      expect((await backend.unfinished()).map(({ id, status }) => ({ id, status }))).toEqual([{ id: t.id, status: 'scheduled' }])
+      expect((await backend.list({ status: 'scheduled', limit: 10 })).tasks.map(({ id }) => id)).toEqual([t.id])
+      expect(await claimOne(backend)).toBeUndefined()
+      const claimed = await waitFor(async () => claimOne(backend), { timeoutMs: 10_000, what: 'the scheduled task' })
+      // Local backends compare with the clock the runner passes; a shared queue with Redis's.
+      expect(Date.now()).toBeGreaterThanOrEqual(runAt - 5)
+      expect(claimed).toMatchObject({ id: t.id, attempt: 1 })
+      expect((await backend.get(t.id))?.status).toBe('running')
+    })
+
+    it('scheduled: on a local backend the clock is the one claim is given (an injected clock)', async () => {
+      const backend = await fresh()
+      if (backend.execution !== 'local') return
+      const runAt = Date.now() + 3_600_000
+      const [later, sooner] = [
+        { ...task('later'), runAt },
+        { ...task('sooner'), runAt: runAt - 1000 },
+      ]
+      await backend.enqueue([later])
+      await backend.enqueue([sooner])
+      expect(backend.nextRunAt?.()).toBe(runAt - 1000)
+      expect(await backend.claim(runAt - 1001, 10)).toEqual([])
+      const first = await backend.claim(runAt - 1000, 10)
+      expect(first.map(({ id }) => id)).toEqual([sooner.id])
+      expect(first[0]?.wasScheduled).toBe(true)
+      expect(backend.nextRunAt?.()).toBe(runAt)
+      expect((await backend.claim(runAt, 10)).map(({ id }) => id)).toEqual([later.id])
+      expect(backend.nextRunAt?.()).toBeUndefined()
+    })
+
+    it("scheduled: a request's scheduled task waits for its time and for the task before it", async () => {
+      const backend = await fresh()
+      const runAt = Date.now() + 300
+      const group = [task('first'), { ...task('second'), runAt }]
+      await backend.enqueue(group)
+      const first = await claimOne(backend)
+      expect(first?.id).toBe(group[0]!.id)
+      expect((await backend.get(group[1]!.id))?.status).toBe('scheduled')
+      await backend.complete(first!.id, Date.now())
+      const second = await waitFor(async () => claimOne(backend), { timeoutMs: 10_000, what: 'the scheduled second task' })
+      expect(second?.id).toBe(group[1]!.id)
+      expect(Date.now()).toBeGreaterThanOrEqual(runAt - 5)
+    })
+
+    it('scheduled: a cancelled scheduled task never runs, and its request goes on', async () => {
+      const backend = await fresh()
+      const runAt = Date.now() + 300
+      const group = [{ ...task('scheduled'), runAt }, task('after')]
+      await backend.enqueue(group)
+      const outcome = await backend.cancel(group[0]!.id, Date.now())
+      expect(outcome).toMatchObject({ outcome: 'cancelled', record: { status: 'cancelled' } })
+      if (backend.execution === 'local') expect(outcome).toMatchObject({ wasScheduled: true })
+      const after = await waitFor(async () => claimOne(backend), { timeoutMs: 10_000, what: 'the task after the cancelled one' })
+      expect(after?.id).toBe(group[1]!.id)
+      await backend.complete(after!.id, Date.now())
+      // Past its time, the cancelled one is still not handed out.
+      await waitFor(() => Date.now() > runAt + 200, { timeoutMs: 5_000, what: 'its time to pass' })
+      expect(await claimOne(backend)).toBeUndefined()
+      expect((await backend.get(group[0]!.id))?.status).toBe('cancelled')
+    })
+
+    it('priority: a higher priority is claimed first, and tasks of one priority first in, first out', async () => {
+      const backend = await fresh()
+      const tasks = [
+        { ...task('p0-a') },
+        { ...task('p5-a'), priority: 5 },
+        { ...task('p0-b') },
+        { ...task('p5-b'), priority: 5 },
+        { ...task('p-1'), priority: -1 },
+      ]
+      for (const t of tasks) await backend.enqueue([t])
+      expect((await backend.get(tasks[1]!.id))?.priority).toBe(5)
+      expect((await backend.get(tasks[0]!.id))?.priority).toBe(0)
+      const order: string[] = []
+      for (let i = 0; i < tasks.length; i++) {
+        const claimed = await waitFor(async () => claimOne(backend), { timeoutMs: 10_000, what: `task ${i}` })
+        order.push(claimed!.name)
+        await backend.complete(claimed!.id, Date.now())
+      }
+      expect(order).toEqual(['p5-a', 'p5-b', 'p0-a', 'p0-b', 'p-1'])
     })
 
     it('close is safe to call twice', async () => {

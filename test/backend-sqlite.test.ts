@@ -66,7 +66,7 @@ describe('sqlite journal', () => {
     expect(journalStatuses(path)).toEqual({ succeeded: 1, running: 1, queued: 1, cancelled: 1 })
 
     const second = backendAt(path)
-    expect(second.start()).toBe(2)
+    expect(second.start()).toEqual({ unfinished: 2, scheduled: 0 })
     expect(second.get(group[0]!.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
     expect(second.get(group[1]!.id)).toMatchObject({ status: 'queued', attempts: 1 })
     expect(second.get(cancelled.id)).toMatchObject({ status: 'cancelled' })
@@ -86,7 +86,7 @@ describe('sqlite journal', () => {
     first.fail(t.id, { error: 'boom', now: Date.now(), retryAt: Date.now() + 60_000 })
     first.close()
     const second = backendAt(path)
-    expect(second.start()).toBe(1)
+    expect(second.start()).toEqual({ unfinished: 1, scheduled: 0 })
     expect(second.claim(Date.now(), 1)[0]).toMatchObject({ id: t.id, attempt: 2 })
   })
 
@@ -207,7 +207,7 @@ describe('sqlite journal', () => {
     backend.close() // writes what is still pending
     expect(journalStatuses(path)).toEqual({ succeeded: 1 })
     const reopened = backendAt(path)
-    expect(reopened.start()).toBe(0) // nothing to run again
+    expect(reopened.start()).toEqual({ unfinished: 0, scheduled: 0 }) // nothing to run again
     expect(reopened.get(done.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
   })
 
@@ -224,13 +224,13 @@ describe('sqlite journal', () => {
     }
     backend.close()
     const reopened = backendAt(path)
-    expect(reopened.start()).toBe(0)
+    expect(reopened.start()).toEqual({ unfinished: 0, scheduled: 0 })
     expect(await reopened.retry(failed.id, Date.now())).toMatchObject({ outcome: 'retried', record: { status: 'queued', attempts: 0 } })
     expect(await reopened.retry(done.id, Date.now())).toMatchObject({ outcome: 'not_retryable' })
     reopened.close()
     // The retry is in the file: the next start runs the task, with its arguments.
     const third = backendAt(path)
-    expect(third.start()).toBe(1)
+    expect(third.start()).toEqual({ unfinished: 1, scheduled: 0 })
     expect(third.claim(Date.now(), 10)).toMatchObject([{ id: failed.id, args: ['kept', 7], attempt: 1 }])
   })
 
@@ -301,7 +301,7 @@ describe('sqlite journal', () => {
       expect(Number(check.value('PRAGMA user_version'))).toBe(SCHEMA_VERSION)
       expect(Number(check.value('SELECT count(*) FROM idempotency_keys'))).toBe(1)
       check.close()
-      expect(SCHEMA_VERSION).toBe(3)
+      expect(SCHEMA_VERSION).toBe(4)
     })
   })
 
@@ -315,7 +315,7 @@ describe('sqlite journal', () => {
     old.exec(`INSERT INTO tasks VALUES ('t-1', 't-1', 0, 'journal_test', '["kept"]', 'running', 1, 3, NULL, 1, 1, NULL, NULL, NULL)`)
     old.close()
     const backend = backendAt(path)
-    expect(backend.start()).toBe(1)
+    expect(backend.start()).toEqual({ unfinished: 1, scheduled: 0 })
     const [claimed] = backend.claim(Date.now(), 1)
     expect(claimed).toMatchObject({ id: 't-1', args: ['kept'], attempt: 2 })
     await backend.recordIntent([['t-1', { at: 7 }]])

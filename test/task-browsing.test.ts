@@ -110,7 +110,7 @@ describe.each(BACKENDS)('browsing and retrying tasks over HTTP: $kind', ({ kind,
       byName: Record<string, number>
       throughput: { perSecond: number; windowSeconds: number; buckets: Array<{ start: string; finished: number }> }
     }>('/tasks/stats')
-    expect(stats.byStatus).toEqual({ queued: 0, running: 0, retrying: 0, succeeded: 2, failed: 1, cancelled: 0 })
+    expect(stats.byStatus).toEqual({ scheduled: 0, queued: 0, running: 0, retrying: 0, succeeded: 2, failed: 1, cancelled: 0 })
     expect(stats.byName).toEqual({ test_outcome: 3 })
     expect(stats.total).toBe(3)
     expect(stats.throughput.buckets.reduce((sum, b) => sum + b.finished, 0)).toBe(3)

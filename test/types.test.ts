@@ -48,7 +48,7 @@ describe('typed add()', () => {
     expect(typeof typedCalls).toBe('function')
     expect(greet.check.Check(['Ada', 3])).toBe(true)
     expect(greet.check.Check([3, 3])).toBe(false)
-    expect(greet.with({ key: 'k' })).toMatchObject({ kind: 'keyed-task', task: greet, key: 'k' })
+    expect(greet.with({ key: 'k' })).toMatchObject({ kind: 'task-call', task: greet, options: { key: 'k' } })
     expect(() => greet.with({ key: '' })).toThrow(expect.objectContaining({ code: 'IDEMPOTENCY_KEY_INVALID', statusCode: 400 }))
   })
 })

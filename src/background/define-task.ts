@@ -8,7 +8,9 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { FastifyBaseLogger } from 'fastify'
 import { InvalidOptionError } from './errors.js'
 import { type BackoffPolicy, MAX_TIMER_MS, validateBackoff } from './backoff.js'
-import { checkKey } from './idempotency.js'
+import { type CallOptions, type CheckedCallOptions, checkCallOptions } from './call-options.js'
+
+export type { CallOptions } from './call-options.js'
 
 /** What a threaded task's module gets besides its arguments (no signal: an abort terminates the thread). */
 export interface ThreadTaskContext {
@@ -135,28 +137,34 @@ export interface TaskDefinition<A extends TTuple<TSchema[]> = TTuple<TSchema[]>>
   readonly onResult: ((result: unknown, context: TaskContext) => unknown) | undefined
   readonly alreadyDone: ((task: UnfinishedTask<Static<A>>, context: { log: FastifyBaseLogger }) => boolean | Promise<boolean>) | undefined
   /**
-   * This task with per-call options, for `request.backgroundTasks.add(task.with({ key }), ...args)`:
-   * `key` (an idempotency key, 1 to 255 characters, no control characters) adds it at most once
-   * per key within the retention window. Throws `IDEMPOTENCY_KEY_INVALID` (400) for a malformed key.
+   * This task with per-call options, for `request.backgroundTasks.add(task.with({ key, delay, priority }), ...args)`:
+   * `key` (an idempotency key) adds it at most once per key within the retention window; `delay`
+   * (ms) or `runAt` (a Date or epoch ms) holds it `scheduled` until then; `priority` (higher
+   * first) orders it among waiting tasks. Throws `IDEMPOTENCY_KEY_INVALID` or `TASK_OPTION_INVALID` (400).
    */
-  with(options: CallOptions): KeyedTask<A>
-}
-
-/** Per-call options of `task.with(...)`. */
-export interface CallOptions {
-  /** An idempotency key: the same key with the same arguments adds the task once. */
-  key: string
+  with(options: CallOptions): TaskCall<A>
 }
 
 /** A defined task with per-call options, as `task.with(...)` makes it: what `add()` takes. */
-export interface KeyedTask<A extends TTuple<TSchema[]> = TTuple<TSchema[]>> {
-  readonly kind: 'keyed-task'
+export interface TaskCall<A extends TTuple<TSchema[]> = TTuple<TSchema[]>> {
+  readonly kind: 'task-call'
   readonly task: TaskDefinition<A>
-  readonly key: string
+  readonly options: CheckedCallOptions
+  /** More options, over these. */
+  with(options: CallOptions): TaskCall<A>
 }
 
-export function isKeyedTask(value: unknown): value is KeyedTask<any> /* eslint-disable-line @typescript-eslint/no-explicit-any */ {
-  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'keyed-task'
+export function isTaskCall(value: unknown): value is TaskCall<any> /* eslint-disable-line @typescript-eslint/no-explicit-any */ {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'task-call'
+}
+
+function taskCall<A extends TTuple<TSchema[]>>(task: TaskDefinition<A>, options: CheckedCallOptions): TaskCall<A> {
+  return Object.freeze({
+    kind: 'task-call' as const,
+    task,
+    options: Object.freeze(options),
+    with: (more: CallOptions) => taskCall(task, checkCallOptions(more, options)),
+  })
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -208,8 +216,8 @@ export function defineTask<A extends TTuple<TSchema[]>>(options: TaskOptions<A>)
     thread,
     onResult: options.onResult,
     alreadyDone: options.alreadyDone,
-    with(call: CallOptions): KeyedTask<A> {
-      return Object.freeze({ kind: 'keyed-task' as const, task: definition, key: checkKey(call.key) })
+    with(call: CallOptions): TaskCall<A> {
+      return taskCall(definition, checkCallOptions(call))
     },
   })
   return definition

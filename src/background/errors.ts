@@ -86,3 +86,13 @@ export const IdempotencyKeyInFlightError = createError(
   'A request with this idempotency key is still being handled; retry once it has been answered',
   409,
 )
+
+/** A call option of `task.with(...)` out of range: a delay, run-at time or priority (`?delay=`, `?runAt=`, `?priority=`). */
+export const TaskOptionInvalidError = createError<[string, string]>('TASK_OPTION_INVALID', 'Invalid task option "%s": %s', 400)
+
+/** Scheduled tasks (added with a delay or run-at time, not yet due) are at `maxScheduled`: the request is refused whole. */
+export const ScheduledFullError = createError<[number]>(
+  'TASKS_SCHEDULED_FULL',
+  'Too many scheduled tasks (%d waiting for their time); retry later',
+  503,
+)

@@ -20,9 +20,10 @@ export {
   type ThreadRun,
   type ThreadTaskContext,
   type CallOptions,
-  type KeyedTask,
+  type TaskCall,
 } from './define-task.js'
 export { MAX_KEY_LENGTH, checkKey } from './idempotency.js'
+export { MAX_DELAY_MS, MAX_PRIORITY } from './call-options.js'
 export { MemoryBackend, type RetentionOptions } from './backends/memory/backend.js'
 export * from './backends/types.js'
 export * as errors from './errors.js'

@@ -18,6 +18,8 @@ export interface BackgroundTasksOptions {
   concurrency?: number
   /** Bound on queued + running tasks; `add()` throws `TASKS_BACKLOG_FULL` (503) beyond it. */
   maxPending?: number
+  /** Bound on scheduled tasks not due yet (a bound of their own); `add()` throws `TASKS_SCHEDULED_FULL` (503) beyond it. */
+  maxScheduled?: number
   /** Per-attempt timeout for plain functions and defined tasks without one. */
   defaultTimeoutMs?: number
   /** How long `close()` lets tasks drain before aborting them. */
@@ -38,6 +40,7 @@ export const DEFAULTS = Object.freeze({
   /** An I/O-bound task ends at most once per event-loop turn: fewer slots than requests per turn let the backlog grow. */
   concurrency: 256,
   maxPending: 10_000,
+  maxScheduled: 10_000,
   defaultTimeoutMs: 30_000,
   shutdownTimeoutMs: 10_000,
   backendTimeoutMs: 5_000,
@@ -52,6 +55,7 @@ export interface ResolvedOptions {
   tasks: AnyTaskDefinition[]
   concurrency: number
   maxPending: number
+  maxScheduled: number
   defaultTimeoutMs: number
   shutdownTimeoutMs: number
   backendTimeoutMs: number
@@ -79,6 +83,7 @@ export function resolveOptions(options: BackgroundTasksOptions): ResolvedOptions
     tasks: options.tasks ?? [],
     concurrency: positiveInteger('concurrency', options.concurrency, DEFAULTS.concurrency),
     maxPending: positiveInteger('maxPending', options.maxPending, DEFAULTS.maxPending),
+    maxScheduled: positiveInteger('maxScheduled', options.maxScheduled, DEFAULTS.maxScheduled),
     defaultTimeoutMs: positiveInteger('defaultTimeoutMs', options.defaultTimeoutMs, DEFAULTS.defaultTimeoutMs),
     shutdownTimeoutMs: positiveInteger('shutdownTimeoutMs', options.shutdownTimeoutMs, DEFAULTS.shutdownTimeoutMs, 0),
     backendTimeoutMs: positiveInteger('backendTimeoutMs', options.backendTimeoutMs, DEFAULTS.backendTimeoutMs),

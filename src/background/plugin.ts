@@ -39,6 +39,7 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     backend: options.backend ?? new MemoryBackend({ retention: options.retention }),
     concurrency: options.concurrency,
     maxPending: options.maxPending,
+    maxScheduled: options.maxScheduled,
     defaultTimeoutMs: options.defaultTimeoutMs,
     backendTimeoutMs: options.backendTimeoutMs,
     logger: fastify.log,

@@ -3,15 +3,16 @@
  * restart or in a worker process), and the check of every `add()` call before anything is stored.
  */
 import { randomUUID } from 'node:crypto'
-import { type AnyTaskDefinition, type KeyedTask, isKeyedTask, isTaskDefinition } from './define-task.js'
+import { type AnyTaskDefinition, type TaskCall, isTaskCall, isTaskDefinition } from './define-task.js'
+import { runAtOf } from './call-options.js'
 import { taskKey } from './idempotency.js'
 import { nonJsonValue } from './json-args.js'
 import { DuplicateTaskNameError, InvalidTaskArgsError, NotDurableTaskError, UnregisteredTaskError } from './errors.js'
 import type { NewTask, PlainTaskFn } from './backends/types.js'
 
-/** What `add()` takes: a defined task (perhaps with call options: `task.with({ key })`), or a plain function (memory backend only). */
+/** What `add()` takes: a defined task (perhaps with call options: `task.with({ key, delay })`), or a plain function (memory backend only). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type TaskTarget = AnyTaskDefinition | KeyedTask<any> | PlainTaskFn
+export type TaskTarget = AnyTaskDefinition | TaskCall<any> | PlainTaskFn
 
 export class TaskRegistry {
   private readonly byName = new Map<string, AnyTaskDefinition>()
@@ -37,9 +38,13 @@ export class TaskRegistry {
 
   /** Validate one `add()` call and build the task; nothing is stored yet. */
   prepare(target: TaskTarget, args: unknown[], requestId: string | undefined, now: number): NewTask {
-    if (isKeyedTask(target)) {
+    if (isTaskCall(target)) {
       const task = this.prepare(target.task, args, requestId, now)
-      task.key = taskKey(target.key, task.name, args)
+      const { key, priority } = target.options
+      if (key !== undefined) task.key = taskKey(key, task.name, args)
+      const runAt = runAtOf(target.options, now)
+      if (runAt !== undefined) task.runAt = runAt
+      if (priority !== undefined) task.priority = priority
       return task
     }
     if (isTaskDefinition(target)) {

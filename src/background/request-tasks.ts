@@ -4,7 +4,7 @@
  * once the reply has succeeded, and dropped if it did not.
  */
 import type { Static, TSchema, TTuple } from '@sinclair/typebox'
-import type { KeyedTask, TaskDefinition } from './define-task.js'
+import type { TaskCall, TaskDefinition } from './define-task.js'
 import type { NewTask } from './backends/types.js'
 import type { TaskRunner } from './runner/runner.js'
 import type { TaskTarget } from './registry.js'
@@ -43,14 +43,14 @@ export class BackgroundTasks {
   }
 
   /** Add a defined task; its arguments are checked against its schema, here and at compile time. */
-  add<A extends TTuple<TSchema[]>>(task: TaskDefinition<A> | KeyedTask<A>, ...args: Static<A>): TaskHandle
+  add<A extends TTuple<TSchema[]>>(task: TaskDefinition<A> | TaskCall<A>, ...args: Static<A>): TaskHandle
   /** Add a plain function (memory backend only), called as `fn(...args)`. */
   add<F extends (...args: never[]) => unknown>(fn: F, ...args: Parameters<F>): TaskHandle
   add(target: TaskTarget, ...args: unknown[]): TaskHandle {
     if (this.state !== 'open') throw new Error('background tasks can only be added before the reply is sent')
     const task = this.runner.prepare(target, args, this.requestId)
     if (task.key !== undefined) return this.addKeyed(task)
-    this.runner.reserve(1)
+    this.runner.reserveFor(task)
     this.group.push(task)
     const handle = { id: task.id, name: task.name }
     this.handles?.push(handle)
@@ -63,7 +63,7 @@ export class BackgroundTasks {
     this.handles ??= this.group.map((added) => ({ id: added.id, name: added.name }))
     if (stored === undefined) {
       try {
-        this.runner.reserve(1)
+        this.runner.reserveFor(task)
       } catch (error) {
         this.runner.releaseKeys([task])
         throw error
@@ -117,7 +117,7 @@ export class BackgroundTasks {
   drop(): number {
     if (this.state === 'submitted' || this.state === 'dropped') return 0
     this.state = 'dropped'
-    this.runner.release(this.group.length)
+    this.runner.releaseGroup(this.group)
     this.runner.releaseKeys(this.group)
     return this.group.length
   }

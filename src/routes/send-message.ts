@@ -5,7 +5,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { SwaggerTransform } from '@fastify/swagger'
-import { MAX_KEY_LENGTH } from '../background/index.js'
+import { type CallOptions, MAX_DELAY_MS, MAX_KEY_LENGTH, MAX_PRIORITY } from '../background/index.js'
 import { MethodNotAllowedError } from '../errors.js'
 import { errorResponse } from '../schemas.js'
 import type { LogMessageTask } from '../tasks/log-message.js'
@@ -66,6 +66,10 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
           'key with another message gets `422` (`IDEMPOTENCY_KEY_REUSED`), and while the first request with the',
           'key is still being handled a second one gets `409` (`IDEMPOTENCY_KEY_IN_FLIGHT`). Nothing is logged for either.',
           '',
+          '`delay` (milliseconds) or `runAt` (an ISO 8601 time) holds the line back: the task is `scheduled` until',
+          'then (see `GET /tasks/{id}`) and can be cancelled; scheduled tasks have a bound of their own',
+          '(`TASKS_SCHEDULED_FULL`). `priority` (an integer, higher first, default 0) orders it among waiting tasks.',
+          '',
           '`/send-message/` (trailing slash) works too. Other methods on this path get `405`',
           '(`METHOD_NOT_ALLOWED`, with `Allow: POST`).',
         ].join('\n'),
@@ -78,6 +82,26 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
               description: `The text to log: 1 to ${messageMaxLength} characters, given once`,
               examples: ['Hello'],
             }),
+            delay: Type.Optional(
+              Type.Integer({
+                minimum: 0,
+                maximum: MAX_DELAY_MS,
+                description: 'Log the line no sooner than this many milliseconds from now (up to a year and a day)',
+              }),
+            ),
+            runAt: Type.Optional(
+              Type.String({
+                format: 'date-time',
+                description: 'Log the line no sooner than this time (ISO 8601, within a year and a day); not with `delay`',
+              }),
+            ),
+            priority: Type.Optional(
+              Type.Integer({
+                minimum: -MAX_PRIORITY,
+                maximum: MAX_PRIORITY,
+                description: 'Higher runs first among waiting tasks; FIFO within a priority. Default 0',
+              }),
+            ),
           },
           { additionalProperties: true },
         ),
@@ -90,7 +114,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
             },
           ),
           400: errorResponse(
-            'Missing, empty, repeated (`QUERY_PARAM_REPEATED`), over-long or malformed (`QUERY_MALFORMED`) message, a body was sent (`BODY_NOT_ALLOWED`), or a malformed `Idempotency-Key` (`IDEMPOTENCY_KEY_INVALID`: empty, over 255 characters, control characters)',
+            'Missing, empty, repeated (`QUERY_PARAM_REPEATED`), over-long or malformed (`QUERY_MALFORMED`) message, a body was sent (`BODY_NOT_ALLOWED`), a malformed `Idempotency-Key` (`IDEMPOTENCY_KEY_INVALID`: empty, over 255 characters, control characters), or a `delay`, `runAt` or `priority` out of range (`FST_ERR_VALIDATION`; `TASK_OPTION_INVALID`: both `delay` and `runAt`, or a `runAt` more than a year and a day ahead)',
             400,
             'FST_ERR_VALIDATION',
             `querystring/message must NOT have more than ${messageMaxLength} characters`,
@@ -114,7 +138,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
             'Unsupported Media Type',
           ),
           503: errorResponse(
-            'The task backlog is full (`TASKS_BACKLOG_FULL`), the task store is unreachable (`TASKS_BACKEND_UNAVAILABLE`), or the server is shutting down (`SERVICE_CLOSING`); see `Retry-After`. Nothing was accepted.',
+            'The task backlog is full (`TASKS_BACKLOG_FULL`), too many tasks are scheduled (`TASKS_SCHEDULED_FULL`, with `delay` or `runAt`), the task store is unreachable (`TASKS_BACKEND_UNAVAILABLE`), or the server is shutting down (`SERVICE_CLOSING`); see `Retry-After`. Nothing was accepted.',
             503,
             'TASKS_BACKLOG_FULL',
             'The background task backlog is full (10000 tasks pending); retry later',
@@ -126,9 +150,14 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
       config: { bodyNotAllowed: true, swaggerTransform: documentKeyHeader },
     },
     async (request) => {
-      const key = request.headers[IDEMPOTENCY_KEY]
-      if (key === undefined) request.backgroundTasks.add(logMessage, request.query.message)
-      else request.backgroundTasks.add(logMessage.with({ key: key as string }), request.query.message)
+      const { message, delay, runAt, priority } = request.query
+      const key = request.headers[IDEMPOTENCY_KEY] as string | undefined
+      if (key === undefined && delay === undefined && runAt === undefined && priority === undefined) {
+        request.backgroundTasks.add(logMessage, message)
+      } else {
+        const options: CallOptions = { key, delay, priority, runAt: runAt === undefined ? undefined : Date.parse(runAt) }
+        request.backgroundTasks.add(logMessage.with(options), message)
+      }
       return { message: RECEIVED } as const
     },
   )

@@ -42,6 +42,8 @@ export function toTaskView(record: TaskRecord): TaskView {
     startedAt: iso(record.startedAt),
     finishedAt: iso(record.finishedAt),
     nextAttemptAt: record.status === 'retrying' ? iso(record.runAt) : undefined,
+    runAt: record.status === 'scheduled' ? iso(record.runAt) : undefined,
+    priority: record.priority,
     lastError: record.lastError === undefined ? undefined : redactPaths(record.lastError),
   }
 }
@@ -54,7 +56,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         summary: "A background task's status",
         description:
-          "Status (`queued | running | retrying | succeeded | failed | cancelled`), attempts, timestamps and the last error. Never the task's arguments. Finished tasks are kept for a bounded time and count (`TASK_RETENTION_MS`, `TASK_RETENTION_COUNT`).",
+          "Status (`scheduled | queued | running | retrying | succeeded | failed | cancelled`), attempts, timestamps (`runAt` for a scheduled task), priority and the last error. Never the task's arguments. Finished tasks are kept for a bounded time and count (`TASK_RETENTION_MS`, `TASK_RETENTION_COUNT`).",
         tags: ['tasks'],
         params: Params,
         response: { 200: ref(TaskView, { description: 'The task' }), 400: BadId, 404: NotFound, 503: UnavailableReply },
@@ -74,7 +76,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         summary: 'Cancel a background task',
         description:
-          'A queued (or retrying) task never runs; a running task has its AbortSignal aborted and ends `cancelled`. `409` if it has already finished.',
+          'A scheduled, queued (or retrying) task never runs; a running task has its AbortSignal aborted and ends `cancelled`. `409` if it has already finished.',
         tags: ['tasks'],
         params: Params,
         response: {

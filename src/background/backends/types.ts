@@ -6,7 +6,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 
 /** Every status a task can have, in the order of its life; the one list the code and the API use. */
-export const TASK_STATUSES = ['queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'] as const
+export const TASK_STATUSES = ['scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'] as const
 export type TaskStatus = (typeof TASK_STATUSES)[number]
 
 /** The statuses a task ends in: it never runs again. */
@@ -32,6 +32,10 @@ export interface NewTask {
   fn?: PlainTaskFn | undefined
   /** Set when added with an idempotency key (`task.with({ key })`). */
   key?: TaskKey | undefined
+  /** Set when added with a delay or a run-at time in the future: not claimed before it (status `scheduled`). */
+  runAt?: number | undefined
+  /** Set when added with a priority other than 0: higher runs first among waiting tasks. */
+  priority?: number | undefined
 }
 
 /** An idempotency key and the fingerprint of the call it came with (task name and JSON arguments). */
@@ -63,8 +67,10 @@ export interface TaskRecord {
   createdAt: number
   startedAt: number | undefined
   finishedAt: number | undefined
-  /** When the next attempt may start (status `retrying`). */
+  /** When the next attempt may start (status `retrying`), or the first one (status `scheduled`). */
   runAt: number | undefined
+  /** Higher runs first among waiting tasks; 0 by default. */
+  priority: number
   lastError: string | undefined
 }
 
@@ -82,6 +88,8 @@ export interface ClaimedTask {
    * the runner asks the task's `alreadyDone` before running it again.
    */
   intent?: unknown
+  /** True for a task's first claim when it was added scheduled (its room moves from the scheduled bound to the backlog). */
+  wasScheduled?: boolean
 }
 
 export interface FailOptions {
@@ -94,7 +102,7 @@ export interface FailOptions {
 }
 
 export type CancelOutcome =
-  | { outcome: 'cancelled'; record: TaskRecord } // it had not started: it never will
+  | { outcome: 'cancelled'; record: TaskRecord; wasScheduled?: boolean } // it had not started: it never will
   | { outcome: 'running'; record: TaskRecord } // the runner must abort it
   | { outcome: 'finished'; record: TaskRecord } // too late
   | { outcome: 'not_found' }
@@ -160,6 +168,14 @@ export interface BackendHooks {
   logger: FastifyBaseLogger
 }
 
+/** What a durable backend's `start` found unfinished: tasks to run now or once due, and scheduled ones not started yet. */
+export interface RecoveredTasks {
+  /** Queued, retrying, or left running by a dead process: they hold backlog room. */
+  unfinished: number
+  /** Scheduled and never started: they hold scheduled room. */
+  scheduled: number
+}
+
 /** What `TaskBackend.ready()` answers: `reason` says why not, e.g. `Redis: connect ECONNREFUSED`. */
 export interface BackendReadiness {
   ok: boolean
@@ -190,9 +206,9 @@ export interface TaskBackend {
   readonly execution: TaskExecution
   /**
    * Called once by the runner's `start()`. Returns how many unfinished tasks a previous
-   * process left for this one to run (0 for memory and for a shared queue).
+   * process left for this one to run (none for memory and for a shared queue).
    */
-  start(hooks: BackendHooks): MaybePromise<number>
+  start(hooks: BackendHooks): MaybePromise<RecoveredTasks>
   /**
    * Store one request's tasks, all or nothing. Durable backends resolve once committed. A keyed
    * task's key is committed with it (in the same transaction). A backend shared by several
@@ -209,10 +225,16 @@ export interface TaskBackend {
    */
   findKey?(key: string, now: number): StoredKey | undefined
   /**
-   * Take up to `limit` runnable tasks, oldest first (none: an empty list). A task is runnable when
-   * it is queued (or retrying with `runAt <= now`) and every earlier task of its group has finished.
+   * Take up to `limit` runnable tasks, highest priority first and oldest first within a priority
+   * (none: an empty list). A task is runnable when it is queued (or scheduled or retrying with
+   * `runAt <= now`) and every earlier task of its group has finished.
    */
   claim(now: number, limit: number): MaybePromise<ClaimedTask[]>
+  /**
+   * Local backends: the earliest time a task held but not yet due (scheduled, or retrying) becomes
+   * claimable, so that the runner wakes then; undefined when there is none.
+   */
+  nextRunAt?(): number | undefined
   /**
    * Optional. The runner is closing and claims no more (see `stopsClaimingWhenClosing`). A backend
    * that takes tasks ahead of `claim` (a BullMQ worker) stops taking them and gives back those not

@@ -2,17 +2,52 @@
  * Admission: the bound on pending tasks (`maxPending`), the runner's back-pressure. A request's
  * tasks hold room from `add()`; `reserve` refuses the whole request when there is none, so
  * nothing is half-accepted. `whenIdle` is how the drain on close waits for the count to reach 0.
+ *
+ * Scheduled tasks (added with a delay, not due yet) have a bound of their own (`maxScheduled`):
+ * a flood of far-future tasks cannot take the room of tasks to run now, and the drain on close
+ * does not wait for them. When one is claimed, its room moves to the backlog until it finishes.
  */
-import { BacklogFullError, RunnerClosedError } from '../errors.js'
+import { BacklogFullError, RunnerClosedError, ScheduledFullError } from '../errors.js'
 
 export class Admission {
   readonly maxPending: number
+  readonly maxScheduled: number
   private count = 0
+  private scheduledCount = 0
   private closed = false
   private idleWaiter: (() => void) | undefined
 
-  constructor(maxPending: number) {
+  constructor(maxPending: number, maxScheduled: number) {
     this.maxPending = maxPending
+    this.maxScheduled = maxScheduled
+  }
+
+  /** Scheduled tasks holding room: reserved by a request in flight, or stored and not claimed yet. */
+  get scheduled(): number {
+    return this.scheduledCount
+  }
+
+  /** Hold room for `count` scheduled tasks, or throw: closed (`TASKS_RUNNER_CLOSED`) or full (`TASKS_SCHEDULED_FULL`). */
+  reserveScheduled(count: number): void {
+    if (this.closed) throw new RunnerClosedError()
+    if (this.scheduledCount + count > this.maxScheduled) throw new ScheduledFullError(this.scheduledCount)
+    this.scheduledCount += count
+  }
+
+  /** Count scheduled tasks that were not admitted by a request: recovered from a journal. */
+  takeScheduled(count: number): void {
+    this.scheduledCount += count
+  }
+
+  /** Give back scheduled room: the tasks were cancelled, dropped, or now belong to a shared queue. */
+  releaseScheduled(count: number): void {
+    this.scheduledCount -= count
+  }
+
+  /** Scheduled tasks came due and were claimed: their room moves to the backlog until they finish. */
+  startScheduled(count: number): void {
+    this.scheduledCount -= count
+    this.count += count
   }
 
   /** Tasks holding room: reserved by a request in flight, queued, retrying or running. */

@@ -2,7 +2,7 @@
  * Retries: whether a failed attempt is tried again and when (the task's backoff policy), and
  * the timers that wake the runner when a retry is due.
  */
-import { backoffDelay } from '../backoff.js'
+import { MAX_TIMER_MS, backoffDelay } from '../backoff.js'
 import type { AnyTaskDefinition } from '../define-task.js'
 import type { ClaimedTask } from '../backends/types.js'
 
@@ -37,7 +37,7 @@ export class WakeTimers {
         if (this.now() < at) this.at(at)
         else this.wake()
       },
-      Math.max(0, at - this.now()),
+      delayUntil(at, this.now()),
     )
     this.timers.add(timer)
   }
@@ -46,5 +46,51 @@ export class WakeTimers {
     this.stopped = true
     for (const timer of this.timers) clearTimeout(timer)
     this.timers.clear()
+  }
+}
+
+/** Milliseconds until `at`, within what a Node timer takes (a later time is waited for in steps). */
+function delayUntil(at: number, now: number): number {
+  return Math.min(MAX_TIMER_MS, Math.max(0, at - now))
+}
+
+/**
+ * A single timer at the earliest time asked for: scheduled tasks of a local backend wake the
+ * runner through it, so ten thousand of them cost one timer, not ten thousand. Asked for a later
+ * time while an earlier one is set, it keeps the earlier (the runner asks again after each pump).
+ */
+export class NextRunTimer {
+  private timer: NodeJS.Timeout | undefined
+  private armedAt = Infinity
+  private stopped = false
+
+  constructor(
+    private readonly wake: () => void,
+    private readonly now: () => number,
+  ) {}
+
+  at(at: number): void {
+    if (this.stopped || at >= this.armedAt) return
+    const now = this.now()
+    if (at <= now) return
+    clearTimeout(this.timer)
+    this.armedAt = at
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined
+        this.armedAt = Infinity
+        // Fired early (see WakeTimers.at) or before a far time: wait again.
+        if (this.now() < at) this.at(at)
+        else this.wake()
+      },
+      delayUntil(at, now),
+    )
+    this.timer.unref?.()
+  }
+
+  stop(): void {
+    this.stopped = true
+    clearTimeout(this.timer)
+    this.timer = undefined
   }
 }

@@ -18,6 +18,7 @@ import {
   type ClaimedTask,
   type Deduplicated,
   type NewTask,
+  type RecoveredTasks,
   type RetryOutcome,
   type TaskBackend,
   type TaskCounts,
@@ -33,7 +34,7 @@ import { TaskCounters } from './counters.js'
 import type { RunnerEvents } from './events.js'
 import { type ExecutionPolicy, executionPolicy } from './execution.js'
 import { Executions } from './executions.js'
-import { WakeTimers } from './retry.js'
+import { NextRunTimer, WakeTimers } from './retry.js'
 import { ThreadPool } from '../thread/pool.js'
 import { DEFAULTS } from '../options.js'
 import { Sweeper } from './sweeper.js'
@@ -45,6 +46,8 @@ export interface RunnerOptions {
   concurrency: number
   /** Bound on reserved + queued + retrying + running tasks; beyond it `reserve` throws `TASKS_BACKLOG_FULL`. */
   maxPending: number
+  /** Bound on scheduled tasks not due yet (their own room); beyond it `TASKS_SCHEDULED_FULL`. Default 10000. */
+  maxScheduled?: number
   /** Per-attempt timeout for plain functions and for defined tasks without one. */
   defaultTimeoutMs: number
   /** How long a status query or a cancel waits for the backend before `TASKS_BACKEND_UNAVAILABLE`. Default 5000. */
@@ -66,6 +69,9 @@ export interface RunnerStats {
   /** Reserved + queued + retrying + running. */
   pending: number
   maxPending: number
+  /** Scheduled tasks not claimed yet (they do not count in `pending`). */
+  scheduled: number
+  maxScheduled: number
   concurrency: number
   full: boolean
   closing: boolean
@@ -86,6 +92,8 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   private readonly random: () => number
   private readonly executions: Executions
   private readonly wakeTimers: WakeTimers
+  /** One timer, at the earliest time a scheduled (or retrying) task of a local backend comes due. */
+  private readonly nextRunTimer: NextRunTimer
   private readonly threads: ThreadPool
   private readonly sweeper: Sweeper
   /** Tasks added, retried, finished, and attempt durations, for metrics. */
@@ -106,7 +114,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.backend = options.backend
     this.policy = executionPolicy(options.backend.execution)
     this.concurrency = options.concurrency
-    this.admission = new Admission(options.maxPending)
+    this.admission = new Admission(options.maxPending, options.maxScheduled ?? DEFAULTS.maxScheduled)
     this.registry = new TaskRegistry({ durable: options.backend.durable, backendKind: options.backend.kind, tasks: options.tasks })
     this.defaultTimeoutMs = options.defaultTimeoutMs
     this.backendTimeoutMs = options.backendTimeoutMs ?? 5000
@@ -114,6 +122,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.now = options.now ?? Date.now
     this.random = options.random ?? Math.random
     this.wakeTimers = new WakeTimers(() => this.pump(), this.now)
+    this.nextRunTimer = new NextRunTimer(() => this.pump(), this.now)
     this.threads = new ThreadPool({
       threads: options.threads ?? DEFAULTS.threads,
       resourceLimits: options.threadResourceLimits,
@@ -148,15 +157,19 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   }
 
   /** Start the backend (a journal puts back what a previous process left unfinished), then claim. */
-  async start(): Promise<number> {
+  async start(): Promise<RecoveredTasks> {
     const recovered = await this.backend.start({
       wake: () => this.pump(),
       cancelLocal: (id) => this.executions.cancelLocal(id),
       logger: this.logger,
     })
-    if (recovered > 0) {
-      this.admission.take(recovered)
-      this.logger.info({ recovered, backend: this.backend.kind }, 'resuming unfinished tasks from the journal')
+    this.admission.take(recovered.unfinished)
+    this.admission.takeScheduled(recovered.scheduled)
+    if (recovered.unfinished > 0 || recovered.scheduled > 0) {
+      this.logger.info(
+        { recovered: recovered.unfinished, scheduled: recovered.scheduled, backend: this.backend.kind },
+        'resuming unfinished tasks from the journal',
+      )
     }
     this.sweeper.start()
     this.pump()
@@ -193,14 +206,31 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     for (const task of group) if (task.key !== undefined) this.keysInFlight.delete(task.key.key)
   }
 
-  /** Hold room for `count` tasks, or throw `TASKS_RUNNER_CLOSED` / `TASKS_BACKLOG_FULL`. */
+  /**
+   * Hold room for one prepared task, or throw `TASKS_RUNNER_CLOSED` / `TASKS_BACKLOG_FULL`
+   * (`TASKS_SCHEDULED_FULL` for a scheduled one: those have a bound of their own).
+   */
+  reserveFor(task: NewTask): void {
+    if (task.runAt === undefined) this.admission.reserve(1)
+    else this.admission.reserveScheduled(1)
+  }
+
+  /** Hold backlog room for `count` tasks, or throw `TASKS_RUNNER_CLOSED` / `TASKS_BACKLOG_FULL`. */
   reserve(count: number): void {
     this.admission.reserve(count)
   }
 
-  /** Give back room held by `reserve` for tasks that will not be submitted. */
+  /** Give back backlog room held by `reserve`. */
   release(count: number): void {
     this.admission.release(count)
+  }
+
+  /** Give back room held by `reserve` for tasks that will not be submitted (or no longer hold it). */
+  releaseGroup(tasks: NewTask[]): void {
+    let scheduled = 0
+    for (const task of tasks) if (task.runAt !== undefined) scheduled++
+    if (scheduled > 0) this.admission.releaseScheduled(scheduled)
+    this.admission.release(tasks.length - scheduled)
   }
 
   /**
@@ -214,7 +244,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       stored = this.backend.enqueue(group)
     } catch (error) {
       this.releaseKeys(group)
-      this.admission.release(group.length)
+      this.releaseGroup(group)
       throw this.unavailable(error)
     }
     if (!isPromise(stored)) {
@@ -230,7 +260,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       },
       (error: unknown) => {
         this.releaseKeys(group)
-        this.admission.release(group.length)
+        this.releaseGroup(group)
         throw this.unavailable(error)
       },
     )
@@ -254,13 +284,15 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       throw this.unavailable(error)
     }
     if (outcome.outcome === 'cancelled') {
+      const scheduled = outcome.wasScheduled === true && this.policy.holdsUntilFinished
+      if (scheduled) this.admission.releaseScheduled(1)
       this.executions.finished(
         outcome.record.name,
         outcome.record.id,
         'cancelled',
         outcome.record.attempts,
         0,
-        this.policy.holdsUntilFinished,
+        this.policy.holdsUntilFinished && !scheduled,
       )
       this.pump()
       return outcome
@@ -320,6 +352,8 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       running: this.executions.running,
       pending: this.admission.pending,
       maxPending: this.admission.maxPending,
+      scheduled: this.admission.scheduled,
+      maxScheduled: this.admission.maxScheduled,
       concurrency: this.concurrency,
       full: this.admission.full,
       closing: this.closing,
@@ -352,13 +386,32 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       for (let free = this.executions.freeSlots(); free > 0; free = this.executions.freeSlots()) {
         const claimed = this.backend.claim(this.now(), free)
         if (isPromise(claimed)) return this.awaitClaim(claimed)
-        this.executions.start(claimed)
-        if (claimed.length < free) break
+        this.startClaimed(claimed)
+        if (claimed.length < free) {
+          this.armNextRun()
+          break
+        }
       }
     } catch (error) {
       this.claimFailed(error)
     }
     this.pumping = false
+  }
+
+  /** Claimed tasks start; those that were scheduled move their room to the backlog. */
+  private startClaimed(claimed: ClaimedTask[]): void {
+    if (this.admission.scheduled > 0) {
+      let due = 0
+      for (const task of claimed) if (task.wasScheduled === true) due++
+      if (due > 0) this.admission.startScheduled(due)
+    }
+    this.executions.start(claimed)
+  }
+
+  /** Everything claimable was claimed: wake when the next task held for a time comes due. */
+  private armNextRun(): void {
+    const at = this.backend.nextRunAt?.()
+    if (at !== undefined) this.nextRunTimer.at(at)
   }
 
   /**
@@ -379,7 +432,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     claimed.then(
       (tasks) => {
         this.pumping = false
-        this.executions.start(tasks)
+        this.startClaimed(tasks)
         // A task added while the claim was in flight may have found nothing to claim.
         if (tasks.length > 0 || this.pumpAgain) this.pump()
       },
@@ -400,10 +453,10 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     if (deduplicated !== undefined && deduplicated.size > 0) {
       // Not stored, their key's task was: they never run here, so their room is given back now.
       group = all.filter((task) => !deduplicated.has(task.id))
-      if (this.policy.holdsUntilFinished) this.admission.release(all.length - group.length)
+      if (this.policy.holdsUntilFinished) this.releaseGroup(all.filter((task) => deduplicated.has(task.id)))
     }
     // Committed to a queue that other processes run: the room held since add() is given back.
-    if (!this.policy.holdsUntilFinished) this.admission.release(all.length)
+    if (!this.policy.holdsUntilFinished) this.releaseGroup(all)
     for (const task of group) this.counters.countAdded(task.name, 1)
     if (this.listenerCount('added') > 0) for (const task of group) this.emit('added', task)
     this.schedulePump()
@@ -440,6 +493,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.closed = true
     this.admission.close()
     this.wakeTimers.stop()
+    this.nextRunTimer.stop()
     this.sweeper.stop()
     this.executions.stop()
     let unfinished: TaskSummary[] = []
@@ -451,8 +505,11 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       const aborted = new Set(cutOff.map(({ id }) => id))
       const left = this.policy.ownsUnfinished ? (await this.backend.unfinished()).filter(({ id }) => !aborted.has(id)) : []
       unfinished = [...cutOff, ...left]
+    } else if (this.policy.ownsUnfinished && this.admission.scheduled > 0) {
+      // The drain does not wait for tasks that are not due: they are what is left.
+      unfinished = await this.backend.unfinished()
     }
-    logUnfinished(this.logger, this.backend, this.policy.ownsUnfinished, unfinished)
+    logUnfinished(this.logger, this.backend, this.policy.ownsUnfinished, unfinished, drained)
     // Nothing runs any more (drained, or aborted and recorded): the threads can go.
     await this.threads.close()
     await this.backend.close()

@@ -8,7 +8,10 @@ import type { TaskSummary } from '../backends/types.js'
 export interface ShutdownReport {
   /** True when everything finished before the deadline. */
   drained: boolean
-  /** Tasks not run to the end: lost with the memory backend, kept in a durable journal. */
+  /**
+   * Tasks not run to the end: lost with the memory backend, kept in a durable journal. Scheduled
+   * tasks not due yet are among them even when the drain finished: it does not wait for them.
+   */
   unfinished: TaskSummary[]
 }
 
@@ -17,8 +20,24 @@ export function logUnfinished(
   backend: { kind: string; durable: boolean },
   ownsUnfinished: boolean,
   unfinished: TaskSummary[],
+  drained = false,
 ): void {
   if (unfinished.length === 0) return
+  if (drained) {
+    // Only scheduled tasks are left: the drain does not wait for tasks that are not due.
+    if (backend.durable) {
+      logger.info(
+        { count: unfinished.length, backend: backend.kind },
+        'drained; scheduled tasks not due yet stay in the journal and run when due after the next start',
+      )
+    } else {
+      logger.error(
+        { count: unfinished.length, tasks: unfinished },
+        'drained; these scheduled tasks were not due yet and are lost (memory backend)',
+      )
+    }
+    return
+  }
   if (!ownsUnfinished) {
     logger.warn(
       { count: unfinished.length, tasks: unfinished, backend: backend.kind },

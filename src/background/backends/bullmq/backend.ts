@@ -20,6 +20,7 @@ import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { BackendUnavailableError } from '../../errors.js'
 import type {
+  RecoveredTasks,
   BackendHooks,
   BackendReadiness,
   CancelOutcome,
@@ -129,7 +130,7 @@ export class BullMQBackend implements TaskBackend {
    * for Redis so the first requests are not refused; a worker starts taking jobs. Nothing to
    * recover: a killed worker's jobs go back to the queue.
    */
-  async start(hooks: BackendHooks): Promise<number> {
+  async start(hooks: BackendHooks): Promise<RecoveredTasks> {
     this.log.logger = hooks.logger
     const consumer = this.consumer
     if (consumer !== undefined) this.cancels.listen(this.url, (id) => consumer.cancelLocal(id))
@@ -146,7 +147,7 @@ export class BullMQBackend implements TaskBackend {
       this.log.warn({ queue: this.queueName }, `Redis is not reachable yet; ${meaning}`)
     }
     this.consumer?.start(hooks)
-    return 0
+    return { unfinished: 0, scheduled: 0 }
   }
 
   /** For `GET /ready`: the producer connection's state. */

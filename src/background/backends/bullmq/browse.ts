@@ -16,6 +16,7 @@ const ALL_STATES: JobState[] = [...NOT_STARTED, 'active', 'completed', 'failed']
 
 /** The BullMQ states a job of this status can be in (see `statusOf` in records.ts). */
 const STATES_OF: Record<TaskStatus, JobState[]> = {
+  scheduled: ['delayed', 'waiting-children'],
   queued: NOT_STARTED,
   retrying: NOT_STARTED,
   running: ['active'],

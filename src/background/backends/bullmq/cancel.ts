@@ -57,6 +57,8 @@ export class CancelChannel {
     // From here on no worker starts it; it may have started before the mark, though.
     const after = await this.queue.getJobState(id)
     const record = toRecord(job, after)
+    // Waiting for its time: due now, so that a worker ends it as cancelled without waiting for that time.
+    if (after === 'delayed') await job.promote().catch(() => undefined)
     if (after !== 'active')
       return FINISHED.has(after) && record.status !== 'cancelled' ? { outcome: 'finished', record } : { outcome: 'cancelled', record }
     const here = await local(id)

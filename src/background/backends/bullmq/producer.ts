@@ -3,11 +3,15 @@
  * several tasks keep their order as a flow: each task is the parent of the one before it, so it
  * waits in `waiting-children` until that one has finished, and `ignoreDependencyOnFailure` lets
  * it run after a failure too.
+ *
+ * A scheduled task is a delayed job (`delay`); a later task of a request is delayed from when the
+ * task before it finishes, so it runs no earlier than its time, and perhaps later. Every job has a
+ * BullMQ priority (see `bullPriorityOf`): FIFO within a priority, as BullMQ keeps it.
  */
 import { FlowProducer, type FlowJob, type JobsOptions, type Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { NewTask } from '../types.js'
-import { type JobData, dataOf } from './records.js'
+import { type JobData, bullPriorityOf, dataOf } from './records.js'
 
 /** The custom BullMQ backoff type: the delay is the one the runner drew from the task's policy. */
 export const TASK_BACKOFF = 'task-backoff'
@@ -44,7 +48,15 @@ export class JobProducer {
   }
 
   private optionsFor(task: NewTask): JobsOptions {
-    return { ...this.jobOptions, jobId: task.id, attempts: task.maxAttempts, timestamp: task.createdAt }
+    const options: JobsOptions = {
+      ...this.jobOptions,
+      jobId: task.id,
+      attempts: task.maxAttempts,
+      timestamp: task.createdAt,
+      priority: bullPriorityOf(task.priority),
+    }
+    if (task.runAt !== undefined) options.delay = Math.max(1, task.runAt - task.createdAt)
+    return options
   }
 
   /** One request's tasks as a flow: the last task is the root, each task the parent of the previous one. */

@@ -11,6 +11,23 @@ export interface JobData {
   requestId?: string
   /** Set by cancel: the job must not run. */
   cancelledAt?: number
+  /** Set for a task added with a delay or run-at time: not run before it (BullMQ's `delay`). */
+  runAt?: number
+}
+
+/**
+ * Task priorities (higher first, 0 by default) as BullMQ priorities (lower first, 1 to 2^21): every
+ * job gets one, since BullMQ runs jobs without a priority before all prioritized ones.
+ */
+const PRIORITY_ZERO = 1_000_001
+
+export function bullPriorityOf(priority: number | undefined): number {
+  return PRIORITY_ZERO - (priority ?? 0)
+}
+
+function taskPriorityOf(job: Job<JobData>): number {
+  const bull = job.opts.priority
+  return bull === undefined || bull === 0 ? 0 : PRIORITY_ZERO - bull
 }
 
 /** A failed attempt's progress field: when BullMQ retries it (the runner's choice). */
@@ -28,7 +45,9 @@ export const FINISHED: ReadonlySet<string> = new Set(['completed', 'failed'])
 export const UNFINISHED_STATES = ['active', 'waiting', 'prioritized', 'waiting-children', 'delayed'] as const
 
 export function dataOf(task: NewTask): JobData {
-  return task.requestId === undefined ? { args: task.args } : { args: task.args, requestId: task.requestId }
+  const data: JobData = task.requestId === undefined ? { args: task.args } : { args: task.args, requestId: task.requestId }
+  if (task.runAt !== undefined) data.runAt = task.runAt
+  return data
 }
 
 function statusOf(job: Job<JobData>, state: JobState | 'unknown'): TaskStatus {
@@ -43,7 +62,9 @@ function statusOf(job: Job<JobData>, state: JobState | 'unknown'): TaskStatus {
     default:
       // waiting, prioritized, waiting-children, delayed: not started, or between attempts.
       if (cancelled) return 'cancelled'
-      return job.attemptsMade > 0 ? 'retrying' : 'queued'
+      if (job.attemptsMade > 0) return 'retrying'
+      // Waiting for its time (or, in a request's later task, for the task before it first).
+      return job.data.runAt !== undefined && (state === 'delayed' || state === 'waiting-children') ? 'scheduled' : 'queued'
   }
 }
 
@@ -61,7 +82,8 @@ export function toRecord(job: Job<JobData>, state: JobState | 'unknown'): TaskRe
     createdAt: job.timestamp,
     startedAt: skipped ? undefined : job.processedOn,
     finishedAt: job.finishedOn ?? (status === 'cancelled' ? job.data.cancelledAt : undefined),
-    runAt: status === 'retrying' ? progress.retryAt : undefined,
+    runAt: status === 'retrying' ? progress.retryAt : status === 'scheduled' ? job.data.runAt : undefined,
+    priority: taskPriorityOf(job),
     lastError: status === 'cancelled' && skipped ? undefined : job.failedReason || undefined,
   }
 }

@@ -1,9 +1,12 @@
 /**
  * The in-memory backend (default): fastest, and a crash loses what is queued.
  * Tasks of one request are linked in order; only the head of each group is ever
- * in the ready queue, so a request's tasks run one after another.
+ * in the ready queue (highest priority first), so a request's tasks run one after another.
+ * A head that waits for a time (scheduled, or retrying) is in the due heap until then.
  */
 import { Fifo } from './fifo.js'
+import { ReadyQueue } from './ready-queue.js'
+import { DueHeap } from './due-heap.js'
 import {
   type CancelOutcome,
   type ClaimedTask,
@@ -12,6 +15,7 @@ import {
   type BackendReadiness,
   type MaybePromise,
   type PlainTaskFn,
+  type RecoveredTasks,
   type StoredTask,
   type TaskBackend,
   type RetryOutcome,
@@ -45,6 +49,10 @@ interface Entry extends TaskRecord {
   fn: PlainTaskFn | undefined
   next: Entry | undefined
   inReady: boolean
+  /** In the due heap, waiting for `runAt` (scheduled, or retrying). */
+  inDelayed: boolean
+  /** Added scheduled and not claimed or cancelled yet: it holds scheduled room, not backlog room. */
+  scheduledRoom: boolean
   /** Waits behind an earlier task of its request (linked from its `next`). */
   linked: boolean
   /** What its last attempt recorded it was about to do (the sqlite journal's index keeps it). */
@@ -56,9 +64,10 @@ export class MemoryBackend implements TaskBackend {
   readonly durable: boolean = false
   readonly execution: TaskExecution = 'local'
   private readonly entries = new Map<string, Entry>()
-  private readonly readyQueue = new Fifo<Entry>()
-  private readonly delayed = new Set<Entry>()
-  private nextDelayedAt = Infinity
+  private readonly readyQueue = new ReadyQueue<Entry>()
+  private readonly delayed = new DueHeap<Entry>()
+  /** Entries left in the due heap by a cancel: compacted away once they are many. */
+  private deadDelayed = 0
   private readonly finished = new Fifo<Finished>()
   private readonly retention: RetentionOptions
   /** Idempotency keys committed with their tasks: kept for the retention age (and count). */
@@ -70,8 +79,8 @@ export class MemoryBackend implements TaskBackend {
   }
 
   /** Nothing to recover: a new process starts with an empty map. */
-  start(): number {
-    return 0
+  start(): RecoveredTasks {
+    return { unfinished: 0, scheduled: 0 }
   }
 
   ready(): MaybePromise<BackendReadiness> {
@@ -81,22 +90,26 @@ export class MemoryBackend implements TaskBackend {
   enqueue(group: NewTask[]): void {
     let previous: Entry | undefined
     for (const task of group) {
+      const scheduled = task.runAt !== undefined
       const entry: Entry = {
         id: task.id,
         name: task.name,
-        status: 'queued',
+        status: scheduled ? 'scheduled' : 'queued',
         attempts: 0,
         maxAttempts: task.maxAttempts,
         requestId: task.requestId,
         createdAt: task.createdAt,
         startedAt: undefined,
         finishedAt: undefined,
-        runAt: undefined,
+        runAt: task.runAt,
+        priority: task.priority ?? 0,
         lastError: undefined,
         args: task.args,
         fn: task.fn,
         next: undefined,
         inReady: false,
+        inDelayed: false,
+        scheduledRoom: scheduled,
         linked: false,
       }
       this.entries.set(task.id, entry)
@@ -121,8 +134,14 @@ export class MemoryBackend implements TaskBackend {
     return this.keys.size
   }
 
+  /** The earliest time a task waiting in the due heap becomes claimable (perhaps one cancelled since). */
+  nextRunAt(): number | undefined {
+    const at = this.delayed.nextAt
+    return at === Infinity ? undefined : at
+  }
+
   claim(now: number, limit: number): ClaimedTask[] {
-    if (now >= this.nextDelayedAt) this.promoteDelayed(now)
+    if (now >= this.delayed.nextAt) this.promoteDelayed(now)
     const claimed: ClaimedTask[] = []
     while (claimed.length < limit) {
       const entry = this.readyQueue.shift()
@@ -136,7 +155,7 @@ export class MemoryBackend implements TaskBackend {
       entry.attempts++
       entry.startedAt ??= now
       entry.runAt = undefined
-      claimed.push({
+      const task: ClaimedTask = {
         id: entry.id,
         name: entry.name,
         args: entry.args ?? [],
@@ -145,7 +164,12 @@ export class MemoryBackend implements TaskBackend {
         maxAttempts: entry.maxAttempts,
         fn: entry.fn,
         ...(entry.intent === undefined ? {} : { intent: entry.intent }),
-      })
+      }
+      if (entry.scheduledRoom) {
+        entry.scheduledRoom = false
+        task.wasScheduled = true
+      }
+      claimed.push(task)
     }
     return claimed
   }
@@ -164,8 +188,7 @@ export class MemoryBackend implements TaskBackend {
     if (options.retryAt !== undefined && options.status !== 'cancelled') {
       entry.status = 'retrying'
       entry.runAt = options.retryAt
-      this.delayed.add(entry)
-      if (options.retryAt < this.nextDelayedAt) this.nextDelayedAt = options.retryAt
+      this.pushDelayed(entry)
       return
     }
     entry.status = options.status ?? 'failed'
@@ -182,14 +205,19 @@ export class MemoryBackend implements TaskBackend {
     if (entry === undefined) return { outcome: 'not_found' }
     if (isFinished(entry.status)) return { outcome: 'finished', record: toRecord(entry) }
     if (entry.status === 'running') return { outcome: 'running', record: toRecord(entry) }
-    const wasDelayed = this.delayed.delete(entry)
+    const wasDelayed = entry.inDelayed
+    if (wasDelayed) this.removeDelayed(entry)
+    const wasScheduled = entry.scheduledRoom
+    entry.scheduledRoom = false
     entry.status = 'cancelled'
     entry.runAt = undefined
     this.finishedBookkeeping(entry, now)
     // A task waiting in the ready queue is skipped (and its successor released) when claimed;
-    // a retrying task is not in the ready queue, so its successor is released now.
+    // a retrying or scheduled one is not in the ready queue, so its successor is released now.
     if (wasDelayed) this.releaseNext(entry)
-    return { outcome: 'cancelled', record: toRecord(entry) }
+    return wasScheduled
+      ? { outcome: 'cancelled', record: toRecord(entry), wasScheduled }
+      : { outcome: 'cancelled', record: toRecord(entry) }
   }
 
   /**
@@ -233,24 +261,35 @@ export class MemoryBackend implements TaskBackend {
    * in-memory index in this backend. `groups` holds each request's tasks in order. Unfinished
    * tasks become runnable again in their group's order: one a dead process left `running` is
    * `queued` again, and one waiting for a retry is due at once (the old process's timer is
-   * gone). Finished ones are kept for `get()` within the retention bound. Returns the ids of
-   * the unfinished tasks whose record changed, and how many are unfinished.
+   * gone); a scheduled one keeps its time. Finished ones are kept for `get()` within the
+   * retention bound. Returns the ids of the unfinished tasks whose record changed, and how many
+   * are unfinished (scheduled ones counted apart).
    */
-  restore(groups: StoredTask[][], now: number): { unfinished: number; changed: string[] } {
+  restore(groups: StoredTask[][], now: number): RecoveredTasks & { changed: string[] } {
     const finished: Entry[] = []
     const changed: string[] = []
     let unfinished = 0
+    let scheduled = 0
     for (const group of groups) {
       let previous: Entry | undefined
       for (const task of group) {
-        const entry: Entry = { ...task, fn: undefined, next: undefined, inReady: false, linked: false }
+        const entry: Entry = {
+          ...task,
+          fn: undefined,
+          next: undefined,
+          inReady: false,
+          inDelayed: false,
+          scheduledRoom: task.status === 'scheduled',
+          linked: false,
+        }
         this.entries.set(entry.id, entry)
         if (isFinished(entry.status)) {
           if (entry.status === 'succeeded') entry.args = undefined
           finished.push(entry)
           continue
         }
-        unfinished++
+        if (entry.scheduledRoom) scheduled++
+        else unfinished++
         if (entry.status === 'running') entry.status = 'queued'
         if (entry.status === 'retrying') entry.runAt = now
         if (entry.status !== task.status || entry.runAt !== task.runAt) changed.push(entry.id)
@@ -261,7 +300,7 @@ export class MemoryBackend implements TaskBackend {
     finished.sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0))
     for (const entry of finished) this.finished.push({ entry, finishedAt: entry.finishedAt ?? now })
     this.prune(now)
-    return { unfinished, changed }
+    return { unfinished, scheduled, changed }
   }
 
   /** Keep what a running task recorded it is about to do (for the journal's index; see TaskBackend.recordIntent). */
@@ -290,29 +329,51 @@ export class MemoryBackend implements TaskBackend {
   }
 
   private chainAfter(previous: Entry | undefined, entry: Entry): void {
-    if (previous === undefined) return this.pushReady(entry)
+    if (previous === undefined) return this.makeReady(entry)
     previous.next = entry
     entry.linked = true
+  }
+
+  /** A group's head: claimable now, or once its time comes (scheduled, or retrying after a restart). */
+  private makeReady(entry: Entry): void {
+    entry.linked = false
+    if (entry.runAt !== undefined && (entry.status === 'scheduled' || entry.status === 'retrying')) this.pushDelayed(entry)
+    else this.pushReady(entry)
   }
 
   private pushReady(entry: Entry): void {
     entry.linked = false
     entry.inReady = true
-    this.readyQueue.push(entry)
+    this.readyQueue.push(entry, entry.priority)
   }
 
-  private promoteDelayed(now: number): void {
-    let next = Infinity
-    for (const entry of this.delayed) {
-      const runAt = entry.runAt ?? 0
-      if (runAt <= now) {
-        this.delayed.delete(entry)
-        this.pushReady(entry)
-      } else if (runAt < next) {
-        next = runAt
-      }
+  private pushDelayed(entry: Entry): void {
+    entry.inDelayed = true
+    this.delayed.push(entry.runAt ?? 0, entry)
+  }
+
+  /** Out of the due heap (lazily: its slot is skipped when it comes due, or compacted away). */
+  private removeDelayed(entry: Entry): void {
+    entry.inDelayed = false
+    if (++this.deadDelayed > 1024 && this.deadDelayed * 2 > this.delayed.length) {
+      this.delayed.retain((held, at) => held.inDelayed && held.runAt === at)
+      this.deadDelayed = 0
     }
-    this.nextDelayedAt = next
+  }
+
+  /** What has come due moves to the ready queue, in time order: a scheduled task is `queued` from now on. */
+  private promoteDelayed(now: number): void {
+    for (let due = this.delayed.popDue(now); due !== undefined; due = this.delayed.popDue(now)) {
+      const entry = due.item
+      // Cancelled since (or retried, and waiting for another time): not this slot's to promote.
+      if (!entry.inDelayed || entry.runAt !== due.at) {
+        if (this.deadDelayed > 0) this.deadDelayed--
+        continue
+      }
+      entry.inDelayed = false
+      if (entry.status === 'scheduled') entry.status = 'queued'
+      this.pushReady(entry)
+    }
   }
 
   private finish(entry: Entry, now: number): void {
@@ -342,7 +403,7 @@ export class MemoryBackend implements TaskBackend {
       next.linked = false
       next = after
     }
-    if (next !== undefined) this.pushReady(next)
+    if (next !== undefined) this.makeReady(next)
   }
 
   private prune(now: number): void {
@@ -375,6 +436,7 @@ function toRecord(entry: Entry): TaskRecord {
     startedAt: entry.startedAt,
     finishedAt: entry.finishedAt,
     runAt: entry.runAt,
+    priority: entry.priority,
     lastError: entry.lastError,
   }
 }

@@ -30,6 +30,7 @@ import {
   type ClaimedTask,
   type FailOptions,
   type NewTask,
+  type RecoveredTasks,
   type RetryOutcome,
   type StoredKey,
   type TaskBackend,
@@ -90,7 +91,7 @@ export class SqliteBackend implements TaskBackend {
   private readonly now: () => number
   /** The file row of each unfinished task. */
   private readonly rowids: Map<string, number>
-  private readonly unfinishedAtOpen: number
+  private readonly unfinishedAtOpen: RecoveredTasks
   private pending: PendingGroup[] = []
   /** Records to write, by task id; null: the index forgot it already, delete its row. */
   private dirty = new Map<string, TaskRecord | null>()
@@ -121,7 +122,7 @@ export class SqliteBackend implements TaskBackend {
       this.rowids = loaded.rowids
       const restored = this.index.restore(loaded.groups, this.now())
       this.index.restoreKeys(loaded.keys, this.now())
-      this.unfinishedAtOpen = restored.unfinished
+      this.unfinishedAtOpen = { unfinished: restored.unfinished, scheduled: restored.scheduled }
       // What a dead process left running is queued again: say so in the file too.
       for (const id of restored.changed) this.touch(id)
     } catch (error) {
@@ -163,6 +164,9 @@ export class SqliteBackend implements TaskBackend {
         maxAttempts: task.maxAttempts,
         requestId: task.requestId,
         createdAt: task.createdAt,
+        status: task.runAt === undefined ? 'queued' : 'scheduled',
+        runAt: task.runAt ?? null,
+        priority: task.priority ?? 0,
       }
     })
     let keys: JournalKeyInsert[] | undefined
@@ -180,6 +184,10 @@ export class SqliteBackend implements TaskBackend {
   /** The index holds the keys committed (read back from the file when opened). */
   findKey(key: string, now: number): StoredKey | undefined {
     return this.index.findKey(key, now)
+  }
+
+  nextRunAt(): number | undefined {
+    return this.index.nextRunAt()
   }
 
   claim(now: number, limit: number): ClaimedTask[] {
@@ -256,7 +264,7 @@ export class SqliteBackend implements TaskBackend {
   }
 
   /** The file was read back when opened: what a dead process left running is queued again. */
-  start(): number {
+  start(): RecoveredTasks {
     return this.unfinishedAtOpen
   }
 

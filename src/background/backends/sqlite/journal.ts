@@ -13,7 +13,8 @@ import { APPLICATION_ID, JournalOpenError, SCHEMA_VERSION, explainOpenError, ins
 
 export { APPLICATION_ID, JournalOpenError, SCHEMA_VERSION } from './journal-file.js'
 
-const SCHEMA = `
+/** The tasks table (schema 4: the `scheduled` status and `priority`). */
+const TASKS_TABLE = `
   CREATE TABLE tasks (
     id           TEXT    NOT NULL,          -- the task id (random UUID)
     grp          TEXT    NOT NULL,          -- the request's group: the id of its first task
@@ -27,12 +28,14 @@ const SCHEMA = `
     created_at   INTEGER NOT NULL,          -- epoch ms
     started_at   INTEGER,
     finished_at  INTEGER,
-    run_at       INTEGER,                   -- next attempt (retrying)
+    run_at       INTEGER,                   -- next attempt (retrying), or the first (scheduled)
     last_error   TEXT,
-    intent       TEXT                       -- JSON: what the running attempt recorded it was about to do
+    intent       TEXT,                      -- JSON: what the running attempt recorded it was about to do
+    priority     INTEGER NOT NULL DEFAULT 0 -- higher runs first among waiting tasks
   );
-  CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 `
+const FINISHED_INDEX = 'CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;'
+const SCHEMA = TASKS_TABLE + FINISHED_INDEX
 
 /** Schema 3: idempotency keys, written in the same transaction as their task's row. */
 const KEYS_SCHEMA = `
@@ -63,6 +66,10 @@ export type JournalInsert = {
   maxAttempts: number
   requestId: string | undefined
   createdAt: number
+  /** `queued`, or `scheduled` with its run-at time. */
+  status: 'queued' | 'scheduled'
+  runAt: number | null
+  priority: number
 }
 
 /** A change to write: the task's whole current record, or null to delete its row. */
@@ -119,6 +126,7 @@ interface Row {
   run_at: number | null
   last_error: string | null
   intent?: string | null
+  priority: number
 }
 
 interface KeyRow {
@@ -200,8 +208,8 @@ export class Journal {
     this.retention = options.retention
     this.identity = statSync(path)
     this.insertStatement = db.prepare(
-      `INSERT INTO tasks (id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at)
-       VALUES (@id, @grp, @seq, @name, @args, 'queued', 0, @maxAttempts, @requestId, @createdAt)`,
+      `INSERT INTO tasks (id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at, run_at, priority)
+       VALUES (@id, @grp, @seq, @name, @args, @status, 0, @maxAttempts, @requestId, @createdAt, @runAt, @priority)`,
     )
     this.updateStatement = db.prepare(
       `UPDATE tasks SET status = @status, attempts = @attempts, started_at = @startedAt, finished_at = @finishedAt,
@@ -368,6 +376,7 @@ function toStoredTask(row: Row): StoredTask {
     startedAt: row.started_at ?? undefined,
     finishedAt: row.finished_at ?? undefined,
     runAt: row.run_at ?? undefined,
+    priority: row.priority,
     lastError: row.last_error ?? undefined,
     ...(row.intent === null || row.intent === undefined ? {} : { intent: JSON.parse(row.intent) as unknown }),
   }
@@ -382,6 +391,16 @@ function migrate(db: SqlDatabase): void {
     if (version < 2) db.exec('ALTER TABLE tasks ADD COLUMN intent TEXT')
     // 2 → 3: the idempotency keys, committed with their tasks.
     if (version < 3) db.exec(KEYS_SCHEMA)
+    // 3 → 4: the `scheduled` status (a CHECK constraint: the table is rebuilt, rowids kept) and `priority`.
+    if (version < 4) {
+      db.exec('ALTER TABLE tasks RENAME TO tasks_v3')
+      db.exec(TASKS_TABLE)
+      const columns =
+        'id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at, started_at, finished_at, run_at, last_error, intent'
+      db.exec(`INSERT INTO tasks (rowid, ${columns}) SELECT rowid, ${columns} FROM tasks_v3`)
+      db.exec('DROP TABLE tasks_v3')
+      db.exec(FINISHED_INDEX)
+    }
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
   })()
 }
