@@ -22,6 +22,30 @@ describe('Admission', () => {
     expect(() => admission.reserve(1)).toThrow(expect.objectContaining({ code: 'TASKS_BACKLOG_FULL' }))
   })
 
+  it('scheduled tasks have a bound of their own, apart from the backlog; claimed, their room moves to the backlog', () => {
+    const admission = new Admission(1, 2)
+    admission.reserveScheduled(2)
+    expect(() => admission.reserveScheduled(1)).toThrow(expect.objectContaining({ code: 'TASKS_SCHEDULED_FULL', statusCode: 503 }))
+    // The backlog is untouched by them: a task to run now is admitted.
+    admission.reserve(1)
+    expect(admission).toMatchObject({ pending: 1, scheduled: 2 })
+    // Due and claimed: held in the backlog until it finishes, past its bound if need be (it was admitted).
+    admission.startScheduled(1)
+    expect(admission).toMatchObject({ pending: 2, scheduled: 1 })
+    admission.releaseScheduled(1)
+    admission.reserveScheduled(1)
+    admission.takeScheduled(3)
+    expect(admission.scheduled).toBe(4)
+    admission.close()
+    expect(() => admission.reserveScheduled(1)).toThrow(expect.objectContaining({ code: 'TASKS_RUNNER_CLOSED' }))
+  })
+
+  it('whenIdle does not wait for scheduled tasks', async () => {
+    const admission = new Admission(10, 10)
+    admission.reserveScheduled(3)
+    expect(await admission.whenIdle(10)).toBe(true)
+  })
+
   it('refuses everything once closed', () => {
     const admission = new Admission(10, 10)
     admission.close()

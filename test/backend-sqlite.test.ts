@@ -305,6 +305,43 @@ describe('sqlite journal', () => {
     })
   })
 
+  it('a version 3 journal is rebuilt for schema 4 (the scheduled status, priority) when opened: rows, rowids and keys kept', async () => {
+    const path = journalPath()
+    const old = backendAt(path)
+    const [queued, done] = [task('old-queued'), task('old-done')]
+    await old.enqueue([queued])
+    await old.enqueue([done])
+    old.claim(Date.now(), 10)
+    old.complete(done.id, Date.now())
+    await old.enqueue([{ ...task('keyed', ['k']), key: taskKey('k-3', 'keyed', ['k']) }])
+    old.close()
+    // What a version 3 journal is: the status CHECK without 'scheduled', no priority column.
+    const db = sqliteDriver().open(path)
+    const rowidsBefore = db.prepare('SELECT rowid, id FROM tasks ORDER BY rowid').all()
+    db.exec(`DROP INDEX tasks_finished; ALTER TABLE tasks DROP COLUMN priority;
+      CREATE TABLE v3 AS SELECT * FROM tasks; DROP TABLE tasks;
+      CREATE TABLE tasks (id TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, args TEXT,
+        status TEXT NOT NULL CHECK (status IN ('queued','running','retrying','succeeded','failed','cancelled')),
+        attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, request_id TEXT, created_at INTEGER NOT NULL,
+        started_at INTEGER, finished_at INTEGER, run_at INTEGER, last_error TEXT, intent TEXT);
+      INSERT INTO tasks (rowid, id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at, started_at, finished_at, run_at, last_error, intent)
+        SELECT rowid, id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at, started_at, finished_at, run_at, last_error, intent FROM v3;
+      DROP TABLE v3; CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL; PRAGMA user_version = 3`)
+    db.close()
+    const upgraded = backendAt(path)
+    expect(upgraded.get(queued.id)).toMatchObject({ status: 'queued', priority: 0 })
+    expect(upgraded.get(done.id)?.status).toBe('succeeded')
+    expect(upgraded.findKey('k-3', Date.now())).toBeDefined()
+    const later = { ...task('scheduled-after-upgrade'), runAt: Date.now() + 60_000, priority: 4 }
+    await upgraded.enqueue([later])
+    upgraded.close()
+    const check = sqliteDriver().open(path)
+    expect(Number(check.value('PRAGMA user_version'))).toBe(4)
+    expect(check.prepare('SELECT rowid, id FROM tasks WHERE rowid <= 3 ORDER BY rowid').all()).toEqual(rowidsBefore)
+    check.close()
+    expect(backendAt(path).get(later.id)).toMatchObject({ status: 'scheduled', runAt: later.runAt, priority: 4 })
+  })
+
   it('a journal of the first schema (no intent column) is migrated when opened, its tasks kept', async () => {
     const path = journalPath()
     const old = sqliteDriver().open(path)

@@ -5,7 +5,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyRequest } from 'fastify'
 import { describe, expect, it } from 'vitest'
-import { defineTask, type ThreadRun } from '../src/background/index.js'
+import { MAX_DELAY_MS, MAX_PRIORITY, defineTask, type ThreadRun } from '../src/background/index.js'
 import { createHashPasswordTask } from '../src/tasks/hash-password.js'
 import { HashResults } from '../src/tasks/hash-results.js'
 import type { HashPasswordArgs } from '../src/tasks/hash-password-args.js'
@@ -41,6 +41,13 @@ export function typedCalls(request: FastifyRequest): void {
   request.backgroundTasks.add(greet.with({ key: 'k' }), 3, 3)
   // @ts-expect-error the key is a string
   greet.with({ key: 1 })
+  // Scheduling options too, and chained: the arguments stay the task's.
+  request.backgroundTasks.add(greet.with({ delay: 60_000, priority: 1 }).with({ key: 'k' }), 'Ada', 3)
+  request.backgroundTasks.add(greet.with({ runAt: new Date() }), 'Ada', 3)
+  // @ts-expect-error an argument missing
+  request.backgroundTasks.add(greet.with({ delay: 1 }), 'Ada')
+  // @ts-expect-error a delay is a number of milliseconds
+  greet.with({ delay: '1m' })
 }
 
 describe('typed add()', () => {
@@ -50,5 +57,26 @@ describe('typed add()', () => {
     expect(greet.check.Check([3, 3])).toBe(false)
     expect(greet.with({ key: 'k' })).toMatchObject({ kind: 'task-call', task: greet, options: { key: 'k' } })
     expect(() => greet.with({ key: '' })).toThrow(expect.objectContaining({ code: 'IDEMPOTENCY_KEY_INVALID', statusCode: 400 }))
+  })
+
+  it('checks call options when with() is called: coded 400s for what is out of range', () => {
+    const chained = greet.with({ delay: 5000, priority: 2 }).with({ key: 'k', priority: 0 })
+    expect(chained.options).toEqual({ key: 'k', delayMs: 5000, runAt: undefined, priority: undefined })
+    expect(greet.with({ delay: 10 }).with({ runAt: 1234 }).options).toMatchObject({ delayMs: undefined, runAt: 1234 })
+    for (const options of [
+      { delay: -1 },
+      { delay: 0.5 },
+      { delay: MAX_DELAY_MS + 1 },
+      { runAt: new Date('not a date') },
+      { runAt: Number.NaN },
+      { priority: 1.5 },
+      { priority: -MAX_PRIORITY - 1 },
+      { delay: 1, runAt: 1 },
+    ]) {
+      expect(() => greet.with(options), JSON.stringify(options)).toThrow(
+        expect.objectContaining({ code: 'TASK_OPTION_INVALID', statusCode: 400 }),
+      )
+    }
+    expect(greet.with({ priority: MAX_PRIORITY }).options.priority).toBe(MAX_PRIORITY)
   })
 })
