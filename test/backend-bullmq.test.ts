@@ -75,8 +75,17 @@ describeWithRedis('bullmq backend', () => {
   }
 
   describeBackendConformance('bullmq', async () => {
-    const created = await backend('worker', `conformance-${randomUUID()}`)
-    return { backend: created, cleanup: () => created.close() }
+    const queueName = `conformance-${randomUUID()}`
+    let created = await backend('worker', queueName)
+    return {
+      backend: created,
+      cleanup: () => created.close(),
+      reopen: async () => {
+        await created.close()
+        created = await backend('worker', queueName)
+        return created
+      },
+    }
   })
 
   it('finished jobs past the retention age are removed from the queue with no other job finishing', async () => {

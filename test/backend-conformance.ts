@@ -13,6 +13,11 @@ export interface BackendFixture {
   backend: TaskBackend
   /** Close the backend and remove whatever it created. */
   cleanup: () => Promise<void>
+  /**
+   * Durable backends: close this backend and open a new one on the same store (a restart); the
+   * fixture's cleanup then closes the new one. Absent: nothing outlives the process.
+   */
+  reopen?: () => Promise<TaskBackend>
 }
 
 function task(name = 'conformance', args: unknown[] = ['hello', 1, { nested: true }], maxAttempts = 3): NewTask {
@@ -492,6 +497,22 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       await waitFor(() => Date.now() > runAt + 200, { timeoutMs: 5_000, what: 'its time to pass' })
       expect(await claimOne(backend)).toBeUndefined()
       expect((await backend.get(group[0]!.id))?.status).toBe('cancelled')
+    })
+
+    it('restart: a scheduled task outlives the backend, keeps its time, and runs when due, not before', async () => {
+      const backend = await fresh()
+      if (fixture?.reopen === undefined) return
+      const runAt = Date.now() + 600
+      const t = { ...task('scheduled-restart'), runAt, priority: 3 }
+      await backend.enqueue([t])
+      const reopened = await fixture.reopen()
+      expect(await reopened.start({ wake: () => {}, cancelLocal: () => {}, logger: pino({ level: 'silent' }) })).toMatchObject(
+        reopened.execution === 'local' ? { unfinished: 0, scheduled: 1 } : {},
+      )
+      expect(await reopened.get(t.id)).toMatchObject({ status: 'scheduled', runAt, priority: 3 })
+      const claimed = await waitFor(async () => claimOne(reopened), { timeoutMs: 10_000, what: 'the scheduled task after the restart' })
+      expect(Date.now()).toBeGreaterThanOrEqual(runAt - 5)
+      expect(claimed).toMatchObject({ id: t.id, attempt: 1 })
     })
 
     it('priority: a higher priority is claimed first, and tasks of one priority first in, first out', async () => {

@@ -15,12 +15,17 @@ import { journalStatuses, openBackend, siblings, writeForeignDatabase, writeGarb
 for (const driver of availableSqliteDrivers()) {
   describeBackendConformance(`sqlite (${driver})`, async () => {
     const dir = tempDir('sqlite-conformance-')
-    const backend = openBackend(join(dir, 'tasks.db'), { driver })
+    let backend = openBackend(join(dir, 'tasks.db'), { driver })
     return {
       backend,
       cleanup: async () => {
         backend.close()
         rmSync(dir, { recursive: true, force: true })
+      },
+      reopen: async () => {
+        backend.close()
+        backend = openBackend(join(dir, 'tasks.db'), { driver })
+        return backend
       },
     }
   })

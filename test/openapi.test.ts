@@ -77,6 +77,12 @@ describe('GET /openapi.json', () => {
       expect(operation.tags?.length, `${key} tags`).toBe(1)
       for (const parameter of operation.parameters ?? []) {
         expect(parameter.description, `${key} ${parameter.name} description`).toBeTruthy()
+        // Swagger UI's "Try it out" pre-fills a parameter's example: the scheduling options have
+        // none, or trying the route would schedule the message (and delay with runAt is a 400).
+        if (key === 'POST /send-message' && ['delay', 'runAt', 'priority'].includes(parameter.name)) {
+          expect(parameter.example ?? parameter.examples, `${key} ${parameter.name} has no example`).toBeUndefined()
+          continue
+        }
         expect(parameter.example ?? parameter.examples, `${key} ${parameter.name} example`).toBeDefined()
       }
       for (const [status, response] of Object.entries(operation.responses)) {

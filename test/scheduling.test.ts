@@ -84,6 +84,8 @@ for (const backend of ['memory', 'sqlite'] as const) {
       const runAt = Date.parse(scheduled.runAt as string)
       expect(runAt).toBeGreaterThanOrEqual(before + 400)
       expect(server.app.taskRunner.stats()).toMatchObject({ scheduled: 1, pending: 0 })
+      const metrics = await request(`${server.url}/metrics`)
+      expect(await metrics.body.text()).toMatch(/^background_tasks_scheduled{role="web"} 1$/m)
       const lines = await server.waitForLines(1)
       expect(writtenAt(lines, 'in a while')).toBeGreaterThanOrEqual(runAt)
       await waitFor(async () => (await view(server.url, id)).status === 'succeeded', { what: 'the task to succeed' })

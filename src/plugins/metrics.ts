@@ -121,6 +121,14 @@ async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Pro
     },
   })
   new Gauge({
+    name: 'background_tasks_scheduled',
+    help: 'Tasks added with a delay or run-at time and not started yet, held by this process (TASK_MAX_SCHEDULED bounds them)',
+    registers,
+    collect() {
+      this.set(runner.stats().scheduled)
+    },
+  })
+  new Gauge({
     name: 'background_tasks_max_pending',
     help: 'Bound on queued + running tasks (TASK_MAX_PENDING); beyond it requests get 503',
     registers,
