@@ -5,8 +5,8 @@
 
 const POLL_MS = 2000
 const PAGE_SIZE = 20
-const STATUSES = ['queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled']
-const CANCELLABLE = new Set(['queued', 'running', 'retrying'])
+const STATUSES = ['scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled']
+const CANCELLABLE = new Set(['scheduled', 'queued', 'running', 'retrying'])
 const RETRYABLE = new Set(['failed', 'cancelled'])
 const SVG = 'http://www.w3.org/2000/svg'
 
