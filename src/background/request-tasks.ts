@@ -80,7 +80,9 @@ export class BackgroundTasks {
 
   /** The ids of the tasks added so far, in order, comma-separated, as the `Task-Id` header carries them. */
   get idList(): string {
-    return (this.handles ?? this.group).map((added) => added.id).join(',')
+    const added = this.handles ?? this.group
+    if (added.length === 1) return (added[0] as Handle).id
+    return added.map(({ id }) => id).join(',')
   }
 
   /** @internal the reply succeeded: from now on the list may be submitted. */

@@ -38,12 +38,6 @@ export interface RetentionOptions {
   maxAgeMs: number
 }
 
-/** A finished entry, as it was when it finished: a retried one finishes again later. */
-interface Finished {
-  entry: Entry
-  finishedAt: number
-}
-
 interface Entry extends TaskRecord {
   args: unknown[] | undefined
   fn: PlainTaskFn | undefined
@@ -68,7 +62,12 @@ export class MemoryBackend implements TaskBackend {
   private readonly delayed = new DueHeap<Entry>()
   /** Entries left in the due heap by a cancel: compacted away once they are many. */
   private deadDelayed = 0
-  private readonly finished = new Fifo<Finished>()
+  /**
+   * Finished entries, oldest first, and when each finished (a retried one finishes again later,
+   * so an entry's own finishedAt may be newer): two FIFOs side by side, no object per finish.
+   */
+  private readonly finished = new Fifo<Entry>()
+  private readonly finishedTimes = new Fifo<number>()
   private readonly retention: RetentionOptions
   /** Idempotency keys committed with their tasks: kept for the retention age (and count). */
   private readonly keys: KeyTable
@@ -163,8 +162,8 @@ export class MemoryBackend implements TaskBackend {
         attempt: entry.attempts,
         maxAttempts: entry.maxAttempts,
         fn: entry.fn,
-        ...(entry.intent === undefined ? {} : { intent: entry.intent }),
       }
+      if (entry.intent !== undefined) task.intent = entry.intent
       if (entry.scheduledRoom) {
         entry.scheduledRoom = false
         task.wasScheduled = true
@@ -298,7 +297,7 @@ export class MemoryBackend implements TaskBackend {
       }
     }
     finished.sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0))
-    for (const entry of finished) this.finished.push({ entry, finishedAt: entry.finishedAt ?? now })
+    for (const entry of finished) this.pushFinished(entry, entry.finishedAt ?? now)
     this.prune(now)
     return { unfinished, scheduled, changed }
   }
@@ -376,6 +375,11 @@ export class MemoryBackend implements TaskBackend {
     }
   }
 
+  private pushFinished(entry: Entry, finishedAt: number): void {
+    this.finished.push(entry)
+    this.finishedTimes.push(finishedAt)
+  }
+
   private finish(entry: Entry, now: number): void {
     this.finishedBookkeeping(entry, now)
     this.releaseNext(entry)
@@ -389,7 +393,7 @@ export class MemoryBackend implements TaskBackend {
       entry.args = undefined
       entry.fn = undefined
     }
-    this.finished.push({ entry, finishedAt: now })
+    this.pushFinished(entry, now)
     this.prune(now)
   }
 
@@ -412,14 +416,16 @@ export class MemoryBackend implements TaskBackend {
     for (;;) {
       const oldest = this.finished.peek()
       if (oldest === undefined) return
+      const finishedAt = this.finishedTimes.peek() as number
       // Retried since (and perhaps finished again, later in the queue): not this finish's to forget.
-      const stale = oldest.entry.finishedAt !== oldest.finishedAt
-      if (!stale && this.finished.length <= maxCount && oldest.finishedAt >= oldestAllowed) return
+      const stale = oldest.finishedAt !== finishedAt
+      if (!stale && this.finished.length <= maxCount && finishedAt >= oldestAllowed) return
       this.finished.shift()
+      this.finishedTimes.shift()
       if (stale) continue
       // A cancelled-while-queued entry may still be linked in its group or sit in the ready
       // queue; forgetting its record is safe, the chain skips it by status.
-      this.entries.delete(oldest.entry.id)
+      this.entries.delete(oldest.id)
     }
   }
 }
