@@ -62,6 +62,19 @@ function messages(lines: string[]): string[] {
   return lines.map((line) => LINE.exec(line)?.[2] ?? line)
 }
 
+/**
+ * After a restart the task keeps its time: read before it, the task is still `scheduled` at
+ * that time (a slow start may come after it: then the task has its time and has moved on).
+ * True when it was read before its time.
+ */
+async function expectScheduledUntilDue(url: string, id: string, runAt: string): Promise<boolean> {
+  const before = Date.now()
+  const record = await view(url, id)
+  if (before >= Date.parse(runAt) - 50) return false
+  expect(record).toMatchObject({ status: 'scheduled', runAt })
+  return true
+}
+
 /** A message without options, and its line: every task due before it has had its turn. */
 async function barrier(server: TestServer): Promise<string[]> {
   const marker = `barrier-${Math.random()}`
@@ -198,15 +211,16 @@ describe('the drain on close does not wait for scheduled tasks', () => {
     const dir = tempDir('scheduled-restart-')
     const env = { TASK_BACKEND: 'sqlite', TASK_DB: join(dir, 'tasks.db'), LOG_FILE: join(dir, 'log.txt') }
     const before = await startServer(env)
-    const reply = await send(before, 'after the restart', { delay: 1500 })
+    const reply = await send(before, 'after the restart', { delay: 2500 })
     const id = reply.headers['task-id'] as string
     const { runAt } = await view(before.url, id)
     await before.close()
     expect(before.logs.lines.some((line) => /scheduled tasks not due yet stay in the journal/.test(String(line.msg)))).toBe(true)
     expect(before.readLines()).toEqual([])
     const after = await start(env)
-    expect(await view(after.url, id)).toMatchObject({ status: 'scheduled', runAt })
-    expect(after.app.taskRunner.stats()).toMatchObject({ scheduled: 1, pending: 0 })
+    if (await expectScheduledUntilDue(after.url, id, runAt as string)) {
+      expect(after.app.taskRunner.stats()).toMatchObject({ scheduled: 1, pending: 0 })
+    }
     const lines = await after.waitForLines(1)
     expect(messages(lines)).toEqual(['after the restart'])
     expect(writtenAt(lines, 'after the restart')).toBeGreaterThanOrEqual(Date.parse(runAt as string))
@@ -221,7 +235,7 @@ describe('scheduled tasks (sqlite) across kill -9 of the built server', () => {
     const env = { TASK_BACKEND: 'sqlite', TASK_DB: join(dir, 'tasks.db'), LOG_FILE: logFile }
     const first = await spawnServer(env)
     children.push(first)
-    const response = await request(`${first.url}/send-message?message=survivor&delay=1500`, { method: 'POST' })
+    const response = await request(`${first.url}/send-message?message=survivor&delay=2500`, { method: 'POST' })
     await response.body.dump()
     expect(response.statusCode).toBe(200)
     const id = response.headers['task-id'] as string
@@ -230,7 +244,7 @@ describe('scheduled tasks (sqlite) across kill -9 of the built server', () => {
     expect((await first.exited).signal).toBe('SIGKILL')
     const second = await spawnServer(env)
     children.push(second)
-    expect(await view(second.url, id)).toMatchObject({ status: 'scheduled', runAt })
+    await expectScheduledUntilDue(second.url, id, runAt as string)
     const lines = await waitFor(() => (readLogLines(logFile).length > 0 ? readLogLines(logFile) : undefined), { what: 'the line' })
     expect(messages(lines)).toEqual(['survivor'])
     expect(writtenAt(lines, 'survivor')).toBeGreaterThanOrEqual(Date.parse(runAt as string))
@@ -280,7 +294,10 @@ describeWithRedis('scheduled tasks (bullmq): a web process and a worker', () => 
       timeoutMs: 15_000,
       what: 'four lines',
     })
-    expect(messages(lines)).toEqual(['later', 'p9', 'p0', 'p-1'])
+    // The three due together are taken by priority ('later', due sooner, may come before or among them).
+    expect(messages(lines).filter((message) => message !== 'later')).toEqual(['p9', 'p0', 'p-1'])
+    expect(messages(lines)).toContain('later')
+    expect(messages(lines)).not.toContain('cancelled')
     expect(writtenAt(lines, 'later')).toBeGreaterThanOrEqual(Date.parse(scheduled.runAt as string))
     expect(writtenAt(lines, 'p9')).toBeGreaterThanOrEqual(Date.parse(runAt))
   })
