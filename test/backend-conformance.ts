@@ -434,7 +434,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
 
     it('scheduled: a task with a run-at time is scheduled with it, and not claimed before it', async () => {
       const backend = await fresh()
-      const runAt = Date.now() + 400
+      const runAt = Date.now() + 800
       const t = { ...task(), runAt }
       await backend.enqueue([t])
       expect(await backend.get(t.id)).toMatchObject({ status: 'scheduled', runAt, attempts: 0 })

@@ -89,13 +89,13 @@ for (const backend of ['memory', 'sqlite'] as const) {
     it('delay: the task is scheduled with its run-at time, and its line is written no sooner', async () => {
       const server = await start({ TASK_BACKEND: backend })
       const before = Date.now()
-      const reply = await send(server, 'in a while', { delay: 400 })
+      const reply = await send(server, 'in a while', { delay: 1000 })
       expect(reply.status).toBe(200)
       const id = reply.headers['task-id'] as string
       const scheduled = await view(server.url, id)
       expect(scheduled).toMatchObject({ status: 'scheduled', priority: 0 })
       const runAt = Date.parse(scheduled.runAt as string)
-      expect(runAt).toBeGreaterThanOrEqual(before + 400)
+      expect(runAt).toBeGreaterThanOrEqual(before + 1000)
       expect(server.app.taskRunner.stats()).toMatchObject({ scheduled: 1, pending: 0 })
       const metrics = await request(`${server.url}/metrics`)
       expect(await metrics.body.text()).toMatch(/^background_tasks_scheduled{role="web"} 1$/m)
@@ -107,7 +107,7 @@ for (const backend of ['memory', 'sqlite'] as const) {
 
     it('runAt: an ISO 8601 time; a time already past runs at once', async () => {
       const server = await start({ TASK_BACKEND: backend })
-      const runAt = new Date(Date.now() + 300)
+      const runAt = new Date(Date.now() + 1000)
       const reply = await send(server, 'at a time', { runAt: runAt.toISOString() })
       expect(reply.status).toBe(200)
       expect(await view(server.url, reply.headers['task-id'] as string)).toMatchObject({ status: 'scheduled', runAt: runAt.toISOString() })
@@ -119,13 +119,13 @@ for (const backend of ['memory', 'sqlite'] as const) {
 
     it('a scheduled task can be cancelled: it is never logged, and its room is given back', async () => {
       const server = await start({ TASK_BACKEND: backend })
-      const reply = await send(server, 'never', { delay: 300 })
+      const reply = await send(server, 'never', { delay: 1000 })
       const id = reply.headers['task-id'] as string
       const cancelled = await request(`${server.url}/tasks/${id}`, { method: 'DELETE' })
       expect(cancelled.statusCode).toBe(200)
       expect(await cancelled.body.json()).toMatchObject({ status: 'cancelled' })
       expect(server.app.taskRunner.stats().scheduled).toBe(0)
-      const past = Date.now() + 400
+      const past = Date.now() + 1100
       await waitFor(() => Date.now() > past, { what: 'its time to pass' })
       expect(await barrier(server)).not.toContain('never')
       expect((await view(server.url, id)).status).toBe('cancelled')
