@@ -8,7 +8,7 @@
  *   (one observation per attempt that ran, `status` = how it ended: `succeeded`, `failed`,
  *   `cancelled` or `retried`): read at scrape time from the runner's counters, so a task costs
  *   the metrics nothing while it runs
- * - `background_tasks_queued`, `background_tasks_running`, `background_tasks_max_pending`: gauges
+ * - `background_tasks_queued`, `background_tasks_running`, `background_tasks_scheduled`, `background_tasks_max_pending`: gauges
  *   read from `runner.stats()` at scrape time
  * - `http_request_duration_seconds{method,route,status_code}`: `route` is the route's pattern
  *   (`/tasks/:id`), or `unmatched` for 404s, so unknown URLs cannot blow up the label set.
@@ -170,7 +170,7 @@ async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Pro
           'Prometheus text exposition format. Besides the process and Node.js defaults:',
           '',
           '- `background_tasks_added_total{task}`, `background_tasks_finished_total{task,status}`, `background_tasks_retried_total{task}`',
-          '- `background_tasks_queued`, `background_tasks_running`, `background_tasks_max_pending`',
+          '- `background_tasks_queued`, `background_tasks_running`, `background_tasks_scheduled`, `background_tasks_max_pending`',
           '- `background_tasks_duration_seconds{task,status}`: per attempt; `status` is `succeeded`, `failed`, `cancelled` or `retried`',
           '- `http_request_duration_seconds{method,route,status_code}`',
         ].join('\n'),
