@@ -22,6 +22,8 @@ export interface CallOptions {
   priority?: number | undefined
 }
 
+const NO_OPTIONS: CheckedCallOptions = Object.freeze({ key: undefined, delayMs: undefined, runAt: undefined, priority: undefined })
+
 /** The options as checked: a delay stays relative until `add()`. */
 export interface CheckedCallOptions {
   key: string | undefined
@@ -39,7 +41,7 @@ export function checkCallOptions(options: CallOptions, over?: CheckedCallOptions
   if (typeof options !== 'object' || options === null) throw new TaskOptionInvalidError('with', 'an object of call options')
   const { key, delay, runAt, priority } = options
   if (delay !== undefined && runAt !== undefined) throw new TaskOptionInvalidError('delay', 'give a delay or a run-at time, not both')
-  const checked: CheckedCallOptions = { ...(over ?? { key: undefined, delayMs: undefined, runAt: undefined, priority: undefined }) }
+  const checked: CheckedCallOptions = { ...(over ?? NO_OPTIONS) }
   if (key !== undefined) checked.key = checkKey(key)
   if (delay !== undefined) {
     if (!Number.isInteger(delay) || delay < 0 || delay > MAX_DELAY_MS)

@@ -214,9 +214,7 @@ export class MemoryBackend implements TaskBackend {
     // A task waiting in the ready queue is skipped (and its successor released) when claimed;
     // a retrying or scheduled one is not in the ready queue, so its successor is released now.
     if (wasDelayed) this.releaseNext(entry)
-    return wasScheduled
-      ? { outcome: 'cancelled', record: toRecord(entry), wasScheduled }
-      : { outcome: 'cancelled', record: toRecord(entry) }
+    return { outcome: 'cancelled', record: toRecord(entry), wasScheduled }
   }
 
   /**
