@@ -126,4 +126,26 @@ describe('batch tasks', () => {
     for (const id of ids) expect((await runner.get(id))?.lastError).toMatch(/^TASK_TIMEOUT: /)
     expect(aborted.sort()).toEqual(['slow-1', 'slow-2'])
   })
+
+  it('a batch that succeeds whole is recorded and counted item by item: events, counters, durations, room and running', async () => {
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const task = defineTask({ name: 'batch_whole', args: Type.Tuple([Type.String()]), batch: () => held })
+    const { runner, add } = start(task)
+    const events: string[] = []
+    runner.on('finished', (event) => events.push(`${event.id}:${event.status}:${event.attempts}`))
+    const ids = add('a', 'b', 'c', 'd')
+    await waitFor(() => (runner.stats().running === 4 ? true : undefined), { what: 'the four items running' })
+    expect(runner.stats().pending).toBe(4)
+    release()
+    expect(await finished(runner, ids, 'the batch')).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded'])
+    expect(events.sort()).toEqual(ids.map((id) => `${id}:succeeded:1`).sort())
+    expect(runner.counters.finished.get('batch_whole')?.get('succeeded')).toBe(4)
+    const durations = runner.counters.durations.get('batch_whole')?.get('succeeded')
+    expect(durations?.count).toBe(4)
+    expect(durations?.counts.reduce((sum, n) => sum + n, 0)).toBe(4)
+    expect(runner.stats()).toMatchObject({ running: 0, pending: 0 })
+    // Not running any more: a cancel finds it finished, not running.
+    expect((await runner.cancel(ids[0]!)).outcome).toBe('finished')
+  })
 })

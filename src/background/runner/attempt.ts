@@ -96,8 +96,10 @@ class RunnerBatchItem implements BatchItem<unknown> {
 }
 
 /**
- * Call `definition.batch` once for `tasks`. `onOutcome(i, outcome)` is called once per task: when
- * the batch settles, or earlier for a task whose controller is aborted (cancel, timeout, shutdown).
+ * Call `definition.batch` once for `tasks`. Each task's outcome is delivered once: to
+ * `onOutcome(i, outcome)` when the batch settles, or earlier for a task whose controller is
+ * aborted (cancel, timeout, shutdown); when the batch succeeds whole, the tasks not delivered
+ * yet go to `onAllSucceeded(indexes)` in one call.
  */
 export function runBatch(
   tasks: ClaimedTask[],
@@ -106,6 +108,7 @@ export function runBatch(
   logger: FastifyBaseLogger,
   recorder: IntentRecorder,
   onOutcome: (index: number, outcome: AttemptOutcome) => void,
+  onAllSucceeded: (indexes: number[]) => void,
 ): void {
   const batch = definition.batch as NonNullable<AnyTaskDefinition['batch']>
   const delivered = new Uint8Array(tasks.length)
@@ -139,6 +142,12 @@ export function runBatch(
   }
   result.then(
     (outcomes) => {
+      if (outcomes === undefined) {
+        const succeeded = live.filter((task) => delivered[task] === 0)
+        for (const task of succeeded) delivered[task] = 1
+        if (succeeded.length > 0) onAllSucceeded(succeeded)
+        return
+      }
       live.forEach((task, i) => deliver(task, outcomeOf(outcomes, i, live.length)))
     },
     (error: unknown) => {
@@ -147,8 +156,7 @@ export function runBatch(
   )
 }
 
-function outcomeOf(outcomes: BatchOutcomes, index: number, size: number): AttemptOutcome {
-  if (outcomes === undefined) return SUCCEEDED
+function outcomeOf(outcomes: NonNullable<BatchOutcomes>, index: number, size: number): AttemptOutcome {
   if (!Array.isArray(outcomes) || outcomes.length !== size) {
     return failed(
       new TypeError(

@@ -24,12 +24,13 @@ export class DurationHistogram {
     this.counts = new Array<number>(buckets.length + 1).fill(0)
   }
 
-  observe(seconds: number): void {
+  /** `count` observations of `seconds` each (a batch's items share one duration). */
+  observe(seconds: number, count = 1): void {
     let bucket = 0
     while (bucket < this.buckets.length && seconds > (this.buckets[bucket] as number)) bucket++
-    this.counts[bucket] = (this.counts[bucket] as number) + 1
-    this.sum += seconds
-    this.count++
+    this.counts[bucket] = (this.counts[bucket] as number) + count
+    this.sum += seconds * count
+    this.count += count
   }
 }
 
@@ -49,18 +50,18 @@ export class TaskCounters {
     this.retried.set(name, (this.retried.get(name) ?? 0) + 1)
   }
 
-  countFinished(name: string, status: FinishedStatus): void {
+  countFinished(name: string, status: FinishedStatus, count = 1): void {
     let byStatus = this.finished.get(name)
     if (byStatus === undefined) this.finished.set(name, (byStatus = new Map()))
-    byStatus.set(status, (byStatus.get(status) ?? 0) + 1)
+    byStatus.set(status, (byStatus.get(status) ?? 0) + count)
   }
 
-  /** An attempt that ran for `seconds` and ended as `end`. */
-  observe(name: string, end: AttemptEnd, seconds: number): void {
+  /** `count` attempts (of one batch) that ran for `seconds` and ended as `end`. */
+  observe(name: string, end: AttemptEnd, seconds: number, count = 1): void {
     let byEnd = this.durations.get(name)
     if (byEnd === undefined) this.durations.set(name, (byEnd = new Map()))
     let histogram = byEnd.get(end)
     if (histogram === undefined) byEnd.set(end, (histogram = new DurationHistogram()))
-    histogram.observe(seconds)
+    histogram.observe(seconds, count)
   }
 }

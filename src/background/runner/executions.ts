@@ -25,8 +25,20 @@ import type { IntentRecorder } from './task-context.js'
 /** What one concurrency slot runs: one task, or a batch of tasks of one batch-capable definition. */
 interface Execution {
   tasks: ClaimedTask[]
+  /** One per task, same index: what aborts its attempt (cancel, timeout, shutdown). */
+  controllers: LazyAbortController[]
   definition: AnyTaskDefinition | undefined
   batch: boolean
+  /** Per task, 1 once its outcome is recorded (it is no longer running). */
+  settled: Uint8Array
+  /** Tasks whose outcome is not recorded yet. */
+  unsettled: number
+}
+
+/** A task of an execution: which one, and where. */
+interface Slot {
+  execution: Execution
+  index: number
 }
 
 /** What the executions need from the runner that owns them. */
@@ -56,13 +68,24 @@ export interface ExecutionsContext {
 
 const noop = (): void => {}
 
+function newExecution(tasks: ClaimedTask[], definition: AnyTaskDefinition | undefined, batch: boolean): Execution {
+  return { tasks, controllers: [], definition, batch, settled: EMPTY_FLAGS, unsettled: 0 }
+}
+
+const EMPTY_FLAGS = new Uint8Array(0)
+
 export class Executions {
   private readonly context: ExecutionsContext
   private readonly executor: fastq.queue<Execution>
   private readonly deadlines: Deadlines
   private readonly settleWaiters = new SettleWaiters()
-  /** Running tasks, with the controller that aborts their attempt. */
-  private readonly active = new Map<string, LazyAbortController>()
+  /**
+   * Executions claimed and not wholly recorded yet. A task is found by id only to abort it (a
+   * cancel, the shutdown): a scan of these, instead of a map entry made and deleted per task.
+   */
+  private readonly claimed = new Set<Execution>()
+  /** Tasks claimed whose outcome is not recorded yet. */
+  private unsettled = 0
   /** Running tasks that the shutdown deadline aborted, for the report. */
   readonly abortedByShutdown: TaskSummary[] = []
 
@@ -87,7 +110,7 @@ export class Executions {
 
   /** Tasks running now (a batch counts each of its items). */
   get running(): number {
-    return this.active.size
+    return this.unsettled
   }
 
   freeSlots(): number {
@@ -96,24 +119,42 @@ export class Executions {
 
   /** Abort a running task's attempt (cancel); resolves once its outcome is recorded. False: not running here. */
   async abort(id: string, reason: Error): Promise<boolean> {
-    const controller = this.active.get(id)
-    if (controller === undefined) return false
+    const slot = this.find(id)
+    if (slot === undefined) return false
     const settled = this.settleWaiters.whenSettled(id)
-    controller.abort(reason)
+    ;(slot.execution.controllers[slot.index] as LazyAbortController).abort(reason)
     await settled
     return true
   }
 
   /** Abort every running attempt (the shutdown deadline passed); resolves once all are recorded. */
   async abortAll(): Promise<void> {
-    const settling = [...this.active.keys()].map((id) => this.settleWaiters.whenSettled(id))
-    for (const controller of this.active.values()) controller.abort(new TaskShutdownError())
+    const settling: Array<Promise<void>> = []
+    const controllers: LazyAbortController[] = []
+    for (const execution of this.claimed) {
+      execution.tasks.forEach((task, index) => {
+        if (execution.settled[index] === 1) return
+        settling.push(this.settleWaiters.whenSettled(task.id))
+        controllers.push(execution.controllers[index] as LazyAbortController)
+      })
+    }
+    for (const controller of controllers) controller.abort(new TaskShutdownError())
     await Promise.all(settling)
   }
 
   /** A task running here was cancelled from another process: abort it. */
   cancelLocal(id: string): void {
-    this.active.get(id)?.abort(new TaskCancelledError())
+    const slot = this.find(id)
+    slot?.execution.controllers[slot.index]?.abort(new TaskCancelledError())
+  }
+
+  /** The claimed task `id` whose outcome is not recorded yet. */
+  private find(id: string): Slot | undefined {
+    for (const execution of this.claimed) {
+      const index = execution.tasks.findIndex((task) => task.id === id)
+      if (index !== -1) return execution.settled[index] === 1 ? undefined : { execution, index }
+    }
+    return undefined
   }
 
   stop(): void {
@@ -124,26 +165,33 @@ export class Executions {
   start(tasks: ClaimedTask[]): void {
     if (tasks.length === 0) return
     if (this.context.policy.countsClaims) this.context.admission.take(tasks.length)
-    // Abortable from the claim on: a cancel that arrives while the task waits for a slot (or
-    // for its alreadyDone check) lands on this controller, and the task never starts.
-    for (const task of tasks) this.active.set(task.id, new LazyAbortController())
     const executions: Execution[] = []
     let batches: Map<string, Execution> | undefined
     for (const task of tasks) {
       const definition = task.fn === undefined ? this.context.registry.get(task.name) : undefined
       if (definition?.batch === undefined) {
-        executions.push({ tasks: [task], definition, batch: false })
+        executions.push(newExecution([task], definition, false))
         continue
       }
       batches ??= new Map()
       let execution = batches.get(task.name)
       if (execution === undefined || execution.tasks.length >= definition.maxBatchSize) {
-        execution = { tasks: [], definition, batch: true }
+        execution = newExecution([], definition, true)
         batches.set(task.name, execution)
         executions.push(execution)
       }
       execution.tasks.push(task)
     }
+    // Abortable from the claim on: a cancel that arrives while the task waits for a slot (or
+    // for its alreadyDone check) lands on its controller, and the task never starts.
+    for (const execution of executions) {
+      const size = execution.tasks.length
+      for (let i = 0; i < size; i++) execution.controllers.push(new LazyAbortController())
+      execution.settled = new Uint8Array(size)
+      execution.unsettled = size
+      this.claimed.add(execution)
+    }
+    this.unsettled += tasks.length
     // fastq may start an execution inside push(): each is complete before it is pushed.
     for (const execution of executions) this.executor.push(execution, noop)
   }
@@ -170,15 +218,16 @@ export class Executions {
   private async execute(execution: Execution): Promise<void> {
     const { definition } = execution
     if (definition?.alreadyDone === undefined || !execution.tasks.some((task) => task.intent !== undefined)) {
-      return this.attempt(execution)
+      return this.attempt(execution, undefined)
     }
-    const toRun: ClaimedTask[] = []
+    const toRun: number[] = []
     const done: Array<Promise<void>> = []
-    for (const task of execution.tasks) {
-      if (task.intent === undefined || !(await this.wasDone(task, definition))) toRun.push(task)
-      else done.push(this.recordAlreadyDone(task, definition))
+    for (let index = 0; index < execution.tasks.length; index++) {
+      const task = execution.tasks[index] as ClaimedTask
+      if (task.intent === undefined || !(await this.wasDone(task, definition))) toRun.push(index)
+      else done.push(this.recordAlreadyDone(execution, index))
     }
-    await Promise.all([...done, toRun.length === 0 ? undefined : this.attempt({ ...execution, tasks: toRun })])
+    await Promise.all([...done, toRun.length === 0 ? undefined : this.attempt(execution, toRun)])
   }
 
   private async wasDone(task: ClaimedTask, definition: AnyTaskDefinition): Promise<boolean> {
@@ -197,19 +246,22 @@ export class Executions {
     }
   }
 
-  private recordAlreadyDone(task: ClaimedTask, definition: AnyTaskDefinition): Promise<void> {
-    return Promise.resolve(this.record(task, definition, { ok: true }, this.context.now())).catch((error: unknown) => {
+  private recordAlreadyDone(execution: Execution, index: number): Promise<void> {
+    return Promise.resolve(this.record(execution, index, { ok: true }, this.context.now())).catch((error: unknown) => {
+      const task = execution.tasks[index] as ClaimedTask
       this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
     })
   }
 
-  /** One attempt of each task of the execution; each outcome is recorded as soon as it is known. */
-  private attempt({ tasks, definition, batch }: Execution): Promise<void> {
-    const controllers = tasks.map((task) => {
-      let controller = this.active.get(task.id)
-      if (controller === undefined) this.active.set(task.id, (controller = new LazyAbortController()))
-      return controller
-    })
+  /**
+   * One attempt of each task of the execution (or of those at `indexes`); each outcome is recorded
+   * as soon as it is known, and a batch that succeeded whole is recorded in one go.
+   */
+  private attempt(execution: Execution, indexes: number[] | undefined): Promise<void> {
+    const { definition, batch } = execution
+    const tasks = indexes === undefined ? execution.tasks : indexes.map((i) => execution.tasks[i] as ClaimedTask)
+    const controllers = indexes === undefined ? execution.controllers : indexes.map((i) => execution.controllers[i] as LazyAbortController)
+    const slotOf = (i: number): number => (indexes === undefined ? i : (indexes[i] as number))
     if (this.context.events.listenerCount('started') > 0) for (const task of tasks) this.context.events.emit('started', task)
     const timeoutMs = definition?.timeoutMs ?? this.context.defaultTimeoutMs
     const deadline = this.deadlines.add(timeoutMs, () => {
@@ -218,27 +270,39 @@ export class Executions {
     const startedAt = this.context.now()
     return new Promise<void>((resolve) => {
       let left = tasks.length
-      const settled = (): void => {
-        if (--left > 0) return
+      const settled = (count: number): void => {
+        left -= count
+        if (left > 0) return
         this.deadlines.cancel(deadline)
         resolve()
       }
-      const onOutcome = (index: number, outcome: AttemptOutcome): void => {
-        const task = tasks[index] as ClaimedTask
+      const failedBookkeeping = (error: unknown, task: ClaimedTask): void => {
+        this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
+      }
+      const onOutcome = (i: number, outcome: AttemptOutcome): void => {
         let recorded: void | Promise<void>
         try {
-          recorded = this.record(task, definition, outcome, startedAt)
+          recorded = this.record(execution, slotOf(i), outcome, startedAt)
         } catch (error) {
-          this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
-          return settled()
+          failedBookkeeping(error, tasks[i] as ClaimedTask)
+          return settled(1)
         }
-        if (!isPromise(recorded)) return settled()
-        recorded.then(settled, (error: unknown) => {
-          this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
-          settled()
-        })
+        if (!isPromise(recorded)) return settled(1)
+        recorded.then(
+          () => settled(1),
+          (error: unknown) => {
+            failedBookkeeping(error, tasks[i] as ClaimedTask)
+            settled(1)
+          },
+        )
       }
-      if (batch) runBatch(tasks, definition as AnyTaskDefinition, controllers, this.context.logger, this.recorder, onOutcome)
+      const onAllSucceeded = (live: number[]): void => {
+        const recorded = this.recordSucceeded(execution, indexes === undefined ? live : live.map(slotOf), startedAt)
+        if (recorded === undefined) return settled(live.length)
+        void recorded.then(() => settled(live.length))
+      }
+      if (batch)
+        runBatch(tasks, definition as AnyTaskDefinition, controllers, this.context.logger, this.recorder, onOutcome, onAllSucceeded)
       else
         runSingle(
           tasks[0] as ClaimedTask,
@@ -252,28 +316,87 @@ export class Executions {
     })
   }
 
-  /** Record one attempt's outcome in the backend; synchronous when the backend is. */
-  private record(
-    task: ClaimedTask,
-    definition: AnyTaskDefinition | undefined,
-    outcome: AttemptOutcome,
-    startedAt: number,
-  ): void | Promise<void> {
+  /**
+   * Record success for the tasks at `slots` of a batch that succeeded whole, and count them once
+   * for all. Resolves once every one is recorded; synchronous when the backend is (memory, the
+   * journal's index).
+   */
+  private recordSucceeded(execution: Execution, slots: number[], startedAt: number): void | Promise<void> {
     const now = this.context.now()
-    if (!outcome.ok) return this.recordFailure(task, definition, outcome.failure, now, now - startedAt).finally(() => this.settle(task.id))
+    const recorded: number[] = []
+    let waiting: Array<Promise<void>> | undefined
+    for (const slot of slots) {
+      const task = execution.tasks[slot] as ClaimedTask
+      let completed: void | Promise<void>
+      try {
+        completed = this.context.backend.complete(task.id, now)
+      } catch (error) {
+        this.bookkeepingFailed(error, execution, slot)
+        continue
+      }
+      if (!isPromise(completed)) recorded.push(slot)
+      else
+        (waiting ??= []).push(
+          completed.then(
+            () => this.countSucceeded(execution, [slot], now, startedAt),
+            (error: unknown) => this.bookkeepingFailed(error, execution, slot),
+          ),
+        )
+    }
+    this.countSucceeded(execution, recorded, now, startedAt)
+    if (waiting !== undefined) return Promise.all(waiting).then(noop)
+  }
+
+  /** The tasks at `slots` succeeded and are recorded: counted, reported, room given back, no longer running. */
+  private countSucceeded(execution: Execution, slots: number[], now: number, startedAt: number): void {
+    if (slots.length === 0) return
+    const name = (execution.tasks[slots[0] as number] as ClaimedTask).name
+    const durationMs = now - startedAt
+    this.context.counters.observe(name, 'succeeded', durationMs / 1000, slots.length)
+    this.context.counters.countFinished(name, 'succeeded', slots.length)
+    const reporting = this.context.events.listenerCount('finished') > 0
+    for (const slot of slots) {
+      const task = execution.tasks[slot] as ClaimedTask
+      if (reporting)
+        this.context.events.emit('finished', {
+          id: task.id,
+          name: task.name,
+          status: 'succeeded',
+          attempts: task.attempt,
+          durationMs,
+        } satisfies TaskFinishedEvent)
+      this.settle(execution, slot)
+    }
+    this.context.admission.release(slots.length)
+  }
+
+  /** Recording a task's outcome threw: logged; the task is no longer running. */
+  private bookkeepingFailed(error: unknown, execution: Execution, slot: number): void {
+    const task = execution.tasks[slot] as ClaimedTask
+    this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
+    this.settle(execution, slot)
+  }
+
+  /** Record one attempt's outcome in the backend; synchronous when the backend is. */
+  private record(execution: Execution, index: number, outcome: AttemptOutcome, startedAt: number): void | Promise<void> {
+    const task = execution.tasks[index] as ClaimedTask
+    const definition = execution.definition
+    const now = this.context.now()
+    if (!outcome.ok)
+      return this.recordFailure(task, definition, outcome.failure, now, now - startedAt).finally(() => this.settle(execution, index))
     let completed: void | Promise<void>
     try {
       completed = this.context.backend.complete(task.id, now)
     } catch (error) {
-      this.settle(task.id)
+      this.settle(execution, index)
       throw error
     }
     if (!isPromise(completed)) {
       this.succeeded(task, now, startedAt)
-      this.settle(task.id)
+      this.settle(execution, index)
       return
     }
-    return completed.then(() => this.succeeded(task, now, startedAt)).finally(() => this.settle(task.id))
+    return completed.then(() => this.succeeded(task, now, startedAt)).finally(() => this.settle(execution, index))
   }
 
   private succeeded(task: ClaimedTask, now: number, startedAt: number): void {
@@ -281,10 +404,13 @@ export class Executions {
     this.finished(task.name, task.id, 'succeeded', task.attempt, now - startedAt)
   }
 
-  /** The outcome is recorded: no longer `active` (a cancel arriving meanwhile waited for this). */
-  private settle(id: string): void {
-    this.active.delete(id)
-    this.settleWaiters.settled(id)
+  /** The outcome is recorded: no longer running (a cancel arriving meanwhile waited for this). */
+  private settle(execution: Execution, index: number): void {
+    if (execution.settled[index] === 1) return
+    execution.settled[index] = 1
+    this.unsettled--
+    if (--execution.unsettled === 0) this.claimed.delete(execution)
+    this.settleWaiters.settled((execution.tasks[index] as ClaimedTask).id)
   }
 
   private async recordFailure(
