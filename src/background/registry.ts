@@ -2,7 +2,7 @@
  * The task registry: defined tasks by name (a stored task finds its code by name after a
  * restart or in a worker process), and the check of every `add()` call before anything is stored.
  */
-import { randomUUID } from 'node:crypto'
+import { newTaskId } from './task-id.js'
 import { type AnyTaskDefinition, type TaskCall, isTaskCall, isTaskDefinition } from './define-task.js'
 import { runAtOf } from './call-options.js'
 import { taskKey } from './idempotency.js'
@@ -62,10 +62,10 @@ export class TaskRegistry {
         if (this.durable) throw new UnregisteredTaskError(target.name)
         this.register(target)
       }
-      return { id: randomUUID(), name: target.name, args, requestId, maxAttempts: target.retries + 1, createdAt: now }
+      return { id: newTaskId(), name: target.name, args, requestId, maxAttempts: target.retries + 1, createdAt: now }
     }
     const name = target.name || 'anonymous'
     if (this.durable) throw new NotDurableTaskError(name, this.backendKind)
-    return { id: randomUUID(), name, args, requestId, maxAttempts: 1, createdAt: now, fn: target }
+    return { id: newTaskId(), name, args, requestId, maxAttempts: 1, createdAt: now, fn: target }
   }
 }
