@@ -148,4 +148,43 @@ describe('batch tasks', () => {
     // Not running any more: a cancel finds it finished, not running.
     expect((await runner.cancel(ids[0]!)).outcome).toBe('finished')
   })
+
+  it('groups a claim by name when names interleave, and splits a name past its maxBatchSize', async () => {
+    const calls: string[] = []
+    const batchOf = (name: string, maxBatchSize: number) =>
+      defineTask({
+        name,
+        args: Type.Tuple([Type.String()]),
+        maxBatchSize,
+        batch: (items) => {
+          calls.push(`${name}:${items.map((item) => item.args[0]).join('+')}`)
+        },
+      })
+    const a = batchOf('batch_a', 2)
+    const b = batchOf('batch_b', 10)
+    const runner = new TaskRunner({
+      backend: new MemoryBackend({ retention: { maxCount: 1000, maxAgeMs: 60_000 } }),
+      concurrency: 4,
+      maxPending: 1000,
+      defaultTimeoutMs: 10_000,
+      logger: pino({ level: 'info' }, captureLogs().stream),
+      tasks: [a, b],
+    })
+    runners.push(runner)
+    await runner.start()
+    const ids = [
+      [a, 'a1'],
+      [b, 'b1'],
+      [a, 'a2'],
+      [b, 'b2'],
+      [a, 'a3'],
+    ].map(([task, arg]) => {
+      const prepared = runner.prepare(task as AnyTaskDefinition, [arg], 'req-mixed')
+      runner.reserve(1)
+      void runner.submit([prepared])
+      return prepared.id
+    })
+    expect(await finished(runner, ids, 'the batches')).toEqual(ids.map(() => 'succeeded'))
+    expect(calls.sort()).toEqual(['batch_a:a1+a2', 'batch_a:a3', 'batch_b:b1+b2'])
+  })
 })

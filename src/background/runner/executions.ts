@@ -166,6 +166,8 @@ export class Executions {
     if (tasks.length === 0) return
     if (this.context.policy.countsClaims) this.context.admission.take(tasks.length)
     const executions: Execution[] = []
+    // The open batch of each name; most claims hold one name, so the last one is checked first.
+    let last: Execution | undefined
     let batches: Map<string, Execution> | undefined
     for (const task of tasks) {
       const definition = task.fn === undefined ? this.context.registry.get(task.name) : undefined
@@ -173,13 +175,14 @@ export class Executions {
         executions.push(newExecution([task], definition, false))
         continue
       }
-      batches ??= new Map()
-      let execution = batches.get(task.name)
+      let execution = last !== undefined && last.definition === definition ? last : batches?.get(task.name)
       if (execution === undefined || execution.tasks.length >= definition.maxBatchSize) {
         execution = newExecution([], definition, true)
-        batches.set(task.name, execution)
+        if (last !== undefined && last.definition !== definition) (batches ??= new Map()).set(last.definition?.name as string, last)
+        batches?.set(task.name, execution)
         executions.push(execution)
       }
+      last = execution
       execution.tasks.push(task)
     }
     // Abortable from the claim on: a cancel that arrives while the task waits for a slot (or
