@@ -187,4 +187,28 @@ describe('batch tasks', () => {
     expect(await finished(runner, ids, 'the batches')).toEqual(ids.map(() => 'succeeded'))
     expect(calls.sort()).toEqual(['batch_a:a1+a2', 'batch_a:a3', 'batch_b:b1+b2'])
   })
+
+  it('a cancelled item retried while its first batch still runs the others can be cancelled again in its new batch', async () => {
+    const gates: Array<() => void> = []
+    const calls: string[][] = []
+    const task = defineTask({
+      name: 'batch_recancel',
+      args: Type.Tuple([Type.String()]),
+      batch: async (items) => {
+        calls.push(items.map((item) => item.args[0]))
+        await new Promise<void>((resolve) => gates.push(resolve))
+      },
+    })
+    const { runner, add } = start(task)
+    const [again, other] = add('again', 'other')
+    await waitFor(() => calls.length === 1, { what: 'the first batch to start' })
+    expect(await runner.cancel(again!)).toMatchObject({ outcome: 'cancelled' })
+    expect(await runner.retry(again!)).toMatchObject({ outcome: 'retried' })
+    await waitFor(() => calls.length === 2, { what: 'the retried item in a batch of its own' })
+    expect(calls[1]).toEqual(['again'])
+    expect(await status(runner, other!)).toBe('running') // the first batch still runs `other`
+    expect(await runner.cancel(again!)).toMatchObject({ outcome: 'cancelled', record: { status: 'cancelled' } })
+    for (const open of gates) open()
+    expect(await finished(runner, [again!, other!], 'both batches')).toEqual(['cancelled', 'succeeded'])
+  })
 })

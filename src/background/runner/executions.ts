@@ -148,11 +148,14 @@ export class Executions {
     slot?.execution.controllers[slot.index]?.abort(new TaskCancelledError())
   }
 
-  /** The claimed task `id` whose outcome is not recorded yet. */
+  /**
+   * The claimed task `id` whose outcome is not recorded yet. A retried task may also sit, settled,
+   * in an earlier execution that still runs others: that one is not it.
+   */
   private find(id: string): Slot | undefined {
     for (const execution of this.claimed) {
       const index = execution.tasks.findIndex((task) => task.id === id)
-      if (index !== -1) return execution.settled[index] === 1 ? undefined : { execution, index }
+      if (index !== -1 && execution.settled[index] === 0) return { execution, index }
     }
     return undefined
   }
