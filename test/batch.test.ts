@@ -14,24 +14,31 @@ afterEach(async () => {
   for (const runner of runners.splice(0)) await runner.close(1000)
 })
 
-function start(task: AnyTaskDefinition): { runner: TaskRunner; add: (...keys: string[]) => string[] } {
+interface Started {
+  runner: TaskRunner
+  /** Add one task of the first definition per key, each in a request of its own. */
+  add: (...keys: string[]) => string[]
+  /** Add one task of `definition` (any of those started with). */
+  addOf: (definition: AnyTaskDefinition, key: string) => string
+}
+
+function start(task: AnyTaskDefinition, ...others: AnyTaskDefinition[]): Started {
   const runner = new TaskRunner({
     backend: new MemoryBackend({ retention: { maxCount: 1000, maxAgeMs: 60_000 } }),
     concurrency: 4,
     maxPending: 1000,
     defaultTimeoutMs: 10_000,
     logger: pino({ level: 'info' }, captureLogs().stream),
-    tasks: [task],
+    tasks: [task, ...others],
   })
   runners.push(runner)
-  const add = (...keys: string[]): string[] =>
-    keys.map((key) => {
-      const prepared = runner.prepare(task, [key], 'req-batch')
-      runner.reserve(1)
-      void runner.submit([prepared])
-      return prepared.id
-    })
-  return { runner, add }
+  const addOf = (definition: AnyTaskDefinition, key: string): string => {
+    const prepared = runner.prepare(definition, [key], 'req-batch')
+    runner.reserve(1)
+    void runner.submit([prepared])
+    return prepared.id
+  }
+  return { runner, add: (...keys) => keys.map((key) => addOf(task, key)), addOf }
 }
 
 const status = async (runner: TaskRunner, id: string) => (await runner.get(id))?.status
@@ -162,28 +169,8 @@ describe('batch tasks', () => {
       })
     const a = batchOf('batch_a', 2)
     const b = batchOf('batch_b', 10)
-    const runner = new TaskRunner({
-      backend: new MemoryBackend({ retention: { maxCount: 1000, maxAgeMs: 60_000 } }),
-      concurrency: 4,
-      maxPending: 1000,
-      defaultTimeoutMs: 10_000,
-      logger: pino({ level: 'info' }, captureLogs().stream),
-      tasks: [a, b],
-    })
-    runners.push(runner)
-    await runner.start()
-    const ids = [
-      [a, 'a1'],
-      [b, 'b1'],
-      [a, 'a2'],
-      [b, 'b2'],
-      [a, 'a3'],
-    ].map(([task, arg]) => {
-      const prepared = runner.prepare(task as AnyTaskDefinition, [arg], 'req-mixed')
-      runner.reserve(1)
-      void runner.submit([prepared])
-      return prepared.id
-    })
+    const { runner, addOf } = start(a, b)
+    const ids = [addOf(a, 'a1'), addOf(b, 'b1'), addOf(a, 'a2'), addOf(b, 'b2'), addOf(a, 'a3')]
     expect(await finished(runner, ids, 'the batches')).toEqual(ids.map(() => 'succeeded'))
     expect(calls.sort()).toEqual(['batch_a:a1+a2', 'batch_a:a3', 'batch_b:b1+b2'])
   })

@@ -282,7 +282,7 @@ export class Executions {
         this.deadlines.cancel(deadline)
         resolve()
       }
-      const failedBookkeeping = (error: unknown, task: ClaimedTask): void => {
+      const logBookkeepingFailure = (error: unknown, task: ClaimedTask): void => {
         this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
       }
       const onOutcome = (i: number, outcome: AttemptOutcome): void => {
@@ -290,14 +290,14 @@ export class Executions {
         try {
           recorded = this.record(execution, slotOf(i), outcome, startedAt)
         } catch (error) {
-          failedBookkeeping(error, tasks[i] as ClaimedTask)
+          logBookkeepingFailure(error, tasks[i] as ClaimedTask)
           return settled(1)
         }
         if (!isPromise(recorded)) return settled(1)
         recorded.then(
           () => settled(1),
           (error: unknown) => {
-            failedBookkeeping(error, tasks[i] as ClaimedTask)
+            logBookkeepingFailure(error, tasks[i] as ClaimedTask)
             settled(1)
           },
         )
