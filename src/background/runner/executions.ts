@@ -253,10 +253,9 @@ export class Executions {
   }
 
   private recordAlreadyDone(execution: Execution, index: number): Promise<void> {
-    return Promise.resolve(this.record(execution, index, { ok: true }, this.context.now())).catch((error: unknown) => {
-      const task = execution.tasks[index] as ClaimedTask
-      this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
-    })
+    return Promise.resolve(this.record(execution, index, { ok: true }, this.context.now())).catch((error: unknown) =>
+      this.logBookkeepingFailure(error, execution.tasks[index] as ClaimedTask),
+    )
   }
 
   /**
@@ -282,22 +281,19 @@ export class Executions {
         this.deadlines.cancel(deadline)
         resolve()
       }
-      const logBookkeepingFailure = (error: unknown, task: ClaimedTask): void => {
-        this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
-      }
       const onOutcome = (i: number, outcome: AttemptOutcome): void => {
         let recorded: void | Promise<void>
         try {
           recorded = this.record(execution, slotOf(i), outcome, startedAt)
         } catch (error) {
-          logBookkeepingFailure(error, tasks[i] as ClaimedTask)
+          this.logBookkeepingFailure(error, tasks[i] as ClaimedTask)
           return settled(1)
         }
         if (!isPromise(recorded)) return settled(1)
         recorded.then(
           () => settled(1),
           (error: unknown) => {
-            logBookkeepingFailure(error, tasks[i] as ClaimedTask)
+            this.logBookkeepingFailure(error, tasks[i] as ClaimedTask)
             settled(1)
           },
         )
@@ -353,7 +349,7 @@ export class Executions {
     if (waiting !== undefined) return Promise.all(waiting).then(noop)
   }
 
-  /** The tasks at `slots` succeeded and are recorded: counted, reported, room given back, no longer running. */
+  /** The tasks at `slots` (of one name) succeeded and are recorded: counted, reported, room given back, no longer running. */
   private countSucceeded(execution: Execution, slots: number[], now: number, startedAt: number): void {
     if (slots.length === 0) return
     const name = (execution.tasks[slots[0] as number] as ClaimedTask).name
@@ -378,9 +374,12 @@ export class Executions {
 
   /** Recording a task's outcome threw: logged; the task is no longer running. */
   private bookkeepingFailed(error: unknown, execution: Execution, slot: number): void {
-    const task = execution.tasks[slot] as ClaimedTask
-    this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
+    this.logBookkeepingFailure(error, execution.tasks[slot] as ClaimedTask)
     this.settle(execution, slot)
+  }
+
+  private logBookkeepingFailure(error: unknown, task: ClaimedTask): void {
+    this.context.logger.error({ err: error, taskId: task.id, task: task.name }, 'task bookkeeping failed')
   }
 
   /** Record one attempt's outcome in the backend; synchronous when the backend is. */
@@ -397,17 +396,8 @@ export class Executions {
       this.settle(execution, index)
       throw error
     }
-    if (!isPromise(completed)) {
-      this.succeeded(task, now, startedAt)
-      this.settle(execution, index)
-      return
-    }
-    return completed.then(() => this.succeeded(task, now, startedAt)).finally(() => this.settle(execution, index))
-  }
-
-  private succeeded(task: ClaimedTask, now: number, startedAt: number): void {
-    this.context.counters.observe(task.name, 'succeeded', (now - startedAt) / 1000)
-    this.finished(task.name, task.id, 'succeeded', task.attempt, now - startedAt)
+    if (!isPromise(completed)) return this.countSucceeded(execution, [index], now, startedAt)
+    return completed.then(() => this.countSucceeded(execution, [index], now, startedAt)).finally(() => this.settle(execution, index))
   }
 
   /** The outcome is recorded: no longer running (a cancel arriving meanwhile waited for this). */
