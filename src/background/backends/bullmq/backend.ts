@@ -2,7 +2,8 @@
  * The BullMQ backend: one Redis-backed queue shared by any number of web processes and
  * `npm run worker` processes. It composes the parts, one job per file:
  *
- * - `producer.ts` stores tasks (a job, or a flow for a request's ordered group);
+ * - `producer.ts` stores tasks (a job, or a flow for a request's ordered group), and
+ *   `turn-batch.ts` sends the single jobs of one event-loop turn together;
  * - `consumer.ts` (workers only) runs a BullMQ Worker whose processor hands each job to the
  *   runner's `claim`, and records the outcome the runner reports;
  * - `handoff.ts` is where those jobs wait for the claim;
@@ -283,7 +284,9 @@ export class BullMQBackend implements TaskBackend {
   private async shutdown(): Promise<void> {
     this.log.closing = true
     await this.consumer?.close()
-    await Promise.allSettled([this.queue.close(), this.producer.close(), this.cancels.close()])
+    // The producer first: a batch of single jobs still on its way needs the queue's connection.
+    await this.producer.close().catch(this.log.error)
+    await Promise.allSettled([this.queue.close(), this.cancels.close()])
     await closeConnection(this.redis)
   }
 }

@@ -12,6 +12,7 @@ import { FlowProducer, type FlowJob, type JobsOptions, type Queue } from 'bullmq
 import type { Redis } from 'ioredis'
 import type { NewTask } from '../types.js'
 import { type JobData, bullPriorityOf, dataOf } from './records.js'
+import { TurnBatch } from './turn-batch.js'
 
 /** The custom BullMQ backoff type: the delay is the one the runner drew from the task's policy. */
 export const TASK_BACKOFF = 'task-backoff'
@@ -19,6 +20,7 @@ const BACKOFF = { type: TASK_BACKOFF }
 
 export class JobProducer {
   private readonly flows: FlowProducer
+  private readonly single: TurnBatch<JobData>
   private readonly keep: { count: number; age: number }
 
   constructor(
@@ -28,23 +30,28 @@ export class JobProducer {
     onError: (error: Error) => void,
   ) {
     this.flows = new FlowProducer({ connection })
+    this.single = new TurnBatch(queue)
     this.flows.on('error', onError)
     // Finished jobs are kept for `GET /tasks/:id`, then forgotten (404).
     this.keep = { count: retention.maxCount, age: Math.ceil(retention.maxAgeMs / 1000) }
   }
 
-  /** One request's tasks, all or nothing: one Lua script for a job, one transaction for a flow. */
+  /**
+   * One request's tasks, all or nothing: one Lua script for a job (sent with the other single
+   * jobs of the event-loop turn), one transaction for a flow.
+   */
   async add(group: NewTask[]): Promise<void> {
     if (group.length === 1) {
       const task = group[0] as NewTask
-      await this.queue.add(task.name, dataOf(task), this.optionsFor(task))
-      return
+      return this.single.add({ name: task.name, data: dataOf(task), opts: this.optionsFor(task) })
     }
     await this.flows.add(this.chain(group))
   }
 
-  close(): Promise<void> {
-    return this.flows.close()
+  /** Sends the single jobs still waiting for their turn's batch, waits for their answer, then closes. */
+  async close(): Promise<void> {
+    await this.single.close()
+    await this.flows.close()
   }
 
   private optionsFor(task: NewTask): JobsOptions {
