@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { NewTask } from '../src/background/index.js'
@@ -107,6 +107,33 @@ describe('sqlite journal', () => {
     expect(backend.commits).toBe(before + 1)
     expect(backend.rowCount()).toBe(101)
     expect(backend.get(groups[49]![1]!.id)).toMatchObject({ status: 'queued' })
+  })
+
+  it("writes a claim before the claimed task's first I/O callback can run, and a result with the next turn's commit", async () => {
+    const path = journalPath()
+    const backend = backendAt(path)
+    const [a, b] = [task('a'), task('b')]
+    await backend.enqueue([a])
+    await backend.enqueue([b])
+    const before = backend.commits
+    expect(backend.claim(Date.now(), 1)[0]?.id).toBe(a.id)
+    // The end of the microtasks that claimed it: no I/O callback can have run yet.
+    await new Promise<void>((resolve) => queueMicrotask(resolve))
+    expect(backend.commits).toBe(before + 1)
+    // What a kill -9 right now would leave: the file and its WAL.
+    const snapshot = join(path, '..', 'snapshot.db')
+    copyFileSync(path, snapshot)
+    copyFileSync(`${path}-wal`, `${snapshot}-wal`)
+    expect(journalStatuses(snapshot)).toEqual({ running: 1, queued: 1 })
+
+    // A result waits for the next turn's commit, and shares it with that turn's new tasks.
+    backend.complete(a.id, Date.now())
+    await new Promise<void>((resolve) => queueMicrotask(resolve))
+    expect(backend.commits).toBe(before + 1)
+    await backend.enqueue([task('c')])
+    expect(backend.commits).toBe(before + 2)
+    backend.close()
+    expect(journalStatuses(path)).toEqual({ succeeded: 1, queued: 2 })
   })
 
   it('with sync "full", commits that acknowledge (new tasks, a cancel) wait for an fsync of the WAL; bookkeeping does not', async () => {

@@ -10,11 +10,12 @@
  *   transaction per event-loop turn (group commit), so a commit is paid per turn rather than
  *   per request. With `sync: 'full'` the WAL is then fsynced on the thread pool (`wal-sync.ts`)
  *   before the enqueues and cancels it carried are acknowledged.
- * - Claims, results and cancels update the index at once and are written in one transaction
- *   at the end of the current microtask burst: before the claimed task's first I/O callback
- *   runs, so a task whose effects may have happened is `running` in the file, never `queued`.
- *   If such a write fails it is retried; until then the file is behind, which after a crash
- *   only means a task runs again.
+ * - Claims, results and cancels update the index at once and are written behind. A claim (and
+ *   a cancel or retry someone waits for) is written at the end of the current microtask burst:
+ *   before the claimed task's first I/O callback runs, so a task whose effects may have happened
+ *   is `running` in the file, never `queued`. A result goes with the next turn's commit (shared
+ *   with that turn's new tasks): until then a crash only means the task runs again. If such a
+ *   write fails it is retried; until then the file is behind, with the same consequence.
  * - A write that fails (disk full, read-only or replaced file) rejects the enqueues it
  *   carried with a 503 error: nothing is acknowledged that is not in the file.
  */
@@ -198,12 +199,12 @@ export class SqliteBackend implements TaskBackend {
 
   complete(id: string, now: number): void {
     this.index.complete(id, now)
-    this.touch(id)
+    this.touch(id, 'immediate')
   }
 
   fail(id: string, options: FailOptions): void {
     this.index.fail(id, options)
-    this.touch(id)
+    this.touch(id, 'immediate')
   }
 
   get(id: string): TaskRecord | undefined {
@@ -352,12 +353,16 @@ export class SqliteBackend implements TaskBackend {
     return this.failure === undefined
   }
 
-  /** Note a task's new record for the next write. */
-  private touch(id: string): void {
+  /**
+   * Note a task's new record for the next write: at the end of the microtask burst (a claim, so
+   * that it is in the file before the task's first I/O callback; a cancel or retry someone waits
+   * for), or with the next turn's commit (a result: after a crash the task only runs again).
+   */
+  private touch(id: string, when: 'microtask' | 'immediate' = 'microtask'): void {
     if (this.closed) return
     this.dirty.set(id, this.index.get(id) ?? null)
     // While the file fails, the retry timer (and new enqueues) try again; no attempt per change.
-    if (this.failure === undefined) this.scheduleFlush('microtask')
+    if (this.failure === undefined) this.scheduleFlush(when)
     else this.scheduleRetry()
   }
 
