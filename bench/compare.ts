@@ -12,7 +12,7 @@ import { LogTail } from './log-tail.js'
 import { cpuTimeMs, RssWatch } from './processes.js'
 import { int, mark, mb, ms, ratio, table } from './report.js'
 import type { ServerUnderTest } from './servers.js'
-import { median } from './stats.js'
+import { STEADY_SPREAD, median, steadiness } from './stats.js'
 
 export interface RoundRow {
   connections: number
@@ -39,6 +39,8 @@ export interface LevelSummary {
   medianCpuRatio: number
   /** The lowest CPU share of the bare server over its rounds: ≥ 0.9 means it was CPU-bound, so the ratio measures the servers. */
   bareCpuShare: number
+  /** The bare server's CPU per request over its rounds: a spread above STEADY_SPREAD means the host moved under the run. */
+  bareSteadiness: ReturnType<typeof steadiness>
   medianRpsRatio: number
   medianP99Ratio: number
   worstLogLagMs: number | undefined
@@ -143,11 +145,13 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
       const p99Ratios: number[] = []
       const cpuRatios: number[] = []
       const bareShares: number[] = []
+      const bareCpu: number[] = []
       const lags: Array<number | undefined> = []
       for (let round = 1; round <= options.rounds; round++) {
         const b = await load(bare, connections, amount, `r${round}`, options.roundSeconds)
         const a = await load(app, connections, amount, `r${round}`, options.roundSeconds)
         bareShares.push(b.cpuShare)
+        bareCpu.push(b.cpuUsPerRequest)
         for (const [server, measured] of [
           ['bare', b],
           ['app', a],
@@ -187,6 +191,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
         cpuRatios,
         medianCpuRatio: median(cpuRatios),
         bareCpuShare: Math.min(...bareShares),
+        bareSteadiness: steadiness(bareCpu),
         medianRpsRatio,
         medianP99Ratio,
         worstLogLagMs: worst,
@@ -209,6 +214,18 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
 
 export function* expectedMessageList(result: CompareResult): Generator<string> {
   for (const { prefix, count } of result.expectedMessages) yield* messages(prefix, count)
+}
+
+/** A ratio target is judged only against a steady bare server. */
+function judged(level: LevelSummary, met: boolean): string {
+  return level.bareSteadiness.steady ? mark(met) : 'not judged: the bare server was not steady'
+}
+
+function steadyNote({ steady, min, max }: LevelSummary['bareSteadiness']): string {
+  const range = `${ms(min)}–${ms(max)} µs of CPU per request`
+  return steady
+    ? `bare server steady (${range})`
+    : `bare server NOT steady (${range} over its rounds, more than ${STEADY_SPREAD}×: something else took the machine, so these ratios are not reliable)`
 }
 
 export function formatCompare(result: CompareResult): string {
@@ -255,10 +272,11 @@ export function formatCompare(result: CompareResult): string {
   }
   const summary = result.levels.map(
     (level) =>
-      `${level.connections} connections: median app/bare req/s ${ratio(level.medianRpsRatio)} (target >= ${level.targets.rpsRatio}: ${mark(level.met.rps)}), ` +
-      `median app/bare p99 ${ratio(level.medianP99Ratio)} (target <= ${level.targets.p99Ratio}: ${mark(level.met.p99)}), ` +
+      `${level.connections} connections: median app/bare req/s ${ratio(level.medianRpsRatio)} (target >= ${level.targets.rpsRatio}: ${judged(level, level.met.rps)}), ` +
+      `median app/bare p99 ${ratio(level.medianP99Ratio)} (target <= ${level.targets.p99Ratio}: ${judged(level, level.met.p99)}), ` +
       `median app/bare CPU per request ${ratio(level.medianCpuRatio)}, ` +
       `bare server ${level.bareCpuShare >= 0.9 ? 'CPU-bound' : 'NOT CPU-bound (the load generator may be the limit)'} (${Math.round(level.bareCpuShare * 100)} % of a core at least), ` +
+      `${steadyNote(level.bareSteadiness)}, ` +
       `log caught up ${level.worstLogLagMs === undefined ? 'NOT within 30 s' : `within ${ms(level.worstLogLagMs)} ms`} of the end of load (target <= ${level.targets.logLagMs} ms: ${mark(level.met.logLag)})`,
   )
   return `${table(header, body)}\n\n${summary.join('\n')}`
