@@ -136,6 +136,23 @@ describe('sqlite journal', () => {
     expect(journalStatuses(path)).toEqual({ succeeded: 1, queued: 2 })
   })
 
+  it('writes a running task ended by a cancel before the DELETE can be answered, not with the next turn', async () => {
+    const path = journalPath()
+    const backend = backendAt(path)
+    const a = task('a')
+    await backend.enqueue([a])
+    expect(backend.claim(Date.now(), 1)[0]?.id).toBe(a.id)
+    await new Promise<void>((resolve) => queueMicrotask(resolve))
+    const before = backend.commits
+    backend.fail(a.id, { error: 'cancelled while running', now: Date.now(), status: 'cancelled' })
+    await new Promise<void>((resolve) => queueMicrotask(resolve))
+    expect(backend.commits).toBe(before + 1)
+    const snapshot = join(path, '..', 'snapshot.db')
+    copyFileSync(path, snapshot)
+    copyFileSync(`${path}-wal`, `${snapshot}-wal`)
+    expect(journalStatuses(snapshot)).toEqual({ cancelled: 1 })
+  })
+
   it('with sync "full", commits that acknowledge (new tasks, a cancel) wait for an fsync of the WAL; bookkeeping does not', async () => {
     const statements: string[] = []
     const real = sqliteDriver()

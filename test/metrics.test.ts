@@ -94,6 +94,18 @@ describe('GET /metrics', () => {
     expect([...routes].sort()).toEqual(['/send-message', '/tasks/:id', 'unmatched'])
   })
 
+  it("counts a HEAD request once, as HEAD: Fastify's HEAD route of a GET route has hooks of its own", async () => {
+    const { server } = await start()
+    await server.request('/health', { method: 'HEAD' })
+    await server.request('/health', { method: 'HEAD' })
+    await server.request('/health', { method: 'GET' })
+    const samples = await scrape(server)
+    const count = (method: string) =>
+      sampleValue(samples, 'http_request_duration_seconds_count', { method, route: '/health', status_code: '200' })
+    expect(count('HEAD')).toBe(2)
+    expect(count('GET')).toBe(1)
+  })
+
   it('gauges tasks running and queued', async () => {
     const { server, routes } = await start({ TASK_CONCURRENCY: '1' })
     expect((await server.request('/test/block')).status).toBe(200)

@@ -204,7 +204,8 @@ export class SqliteBackend implements TaskBackend {
 
   fail(id: string, options: FailOptions): void {
     this.index.fail(id, options)
-    this.touch(id, 'immediate')
+    // A running task ended by a cancel: the DELETE is answered once this is in the file.
+    this.touch(id, options.status === 'cancelled' ? 'microtask' : 'immediate')
   }
 
   get(id: string): TaskRecord | undefined {
@@ -355,8 +356,9 @@ export class SqliteBackend implements TaskBackend {
 
   /**
    * Note a task's new record for the next write: at the end of the microtask burst (a claim, so
-   * that it is in the file before the task's first I/O callback; a cancel or retry someone waits
-   * for), or with the next turn's commit (a result: after a crash the task only runs again).
+   * that it is in the file before the task's first I/O callback; a cancel, of a waiting or a
+   * running task, or a retry someone waits for), or with the next turn's commit (a result: after
+   * a crash the task only runs again).
    */
   private touch(id: string, when: 'microtask' | 'immediate' = 'microtask'): void {
     if (this.closed) return
