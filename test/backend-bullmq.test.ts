@@ -88,6 +88,45 @@ describeWithRedis('bullmq backend', () => {
     }
   })
 
+  it('a worker claims the jobs handed over in one turn together: a batch task gets them in one call', async () => {
+    const queueName = `batches-${randomUUID()}`
+    const sizes: number[] = []
+    // The first jobs wait until 16 are running, then end together: their 16 completions fetch
+    // the next 16 jobs in one go, and those are handed over in one turn.
+    let running = 0
+    let open = (): void => {}
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    const task = defineTask({
+      name: 'batched',
+      args: Type.Tuple([Type.String()]),
+      batch: async (items) => {
+        sizes.push(items.length)
+        running += items.length
+        if (running >= 16) open()
+        await Promise.race([gate, new Promise((resolve) => setTimeout(resolve, 2_000))])
+      },
+    })
+    const producer = await backend('producer', queueName)
+    opened.push(producer)
+    // 32 requests of one task each (one request's tasks would run one after another), stored
+    // before the worker starts, so that BullMQ hands them over as fast as it fetches them.
+    const ids = (await Promise.all(Array.from({ length: 32 }, (_, i) => submit(producer, task, [[`m${i}`]])))).flat()
+    const worker = new TaskRunner({
+      backend: await backend('worker', queueName, { concurrency: 16 }),
+      concurrency: 16,
+      maxPending: 100,
+      defaultTimeoutMs: 5000,
+      logger: silent,
+      tasks: [task],
+    })
+    opened.push({ close: () => worker.close(2000) })
+    await worker.start()
+    await waitFor(async () => (await producer.get(ids.at(-1)!))?.status === 'succeeded', { what: 'every job to succeed' })
+    for (const id of ids) expect((await producer.get(id))?.status).toBe('succeeded')
+    expect(sizes.reduce((sum, n) => sum + n, 0)).toBe(32)
+    expect(Math.max(...sizes)).toBeGreaterThan(1)
+  })
+
   it('finished jobs past the retention age are removed from the queue with no other job finishing', async () => {
     const queueName = `retention-${randomUUID()}`
     const quick = defineTask({ name: 'quick', args: Type.Tuple([Type.String()]), run: () => {} })

@@ -160,7 +160,7 @@ export type TaskExecution = 'local' | 'remote' | 'shared'
 
 /** What the runner hands a backend when it starts. */
 export interface BackendHooks {
-  /** Work may be claimable now (a task arrived from another process): claim if there is room. */
+  /** Work may be claimable now (a task arrived from another process): the runner claims at the end of this turn, if there is room. */
   wake(): void
   /** Another process asked to cancel this task: abort its signal if it is running here. */
   cancelLocal(id: string): void

@@ -159,7 +159,8 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   /** Start the backend (a journal puts back what a previous process left unfinished), then claim. */
   async start(): Promise<RecoveredTasks> {
     const recovered = await this.backend.start({
-      wake: () => this.pump(),
+      // Once per turn: the jobs a worker is handed in one turn start together (one batch).
+      wake: () => this.schedulePump(),
       cancelLocal: (id) => this.executions.cancelLocal(id),
       logger: this.logger,
     })
