@@ -44,10 +44,10 @@ describeWithRedis('bullmq backend', () => {
     return created
   }
 
-  async function workerRunner(queueName: string, tasks: AnyTaskDefinition[]): Promise<TaskRunner> {
+  async function workerRunner(queueName: string, tasks: AnyTaskDefinition[], concurrency = 4): Promise<TaskRunner> {
     const runner = new TaskRunner({
-      backend: await backend('worker', queueName),
-      concurrency: 4,
+      backend: await backend('worker', queueName, { concurrency }),
+      concurrency,
       maxPending: 100,
       defaultTimeoutMs: 5000,
       logger: silent,
@@ -111,16 +111,7 @@ describeWithRedis('bullmq backend', () => {
     // 32 requests of one task each (one request's tasks would run one after another), stored
     // before the worker starts, so that BullMQ hands them over as fast as it fetches them.
     const ids = (await Promise.all(Array.from({ length: 32 }, (_, i) => submit(producer, task, [[`m${i}`]])))).flat()
-    const worker = new TaskRunner({
-      backend: await backend('worker', queueName, { concurrency: 16 }),
-      concurrency: 16,
-      maxPending: 100,
-      defaultTimeoutMs: 5000,
-      logger: silent,
-      tasks: [task],
-    })
-    opened.push({ close: () => worker.close(2000) })
-    await worker.start()
+    await workerRunner(queueName, [task], 16)
     await waitFor(async () => (await producer.get(ids.at(-1)!))?.status === 'succeeded', { what: 'every job to succeed' })
     for (const id of ids) expect((await producer.get(id))?.status).toBe('succeeded')
     expect(sizes.reduce((sum, n) => sum + n, 0)).toBe(32)

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { NewTask } from '../src/background/index.js'
@@ -9,7 +9,7 @@ import { describeBackendConformance } from './backend-conformance.js'
 import { taskKey } from '../src/background/idempotency.js'
 import { SCHEMA_VERSION } from '../src/background/backends/sqlite/journal.js'
 import { tempDir } from './helpers/app.js'
-import { journalStatuses, openBackend, siblings, writeForeignDatabase, writeGarbage } from './helpers/journal.js'
+import { journalStatuses, openBackend, siblings, statusesAfterKill, writeForeignDatabase, writeGarbage } from './helpers/journal.js'
 
 // Every SQLite binding that loads on this Node passes the same contract (both on Node 22).
 for (const driver of availableSqliteDrivers()) {
@@ -120,11 +120,7 @@ describe('sqlite journal', () => {
     // The end of the microtasks that claimed it: no I/O callback can have run yet.
     await new Promise<void>((resolve) => queueMicrotask(resolve))
     expect(backend.commits).toBe(before + 1)
-    // What a kill -9 right now would leave: the file and its WAL.
-    const snapshot = join(path, '..', 'snapshot.db')
-    copyFileSync(path, snapshot)
-    copyFileSync(`${path}-wal`, `${snapshot}-wal`)
-    expect(journalStatuses(snapshot)).toEqual({ running: 1, queued: 1 })
+    expect(statusesAfterKill(path)).toEqual({ running: 1, queued: 1 })
 
     // A result waits for the next turn's commit, and shares it with that turn's new tasks.
     backend.complete(a.id, Date.now())
@@ -147,10 +143,7 @@ describe('sqlite journal', () => {
     backend.fail(a.id, { error: 'cancelled while running', now: Date.now(), status: 'cancelled' })
     await new Promise<void>((resolve) => queueMicrotask(resolve))
     expect(backend.commits).toBe(before + 1)
-    const snapshot = join(path, '..', 'snapshot.db')
-    copyFileSync(path, snapshot)
-    copyFileSync(`${path}-wal`, `${snapshot}-wal`)
-    expect(journalStatuses(snapshot)).toEqual({ cancelled: 1 })
+    expect(statusesAfterKill(path)).toEqual({ cancelled: 1 })
   })
 
   it('with sync "full", commits that acknowledge (new tasks, a cancel) wait for an fsync of the WAL; bookkeeping does not', async () => {

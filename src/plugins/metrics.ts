@@ -180,16 +180,10 @@ async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Pro
     const byMethod = new Map(methods.map((method) => [method, new StatusSeries(method, route.url, http)]))
     // Most routes have one method: its series, without a lookup.
     const only = byMethod.size === 1 ? [...byMethod.values()][0] : undefined
-    const observe: onResponseHookHandler =
-      only === undefined
-        ? (request, reply, done) => {
-            byMethod.get(request.method)?.observe(reply.statusCode, reply.elapsedTime)
-            done()
-          }
-        : (_request, reply, done) => {
-            only.observe(reply.statusCode, reply.elapsedTime)
-            done()
-          }
+    const observe: onResponseHookHandler = (request, reply, done) => {
+      ;(only ?? byMethod.get(request.method))?.observe(reply.statusCode, reply.elapsedTime)
+      done()
+    }
     route.onResponse = route.onResponse === undefined ? [observe] : [...[route.onResponse].flat(), observe]
   })
   // Unknown URLs are not routes: a hook of their own, which does nothing for a matched route.

@@ -1,6 +1,6 @@
 /** Helpers for tests of the sqlite journal: temp journals, reading one a dead server left, faults. */
 import { execFileSync } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { SqliteBackend, type SqliteBackendOptions } from '../../src/background/backends/sqlite/backend.js'
 import { sqliteDriver } from '../../src/background/backends/sqlite/driver.js'
@@ -19,6 +19,14 @@ export function journalStatuses(path: string): Record<string, number> {
   } finally {
     db.close()
   }
+}
+
+/** Task counts by status in what a `kill -9` right now would leave: the file and its WAL, copied aside and read there. */
+export function statusesAfterKill(path: string): Record<string, number> {
+  const snapshot = join(path, '..', 'snapshot.db')
+  copyFileSync(path, snapshot)
+  copyFileSync(`${path}-wal`, `${snapshot}-wal`)
+  return journalStatuses(snapshot)
 }
 
 /** The files next to a journal (`tasks.db-wal`…), to check that a refused file got no company. */
