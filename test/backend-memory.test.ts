@@ -1,11 +1,32 @@
 import { describe, expect, it } from 'vitest'
-import { MemoryBackend, type NewTask } from '../src/background/index.js'
+import { MemoryBackend, type NewTask, type TaskRecord } from '../src/background/index.js'
 import { describeBackendConformance } from './backend-conformance.js'
 import { taskKey } from '../src/background/idempotency.js'
 
 describeBackendConformance('memory', async () => {
   const backend = new MemoryBackend({ retention: { maxCount: 1000, maxAgeMs: 60_000 } })
   return { backend, cleanup: async () => backend.close() }
+})
+
+describe('memory backend records', () => {
+  it('reports the times it was given (added, claimed, finished), in get() and list(), and after a restore', () => {
+    const createdAt = Date.now() - 5000
+    const times = { createdAt, startedAt: createdAt + 1000, finishedAt: createdAt + 2500 }
+    const backend = new MemoryBackend({ retention: { maxCount: 10, maxAgeMs: 60_000 } })
+    backend.enqueue([{ id: 'timed', name: 'n', args: [], requestId: 'req-1', maxAttempts: 1, createdAt }])
+    expect(backend.get('timed')).toMatchObject({ createdAt, startedAt: undefined, finishedAt: undefined })
+    backend.claim(times.startedAt, 1)
+    backend.complete('timed', times.finishedAt)
+    expect(backend.get('timed')).toMatchObject({ status: 'succeeded', ...times })
+    expect(backend.list({ limit: 10 }).tasks).toMatchObject([times])
+
+    const restored = new MemoryBackend({ retention: { maxCount: 10, maxAgeMs: 60_000 } })
+    restored.restore([[{ ...(backend.get('timed') as TaskRecord), args: undefined }]], times.finishedAt + 1000)
+    expect(restored.get('timed')).toMatchObject({ status: 'succeeded', ...times })
+    // A time far from now (the epoch of 1970) is kept as exactly.
+    restored.enqueue([{ id: 'old', name: 'n', args: [], requestId: undefined, maxAttempts: 1, createdAt: 1 }])
+    expect(restored.get('old')?.createdAt).toBe(1)
+  })
 })
 
 describe('memory backend retention', () => {

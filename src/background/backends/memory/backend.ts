@@ -38,7 +38,17 @@ export interface RetentionOptions {
   maxAgeMs: number
 }
 
-interface Entry extends TaskRecord {
+/**
+ * A task's record and its place in the queues. Its times are kept as milliseconds since the
+ * backend's epoch (see `MemoryBackend.epoch`): small integers, which V8 keeps inside the entry.
+ * An absolute time (1.7e12 ms) does not fit one, and V8 boxes it in an object of its own: three
+ * more objects per task (created, started, finished), each copied by the garbage collector as long
+ * as the record is retained.
+ */
+interface Entry extends Omit<TaskRecord, 'createdAt' | 'startedAt' | 'finishedAt'> {
+  created: number
+  started: number | undefined
+  finished: number | undefined
   args: unknown[] | undefined
   fn: PlainTaskFn | undefined
   next: Entry | undefined
@@ -57,14 +67,17 @@ export class MemoryBackend implements TaskBackend {
   readonly kind = 'memory'
   readonly durable: boolean = false
   readonly execution: TaskExecution = 'local'
+  /** What entry times are counted from: any time works (a time far from it is boxed, not wrong). */
+  private readonly epoch = Date.now()
   private readonly entries = new Map<string, Entry>()
   private readonly readyQueue = new ReadyQueue<Entry>()
   private readonly delayed = new DueHeap<Entry>()
   /** Entries left in the due heap by a cancel: compacted away once they are many. */
   private deadDelayed = 0
   /**
-   * Finished entries, oldest first, and when each finished (a retried one finishes again later,
-   * so an entry's own finishedAt may be newer): two FIFOs side by side, no object per finish.
+   * Finished entries, oldest first, and when each finished (since the epoch; a retried one
+   * finishes again later, so an entry's own `finished` may be newer): two FIFOs side by side, no
+   * object per finish.
    */
   private readonly finished = new Fifo<Entry>()
   private readonly finishedTimes = new Fifo<number>()
@@ -97,9 +110,9 @@ export class MemoryBackend implements TaskBackend {
         attempts: 0,
         maxAttempts: task.maxAttempts,
         requestId: task.requestId,
-        createdAt: task.createdAt,
-        startedAt: undefined,
-        finishedAt: undefined,
+        created: task.createdAt - this.epoch,
+        started: undefined,
+        finished: undefined,
         runAt: task.runAt,
         priority: task.priority ?? 0,
         lastError: undefined,
@@ -152,7 +165,7 @@ export class MemoryBackend implements TaskBackend {
       }
       entry.status = 'running'
       entry.attempts++
-      entry.startedAt ??= now
+      entry.started ??= now - this.epoch
       entry.runAt = undefined
       const task: ClaimedTask = {
         id: entry.id,
@@ -196,14 +209,14 @@ export class MemoryBackend implements TaskBackend {
 
   get(id: string): TaskRecord | undefined {
     const entry = this.entries.get(id)
-    return entry === undefined ? undefined : toRecord(entry)
+    return entry === undefined ? undefined : this.toRecord(entry)
   }
 
   cancel(id: string, now: number): CancelOutcome {
     const entry = this.entries.get(id)
     if (entry === undefined) return { outcome: 'not_found' }
-    if (isFinished(entry.status)) return { outcome: 'finished', record: toRecord(entry) }
-    if (entry.status === 'running') return { outcome: 'running', record: toRecord(entry) }
+    if (isFinished(entry.status)) return { outcome: 'finished', record: this.toRecord(entry) }
+    if (entry.status === 'running') return { outcome: 'running', record: this.toRecord(entry) }
     const wasDelayed = entry.inDelayed
     if (wasDelayed) this.removeDelayed(entry)
     const wasScheduled = entry.scheduledRoom
@@ -214,7 +227,7 @@ export class MemoryBackend implements TaskBackend {
     // A task waiting in the ready queue is skipped (and its successor released) when claimed;
     // a retrying or scheduled one is not in the ready queue, so its successor is released now.
     if (wasDelayed) this.releaseNext(entry)
-    return { outcome: 'cancelled', record: toRecord(entry), wasScheduled }
+    return { outcome: 'cancelled', record: this.toRecord(entry), wasScheduled }
   }
 
   /**
@@ -225,16 +238,16 @@ export class MemoryBackend implements TaskBackend {
     const entry = this.entries.get(id)
     if (entry === undefined) return { outcome: 'not_found' }
     const retryable = (entry.status === 'failed' || entry.status === 'cancelled') && (entry.args !== undefined || entry.fn !== undefined)
-    if (!retryable) return { outcome: 'not_retryable', record: toRecord(entry) }
+    if (!retryable) return { outcome: 'not_retryable', record: this.toRecord(entry) }
     entry.status = 'queued'
     entry.attempts = 0
-    entry.startedAt = undefined
-    entry.finishedAt = undefined
+    entry.started = undefined
+    entry.finished = undefined
     entry.runAt = undefined
     // Cancelled before its turn, it still waits in the ready queue or behind an earlier task of
     // its request: it keeps its place. Otherwise its request went on without it: it runs alone.
     if (!entry.inReady && !entry.linked) this.pushReady(entry)
-    return { outcome: 'retried', record: toRecord(entry) }
+    return { outcome: 'retried', record: this.toRecord(entry) }
   }
 
   list(query: TaskListQuery): TaskPage {
@@ -271,7 +284,19 @@ export class MemoryBackend implements TaskBackend {
       let previous: Entry | undefined
       for (const task of group) {
         const entry: Entry = {
-          ...task,
+          id: task.id,
+          name: task.name,
+          status: task.status,
+          attempts: task.attempts,
+          maxAttempts: task.maxAttempts,
+          requestId: task.requestId,
+          created: task.createdAt - this.epoch,
+          started: this.since(task.startedAt),
+          finished: this.since(task.finishedAt),
+          runAt: task.runAt,
+          priority: task.priority,
+          lastError: task.lastError,
+          args: task.args,
           fn: undefined,
           next: undefined,
           inReady: false,
@@ -279,6 +304,7 @@ export class MemoryBackend implements TaskBackend {
           scheduledRoom: task.status === 'scheduled',
           linked: false,
         }
+        if (task.intent !== undefined) entry.intent = task.intent
         this.entries.set(entry.id, entry)
         if (isFinished(entry.status)) {
           if (entry.status === 'succeeded') entry.args = undefined
@@ -294,8 +320,9 @@ export class MemoryBackend implements TaskBackend {
         previous = entry
       }
     }
-    finished.sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0))
-    for (const entry of finished) this.pushFinished(entry, entry.finishedAt ?? now)
+    const restoredAt = now - this.epoch
+    finished.sort((a, b) => (a.finished ?? restoredAt) - (b.finished ?? restoredAt))
+    for (const entry of finished) this.pushFinished(entry, entry.finished ?? restoredAt)
     this.prune(now)
     return { unfinished, scheduled, changed }
   }
@@ -318,7 +345,7 @@ export class MemoryBackend implements TaskBackend {
   }
 
   private *records(): Generator<TaskRecord> {
-    for (const entry of this.entries.values()) yield toRecord(entry)
+    for (const entry of this.entries.values()) yield this.toRecord(entry)
   }
 
   close(): void {
@@ -373,6 +400,29 @@ export class MemoryBackend implements TaskBackend {
     }
   }
 
+  /** A time as kept in an entry: ms since the epoch. */
+  private since(time: number | undefined): number | undefined {
+    return time === undefined ? undefined : time - this.epoch
+  }
+
+  private toRecord(entry: Entry): TaskRecord {
+    const { epoch } = this
+    return {
+      id: entry.id,
+      name: entry.name,
+      status: entry.status,
+      attempts: entry.attempts,
+      maxAttempts: entry.maxAttempts,
+      requestId: entry.requestId,
+      createdAt: epoch + entry.created,
+      startedAt: entry.started === undefined ? undefined : epoch + entry.started,
+      finishedAt: entry.finished === undefined ? undefined : epoch + entry.finished,
+      runAt: entry.runAt,
+      priority: entry.priority,
+      lastError: entry.lastError,
+    }
+  }
+
   private pushFinished(entry: Entry, finishedAt: number): void {
     this.finished.push(entry)
     this.finishedTimes.push(finishedAt)
@@ -384,14 +434,15 @@ export class MemoryBackend implements TaskBackend {
   }
 
   private finishedBookkeeping(entry: Entry, now: number): void {
-    entry.finishedAt = now
+    const finished = now - this.epoch
+    entry.finished = finished
     entry.intent = undefined
     // A failed or cancelled task keeps what it needs to be retried, within retention.
     if (entry.status === 'succeeded') {
       entry.args = undefined
       entry.fn = undefined
     }
-    this.pushFinished(entry, now)
+    this.pushFinished(entry, finished)
     this.prune(now)
   }
 
@@ -410,13 +461,13 @@ export class MemoryBackend implements TaskBackend {
 
   private prune(now: number): void {
     const { maxCount, maxAgeMs } = this.retention
-    const oldestAllowed = now - maxAgeMs
+    const oldestAllowed = now - this.epoch - maxAgeMs
     for (;;) {
       const oldest = this.finished.peek()
       if (oldest === undefined) return
       const finishedAt = this.finishedTimes.peek() as number
       // Retried since (and perhaps finished again, later in the queue): not this finish's to forget.
-      const stale = oldest.finishedAt !== finishedAt
+      const stale = oldest.finished !== finishedAt
       if (!stale && this.finished.length <= maxCount && finishedAt >= oldestAllowed) return
       this.finished.shift()
       this.finishedTimes.shift()
@@ -425,22 +476,5 @@ export class MemoryBackend implements TaskBackend {
       // queue; forgetting its record is safe, the chain skips it by status.
       this.entries.delete(oldest.id)
     }
-  }
-}
-
-function toRecord(entry: Entry): TaskRecord {
-  return {
-    id: entry.id,
-    name: entry.name,
-    status: entry.status,
-    attempts: entry.attempts,
-    maxAttempts: entry.maxAttempts,
-    requestId: entry.requestId,
-    createdAt: entry.createdAt,
-    startedAt: entry.startedAt,
-    finishedAt: entry.finishedAt,
-    runAt: entry.runAt,
-    priority: entry.priority,
-    lastError: entry.lastError,
   }
 }
