@@ -9,7 +9,7 @@ import { request } from 'undici'
 import { runLoad, type LoadResult } from './load.js'
 import { hasWrk, runWrk } from './wrk.js'
 import { LogTail } from './log-tail.js'
-import { cpuTimeMs, RssWatch } from './processes.js'
+import { type CpuTimes, cpuTimes, RssWatch } from './processes.js'
 import { int, mark, mb, ms, ratio, table } from './report.js'
 import type { ServerUnderTest } from './servers.js'
 import { STEADY_SPREAD, median, steadiness } from './stats.js'
@@ -22,6 +22,12 @@ export interface RoundRow {
   peakRssBytes: number
   /** CPU time of the server process (all threads) per request, in µs: less noisy than req/s on a busy machine. */
   cpuUsPerRequest: number
+  /**
+   * The part of it spent in the kernel for the server (its socket writes, which on loopback
+   * include delivering the reply to the load generator and waking it): it grows per request when
+   * the server is slower than the client, because the client then waits for each reply.
+   */
+  systemUsPerRequest: number
   /** CPU time of the server over the round's wall time (1 = one core busy): the bare server must be near 1, or the load generator was the limit. */
   cpuShare: number
   /** App rounds: ms from the last reply until the log held every accepted line (undefined: not within the limit). */
@@ -37,6 +43,8 @@ export interface LevelSummary {
   p99Ratios: number[]
   cpuRatios: number[]
   medianCpuRatio: number
+  /** App/bare CPU per request in user space only: the servers' own work, without the kernel's part. */
+  medianUserCpuRatio: number
   /** The lowest CPU share of the bare server over its rounds: ≥ 0.9 means it was CPU-bound, so the ratio measures the servers. */
   bareCpuShare: number
   /** The bare server's CPU per request over its rounds: a spread above STEADY_SPREAD means the host moved under the run. */
@@ -105,7 +113,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
     if (!server.proc.alive) throw new Error(server.proc.describeExit())
     const prefix = `${runId}.${server.name}.c${connections}.${label}`
     const watch = new RssWatch(server.proc.pid)
-    const cpuBefore = cpuTimeMs(server.proc.pid) ?? Number.NaN
+    const cpuBefore = cpuNow(server.proc.pid)
     // wrk runs for a time, and replies in flight when it stops are not counted by it: the
     // app's own count of accepted tasks says how many lines it owes.
     const acceptedBefore = wrk && server.name === 'app' ? await acceptedByApp(server.url) : 0
@@ -113,7 +121,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
     const result = wrk
       ? await runWrk({ root: context.root, url: server.url, connections, seconds, prefix })
       : await runLoad({ url: server.url, connections, amount, prefix })
-    const cpuShare = ((cpuTimeMs(server.proc.pid) ?? Number.NaN) - cpuBefore) / result.durationMs
+    const cpuShare = totalMs(cpuSince(server.proc.pid, cpuBefore)) / result.durationMs
     const eventLoop = server.name === 'app' ? await eventLoopP99Ms(server.url) : undefined
     const peakRssBytes = watch.stop()
     totalRequests[server.name] += result.requests
@@ -126,8 +134,10 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
       logLagMs = seenAt === undefined ? undefined : Math.max(0, seenAt - result.endedAt)
     }
     // Measured after the catch-up: the background work the round caused is included.
-    const cpuUsPerRequest = (((cpuTimeMs(server.proc.pid) ?? Number.NaN) - cpuBefore) * 1000) / result.requests
-    return { result, peakRssBytes, logLagMs, cpuUsPerRequest, cpuShare, eventLoopP99Ms: eventLoop }
+    const used = cpuSince(server.proc.pid, cpuBefore)
+    const cpuUsPerRequest = (totalMs(used) * 1000) / result.requests
+    const systemUsPerRequest = (used.systemMs * 1000) / result.requests
+    return { result, peakRssBytes, logLagMs, cpuUsPerRequest, systemUsPerRequest, cpuShare, eventLoopP99Ms: eventLoop }
   }
 
   try {
@@ -144,6 +154,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
       const rpsRatios: number[] = []
       const p99Ratios: number[] = []
       const cpuRatios: number[] = []
+      const userCpuRatios: number[] = []
       const bareShares: number[] = []
       const bareCpu: number[] = []
       const lags: Array<number | undefined> = []
@@ -164,6 +175,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
             load: loadResult,
             peakRssBytes: measured.peakRssBytes,
             cpuUsPerRequest: measured.cpuUsPerRequest,
+            systemUsPerRequest: measured.systemUsPerRequest,
             cpuShare: measured.cpuShare,
             logLagMs: measured.logLagMs,
             eventLoopP99Ms: measured.eventLoopP99Ms,
@@ -172,10 +184,11 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
         rpsRatios.push(a.result.rps / b.result.rps)
         p99Ratios.push(a.result.latencyMs.p99 / b.result.latencyMs.p99)
         cpuRatios.push(a.cpuUsPerRequest / b.cpuUsPerRequest)
+        userCpuRatios.push((a.cpuUsPerRequest - a.systemUsPerRequest) / (b.cpuUsPerRequest - b.systemUsPerRequest))
         lags.push(a.logLagMs)
         process.stdout.write(
           `  round ${round}: bare ${int(b.result.rps)} req/s, app ${int(a.result.rps)} req/s, ratio ${ratio(a.result.rps / b.result.rps)}, ` +
-            `CPU/req ${ms(b.cpuUsPerRequest)} vs ${ms(a.cpuUsPerRequest)} µs, ` +
+            `CPU/req ${ms(b.cpuUsPerRequest)} vs ${ms(a.cpuUsPerRequest)} µs (kernel ${ms(b.systemUsPerRequest)} vs ${ms(a.systemUsPerRequest)}), ` +
             `app event loop p99 ${a.eventLoopP99Ms === undefined ? '-' : `${ms(a.eventLoopP99Ms)} ms`}, log lag ${a.logLagMs === undefined ? 'NOT CAUGHT UP' : `${ms(a.logLagMs)} ms`}\n`,
         )
       }
@@ -190,6 +203,7 @@ export async function runCompare(context: RunContext, app: ServerUnderTest, bare
         p99Ratios,
         cpuRatios,
         medianCpuRatio: median(cpuRatios),
+        medianUserCpuRatio: median(userCpuRatios),
         bareCpuShare: Math.min(...bareShares),
         bareSteadiness: steadiness(bareCpu),
         medianRpsRatio,
@@ -238,6 +252,7 @@ export function formatCompare(result: CompareResult): string {
     'p99 ms',
     'peak RSS',
     'CPU µs/req',
+    'of it kernel',
     'CPU %',
     '2xx',
     'non-2xx',
@@ -261,6 +276,7 @@ export function formatCompare(result: CompareResult): string {
       ms(row.load.latencyMs.p99),
       mb(row.peakRssBytes),
       ms(row.cpuUsPerRequest),
+      ms(row.systemUsPerRequest),
       String(Math.round(row.cpuShare * 100)),
       int(row.load.ok),
       int(row.load.non2xx),
@@ -274,10 +290,24 @@ export function formatCompare(result: CompareResult): string {
     (level) =>
       `${level.connections} connections: median app/bare req/s ${ratio(level.medianRpsRatio)} (target >= ${level.targets.rpsRatio}: ${judged(level, level.met.rps)}), ` +
       `median app/bare p99 ${ratio(level.medianP99Ratio)} (target <= ${level.targets.p99Ratio}: ${judged(level, level.met.p99)}), ` +
-      `median app/bare CPU per request ${ratio(level.medianCpuRatio)}, ` +
+      `median app/bare CPU per request ${ratio(level.medianCpuRatio)} (user space alone ${ratio(level.medianUserCpuRatio)}), ` +
       `bare server ${level.bareCpuShare >= 0.9 ? 'CPU-bound' : 'NOT CPU-bound (the load generator may be the limit)'} (${Math.round(level.bareCpuShare * 100)} % of a core at least), ` +
       `${steadyNote(level.bareSteadiness)}, ` +
       `log caught up ${level.worstLogLagMs === undefined ? 'NOT within 30 s' : `within ${ms(level.worstLogLagMs)} ms`} of the end of load (target <= ${level.targets.logLagMs} ms: ${mark(level.met.logLag)})`,
   )
   return `${table(header, body)}\n\n${summary.join('\n')}`
+}
+
+/** CPU times of a process now; NaN when it cannot be read (the ratios then say NaN, not a wrong figure). */
+function cpuNow(pid: number): CpuTimes {
+  return cpuTimes(pid) ?? { userMs: Number.NaN, systemMs: Number.NaN }
+}
+
+function cpuSince(pid: number, before: CpuTimes): CpuTimes {
+  const now = cpuNow(pid)
+  return { userMs: now.userMs - before.userMs, systemMs: now.systemMs - before.systemMs }
+}
+
+function totalMs(times: CpuTimes): number {
+  return times.userMs + times.systemMs
 }

@@ -163,13 +163,18 @@ export class RssWatch {
 
 const TICKS_PER_SECOND = 100 // USER_HZ: what /proc/PID/stat counts in on Linux
 
-/** CPU time (user + system, all threads) a process has used so far, in ms. */
-export function cpuTimeMs(pid: number): number | undefined {
+/** CPU time a process has used so far (all threads), in ms: in user space and in the kernel for it. */
+export interface CpuTimes {
+  userMs: number
+  systemMs: number
+}
+
+export function cpuTimes(pid: number): CpuTimes | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    // Fields 14 and 15 of proc(5), counted from the state (field 3) at index 0.
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND
+    // Fields 14 (utime) and 15 (stime) of proc(5), counted from the state (field 3) at index 0.
+    return { userMs: (Number(fields[11]) * 1000) / TICKS_PER_SECOND, systemMs: (Number(fields[12]) * 1000) / TICKS_PER_SECOND }
   } catch {
     return undefined
   }
