@@ -10,7 +10,7 @@
  * (`callgrind_control -z`), a fixed number of requests is sent, the app's log is waited for
  * until it holds every line (so the background work after each response is counted too), and
  * the counters are dumped (`callgrind_control -d`). Kernel time (the socket writes) is not
- * counted: it is the same for both servers. The warm-up and the count share their keep-alive
+ * counted: valgrind sees user space only (`npm run bench` reports the kernel's part). The warm-up and the count share their keep-alive
  * connections (see `load`). The main thread's count is also split by function
  * (`callgrind_annotate`): how much went to the garbage collector, and how much to TurboFan. The
  * bare route's compiling has stopped by then; the app, tens of times slower under valgrind, still
@@ -66,12 +66,12 @@ function options(): Options {
   return { requests: Number(values.requests), warmup: Number(values.warmup), connections: Number(values.connections), env, servers }
 }
 
-/** Send `count` requests, `connections` at a time; every reply must be a 200. */
 /**
- * Send `count` requests over the dispatcher's keep-alive connections. The warm-up and the counted
- * requests share one dispatcher: new connections at the start of the count would deoptimize
- * Node's stream code (other sockets, other maps) and have TurboFan compile it again inside the
- * counted window, a cost of the bench, not of a request.
+ * Send `count` requests, `connections` at a time, over the dispatcher's keep-alive connections;
+ * every reply must be a 200. The warm-up and the counted requests share one dispatcher: new
+ * connections at the start of the count would deoptimize Node's stream code (other sockets,
+ * other maps) and have TurboFan compile it again inside the counted window, a cost of the bench,
+ * not of a request.
  */
 async function load(url: string, prefix: string, count: number, connections: number, dispatcher: Agent): Promise<void> {
   let next = 0
