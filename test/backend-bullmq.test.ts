@@ -69,7 +69,7 @@ describeWithRedis('bullmq backend', () => {
       tasks: [task],
     })
     const group = args.map((a) => web.prepare(task, a as never, 'req-test'))
-    web.reserve(group.length)
+    for (const prepared of group) web.admit(prepared)
     await web.submit(group)
     return group.map((t) => t.id)
   }
@@ -154,7 +154,7 @@ describeWithRedis('bullmq backend', () => {
     await runner.start()
     for (let i = 0; i < 10; i++) {
       const group = [runner.prepare(task, [`m${i}`], `req-${i}`)]
-      runner.reserve(1)
+      runner.admit(group[0]!)
       await runner.submit(group)
     }
     // Ten tasks through a bound of three: each gave its room back on commit.
@@ -208,7 +208,7 @@ describeWithRedis('bullmq backend', () => {
     opened.push({ close: () => webRunner.close(1000) })
     await webRunner.start()
     const group = [webRunner.prepare(waitsForAbort, [], 'req-cancel')]
-    webRunner.reserve(1)
+    webRunner.admit(group[0]!)
     await webRunner.submit(group)
     const id = group[0]!.id
 

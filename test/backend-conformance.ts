@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
-import { BackgroundTasks, TaskRunner, defineTask, type ClaimedTask, type NewTask, type TaskBackend } from '../src/background/index.js'
+import { BackgroundTasks, Task, TaskRunner, defineTask, type TaskBackend } from '../src/background/index.js'
 import { waitFor } from './helpers/wait.js'
 
 export interface BackendFixture {
@@ -20,12 +20,12 @@ export interface BackendFixture {
   reopen?: () => Promise<TaskBackend>
 }
 
-function task(name = 'conformance', args: unknown[] = ['hello', 1, { nested: true }], maxAttempts = 3): NewTask {
-  return { id: randomUUID(), name, args, requestId: `req-${randomUUID().slice(0, 8)}`, maxAttempts, createdAt: Date.now() }
+function task(name = 'conformance', args: unknown[] = ['hello', 1, { nested: true }], maxAttempts = 3): Task {
+  return new Task({ id: randomUUID(), name, args, requestId: `req-${randomUUID().slice(0, 8)}`, maxAttempts, createdAt: Date.now() })
 }
 
 /** The oldest runnable task, or undefined: `claim` with a limit of one. */
-async function claimOne(backend: TaskBackend): Promise<ClaimedTask | undefined> {
+async function claimOne(backend: TaskBackend): Promise<Task | undefined> {
   const claimed = await backend.claim(Date.now(), 1)
   expect(claimed.length).toBeLessThanOrEqual(1)
   return claimed[0]
@@ -104,10 +104,10 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const first = await claimOne(backend)
       expect(first?.id).toBe(group[0]!.id)
       expect(await claimOne(backend)).toBeUndefined()
-      await backend.complete(first!.id, Date.now())
+      await backend.complete(first!, Date.now())
       const second = await claimOne(backend)
       expect(second?.id).toBe(group[1]!.id)
-      await backend.fail(second!.id, { error: 'boom', now: Date.now() })
+      await backend.fail(second!, { error: 'boom', now: Date.now() })
       const third = await claimOne(backend)
       expect(third?.id).toBe(group[2]!.id)
     })
@@ -155,7 +155,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const t = task()
       await backend.enqueue([t])
       await claimOne(backend)
-      await backend.complete(t.id, Date.now())
+      await backend.complete(t, Date.now())
       const record = await backend.get(t.id)
       expect(record).toMatchObject({ status: 'succeeded', attempts: 1 })
       expect(record?.finishedAt).toBeTypeOf('number')
@@ -167,7 +167,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       await backend.enqueue([t])
       await claimOne(backend)
       const retryAt = Date.now() + 300
-      await backend.fail(t.id, { error: 'first failure', now: Date.now(), retryAt })
+      await backend.fail(t, { error: 'first failure', now: Date.now(), retryAt })
       const record = await backend.get(t.id)
       expect(record).toMatchObject({ status: 'retrying', lastError: 'first failure', attempts: 1 })
       expect(record?.runAt).toBeGreaterThanOrEqual(retryAt - 5)
@@ -182,7 +182,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const t = task()
       await backend.enqueue([t])
       await claimOne(backend)
-      await backend.fail(t.id, { error: 'ENOSPC: no space left on device', now: Date.now() })
+      await backend.fail(t, { error: 'ENOSPC: no space left on device', now: Date.now() })
       expect(await backend.get(t.id)).toMatchObject({ status: 'failed', lastError: 'ENOSPC: no space left on device' })
     })
 
@@ -206,7 +206,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       // Due well after the cancel even on a loaded machine: the cancel must find it waiting for
       // its retry (BullMQ moves a due job to active before a worker holds it: another case).
       const retryAt = Date.now() + 400
-      await backend.fail(t.id, { error: 'x', now: Date.now(), retryAt })
+      await backend.fail(t, { error: 'x', now: Date.now(), retryAt })
       expect(await backend.cancel(t.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, retryAt - Date.now()) + 100))
       expect(await claimOne(backend)).toBeUndefined()
@@ -219,7 +219,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       await backend.enqueue([t])
       await claimOne(backend)
       expect(await backend.cancel(t.id, Date.now())).toMatchObject({ outcome: 'running' })
-      await backend.fail(t.id, { error: 'Task was cancelled', now: Date.now(), status: 'cancelled' })
+      await backend.fail(t, { error: 'Task was cancelled', now: Date.now(), status: 'cancelled' })
       expect((await backend.get(t.id))?.status).toBe('cancelled')
     })
 
@@ -228,7 +228,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const t = task()
       await backend.enqueue([t])
       await claimOne(backend)
-      await backend.complete(t.id, Date.now())
+      await backend.complete(t, Date.now())
       expect(await backend.cancel(t.id, Date.now())).toMatchObject({ outcome: 'finished', record: { status: 'succeeded' } })
       expect(await backend.cancel(randomUUID(), Date.now())).toEqual({ outcome: 'not_found' })
     })
@@ -239,10 +239,10 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       // The queued task waits behind its request's running one. A ready task would not do: a
       // BullMQ worker takes ready tasks up to its concurrency as they arrive (its runner starts
       // them at once), so without a runner one shows running before claim() hands it out.
-      for (const group of [[done], [running, queued], [retrying]]) await backend.enqueue(group as NewTask[])
+      for (const group of [[done], [running, queued], [retrying]]) await backend.enqueue(group as Task[])
       for (let i = 0; i < 3; i++) await claimOne(backend)
-      await backend.complete(done!.id, Date.now())
-      await backend.fail(retrying!.id, { error: 'x', now: Date.now(), retryAt: Date.now() + 60_000 })
+      await backend.complete(done!, Date.now())
+      await backend.fail(retrying!, { error: 'x', now: Date.now(), retryAt: Date.now() + 60_000 })
       const unfinished = await backend.unfinished()
       expect(new Map(unfinished.map((u) => [u.id, u.status]))).toEqual(
         new Map([
@@ -254,8 +254,8 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
     })
 
     /** Claim until these tasks are all claimed (a shared queue may hand them out over several claims). */
-    async function claimAll(backend: TaskBackend, count: number): Promise<ClaimedTask[]> {
-      const all: ClaimedTask[] = []
+    async function claimAll(backend: TaskBackend, count: number): Promise<Task[]> {
+      const all: Task[] = []
       await waitFor(
         async () => {
           all.push(...(await backend.claim(Date.now(), count)))
@@ -270,7 +270,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       const base = Date.now() - 10_000
       // Four: as many as a BullMQ worker here holds at once, so all can be claimed.
-      const tasks = [0, 1, 2, 3].map((i) => ({ ...task(i % 2 === 0 ? 'even' : 'odd'), createdAt: base + i * 10 }))
+      const tasks = [0, 1, 2, 3].map((i) => new Task({ ...task(i % 2 === 0 ? 'even' : 'odd'), createdAt: base + i * 10 }))
       for (const t of tasks) await backend.enqueue([t])
       const ids = (page: { tasks: Array<{ id: string }> }) => page.tasks.map((r) => r.id)
       const first = await backend.list({ limit: 3 })
@@ -284,9 +284,9 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       expect(ids(await backend.list({ limit: 10, since: base + 20 }))).toEqual([tasks[3]!.id, tasks[2]!.id])
 
       await claimAll(backend, 4)
-      await backend.complete(tasks[0]!.id, Date.now())
-      await backend.complete(tasks[3]!.id, Date.now())
-      await backend.fail(tasks[1]!.id, { error: 'boom', now: Date.now() })
+      await backend.complete(tasks[0]!, Date.now())
+      await backend.complete(tasks[3]!, Date.now())
+      await backend.fail(tasks[1]!, { error: 'boom', now: Date.now() })
       expect(ids(await backend.list({ limit: 10, status: 'succeeded' }))).toEqual([tasks[3]!.id, tasks[0]!.id])
       expect(await backend.list({ limit: 10, status: 'failed' })).toMatchObject({ tasks: [{ id: tasks[1]!.id, lastError: 'boom' }] })
       expect(ids(await backend.list({ limit: 10, status: 'running', name: 'even' }))).toEqual([tasks[2]!.id])
@@ -296,7 +296,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
     it('list: a position is not a snapshot: a task added since shows on the first page, not on the next', async () => {
       const backend = await fresh()
       const base = Date.now() - 10_000
-      const [a, b, c] = [0, 10, 20].map((offset) => ({ ...task('snapshot'), createdAt: base + offset }))
+      const [a, b, c] = [0, 10, 20].map((offset) => new Task({ ...task('snapshot'), createdAt: base + offset }))
       await backend.enqueue([a!])
       await backend.enqueue([b!])
       const first = await backend.list({ limit: 1 })
@@ -312,8 +312,8 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       for (const t of [a, b, c]) await backend.enqueue([t!])
       await claimAll(backend, 3)
       const before = Date.now()
-      await backend.complete(a!.id, Date.now())
-      await backend.fail(c!.id, { error: 'x', now: Date.now() })
+      await backend.complete(a!, Date.now())
+      await backend.fail(c!, { error: 'x', now: Date.now() })
       const counts = await backend.counts(before - 1000)
       expect(counts.byStatus).toEqual({ scheduled: 0, queued: 0, running: 1, retrying: 0, succeeded: 1, failed: 1, cancelled: 0 })
       expect(counts.byName).toEqual({ alpha: 2, beta: 1 })
@@ -327,7 +327,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const t = task('again', ['kept', 2], 1)
       await backend.enqueue([t])
       await claimOne(backend)
-      await backend.fail(t.id, { error: 'boom', now: Date.now() })
+      await backend.fail(t, { error: 'boom', now: Date.now() })
       const outcome = await backend.retry(t.id, Date.now())
       // Attempts count from 0 again: the next claim is attempt 1 (a BullMQ worker may hold it already).
       expect(outcome).toMatchObject({ outcome: 'retried', record: { id: t.id } })
@@ -335,7 +335,8 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       expect(['queued', 'running']).toContain((await backend.get(t.id))?.status)
       const [again] = await claimAll(backend, 1)
       expect(again).toMatchObject({ id: t.id, attempt: 1, args: ['kept', 2] })
-      await backend.complete(t.id, Date.now())
+      // The object claim hands out is the one to complete (a retried task may be a new one).
+      await backend.complete(again!, Date.now())
       expect(await backend.get(t.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
     })
 
@@ -344,14 +345,14 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const [first, second] = [task('first', ['a'], 1), task('second', ['b'], 1)]
       await backend.enqueue([first!, second!])
       await claimAll(backend, 1)
-      await backend.fail(first!.id, { error: 'boom', now: Date.now() })
+      await backend.fail(first!, { error: 'boom', now: Date.now() })
       const [next] = await claimAll(backend, 1)
       expect(next?.id).toBe(second!.id)
-      await backend.complete(second!.id, Date.now())
+      await backend.complete(second!, Date.now())
       expect(await backend.retry(first!.id, Date.now())).toMatchObject({ outcome: 'retried' })
       const [again] = await claimAll(backend, 1)
       expect(again).toMatchObject({ id: first!.id, attempt: 1, args: ['a'] })
-      await backend.complete(first!.id, Date.now())
+      await backend.complete(again!, Date.now())
       expect(await backend.get(first!.id)).toMatchObject({ status: 'succeeded' })
       expect(await backend.get(second!.id)).toMatchObject({ status: 'succeeded' })
     })
@@ -362,12 +363,12 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       await backend.enqueue([first!, second!])
       await backend.enqueue([done!])
       await claimAll(backend, 2)
-      await backend.complete(done!.id, Date.now())
+      await backend.complete(done!, Date.now())
       expect(await backend.cancel(second!.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
       expect(await backend.retry(second!.id, Date.now())).toMatchObject({ outcome: 'retried', record: { status: 'queued' } })
       // It still waits for the first task of its request.
       expect(await backend.claim(Date.now(), 10)).toEqual([])
-      await backend.complete(first!.id, Date.now())
+      await backend.complete(first!, Date.now())
       const [again] = await claimAll(backend, 1)
       expect(again).toMatchObject({ id: second!.id, attempt: 1, args: second!.args })
       expect(await backend.retry(done!.id, Date.now())).toMatchObject({ outcome: 'not_retryable', record: { status: 'succeeded' } })
@@ -435,7 +436,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
     it('scheduled: a task with a run-at time is scheduled with it, and not claimed before it', async () => {
       const backend = await fresh()
       const runAt = Date.now() + 800
-      const t = { ...task(), runAt }
+      const t = new Task({ ...task(), runAt })
       await backend.enqueue([t])
       expect(await backend.get(t.id)).toMatchObject({ status: 'scheduled', runAt, attempts: 0 })
       expect((await backend.unfinished()).map(({ id, status }) => ({ id, status }))).toEqual([{ id: t.id, status: 'scheduled' }])
@@ -452,17 +453,13 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       if (backend.execution !== 'local') return
       const runAt = Date.now() + 3_600_000
-      const [later, sooner] = [
-        { ...task('later'), runAt },
-        { ...task('sooner'), runAt: runAt - 1000 },
-      ]
+      const [later, sooner] = [new Task({ ...task('later'), runAt }), new Task({ ...task('sooner'), runAt: runAt - 1000 })]
       await backend.enqueue([later])
       await backend.enqueue([sooner])
       expect(backend.nextRunAt?.()).toBe(runAt - 1000)
       expect(await backend.claim(runAt - 1001, 10)).toEqual([])
       const first = await backend.claim(runAt - 1000, 10)
       expect(first.map(({ id }) => id)).toEqual([sooner.id])
-      expect(first[0]?.wasScheduled).toBe(true)
       expect(backend.nextRunAt?.()).toBe(runAt)
       expect((await backend.claim(runAt, 10)).map(({ id }) => id)).toEqual([later.id])
       expect(backend.nextRunAt?.()).toBeUndefined()
@@ -471,12 +468,12 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
     it("scheduled: a request's scheduled task waits for its time and for the task before it", async () => {
       const backend = await fresh()
       const runAt = Date.now() + 300
-      const group = [task('first'), { ...task('second'), runAt }]
+      const group = [task('first'), new Task({ ...task('second'), runAt })]
       await backend.enqueue(group)
       const first = await claimOne(backend)
       expect(first?.id).toBe(group[0]!.id)
       expect((await backend.get(group[1]!.id))?.status).toBe('scheduled')
-      await backend.complete(first!.id, Date.now())
+      await backend.complete(first!, Date.now())
       const second = await waitFor(async () => claimOne(backend), { timeoutMs: 10_000, what: 'the scheduled second task' })
       expect(second?.id).toBe(group[1]!.id)
       expect(Date.now()).toBeGreaterThanOrEqual(runAt - 5)
@@ -485,14 +482,15 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
     it('scheduled: a cancelled scheduled task never runs, and its request goes on', async () => {
       const backend = await fresh()
       const runAt = Date.now() + 300
-      const group = [{ ...task('scheduled'), runAt }, task('after')]
+      const group = [new Task({ ...task('scheduled'), runAt }), task('after')]
       await backend.enqueue(group)
       const outcome = await backend.cancel(group[0]!.id, Date.now())
       expect(outcome).toMatchObject({ outcome: 'cancelled', record: { status: 'cancelled' } })
-      if (backend.execution === 'local') expect(outcome).toMatchObject({ wasScheduled: true })
+      // A local backend hands back the task it held, so that the runner gives its room back.
+      if (backend.execution === 'local') expect(outcome).toMatchObject({ task: { id: group[0]!.id } })
       const after = await waitFor(async () => claimOne(backend), { timeoutMs: 10_000, what: 'the task after the cancelled one' })
       expect(after?.id).toBe(group[1]!.id)
-      await backend.complete(after!.id, Date.now())
+      await backend.complete(after!, Date.now())
       // Past its time, the cancelled one is still not handed out.
       await waitFor(() => Date.now() > runAt + 200, { timeoutMs: 5_000, what: 'its time to pass' })
       expect(await claimOne(backend)).toBeUndefined()
@@ -503,7 +501,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       const backend = await fresh()
       if (fixture?.reopen === undefined) return
       const runAt = Date.now() + 600
-      const t = { ...task('scheduled-restart'), runAt, priority: 3 }
+      const t = new Task({ ...task('scheduled-restart'), runAt, priority: 3 })
       await backend.enqueue([t])
       const reopened = await fixture.reopen()
       expect(await reopened.start({ wake: () => {}, cancelLocal: () => {}, logger: pino({ level: 'silent' }) })).toMatchObject(
@@ -518,11 +516,11 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
     it('priority: a higher priority is claimed first, and tasks of one priority first in, first out', async () => {
       const backend = await fresh()
       const tasks = [
-        { ...task('p0-a') },
-        { ...task('p5-a'), priority: 5 },
-        { ...task('p0-b') },
-        { ...task('p5-b'), priority: 5 },
-        { ...task('p-1'), priority: -1 },
+        new Task({ ...task('p0-a') }),
+        new Task({ ...task('p5-a'), priority: 5 }),
+        new Task({ ...task('p0-b') }),
+        new Task({ ...task('p5-b'), priority: 5 }),
+        new Task({ ...task('p-1'), priority: -1 }),
       ]
       for (const t of tasks) await backend.enqueue([t])
       expect((await backend.get(tasks[1]!.id))?.priority).toBe(5)
@@ -531,7 +529,7 @@ export function describeBackendConformance(kind: string, create: () => Promise<B
       for (let i = 0; i < tasks.length; i++) {
         const claimed = await waitFor(async () => claimOne(backend), { timeoutMs: 10_000, what: `task ${i}` })
         order.push(claimed!.name)
-        await backend.complete(claimed!.id, Date.now())
+        await backend.complete(claimed!, Date.now())
       }
       expect(order).toEqual(['p5-a', 'p5-b', 'p0-a', 'p0-b', 'p-1'])
     })

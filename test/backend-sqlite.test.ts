@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { NewTask } from '../src/background/index.js'
+import { Task } from '../src/background/index.js'
 import { JournalOpenError, SqliteBackend } from '../src/background/backends/sqlite/backend.js'
 import { availableSqliteDrivers, sqliteDriver, type SqliteDriver } from '../src/background/backends/sqlite/driver.js'
 import { describeBackendConformance } from './backend-conformance.js'
@@ -31,8 +31,8 @@ for (const driver of availableSqliteDrivers()) {
   })
 }
 
-function task(name = 'journal_test', args: unknown[] = ['hello', 1, { nested: true }]): NewTask {
-  return { id: randomUUID(), name, args, requestId: `req-${randomUUID().slice(0, 8)}`, maxAttempts: 3, createdAt: Date.now() }
+function task(name = 'journal_test', args: unknown[] = ['hello', 1, { nested: true }]): Task {
+  return new Task({ id: randomUUID(), name, args, requestId: `req-${randomUUID().slice(0, 8)}`, maxAttempts: 3, createdAt: Date.now() })
 }
 
 describe('sqlite journal', () => {
@@ -64,21 +64,21 @@ describe('sqlite journal', () => {
     expect(await first.cancel(cancelled.id, Date.now())).toMatchObject({ outcome: 'cancelled' })
     const a = first.claim(Date.now(), 1)[0]
     expect(a?.id).toBe(group[0]!.id)
-    first.complete(a!.id, Date.now())
+    first.complete(a!, Date.now())
     const b = first.claim(Date.now(), 1)[0]
     expect(b?.id).toBe(group[1]!.id) // b is running when the process stops
     first.close()
     expect(journalStatuses(path)).toEqual({ succeeded: 1, running: 1, queued: 1, cancelled: 1 })
 
     const second = backendAt(path)
-    expect(second.start()).toEqual({ unfinished: 2, scheduled: 0 })
+    expect(second.start()).toMatchObject({ unfinished: 2, scheduled: 0 })
     expect(second.get(group[0]!.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
     expect(second.get(group[1]!.id)).toMatchObject({ status: 'queued', attempts: 1 })
     expect(second.get(cancelled.id)).toMatchObject({ status: 'cancelled' })
     const again = second.claim(Date.now(), 1)[0]
     expect(again).toMatchObject({ id: group[1]!.id, attempt: 2, args: group[1]!.args, requestId: group[1]!.requestId })
     expect(second.claim(Date.now(), 1)[0]).toBeUndefined() // c waits for b; the cancelled task never runs
-    second.complete(again!.id, Date.now())
+    second.complete(again!, Date.now())
     expect(second.claim(Date.now(), 1)[0]?.id).toBe(group[2]!.id)
   })
 
@@ -88,10 +88,10 @@ describe('sqlite journal', () => {
     const t = task()
     await first.enqueue([t])
     first.claim(Date.now(), 1)
-    first.fail(t.id, { error: 'boom', now: Date.now(), retryAt: Date.now() + 60_000 })
+    first.fail(t, { error: 'boom', now: Date.now(), retryAt: Date.now() + 60_000 })
     first.close()
     const second = backendAt(path)
-    expect(second.start()).toEqual({ unfinished: 1, scheduled: 0 })
+    expect(second.start()).toMatchObject({ unfinished: 1, scheduled: 0 })
     expect(second.claim(Date.now(), 1)[0]).toMatchObject({ id: t.id, attempt: 2 })
   })
 
@@ -123,7 +123,7 @@ describe('sqlite journal', () => {
     expect(statusesAfterKill(path)).toEqual({ running: 1, queued: 1 })
 
     // A result waits for the next turn's commit, and shares it with that turn's new tasks.
-    backend.complete(a.id, Date.now())
+    backend.complete(a, Date.now())
     await new Promise<void>((resolve) => queueMicrotask(resolve))
     expect(backend.commits).toBe(before + 1)
     await backend.enqueue([task('c')])
@@ -140,7 +140,7 @@ describe('sqlite journal', () => {
     expect(backend.claim(Date.now(), 1)[0]?.id).toBe(a.id)
     await new Promise<void>((resolve) => queueMicrotask(resolve))
     const before = backend.commits
-    backend.fail(a.id, { error: 'cancelled while running', now: Date.now(), status: 'cancelled' })
+    backend.fail(a, { error: 'cancelled while running', now: Date.now(), status: 'cancelled' })
     await new Promise<void>((resolve) => queueMicrotask(resolve))
     expect(backend.commits).toBe(before + 1)
     expect(statusesAfterKill(path)).toEqual({ cancelled: 1 })
@@ -165,7 +165,7 @@ describe('sqlite journal', () => {
     // Many requests in one turn: one commit, one fsync.
     await Promise.all([full.enqueue([b]), ...Array.from({ length: 20 }, () => full.enqueue([task()]))])
     expect(full.walSyncs).toBe(2)
-    full.complete(full.claim(Date.now(), 1)[0]!.id, Date.now())
+    full.complete(full.claim(Date.now(), 1)[0]!, Date.now())
     await new Promise((resolve) => setImmediate(resolve))
     expect(full.walSyncs).toBe(2) // a result is not acknowledged to anyone: no fsync
     await full.cancel(b.id, Date.now())
@@ -185,7 +185,7 @@ describe('sqlite journal', () => {
       for (let i = 0; i < count; i++) {
         await backend.enqueue([task('bulk', ['x'.repeat(200)])])
         const claimed = backend.claim(Date.now(), 1)[0]
-        backend.complete(claimed!.id, Date.now())
+        backend.complete(claimed!, Date.now())
       }
       await new Promise((resolve) => setImmediate(resolve)) // the last results are written
     }
@@ -202,13 +202,13 @@ describe('sqlite journal', () => {
     const backend = backendAt(journalPath(), { retention: { maxCount: 1000, maxAgeMs: 1000 }, now: () => now })
     const old = task()
     await backend.enqueue([old])
-    backend.complete(backend.claim(now, 1)[0]!.id, now)
+    backend.complete(backend.claim(now, 1)[0]!, now)
     await new Promise((resolve) => setImmediate(resolve))
     expect(backend.rowCount()).toBe(1)
     now += 5000
     const fresh = task()
     await backend.enqueue([fresh])
-    backend.complete(backend.claim(now, 1)[0]!.id, now)
+    backend.complete(backend.claim(now, 1)[0]!, now)
     await new Promise((resolve) => setImmediate(resolve))
     expect(backend.rowCount()).toBe(1)
     expect(backend.get(old.id)).toBeUndefined()
@@ -216,8 +216,8 @@ describe('sqlite journal', () => {
   })
 
   /** A two-task group whose second row breaks the NOT NULL constraint on name: the first row inserts, then the write fails. */
-  function brokenGroup(): NewTask[] {
-    return [task('first'), { ...task(), name: null as unknown as string }]
+  function brokenGroup(): Task[] {
+    return [task('first'), new Task({ ...task(), name: null as unknown as string })]
   }
   const refusedWith503 = { code: 'TASKS_BACKEND_UNAVAILABLE', statusCode: 503, message: expect.stringContaining('NOT NULL') }
 
@@ -243,13 +243,13 @@ describe('sqlite journal', () => {
     const backend = backendAt(path)
     const done = task('done')
     await backend.enqueue([done])
-    backend.complete(backend.claim(Date.now(), 1)[0]!.id, Date.now())
+    backend.complete(backend.claim(Date.now(), 1)[0]!, Date.now())
     // Same burst: the result and the broken group share one transaction, which fails.
     await expect(backend.enqueue(brokenGroup())).rejects.toMatchObject(refusedWith503)
     backend.close() // writes what is still pending
     expect(journalStatuses(path)).toEqual({ succeeded: 1 })
     const reopened = backendAt(path)
-    expect(reopened.start()).toEqual({ unfinished: 0, scheduled: 0 }) // nothing to run again
+    expect(reopened.start()).toMatchObject({ unfinished: 0, scheduled: 0 }) // nothing to run again
     expect(reopened.get(done.id)).toMatchObject({ status: 'succeeded', attempts: 1 })
   })
 
@@ -261,18 +261,18 @@ describe('sqlite journal', () => {
     await backend.enqueue([failed])
     await backend.enqueue([done])
     for (const claimed of backend.claim(Date.now(), 2)) {
-      if (claimed.id === failed.id) backend.fail(claimed.id, { error: 'boom', now: Date.now() })
-      else backend.complete(claimed.id, Date.now())
+      if (claimed.id === failed.id) backend.fail(claimed, { error: 'boom', now: Date.now() })
+      else backend.complete(claimed, Date.now())
     }
     backend.close()
     const reopened = backendAt(path)
-    expect(reopened.start()).toEqual({ unfinished: 0, scheduled: 0 })
+    expect(reopened.start()).toMatchObject({ unfinished: 0, scheduled: 0 })
     expect(await reopened.retry(failed.id, Date.now())).toMatchObject({ outcome: 'retried', record: { status: 'queued', attempts: 0 } })
     expect(await reopened.retry(done.id, Date.now())).toMatchObject({ outcome: 'not_retryable' })
     reopened.close()
     // The retry is in the file: the next start runs the task, with its arguments.
     const third = backendAt(path)
-    expect(third.start()).toEqual({ unfinished: 1, scheduled: 0 })
+    expect(third.start()).toMatchObject({ unfinished: 1, scheduled: 0 })
     expect(third.claim(Date.now(), 10)).toMatchObject([{ id: failed.id, args: ['kept', 7], attempt: 1 }])
   })
 
@@ -298,7 +298,8 @@ describe('sqlite journal', () => {
   })
 
   describe('idempotency keys', () => {
-    const keyedTask = (key: string, message: string): NewTask => ({ ...task('keyed', [message]), key: taskKey(key, 'keyed', [message]) })
+    const keyedTask = (key: string, message: string): Task =>
+      new Task({ ...task('keyed', [message]), key: taskKey(key, 'keyed', [message]) })
 
     it("a key is committed in its task's transaction and read back after a restart, until the retention age", async () => {
       const path = journalPath()
@@ -317,7 +318,7 @@ describe('sqlite journal', () => {
       const path = journalPath()
       const backend = backendAt(path)
       // A row that fails (NOT NULL name) rolls back the whole transaction, the key with it.
-      const bad = { ...keyedTask('k-bad', 'x'), name: null as unknown as string }
+      const bad = new Task({ ...keyedTask('k-bad', 'x'), name: null as unknown as string })
       await expect(backend.enqueue([bad])).rejects.toMatchObject({ statusCode: 503 })
       expect(backend.findKey('k-bad', Date.now())).toBeUndefined()
       backend.close()
@@ -354,8 +355,8 @@ describe('sqlite journal', () => {
     await old.enqueue([queued])
     await old.enqueue([done])
     old.claim(Date.now(), 10)
-    old.complete(done.id, Date.now())
-    await old.enqueue([{ ...task('keyed', ['k']), key: taskKey('k-3', 'keyed', ['k']) }])
+    old.complete(done, Date.now())
+    await old.enqueue([new Task({ ...task('keyed', ['k']), key: taskKey('k-3', 'keyed', ['k']) })])
     old.close()
     // What a version 3 journal is: the status CHECK without 'scheduled', no priority column.
     const db = sqliteDriver().open(path)
@@ -374,7 +375,7 @@ describe('sqlite journal', () => {
     expect(upgraded.get(queued.id)).toMatchObject({ status: 'queued', priority: 0 })
     expect(upgraded.get(done.id)?.status).toBe('succeeded')
     expect(upgraded.findKey('k-3', Date.now())).toBeDefined()
-    const later = { ...task('scheduled-after-upgrade'), runAt: Date.now() + 60_000, priority: 4 }
+    const later = new Task({ ...task('scheduled-after-upgrade'), runAt: Date.now() + 60_000, priority: 4 })
     await upgraded.enqueue([later])
     upgraded.close()
     const check = sqliteDriver().open(path)
@@ -394,7 +395,7 @@ describe('sqlite journal', () => {
     old.exec(`INSERT INTO tasks VALUES ('t-1', 't-1', 0, 'journal_test', '["kept"]', 'running', 1, 3, NULL, 1, 1, NULL, NULL, NULL)`)
     old.close()
     const backend = backendAt(path)
-    expect(backend.start()).toEqual({ unfinished: 1, scheduled: 0 })
+    expect(backend.start()).toMatchObject({ unfinished: 1, scheduled: 0 })
     const [claimed] = backend.claim(Date.now(), 1)
     expect(claimed).toMatchObject({ id: 't-1', args: ['kept'], attempt: 2 })
     await backend.recordIntent([['t-1', { at: 7 }]])
@@ -402,7 +403,7 @@ describe('sqlite journal', () => {
     const reopened = backendAt(path)
     expect(reopened.claim(Date.now(), 1)[0]).toMatchObject({ id: 't-1', intent: { at: 7 } })
     // Straight from 1 to the current schema: the keys table is there too.
-    const keyed = { ...task('keyed', ['k']), key: taskKey('k-from-1', 'keyed', ['k']) }
+    const keyed = new Task({ ...task('keyed', ['k']), key: taskKey('k-from-1', 'keyed', ['k']) })
     await reopened.enqueue([keyed])
     reopened.close()
     expect(backendAt(path).findKey('k-from-1', Date.now())).toMatchObject({ taskId: keyed.id })

@@ -34,7 +34,7 @@ function start(task: AnyTaskDefinition, ...others: AnyTaskDefinition[]): Started
   runners.push(runner)
   const addOf = (definition: AnyTaskDefinition, key: string): string => {
     const prepared = runner.prepare(definition, [key], 'req-batch')
-    runner.reserve(1)
+    runner.admit(prepared)
     void runner.submit([prepared])
     return prepared.id
   }

@@ -15,6 +15,7 @@ import {
   type TaskOptions,
   type TaskBackend,
   type TaskRetriedEvent,
+  type Task,
 } from '../src/background/index.js'
 import type { TaskTarget } from '../src/background/registry.js'
 import { backoffDelay, type BackoffPolicy } from '../src/background/backoff.js'
@@ -48,7 +49,7 @@ function harness(options: Partial<RunnerOptions> & { retentionCount?: number; ba
   runners.push(runner)
   const add = (target: TaskTarget, ...args: unknown[]): string => {
     const task = runner.prepare(target, args, 'req-test')
-    runner.reserve(1)
+    runner.admit(task)
     void runner.submit([task])
     return task.id
   }
@@ -72,13 +73,13 @@ function slowToRecord(): { backend: MemoryBackend; recorded: () => void } {
     recorded = resolve
   })
   class SlowToRecord extends MemoryBackend {
-    override async complete(id: string, now: number): Promise<void> {
+    override async complete(task: Task, now: number): Promise<void> {
       await recording
-      super.complete(id, now)
+      super.complete(task, now)
     }
-    override async fail(id: string, options: FailOptions): Promise<void> {
+    override async fail(task: Task, options: FailOptions): Promise<void> {
       await recording
-      super.fail(id, options)
+      super.fail(task, options)
     }
   }
   return { backend: new SlowToRecord({ retention: { maxCount: 10, maxAgeMs: 60_000 } }), recorded }
@@ -304,7 +305,7 @@ describe('TaskRunner', () => {
     runners.push(runner)
     const add = (): string => {
       const task = runner.prepare(() => {}, [], undefined)
-      runner.reserve(1)
+      runner.admit(task)
       void runner.submit([task])
       return task.id
     }
@@ -349,7 +350,9 @@ describe('TaskRunner', () => {
     expect(await runner.close(100)).toBe(report)
     expect(logs.lines.filter((entry) => entry.msg === 'shutdown deadline passed; these background tasks were abandoned')).toHaveLength(1)
     // Closed: no new work.
-    expect(() => runner.reserve(1)).toThrow(expect.objectContaining({ code: 'TASKS_RUNNER_CLOSED', statusCode: 503 }))
+    expect(() => runner.admit(runner.prepare(() => {}, [], undefined))).toThrow(
+      expect.objectContaining({ code: 'TASKS_RUNNER_CLOSED', statusCode: 503 }),
+    )
   })
 
   it('close() within the deadline drains queued and retrying tasks, then reports nothing', async () => {
@@ -372,14 +375,18 @@ describe('TaskRunner', () => {
     expect(ran.sort()).toEqual(['flaky:1', 'flaky:2', 'flaky:3', 'plain'])
   })
 
-  it('the backlog bound: reserve() refuses with TASKS_BACKLOG_FULL (a 503), and release() gives room back', () => {
+  it('the backlog bound: admit() refuses with TASKS_BACKLOG_FULL (a 503), and drop() gives room back, once', () => {
     const { runner } = harness({ maxPending: 2 })
-    runner.reserve(1)
-    expect(() => runner.reserve(2)).toThrow(expect.objectContaining({ code: 'TASKS_BACKLOG_FULL', statusCode: 503 }))
-    expect(runner.stats()).toMatchObject({ pending: 1, full: false })
-    runner.reserve(1)
+    const task = () => runner.prepare(() => {}, [], undefined)
+    const first = task()
+    const second = task()
+    runner.admit(first)
+    runner.admit(second)
     expect(runner.stats()).toMatchObject({ pending: 2, full: true })
-    runner.release(2)
+    expect(() => runner.admit(task())).toThrow(expect.objectContaining({ code: 'TASKS_BACKLOG_FULL', statusCode: 503 }))
+    expect(runner.stats()).toMatchObject({ pending: 2, full: true })
+    runner.drop([first, second])
+    runner.drop([first])
     expect(runner.stats()).toMatchObject({ pending: 0, full: false })
   })
 })

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { DueHeap } from '../src/background/backends/memory/due-heap.js'
 import { ReadyQueue } from '../src/background/backends/memory/ready-queue.js'
-import { MemoryBackend, type NewTask } from '../src/background/index.js'
+import { MemoryBackend, Task } from '../src/background/index.js'
 
 describe('DueHeap', () => {
   it('gives out what is due at a time, earliest first, first in first out at one time', () => {
@@ -58,7 +58,7 @@ describe('MemoryBackend: cancelled scheduled tasks do not pile up', () => {
     const now = Date.now()
     const heapSize = () => (backend as unknown as { delayed: DueHeap<unknown> }).delayed.length
     for (let i = 0; i < 5000; i++) {
-      const task: NewTask = {
+      const task = new Task({
         id: randomUUID(),
         name: 'far',
         args: [],
@@ -66,7 +66,7 @@ describe('MemoryBackend: cancelled scheduled tasks do not pile up', () => {
         maxAttempts: 1,
         createdAt: now,
         runAt: now + 3_600_000,
-      }
+      })
       backend.enqueue([task])
       expect(backend.cancel(task.id, now).outcome).toBe('cancelled')
     }
@@ -79,14 +79,15 @@ describe('MemoryBackend: a task waiting for a time leaves the due heap for good 
   it('a cancelled retrying task, retried and failing again, waits for its new time, not the old one', () => {
     const backend = new MemoryBackend({ retention: { maxCount: 10, maxAgeMs: 60_000 } })
     const now = 1_000_000
-    const task: NewTask = { id: randomUUID(), name: 't', args: [], requestId: undefined, maxAttempts: 5, createdAt: now }
+    const task = new Task({ id: randomUUID(), name: 't', args: [], requestId: undefined, maxAttempts: 5, createdAt: now })
     backend.enqueue([task])
     expect(backend.claim(now, 1)).toHaveLength(1)
-    backend.fail(task.id, { error: 'first', now, retryAt: now + 100 })
+    backend.fail(task, { error: 'first', now, retryAt: now + 100 })
     expect(backend.cancel(task.id, now).outcome).toBe('cancelled')
     expect(backend.retry(task.id, now).outcome).toBe('retried')
-    expect(backend.claim(now, 1)).toHaveLength(1)
-    backend.fail(task.id, { error: 'second', now, retryAt: now + 5000 })
+    const again = backend.claim(now, 1)
+    expect(again).toHaveLength(1)
+    backend.fail(again[0]!, { error: 'second', now, retryAt: now + 5000 })
     // The old slot (now + 100) comes due first: it must not release the task early.
     expect(backend.claim(now + 200, 1)).toEqual([])
     expect(backend.get(task.id)?.status).toBe('retrying')
@@ -117,6 +118,8 @@ describe('MemoryBackend under random scheduling, priorities, failures and cancel
         priority: number
         /** When its retry is due, while it waits for one. */
         retryAt?: number | undefined
+        /** The object the backend handed out last (a retried task may be a new one). */
+        task: Task
       }
       const known = new Map<string, Known>()
       const finished = new Set<string>()
@@ -136,7 +139,7 @@ describe('MemoryBackend under random scheduling, priorities, failures and cancel
           // A retried task is on its own: its request went on without it.
           for (const earlier of info.group.slice(0, info.index))
             expect(finished.has(earlier) || retried.has(earlier), 'ran before an earlier task').toBe(true)
-          expect(task.wasScheduled === true).toBe(!claimedEver.has(task.id) && info.runAt !== undefined)
+          info.task = task
           running.add(task.id)
           claimedEver.add(task.id)
         }
@@ -152,14 +155,16 @@ describe('MemoryBackend under random scheduling, priorities, failures and cancel
         const action = random()
         if (action < 0.3) {
           const size = 1 + Math.floor(random() * 3)
-          const group: NewTask[] = []
+          const group: Task[] = []
           for (let i = 0; i < size; i++) {
             const runAt = random() < 0.4 ? now + Math.floor(random() * 5000) + 1 : undefined
             const priority = random() < 0.5 ? 0 : Math.floor(random() * 7) - 3
-            group.push({ id: randomUUID(), name: 't', args: [], requestId: undefined, maxAttempts: 3, createdAt: now, runAt, priority })
+            group.push(
+              new Task({ id: randomUUID(), name: 't', args: [], requestId: undefined, maxAttempts: 3, createdAt: now, runAt, priority }),
+            )
           }
           const ids = group.map(({ id }) => id)
-          group.forEach((task, index) => known.set(task.id, { group: ids, index, runAt: task.runAt, priority: task.priority ?? 0 }))
+          group.forEach((task, index) => known.set(task.id, { group: ids, index, runAt: task.runAt, priority: task.priority, task }))
           backend.enqueue(group)
         } else if (action < 0.55) {
           check(backend.claim(now, 1 + Math.floor(random() * 5)))
@@ -169,14 +174,14 @@ describe('MemoryBackend under random scheduling, priorities, failures and cancel
           running.delete(id)
           const roll = random()
           if (roll < 0.6) {
-            backend.complete(id, now)
+            backend.complete((known.get(id) as Known).task, now)
             finished.add(id)
           } else if (roll < 0.85) {
             const retryAt = now + Math.floor(random() * 2000)
-            backend.fail(id, { error: 'boom', now, retryAt })
+            backend.fail((known.get(id) as Known).task, { error: 'boom', now, retryAt })
             ;(known.get(id) as Known).retryAt = retryAt
           } else {
-            backend.fail(id, { error: 'final', now })
+            backend.fail((known.get(id) as Known).task, { error: 'final', now })
             finished.add(id)
           }
         } else if (action < 0.85) {
@@ -204,7 +209,7 @@ describe('MemoryBackend under random scheduling, priorities, failures and cancel
       // Liveness: with time moving on and every claimed task completed, everything finishes.
       for (let round = 0; round < 10_000 && finished.size < known.size; round++) {
         for (const id of running) {
-          backend.complete(id, now)
+          backend.complete((known.get(id) as Known).task, now)
           finished.add(id)
         }
         running.clear()

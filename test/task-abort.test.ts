@@ -1,24 +1,25 @@
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
 import { Type } from '@sinclair/typebox'
-import { LazyAbortController } from '../src/background/runner/lazy-abort.js'
 import { runUntilAborted } from '../src/background/runner/run-until-aborted.js'
-import { defineTask, MemoryBackend, TaskRunner, type TaskFinishedEvent } from '../src/background/index.js'
+import { defineTask, MemoryBackend, Task, TaskRunner, type TaskFinishedEvent } from '../src/background/index.js'
 
-describe('LazyAbortController', () => {
+const newTask = (): Task => new Task({ id: 'abortable', name: 'abortable', args: [], requestId: undefined, maxAttempts: 1, createdAt: 0 })
+
+describe("a task's abort: its signal made on first use", () => {
   it('makes no signal until asked, and then one aborted with the same reason', () => {
-    const controller = new LazyAbortController()
+    const controller = newTask()
     const reason = new Error('stop')
     controller.abort(reason)
     controller.abort(new Error('ignored: the first abort wins'))
     expect(controller.aborted).toBe(true)
-    expect(controller.reason).toBe(reason)
+    expect(controller.abortReason).toBe(reason)
     expect(controller.signal.aborted).toBe(true)
     expect(controller.signal.reason).toBe(reason)
   })
 
   it('aborts a signal made before the abort, calling its listeners', () => {
-    const controller = new LazyAbortController()
+    const controller = newTask()
     const seen: unknown[] = []
     controller.signal.addEventListener('abort', () => seen.push(controller.signal.reason))
     const reason = new Error('timeout')
@@ -27,13 +28,13 @@ describe('LazyAbortController', () => {
   })
 
   it('runUntilAborted rejects with the reason when aborted first, settles with fn otherwise', async () => {
-    const hanging = new LazyAbortController()
+    const hanging = newTask()
     const run = runUntilAborted(() => new Promise(() => {}), hanging)
     const reason = new Error('cancelled')
     hanging.abort(reason)
     await expect(run).rejects.toBe(reason)
 
-    const done = new LazyAbortController()
+    const done = newTask()
     await expect(runUntilAborted(async () => 42, done)).resolves.toBe(42)
     done.abort(new Error('too late: no effect'))
 
@@ -41,7 +42,7 @@ describe('LazyAbortController', () => {
     await expect(
       runUntilAborted(() => {
         throw thrown
-      }, new LazyAbortController()),
+      }, newTask()),
     ).rejects.toBe(thrown)
   })
 })
@@ -81,7 +82,7 @@ describe('the runner and task signals', () => {
     const finished = new Promise<TaskFinishedEvent>((resolve) => runner.once('finished', resolve))
     await runner.start()
     const task = runner.prepare(waitsForAbort, [], undefined)
-    runner.reserve(1)
+    runner.admit(task)
     runner.submit([task])
     const event = await finished
     expect(event.status).toBe('failed')
@@ -99,7 +100,7 @@ describe('the runner and task signals', () => {
     const task = waitsForItsSignal(reasons, 30_000, started)
     await runner.start()
     const prepared = runner.prepare(task, [], undefined)
-    runner.reserve(1)
+    runner.admit(prepared)
     runner.submit([prepared])
     await running
     const outcome = await runner.cancel(prepared.id)
@@ -116,7 +117,7 @@ describe('the runner and task signals', () => {
     const running = new Promise<void>((resolve) => (started = resolve))
     await runner.start()
     const prepared = runner.prepare(waitsForItsSignal(reasons, 30_000, started), [], undefined)
-    runner.reserve(1)
+    runner.admit(prepared)
     runner.submit([prepared])
     await running
     const report = await runner.close(20)

@@ -26,7 +26,7 @@ describe('the context a task runs with', () => {
     await runner.start()
     const finished = new Promise((resolve) => runner.once('finished', resolve))
     const prepared = runner.prepare(task, [], 'req-7')
-    runner.reserve(1)
+    runner.admit(prepared)
     runner.submit([prepared])
     await finished
     expect(seen).toEqual([{ attempt: 1, taskId: prepared.id, requestId: 'req-7', aborted: false }])

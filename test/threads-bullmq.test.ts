@@ -55,7 +55,7 @@ describeWithRedis('threaded tasks on a BullMQ worker', () => {
 
   async function add(web: TaskRunner, task: AnyTaskDefinition, mode: string, value: number): Promise<string> {
     const prepared = web.prepare(task, [mode, value], 'req-thread')
-    web.reserve(1)
+    web.admit(prepared)
     await web.submit([prepared])
     return prepared.id
   }

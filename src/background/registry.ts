@@ -8,7 +8,8 @@ import { runAtOf } from './call-options.js'
 import { taskKey } from './idempotency.js'
 import { nonJsonValue } from './json-args.js'
 import { DuplicateTaskNameError, InvalidTaskArgsError, NotDurableTaskError, UnregisteredTaskError } from './errors.js'
-import type { NewTask, PlainTaskFn } from './backends/types.js'
+import type { PlainTaskFn } from './backends/types.js'
+import { Task } from './task.js'
 
 /** What `add()` takes: a defined task (perhaps with call options: `task.with({ key, delay })`), or a plain function (memory backend only). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -37,13 +38,16 @@ export class TaskRegistry {
   }
 
   /** Validate one `add()` call and build the task; nothing is stored yet. */
-  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined, now: number): NewTask {
+  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined, now: number): Task {
     if (isTaskCall(target)) {
       const task = this.prepare(target.task, args, requestId, now)
       const { key, priority } = target.options
       if (key !== undefined) task.key = taskKey(key, task.name, args)
       const runAt = runAtOf(target.options, now)
-      if (runAt !== undefined) task.runAt = runAt
+      if (runAt !== undefined) {
+        task.runAt = runAt
+        task.status = 'scheduled'
+      }
       if (priority !== undefined) task.priority = priority
       return task
     }
@@ -62,10 +66,10 @@ export class TaskRegistry {
         if (this.durable) throw new UnregisteredTaskError(target.name)
         this.register(target)
       }
-      return { id: newTaskId(), name: target.name, args, requestId, maxAttempts: target.retries + 1, createdAt: now }
+      return new Task({ id: newTaskId(), name: target.name, args, requestId, maxAttempts: target.retries + 1, createdAt: now })
     }
     const name = target.name || 'anonymous'
     if (this.durable) throw new NotDurableTaskError(name, this.backendKind)
-    return { id: newTaskId(), name, args, requestId, maxAttempts: 1, createdAt: now, fn: target }
+    return new Task({ id: newTaskId(), name, args, requestId, maxAttempts: 1, createdAt: now, fn: target })
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { Static, TSchema, TTuple } from '@sinclair/typebox'
 import type { TaskCall, TaskDefinition } from './define-task.js'
-import type { NewTask } from './backends/types.js'
+import type { Task } from './task.js'
 import type { TaskRunner } from './runner/runner.js'
 import type { TaskTarget } from './registry.js'
 
@@ -29,7 +29,8 @@ type State = 'open' | 'ready' | 'submitted' | 'dropped'
 export class BackgroundTasks {
   private readonly runner: TaskRunner
   private readonly requestId: string | undefined
-  private readonly group: NewTask[] = []
+  /** The tasks admitted, in order: each is its own handle. */
+  private readonly group: Task[] = []
   /**
    * One per add(), in order, once a keyed task was added (a keyed task whose key was used already
    * has a handle but no new task); until then the group alone says what was added.
@@ -49,27 +50,16 @@ export class BackgroundTasks {
   add(target: TaskTarget, ...args: unknown[]): TaskHandle {
     if (this.state !== 'open') throw new Error('background tasks can only be added before the reply is sent')
     const task = this.runner.prepare(target, args, this.requestId)
-    if (task.key !== undefined) return this.addKeyed(task)
-    this.runner.reserveFor(task)
-    this.group.push(task)
-    const handle = { id: task.id, name: task.name }
-    this.handles?.push(handle)
-    return handle
-  }
-
-  private addKeyed(task: NewTask): TaskHandle {
-    const stored = this.runner.admitKey(task)
-    const handle = { id: stored ?? task.id, name: task.name }
-    this.handles ??= this.group.map((added) => ({ id: added.id, name: added.name }))
-    if (stored === undefined) {
-      try {
-        this.runner.reserveFor(task)
-      } catch (error) {
-        this.runner.releaseKeys([task])
-        throw error
-      }
+    const stored = this.runner.admit(task)
+    if (task.key === undefined) {
       this.group.push(task)
+      this.handles?.push(task)
+      return task
     }
+    // A keyed task: its handle may name the task an earlier call stored, now or once committed.
+    this.handles ??= this.group.map((added) => ({ id: added.id, name: added.name }))
+    const handle = { id: stored ?? task.id, name: task.name }
+    if (stored === undefined) this.group.push(task)
     this.handles.push(handle)
     return handle
   }
@@ -80,7 +70,7 @@ export class BackgroundTasks {
 
   /** The ids of the tasks added so far, in order, comma-separated, as the `Task-Id` header carries them. */
   get idList(): string {
-    const added = this.handles ?? this.group
+    const added: Handle[] = this.handles ?? this.group
     if (added.length === 1) return (added[0] as Handle).id
     return added.map(({ id }) => id).join(',')
   }
@@ -119,8 +109,7 @@ export class BackgroundTasks {
   drop(): number {
     if (this.state === 'submitted' || this.state === 'dropped') return 0
     this.state = 'dropped'
-    this.runner.releaseGroup(this.group)
-    this.runner.releaseKeys(this.group)
+    this.runner.drop(this.group)
     return this.group.length
   }
 }

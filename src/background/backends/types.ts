@@ -4,6 +4,7 @@
  * is the contract each implementation must pass.
  */
 import type { FastifyBaseLogger } from 'fastify'
+import type { Task } from '../task.js'
 
 /** Every status a task can have, in the order of its life; the one list the code and the API use. */
 export const TASK_STATUSES = ['scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'] as const
@@ -19,24 +20,7 @@ export function isFinished(status: TaskStatus): status is FinishedStatus {
 /** A plain function task (memory backend only: a function cannot be stored). */
 export type PlainTaskFn = (...args: never[]) => unknown
 
-/** A task as the runner hands it to `enqueue`: one request's tasks form one group, in order. */
-export interface NewTask {
-  id: string
-  name: string
-  /** JSON-serialisable for durable backends; anything for plain functions in memory. */
-  args: unknown[]
-  requestId: string | undefined
-  maxAttempts: number
-  createdAt: number
-  /** Set for plain functions only. */
-  fn?: PlainTaskFn | undefined
-  /** Set when added with an idempotency key (`task.with({ key })`). */
-  key?: TaskKey | undefined
-  /** Set when added with a delay or a run-at time in the future: not claimed before it (status `scheduled`). */
-  runAt?: number | undefined
-  /** Set when added with a priority other than 0: higher runs first among waiting tasks. */
-  priority?: number | undefined
-}
+export type { Task } from '../task.js'
 
 /** An idempotency key and the fingerprint of the call it came with (task name and JSON arguments). */
 export interface TaskKey {
@@ -74,24 +58,6 @@ export interface TaskRecord {
   lastError: string | undefined
 }
 
-/** A task taken by `claim`: now `running`, `attempt` is 1 for the first run. */
-export interface ClaimedTask {
-  id: string
-  name: string
-  args: unknown[]
-  requestId: string | undefined
-  attempt: number
-  maxAttempts: number
-  fn?: PlainTaskFn | undefined
-  /**
-   * What an earlier attempt recorded it was about to do (`recordIntent`), when it did not finish:
-   * the runner asks the task's `alreadyDone` before running it again.
-   */
-  intent?: unknown
-  /** True for a task's first claim when it was added scheduled (its room moves from the scheduled bound to the backlog). */
-  wasScheduled?: boolean
-}
-
 export interface FailOptions {
   error: string
   now: number
@@ -102,13 +68,14 @@ export interface FailOptions {
 }
 
 export type CancelOutcome =
-  | { outcome: 'cancelled'; record: TaskRecord; wasScheduled?: boolean } // it had not started: it never will
+  // it had not started: it never will; `task` is the object a local backend held (its room is given back)
+  | { outcome: 'cancelled'; record: TaskRecord; task?: Task | undefined }
   | { outcome: 'running'; record: TaskRecord } // the runner must abort it
   | { outcome: 'finished'; record: TaskRecord } // too late
   | { outcome: 'not_found' }
 
 export type RetryOutcome =
-  | { outcome: 'retried'; record: TaskRecord } // queued again, attempts from 0
+  | { outcome: 'retried'; record: TaskRecord; task?: Task | undefined } // queued again, attempts from 0
   | { outcome: 'not_retryable'; record: TaskRecord } // not failed or cancelled (or its arguments are gone)
   | { outcome: 'not_found' }
 
@@ -174,6 +141,8 @@ export interface RecoveredTasks {
   unfinished: number
   /** Scheduled and never started: they hold scheduled room. */
   scheduled: number
+  /** The recovered tasks themselves, where the backend holds them (the journal's index): the runner gives each its room. */
+  tasks?: Task[] | undefined
 }
 
 /** What `TaskBackend.ready()` answers: `reason` says why not, e.g. `Redis: connect ECONNREFUSED`. */
@@ -217,7 +186,7 @@ export interface TaskBackend {
    * (`IDEMPOTENCY_KEY_REUSED`), and a key another process is storing right now too
    * (`IDEMPOTENCY_KEY_IN_FLIGHT`).
    */
-  enqueue(group: NewTask[]): MaybePromise<void | Deduplicated>
+  enqueue(group: Task[]): MaybePromise<void | Deduplicated>
   /**
    * Local backends (one process holds the store): the task committed under this key within the
    * retention age, synchronously, so that `add()` can answer at once. Backends without it check
@@ -229,7 +198,7 @@ export interface TaskBackend {
    * (none: an empty list). A task is runnable when it is queued (or scheduled or retrying with
    * `runAt <= now`) and every earlier task of its group has finished.
    */
-  claim(now: number, limit: number): MaybePromise<ClaimedTask[]>
+  claim(now: number, limit: number): MaybePromise<Task[]>
   /**
    * Local backends: the earliest time a task held but not yet due (scheduled, or retrying) becomes
    * claimable, so that the runner wakes then; undefined when there is none.
@@ -241,12 +210,17 @@ export interface TaskBackend {
    * claimed, so that other processes run them instead of waiting for this one to close.
    */
   stopClaiming?(): void
-  complete(id: string, now: number): MaybePromise<void>
-  fail(id: string, options: FailOptions): MaybePromise<void>
+  /** The claimed task's attempt succeeded: it is finished. */
+  complete(task: Task, now: number): MaybePromise<void>
+  /** The claimed task's attempt failed: retried at `retryAt`, or finished `failed` / `cancelled`. */
+  fail(task: Task, options: FailOptions): MaybePromise<void>
   get(id: string): MaybePromise<TaskRecord | undefined>
   cancel(id: string, now: number): MaybePromise<CancelOutcome>
-  /** Run a failed or cancelled task again: `queued`, attempts from 0, a group of its own. */
-  retry(id: string, now: number): MaybePromise<RetryOutcome>
+  /**
+   * Run a failed or cancelled task again: `queued`, attempts from 0, a group of its own. A local
+   * backend calls `admit` with the task, live again, before anything can claim it.
+   */
+  retry(id: string, now: number, admit?: (task: Task) => void): MaybePromise<RetryOutcome>
   /** A page of records, newest first, filtered. */
   list(query: TaskListQuery): MaybePromise<TaskPage>
   /** Counts by status and name, and the finish times since `since` (epoch ms). */

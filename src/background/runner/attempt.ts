@@ -4,14 +4,11 @@
  * controller is aborted (timeout, cancel, shutdown) — a task that ignores its signal cannot hold
  * a concurrency slot past its deadline, and one cancelled item of a batch ends at once.
  */
-import type { FastifyBaseLogger } from 'fastify'
 import type { AnyTaskDefinition, BatchContext, BatchItem, BatchOutcomes } from '../define-task.js'
 import { UnregisteredTaskError } from '../errors.js'
-import type { ClaimedTask } from '../backends/types.js'
+import type { Task, TaskEnvironment } from '../task.js'
 import type { ThreadPool } from '../thread/pool.js'
-import type { LazyAbortController } from './lazy-abort.js'
 import { runUntilAborted } from './run-until-aborted.js'
-import { type IntentRecorder, RunnerTaskContext } from './task-context.js'
 
 export type AttemptOutcome = { ok: true } | { ok: false; failure: unknown }
 
@@ -21,78 +18,40 @@ function failed(failure: unknown): AttemptOutcome {
   return { ok: false, failure }
 }
 
-/** Call the task: a plain function with its arguments, a defined task's `run` with its context, or its thread. */
-function invoke(
-  task: ClaimedTask,
-  definition: AnyTaskDefinition | undefined,
-  controller: LazyAbortController,
-  logger: FastifyBaseLogger,
-  threads: ThreadPool,
-  recorder: IntentRecorder,
-): unknown {
+/** Call the task: a plain function with its arguments, a defined task's `run` with the task as its context, or its thread. */
+function invoke(task: Task, definition: AnyTaskDefinition | undefined, threads: ThreadPool): unknown {
   if (task.fn !== undefined) return (task.fn as (...args: unknown[]) => unknown)(...task.args)
   if (definition === undefined) throw new UnregisteredTaskError(task.name)
-  if (definition.thread !== undefined) return runInThread(task, definition, controller, logger, threads, recorder)
+  if (definition.thread !== undefined) return runInThread(task, definition, threads)
   // A definition with `batch` always runs through runBatch (see Executions.start), so it has `run` here.
   const run = definition.run as NonNullable<AnyTaskDefinition['run']>
-  return run(task.args, new RunnerTaskContext(task, controller, logger, recorder))
+  return run(task.args, task)
 }
 
 /**
  * A threaded task: its module runs in a pool thread with the same signal (an abort terminates the
  * thread), then `onResult` gets the thread's return value here, on the event loop.
  */
-async function runInThread(
-  task: ClaimedTask,
-  definition: AnyTaskDefinition,
-  controller: LazyAbortController,
-  logger: FastifyBaseLogger,
-  threads: ThreadPool,
-  recorder: IntentRecorder,
-): Promise<unknown> {
+async function runInThread(task: Task, definition: AnyTaskDefinition, threads: ThreadPool): Promise<unknown> {
   const { module } = definition.thread as NonNullable<AnyTaskDefinition['thread']>
   const context = { attempt: task.attempt, taskId: task.id, requestId: task.requestId }
-  const result = await threads.run({ module, args: task.args, context }, controller.signal)
-  if (definition.onResult === undefined || controller.aborted) return undefined
-  return definition.onResult(result, new RunnerTaskContext(task, controller, logger, recorder))
+  const result = await threads.run({ module, args: task.args, context }, task.signal)
+  if (definition.onResult === undefined || task.aborted) return undefined
+  return definition.onResult(result, task)
 }
 
-/** Run one task; `onOutcome` is called once, when it settles or its controller is aborted. */
+/** Run one task; `onOutcome` is called once, when it settles or it is aborted. */
 export function runSingle(
-  task: ClaimedTask,
+  task: Task,
   definition: AnyTaskDefinition | undefined,
-  controller: LazyAbortController,
-  logger: FastifyBaseLogger,
   threads: ThreadPool,
-  recorder: IntentRecorder,
   onOutcome: (outcome: AttemptOutcome) => void,
 ): void {
-  runUntilAborted(() => invoke(task, definition, controller, logger, threads, recorder), controller).then(
+  runUntilAborted(() => invoke(task, definition, threads), task).then(
     () => onOutcome(SUCCEEDED),
     // Aborted: the reason (timeout, cancel, shutdown) is what failed it, not what the task threw after.
-    (error: unknown) => onOutcome(failed(controller.aborted ? controller.reason : error)),
+    (error: unknown) => onOutcome(failed(task.aborted ? task.abortReason : error)),
   )
-}
-
-/** A batch item: a class, so that `signal` is made only for a handler that reads it. */
-class RunnerBatchItem implements BatchItem<unknown> {
-  readonly args: unknown
-  readonly taskId: string
-  readonly requestId: string | undefined
-  readonly attempt: number
-  readonly #controller: LazyAbortController
-
-  constructor(task: ClaimedTask, controller: LazyAbortController) {
-    this.args = task.args
-    this.taskId = task.id
-    this.requestId = task.requestId
-    this.attempt = task.attempt
-    this.#controller = controller
-  }
-
-  get signal(): AbortSignal {
-    return this.#controller.signal
-  }
 }
 
 /**
@@ -102,11 +61,9 @@ class RunnerBatchItem implements BatchItem<unknown> {
  * yet go to `onAllSucceeded(indexes)` in one call.
  */
 export function runBatch(
-  tasks: ClaimedTask[],
+  tasks: Task[],
   definition: AnyTaskDefinition,
-  controllers: LazyAbortController[],
-  logger: FastifyBaseLogger,
-  recorder: IntentRecorder,
+  environment: TaskEnvironment,
   onOutcome: (index: number, outcome: AttemptOutcome) => void,
   onAllSucceeded: (indexes: number[]) => void,
 ): void {
@@ -120,21 +77,22 @@ export function runBatch(
   // An item cancelled (or cut off) before the batch started fails at once and is not passed on.
   const live: number[] = []
   for (let i = 0; i < tasks.length; i++) {
-    const controller = controllers[i] as LazyAbortController
-    if (controller.aborted) deliver(i, failed(controller.reason))
+    const task = tasks[i] as Task
+    if (task.aborted) deliver(i, failed(task.abortReason))
     else {
-      controller.onAbort(() => deliver(i, failed(controller.reason)))
+      task.onAbort(() => deliver(i, failed(task.abortReason)))
       live.push(i)
     }
   }
   if (live.length === 0) return
-  const items = live.map((i) => new RunnerBatchItem(tasks[i] as ClaimedTask, controllers[i] as LazyAbortController))
+  // The tasks are the items: no copy unless some were aborted before the batch started.
+  const items: Array<BatchItem<unknown>> = live.length === tasks.length ? tasks : live.map((i) => tasks[i] as Task)
   let result: Promise<BatchOutcomes>
   try {
     const context: BatchContext = {
-      log: logger,
-      recordsIntents: recorder.durable,
-      recordIntent: (entries) => recorder.record(entries.map(([item, intent]) => [item.taskId, intent])),
+      log: environment.logger,
+      recordsIntents: environment.recordsIntents,
+      recordIntent: (entries) => environment.recordIntent(entries.map(([item, intent]) => [item.taskId, intent])),
     }
     result = Promise.resolve(batch(items, context))
   } catch (error) {

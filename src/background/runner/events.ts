@@ -2,7 +2,8 @@
  * What the runner reports as tasks move (for metrics and tests), and the waits on a running
  * task's outcome that `cancel()` and the shutdown need.
  */
-import type { FinishedStatus, NewTask, ClaimedTask } from '../backends/types.js'
+import type { FinishedStatus } from '../backends/types.js'
+import type { Task } from '../task.js'
 
 export interface TaskFinishedEvent {
   id: string
@@ -23,8 +24,8 @@ export interface TaskRetriedEvent {
 
 /** The runner's events and their arguments. */
 export interface RunnerEvents {
-  added: [task: NewTask]
-  started: [task: ClaimedTask]
+  added: [task: Task]
+  started: [task: Task]
   retried: [event: TaskRetriedEvent]
   finished: [event: TaskFinishedEvent]
 }

@@ -4,10 +4,10 @@
  */
 import { MAX_TIMER_MS, backoffDelay } from '../backoff.js'
 import type { AnyTaskDefinition } from '../define-task.js'
-import type { ClaimedTask } from '../backends/types.js'
+import type { Task } from '../task.js'
 
 /** The delay before the next attempt, or undefined when the task has no attempts left. */
-export function retryDelay(task: ClaimedTask, definition: AnyTaskDefinition | undefined, random: () => number): number | undefined {
+export function retryDelay(task: Task, definition: AnyTaskDefinition | undefined, random: () => number): number | undefined {
   if (definition === undefined || task.attempt >= task.maxAttempts) return undefined
   return backoffDelay(definition.backoff, task.attempt, random)
 }

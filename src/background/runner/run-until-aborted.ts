@@ -3,16 +3,16 @@
  * aborted, whichever comes first. A task that ignores its signal cannot hold a
  * concurrency slot past its timeout or a cancellation.
  */
-import type { LazyAbortController } from './lazy-abort.js'
+import type { Task } from '../task.js'
 
-export function runUntilAborted(fn: () => unknown, abort: LazyAbortController): Promise<unknown> {
+export function runUntilAborted(fn: () => unknown, abort: Task): Promise<unknown> {
   return new Promise((resolve, reject) => {
     if (abort.aborted) {
-      reject(abort.reason)
+      reject(abort.abortReason)
       return
     }
     // Once the promise has settled a later abort is a no-op: nothing to remove.
-    abort.onAbort(() => reject(abort.reason))
+    abort.onAbort(() => reject(abort.abortReason))
     let result: unknown
     try {
       result = fn()

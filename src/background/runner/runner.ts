@@ -15,9 +15,8 @@ import { describeError } from '../describe-error.js'
 import { TaskRegistry, type TaskTarget } from '../registry.js'
 import {
   type CancelOutcome,
-  type ClaimedTask,
   type Deduplicated,
-  type NewTask,
+  type FinishedStatus,
   type RecoveredTasks,
   type RetryOutcome,
   type TaskBackend,
@@ -26,12 +25,14 @@ import {
   type TaskPage,
   type TaskRecord,
   type TaskSummary,
+  type TaskKey,
   isFinished,
   isPromise,
 } from '../backends/types.js'
+import { ROOM_BACKLOG, ROOM_NONE, ROOM_SCHEDULED, type Task, type TaskEnvironment } from '../task.js'
 import { Admission } from './admission.js'
 import { TaskCounters } from './counters.js'
-import type { RunnerEvents } from './events.js'
+import type { RunnerEvents, TaskFinishedEvent } from './events.js'
 import { type ExecutionPolicy, executionPolicy } from './execution.js'
 import { Executions } from './executions.js'
 import { NextRunTimer, WakeTimers } from './retry.js'
@@ -79,6 +80,18 @@ export interface RunnerStats {
 
 const CLAIM_RETRY_MS = 1000
 
+/** The backend's recordIntent, or nothing where it has none. */
+function taskEnvironment(backend: TaskBackend, logger: FastifyBaseLogger): TaskEnvironment {
+  if (backend.recordIntent === undefined) return { logger, recordsIntents: false, recordIntent: () => Promise.resolve() }
+  return {
+    logger,
+    recordsIntents: true,
+    recordIntent: async (entries) => {
+      await backend.recordIntent?.(entries)
+    },
+  }
+}
+
 export class TaskRunner extends EventEmitter<RunnerEvents> {
   readonly backend: TaskBackend
   readonly concurrency: number
@@ -108,6 +121,8 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   private closePromise: Promise<ShutdownReport> | undefined
   /** Idempotency keys of tasks added in this process and not yet stored: key → fingerprint. */
   private readonly keysInFlight = new Map<string, string>()
+  /** What every claimed task's context shares: the logger and the backend's intent recorder. */
+  private readonly environment: TaskEnvironment
 
   constructor(options: RunnerOptions) {
     super()
@@ -129,11 +144,11 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       logger: this.logger,
     })
     this.sweeper = new Sweeper(this.backend, this.now, this.logger)
+    this.environment = taskEnvironment(this.backend, this.logger)
     this.executions = new Executions({
       backend: this.backend,
       registry: this.registry,
-      policy: this.policy,
-      admission: this.admission,
+      environment: this.environment,
       counters: this.counters,
       logger: this.logger,
       concurrency: this.concurrency,
@@ -143,6 +158,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       random: this.random,
       events: this,
       slotFreed: () => this.schedulePump(),
+      settled: (task, status, durationMs) => this.settled(task, status, durationMs),
       wakeAt: (at) => this.wakeTimers.at(at),
     })
   }
@@ -164,8 +180,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       cancelLocal: (id) => this.executions.cancelLocal(id),
       logger: this.logger,
     })
-    this.admission.take(recovered.unfinished)
-    this.admission.takeScheduled(recovered.scheduled)
+    this.holdRecovered(recovered)
     if (recovered.unfinished > 0 || recovered.scheduled > 0) {
       this.logger.info(
         { recovered: recovered.unfinished, scheduled: recovered.scheduled, backend: this.backend.kind },
@@ -177,75 +192,79 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     return recovered
   }
 
-  /** Validate one `add()` call and build the task; nothing is stored yet. */
-  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined): NewTask {
+  /** What a previous process left unfinished holds room again: per task where the backend hands them over. */
+  private holdRecovered(recovered: RecoveredTasks): void {
+    if (recovered.tasks === undefined) {
+      this.admission.take(recovered.unfinished)
+      this.admission.takeScheduled(recovered.scheduled)
+      return
+    }
+    for (const task of recovered.tasks) {
+      if (task.status === 'scheduled') {
+        this.admission.takeScheduled(1)
+        task.room = ROOM_SCHEDULED
+      } else {
+        this.admission.take(1)
+        task.room = ROOM_BACKLOG
+      }
+    }
+  }
+
+  /** Validate one `add()` call and build the task; nothing is stored and no room is held yet. */
+  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined): Task {
     return this.registry.prepare(target, args, requestId, this.now())
   }
 
   /**
-   * A keyed task (`task.with({ key })`) before its room is reserved: throws
-   * `IDEMPOTENCY_KEY_IN_FLIGHT` while another call with its key is being handled here, and
-   * `IDEMPOTENCY_KEY_REUSED` when the backend holds the key for another call. Returns the id of the
-   * task stored under the key with the same fingerprint (the task is then not added), or undefined:
-   * the key is now in flight until `submit` settles or `releaseKeys` gives it back.
+   * Admit a prepared task: hold room for it in the backlog (a scheduled one in the scheduled
+   * bound), or throw `TASKS_RUNNER_CLOSED` / `TASKS_BACKLOG_FULL` / `TASKS_SCHEDULED_FULL`. A keyed
+   * task (`task.with({ key })`) throws `IDEMPOTENCY_KEY_IN_FLIGHT` while another call with its key
+   * is being handled here, and `IDEMPOTENCY_KEY_REUSED` when the backend holds the key for another
+   * call; it returns the id of the task stored under the key with the same fingerprint (the task
+   * is then not admitted, and holds nothing). Otherwise undefined: the task holds room (and its
+   * key is in flight) until it is submitted and finishes, or is dropped.
    */
-  admitKey(task: NewTask): string | undefined {
-    const { key, fingerprint } = task.key as NonNullable<NewTask['key']>
-    if (this.keysInFlight.has(key)) throw new IdempotencyKeyInFlightError()
-    const stored = this.backend.findKey?.(key, this.now())
-    if (stored !== undefined) {
-      if (stored.fingerprint !== fingerprint) throw new IdempotencyKeyReusedError()
-      return stored.taskId
+  admit(task: Task): string | undefined {
+    if (task.key !== undefined) {
+      const stored = this.admitKey(task.key)
+      if (stored !== undefined) return stored
+      try {
+        this.holdRoom(task)
+      } catch (error) {
+        this.keysInFlight.delete(task.key.key)
+        throw error
+      }
+      return undefined
     }
-    this.keysInFlight.set(key, fingerprint)
+    this.holdRoom(task)
     return undefined
   }
 
-  /** The keys of tasks that will not be submitted are no longer in flight. */
-  releaseKeys(group: NewTask[]): void {
-    if (this.keysInFlight.size === 0) return
-    for (const task of group) if (task.key !== undefined) this.keysInFlight.delete(task.key.key)
+  /** Prepare, admit and submit one task outside a request; resolves to its id once stored. */
+  add(target: TaskTarget, args: unknown[], requestId?: string): Promise<string> {
+    const task = this.prepare(target, args, requestId)
+    const stored = this.admit(task)
+    if (stored !== undefined) return Promise.resolve(stored)
+    return Promise.resolve(this.submit([task])).then((deduplicated) => deduplicated?.get(task.id) ?? task.id)
+  }
+
+  /** Admitted tasks that will not be submitted (their request failed): their room and keys are given back. */
+  drop(group: Task[]): void {
+    this.releaseKeys(group)
+    for (const task of group) this.releaseRoom(task)
   }
 
   /**
-   * Hold room for one prepared task, or throw `TASKS_RUNNER_CLOSED` / `TASKS_BACKLOG_FULL`
-   * (`TASKS_SCHEDULED_FULL` for a scheduled one: those have a bound of their own).
+   * Store admitted tasks. Memory: synchronous. Durable: resolves once committed, rejects with
+   * `TASKS_BACKEND_UNAVAILABLE` (and gives the room back) when the backend cannot store them.
    */
-  reserveFor(task: NewTask): void {
-    if (task.runAt === undefined) this.admission.reserve(1)
-    else this.admission.reserveScheduled(1)
-  }
-
-  /** Hold backlog room for `count` tasks, or throw `TASKS_RUNNER_CLOSED` / `TASKS_BACKLOG_FULL`. */
-  reserve(count: number): void {
-    this.admission.reserve(count)
-  }
-
-  /** Give back backlog room held by `reserve`. */
-  release(count: number): void {
-    this.admission.release(count)
-  }
-
-  /** Give back room held by `reserve` for tasks that will not be submitted (or no longer hold it). */
-  releaseGroup(tasks: NewTask[]): void {
-    let scheduled = 0
-    for (const task of tasks) if (task.runAt !== undefined) scheduled++
-    if (scheduled > 0) this.admission.releaseScheduled(scheduled)
-    this.admission.release(tasks.length - scheduled)
-  }
-
-  /**
-   * Store reserved tasks. Memory: synchronous. Durable: resolves once committed, rejects with
-   * `TASKS_BACKEND_UNAVAILABLE` (and releases the room) when the backend cannot store them.
-   */
-  submit(group: NewTask[]): void | Deduplicated | Promise<void | Deduplicated> {
+  submit(group: Task[]): void | Deduplicated | Promise<void | Deduplicated> {
     if (group.length === 0) return
     let stored: void | Deduplicated | Promise<void | Deduplicated>
     try {
       stored = this.backend.enqueue(group)
     } catch (error) {
-      this.releaseKeys(group)
-      this.releaseGroup(group)
+      this.drop(group)
       throw this.unavailable(error)
     }
     if (!isPromise(stored)) {
@@ -260,11 +279,78 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
         return deduplicated
       },
       (error: unknown) => {
-        this.releaseKeys(group)
-        this.releaseGroup(group)
+        this.drop(group)
         throw this.unavailable(error)
       },
     )
+  }
+
+  private admitKey({ key, fingerprint }: TaskKey): string | undefined {
+    if (this.keysInFlight.has(key)) throw new IdempotencyKeyInFlightError()
+    const stored = this.backend.findKey?.(key, this.now())
+    if (stored !== undefined) {
+      if (stored.fingerprint !== fingerprint) throw new IdempotencyKeyReusedError()
+      return stored.taskId
+    }
+    this.keysInFlight.set(key, fingerprint)
+    return undefined
+  }
+
+  /** The keys of tasks submitted or dropped are no longer in flight. */
+  private releaseKeys(group: Task[]): void {
+    if (this.keysInFlight.size === 0) return
+    for (const task of group) if (task.key !== undefined) this.keysInFlight.delete(task.key.key)
+  }
+
+  // --- backlog room: held and given back here only, per task ---
+
+  private holdRoom(task: Task): void {
+    if (task.runAt === undefined) {
+      this.admission.reserve(1)
+      task.room = ROOM_BACKLOG
+    } else {
+      this.admission.reserveScheduled(1)
+      task.room = ROOM_SCHEDULED
+    }
+  }
+
+  /** Give back whatever room the task holds (none: nothing happens, so calling twice is safe). */
+  private releaseRoom(task: Task): void {
+    const room = task.room
+    if (room === ROOM_NONE) return
+    task.room = ROOM_NONE
+    if (room === ROOM_BACKLOG) this.admission.release(1)
+    else this.admission.releaseScheduled(1)
+  }
+
+  /** Claimed tasks start; a scheduled one's room moves to the backlog, a shared queue's task takes room until it finishes. */
+  private startClaimed(claimed: Task[]): void {
+    for (const task of claimed) {
+      task.environment = this.environment
+      if (task.room === ROOM_BACKLOG) continue
+      if (task.room === ROOM_SCHEDULED) this.admission.startScheduled(1)
+      else this.admission.take(1)
+      task.room = ROOM_BACKLOG
+    }
+    this.executions.start(claimed)
+  }
+
+  /** An attempt's outcome, reported by the executions: the task finished, or goes back to a queue to be retried. */
+  private settled(task: Task, status: FinishedStatus | 'retrying', durationMs: number): void {
+    if (status === 'retrying') {
+      // A shared queue's retry is the queue's again: any worker may run it.
+      if (this.policy.countsClaims) this.releaseRoom(task)
+      return
+    }
+    this.countFinished(task, status, durationMs)
+  }
+
+  /** A task reached its final status: counted, reported, its room given back. */
+  private countFinished(task: Task, status: FinishedStatus, durationMs: number): void {
+    this.counters.countFinished(task.name, status)
+    if (this.listenerCount('finished') > 0)
+      this.emit('finished', { id: task.id, name: task.name, status, attempts: task.attempt, durationMs } satisfies TaskFinishedEvent)
+    this.releaseRoom(task)
   }
 
   /** A task's record; a backend that cannot answer gives `TASKS_BACKEND_UNAVAILABLE`. */
@@ -285,16 +371,9 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       throw this.unavailable(error)
     }
     if (outcome.outcome === 'cancelled') {
-      const scheduled = outcome.wasScheduled === true && this.policy.holdsUntilFinished
-      if (scheduled) this.admission.releaseScheduled(1)
-      this.executions.finished(
-        outcome.record.name,
-        outcome.record.id,
-        'cancelled',
-        outcome.record.attempts,
-        0,
-        this.policy.holdsUntilFinished && !scheduled,
-      )
+      // A local backend hands back the task it held: its room is given back. A shared queue's is nobody's here.
+      if (outcome.task !== undefined) this.countFinished(outcome.task, 'cancelled', 0)
+      else this.counters.countFinished(outcome.record.name, 'cancelled')
       this.pump()
       return outcome
     }
@@ -314,14 +393,19 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
    */
   async retry(id: string): Promise<RetryOutcome> {
     this.admission.reserve(1)
+    let admitted = false
+    const admit = (task: Task): void => {
+      admitted = true
+      task.room = ROOM_BACKLOG
+    }
     let outcome: RetryOutcome
     try {
-      outcome = await this.bounded(this.backend.retry(id, this.now()), 'a retry')
+      outcome = await this.bounded(this.backend.retry(id, this.now(), this.policy.holdsUntilFinished ? admit : undefined), 'a retry')
     } catch (error) {
-      this.admission.release(1)
+      if (!admitted) this.admission.release(1)
       throw this.unavailable(error)
     }
-    if (outcome.outcome !== 'retried' || !this.policy.holdsUntilFinished) this.admission.release(1)
+    if (!admitted) this.admission.release(1)
     if (outcome.outcome === 'retried') {
       // It will finish once more: counted as added again, so added and finished stay in step.
       this.counters.countAdded(outcome.record.name, 1)
@@ -399,16 +483,6 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.pumping = false
   }
 
-  /** Claimed tasks start; those that were scheduled move their room to the backlog. */
-  private startClaimed(claimed: ClaimedTask[]): void {
-    if (this.admission.scheduled > 0) {
-      let due = 0
-      for (const task of claimed) if (task.wasScheduled === true) due++
-      if (due > 0) this.admission.startScheduled(due)
-    }
-    this.executions.start(claimed)
-  }
-
   /** Everything claimable was claimed: wake when the next task held for a time comes due. */
   private armNextRun(): void {
     const at = this.backend.nextRunAt?.()
@@ -429,7 +503,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     })
   }
 
-  private awaitClaim(claimed: Promise<ClaimedTask[]>): void {
+  private awaitClaim(claimed: Promise<Task[]>): void {
     claimed.then(
       (tasks) => {
         this.pumping = false
@@ -449,15 +523,15 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.wakeTimers.at(this.now() + CLAIM_RETRY_MS)
   }
 
-  private afterSubmit(all: NewTask[], deduplicated: void | Deduplicated): void {
+  private afterSubmit(all: Task[], deduplicated: void | Deduplicated): void {
     let group = all
     if (deduplicated !== undefined && deduplicated.size > 0) {
       // Not stored, their key's task was: they never run here, so their room is given back now.
       group = all.filter((task) => !deduplicated.has(task.id))
-      if (this.policy.holdsUntilFinished) this.releaseGroup(all.filter((task) => deduplicated.has(task.id)))
+      for (const task of all) if (deduplicated.has(task.id)) this.releaseRoom(task)
     }
     // Committed to a queue that other processes run: the room held since add() is given back.
-    if (!this.policy.holdsUntilFinished) this.releaseGroup(all)
+    if (!this.policy.holdsUntilFinished) for (const task of all) this.releaseRoom(task)
     for (const task of group) this.counters.countAdded(task.name, 1)
     if (this.listenerCount('added') > 0) for (const task of group) this.emit('added', task)
     this.schedulePump()

@@ -20,16 +20,15 @@
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { BackendUnavailableError } from '../../errors.js'
+import type { Task } from '../../task.js'
 import type {
   RecoveredTasks,
   BackendHooks,
   BackendReadiness,
   CancelOutcome,
   Deduplicated,
-  ClaimedTask,
   FailOptions,
   MaybePromise,
-  NewTask,
   RetryOutcome,
   TaskBackend,
   TaskCounts,
@@ -156,7 +155,7 @@ export class BullMQBackend implements TaskBackend {
     return readiness(this.redis, this.url)
   }
 
-  async enqueue(group: NewTask[]): Promise<void | Deduplicated> {
+  async enqueue(group: Task[]): Promise<void | Deduplicated> {
     this.requireConnection()
     if (group.some((task) => task.key !== undefined)) return this.enqueueKeyed(group)
     try {
@@ -167,7 +166,7 @@ export class BullMQBackend implements TaskBackend {
   }
 
   /** A group with keyed tasks: their keys are claimed in Redis first, so one process stores each key's task. */
-  private async enqueueKeyed(group: NewTask[]): Promise<Deduplicated> {
+  private async enqueueKeyed(group: Task[]): Promise<Deduplicated> {
     const claimed = await this.keys.claim(group).catch((error: unknown) => {
       throw refusalOrUnavailable(error)
     })
@@ -183,7 +182,7 @@ export class BullMQBackend implements TaskBackend {
     return claimed.deduplicated
   }
 
-  claim(_now: number, limit: number): MaybePromise<ClaimedTask[]> {
+  claim(_now: number, limit: number): MaybePromise<Task[]> {
     if (this.consumer === undefined) throw new Error('a producer backend does not claim: tasks run in `npm run worker` processes')
     return this.consumer.claim(limit)
   }
@@ -193,12 +192,12 @@ export class BullMQBackend implements TaskBackend {
     this.consumer?.stop()
   }
 
-  complete(id: string): MaybePromise<void> {
-    return this.consumer?.complete(id)
+  complete(task: Task): MaybePromise<void> {
+    return this.consumer?.complete(task)
   }
 
-  fail(id: string, options: FailOptions): MaybePromise<void> {
-    return this.consumer?.fail(id, options)
+  fail(task: Task, options: FailOptions): MaybePromise<void> {
+    return this.consumer?.fail(task, options)
   }
 
   async get(id: string): Promise<TaskRecord | undefined> {

@@ -9,7 +9,8 @@
  * UnrecoverableError); both resolve once BullMQ has recorded the outcome.
  */
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq'
-import { type BackendHooks, type ClaimedTask, type FailOptions, type MaybePromise, isPromise } from '../types.js'
+import { type BackendHooks, type FailOptions, type MaybePromise, isPromise } from '../types.js'
+import { Task } from '../../task.js'
 import type { ConnectionLog } from './connection.js'
 import { HandOff } from './handoff.js'
 import { type JobData, type RetryProgress, SKIPPED_REASON } from './records.js'
@@ -96,10 +97,10 @@ export class JobConsumer {
   }
 
   /** Up to `limit` of the jobs handed over, oldest first. */
-  claim(limit: number): MaybePromise<ClaimedTask[]> {
+  claim(limit: number): MaybePromise<Task[]> {
     // Without a runner (a test calling claim directly) the first claim starts the worker.
     this.run()
-    const claimed: ClaimedTask[] = []
+    const claimed: Task[] = []
     while (!this.stopped && claimed.length < limit) {
       const task = this.toClaimed(this.handOff.take(0) as Held | undefined)
       if (task === undefined) break
@@ -108,18 +109,19 @@ export class JobConsumer {
     // A runner is woken for each job handed over: it need not wait. A direct caller waits a moment.
     if (claimed.length > 0 || this.stopped || this.hooks !== undefined) return claimed
     const held = this.handOff.take(CLAIM_WAIT_MS)
-    const one = (h: Held | undefined): ClaimedTask[] => {
+    const one = (h: Held | undefined): Task[] => {
       const task = this.toClaimed(h)
       return task === undefined ? [] : [task]
     }
     return isPromise(held) ? held.then(one) : one(held)
   }
 
-  complete(id: string): Promise<void> {
-    return this.settle(id)
+  complete(task: Task): Promise<void> {
+    return this.settle(task.id)
   }
 
-  async fail(id: string, options: FailOptions): Promise<void> {
+  async fail(task: Task, options: FailOptions): Promise<void> {
+    const id = task.id
     const job = this.claimed.get(id)?.job
     if (job === undefined) return
     const retryAt = options.status === 'cancelled' ? undefined : options.retryAt
@@ -185,19 +187,22 @@ export class JobConsumer {
     })
   }
 
-  private toClaimed(held: Held | undefined): ClaimedTask | undefined {
+  private toClaimed(held: Held | undefined): Task | undefined {
     if (held === undefined) return undefined
     if (this.stopped) return void this.handBack(held)
     const { job } = held
     this.claimed.set(job.id as string, held)
-    return {
+    const task = new Task({
       id: job.id as string,
       name: job.name,
       args: job.data.args,
       requestId: job.data.requestId,
-      attempt: job.attemptsStarted,
       maxAttempts: job.opts.attempts ?? 1,
-    }
+      createdAt: job.timestamp,
+    })
+    task.status = 'running'
+    task.attempt = job.attemptsStarted
+    return task
   }
 
   /** The runner is done with a claimed job: BullMQ records it completed (no error) or failed. */

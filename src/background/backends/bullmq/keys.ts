@@ -12,7 +12,8 @@
 import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { IdempotencyKeyInFlightError, IdempotencyKeyReusedError } from '../../errors.js'
-import type { Deduplicated, NewTask } from '../types.js'
+import type { Deduplicated } from '../types.js'
+import type { Task } from '../../task.js'
 import type { JobData } from './records.js'
 
 /** How long a pending key without its job blocks the key (the time a process may take to add a job, with room to spare). */
@@ -66,7 +67,7 @@ export class QueueKeys {
    * `IDEMPOTENCY_KEY_IN_FLIGHT` (nothing is then held). Tasks whose key's task is stored are
    * answered in `deduplicated`.
    */
-  async claim(group: NewTask[]): Promise<ClaimedKeys> {
+  async claim(group: Task[]): Promise<ClaimedKeys> {
     const claimed: ClaimedKeys = { pending: new Map(), deduplicated: new Map() }
     try {
       for (const task of group) if (task.key !== undefined) await this.claimOne(task, claimed)
@@ -92,8 +93,8 @@ export class QueueKeys {
     claimed.pending.clear()
   }
 
-  private async claimOne(task: NewTask, claimed: ClaimedKeys): Promise<void> {
-    const { key, fingerprint } = task.key as NonNullable<NewTask['key']>
+  private async claimOne(task: Task, claimed: ClaimedKeys): Promise<void> {
+    const { key, fingerprint } = task.key as NonNullable<Task['key']>
     const redisKey = this.prefix + key
     const marker: Marker = { f: fingerprint, i: task.id, s: 'p', t: this.now() }
     const value = JSON.stringify(marker)

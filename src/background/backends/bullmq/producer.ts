@@ -10,7 +10,7 @@
  */
 import { FlowProducer, type FlowJob, type JobsOptions, type Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
-import type { NewTask } from '../types.js'
+import type { Task } from '../../task.js'
 import { type JobData, bullPriorityOf, dataOf } from './records.js'
 import { TurnBatch } from './turn-batch.js'
 
@@ -40,9 +40,9 @@ export class JobProducer {
    * One request's tasks, all or nothing: one Lua script for a job (sent with the other single
    * jobs of the event-loop turn), one transaction for a flow.
    */
-  async add(group: NewTask[]): Promise<void> {
+  async add(group: Task[]): Promise<void> {
     if (group.length === 1) {
-      const task = group[0] as NewTask
+      const task = group[0] as Task
       return this.single.add({ name: task.name, data: dataOf(task), opts: this.optionsFor(task) })
     }
     await this.flows.add(this.chain(group))
@@ -54,7 +54,7 @@ export class JobProducer {
     await this.flows.close()
   }
 
-  private optionsFor(task: NewTask): JobsOptions {
+  private optionsFor(task: Task): JobsOptions {
     // A literal of one shape per job (a spread of shared defaults cost more than the rest of this).
     const options: JobsOptions = {
       removeOnComplete: this.keep,
@@ -70,7 +70,7 @@ export class JobProducer {
   }
 
   /** One request's tasks as a flow: the last task is the root, each task the parent of the previous one. */
-  private chain(group: NewTask[]): FlowJob {
+  private chain(group: Task[]): FlowJob {
     let node: FlowJob | undefined
     for (const task of group) {
       const child = node === undefined ? undefined : { ...node, opts: { ...node.opts, ignoreDependencyOnFailure: true } }

@@ -3,7 +3,8 @@
  * `GET /tasks/:id` reads a job through `toRecord`, never its arguments.
  */
 import type { Job, JobState } from 'bullmq'
-import type { NewTask, TaskRecord, TaskStatus } from '../types.js'
+import type { TaskRecord, TaskStatus } from '../types.js'
+import type { Task } from '../../task.js'
 
 /** What a job carries besides its name; never the arguments in a record. */
 export interface JobData {
@@ -44,7 +45,7 @@ export const FINISHED: ReadonlySet<string> = new Set(['completed', 'failed'])
 /** The BullMQ states of a job not finished yet, for the shutdown report. */
 export const UNFINISHED_STATES = ['active', 'waiting', 'prioritized', 'waiting-children', 'delayed'] as const
 
-export function dataOf(task: NewTask): JobData {
+export function dataOf(task: Task): JobData {
   const data: JobData = task.requestId === undefined ? { args: task.args } : { args: task.args, requestId: task.requestId }
   if (task.runAt !== undefined) data.runAt = task.runAt
   return data

@@ -1,25 +1,23 @@
 /**
  * The in-memory backend (default): fastest, and a crash loses what is queued.
- * Tasks of one request are linked in order; only the head of each group is ever
- * in the ready queue (highest priority first), so a request's tasks run one after another.
- * A head that waits for a time (scheduled, or retrying) is in the due heap until then.
+ * It holds the runner's Task objects themselves while they are unfinished: tasks of one request
+ * are linked in order, only the head of each group is ever in the ready queue (highest priority
+ * first), and a head that waits for a time (scheduled, or retrying) is in the due heap until then.
+ * A finished task's record goes into a ring of typed arrays (FinishedRing) and the object is let go.
  */
-import { Fifo } from './fifo.js'
 import { ReadyQueue } from './ready-queue.js'
 import { DueHeap } from './due-heap.js'
+import { FinishedRing } from './finished-ring.js'
 import {
-  type CancelOutcome,
-  type ClaimedTask,
-  type FailOptions,
-  type NewTask,
   type BackendReadiness,
+  type CancelOutcome,
+  type FailOptions,
   type MaybePromise,
-  type PlainTaskFn,
   type RecoveredTasks,
-  type StoredTask,
-  type TaskBackend,
   type RetryOutcome,
   type StoredKey,
+  type StoredTask,
+  type TaskBackend,
   type TaskCounts,
   type TaskExecution,
   type TaskListQuery,
@@ -28,8 +26,10 @@ import {
   type TaskSummary,
   isFinished,
 } from '../types.js'
+import { Task } from '../../task.js'
 import { countsOf, pageOf } from '../listing.js'
 import { type KeyEntry, KeyTable } from '../../idempotency.js'
+import { recordOf } from './record-of.js'
 
 export interface RetentionOptions {
   /** Finished tasks kept for `GET /tasks/:id`, at most. */
@@ -38,59 +38,28 @@ export interface RetentionOptions {
   maxAgeMs: number
 }
 
-/**
- * A task's record and its place in the queues. Its times are kept as milliseconds since the
- * backend's epoch (see `MemoryBackend.epoch`): small integers, which V8 keeps inside the entry.
- * An absolute time (1.7e12 ms) does not fit one, and V8 boxes it in an object of its own: three
- * more objects per task (created, started, finished), each copied by the garbage collector as long
- * as the record is retained.
- */
-interface Entry extends Omit<TaskRecord, 'createdAt' | 'startedAt' | 'finishedAt'> {
-  created: number
-  started: number | undefined
-  finished: number | undefined
-  args: unknown[] | undefined
-  fn: PlainTaskFn | undefined
-  next: Entry | undefined
-  inReady: boolean
-  /** In the due heap, waiting for `runAt` (scheduled, or retrying). */
-  inDelayed: boolean
-  /** Added scheduled and not claimed or cancelled yet: it holds scheduled room, not backlog room. */
-  scheduledRoom: boolean
-  /** Waits behind an earlier task of its request (linked from its `next`). */
-  linked: boolean
-  /** What its last attempt recorded it was about to do (the sqlite journal's index keeps it). */
-  intent?: unknown
-}
-
 export class MemoryBackend implements TaskBackend {
   readonly kind = 'memory'
   readonly durable: boolean = false
   readonly execution: TaskExecution = 'local'
-  /** What entry times are counted from: any time works (a time far from it is boxed, not wrong). */
-  private readonly epoch = Date.now()
-  private readonly entries = new Map<string, Entry>()
-  private readonly readyQueue = new ReadyQueue<Entry>()
-  private readonly delayed = new DueHeap<Entry>()
-  /** Entries left in the due heap by a cancel: compacted away once they are many. */
+  /** Unfinished tasks, and cancelled ones still waiting in a queue to be skipped. */
+  private readonly live = new Map<string, Task>()
+  private readonly readyQueue = new ReadyQueue<Task>()
+  private readonly delayed = new DueHeap<Task>()
+  /** Tasks left in the due heap by a cancel: compacted away once they are many. */
   private deadDelayed = 0
-  /**
-   * Finished entries, oldest first, and when each finished (since the epoch; a retried one
-   * finishes again later, so an entry's own `finished` may be newer): two FIFOs side by side, no
-   * object per finish.
-   */
-  private readonly finished = new Fifo<Entry>()
-  private readonly finishedTimes = new Fifo<number>()
+  private readonly finished: FinishedRing
   private readonly retention: RetentionOptions
   /** Idempotency keys committed with their tasks: kept for the retention age (and count). */
   private readonly keys: KeyTable
 
   constructor(options: { retention: RetentionOptions }) {
     this.retention = options.retention
+    this.finished = new FinishedRing(options.retention.maxCount)
     this.keys = new KeyTable(options.retention)
   }
 
-  /** Nothing to recover: a new process starts with an empty map. */
+  /** Nothing to recover: a new process starts empty. */
   start(): RecoveredTasks {
     return { unfinished: 0, scheduled: 0 }
   }
@@ -99,34 +68,12 @@ export class MemoryBackend implements TaskBackend {
     return { ok: true }
   }
 
-  enqueue(group: NewTask[]): void {
-    let previous: Entry | undefined
+  enqueue(group: Task[]): void {
+    let previous: Task | undefined
     for (const task of group) {
-      const scheduled = task.runAt !== undefined
-      const entry: Entry = {
-        id: task.id,
-        name: task.name,
-        status: scheduled ? 'scheduled' : 'queued',
-        attempts: 0,
-        maxAttempts: task.maxAttempts,
-        requestId: task.requestId,
-        created: task.createdAt - this.epoch,
-        started: undefined,
-        finished: undefined,
-        runAt: task.runAt,
-        priority: task.priority ?? 0,
-        lastError: undefined,
-        args: task.args,
-        fn: task.fn,
-        next: undefined,
-        inReady: false,
-        inDelayed: false,
-        scheduledRoom: scheduled,
-        linked: false,
-      }
-      this.entries.set(task.id, entry)
-      this.chainAfter(previous, entry)
-      previous = entry
+      this.live.set(task.id, task)
+      this.chainAfter(previous, task)
+      previous = task
       if (task.key !== undefined) this.keys.set(task.key.key, { taskId: task.id, fingerprint: task.key.fingerprint, at: task.createdAt })
     }
   }
@@ -152,102 +99,108 @@ export class MemoryBackend implements TaskBackend {
     return at === Infinity ? undefined : at
   }
 
-  claim(now: number, limit: number): ClaimedTask[] {
+  claim(now: number, limit: number): Task[] {
     if (now >= this.delayed.nextAt) this.promoteDelayed(now)
-    const claimed: ClaimedTask[] = []
+    const claimed: Task[] = []
     while (claimed.length < limit) {
-      const entry = this.readyQueue.shift()
-      if (entry === undefined) break
-      entry.inReady = false
-      if (entry.status === 'cancelled') {
-        this.releaseNext(entry)
+      const task = this.readyQueue.shift()
+      if (task === undefined) break
+      task.inReady = false
+      if (task.status === 'cancelled') {
+        this.forgetSkipped(task)
+        this.releaseNext(task)
         continue
       }
-      entry.status = 'running'
-      entry.attempts++
-      entry.started ??= now - this.epoch
-      entry.runAt = undefined
-      const task: ClaimedTask = {
-        id: entry.id,
-        name: entry.name,
-        args: entry.args ?? [],
-        requestId: entry.requestId,
-        attempt: entry.attempts,
-        maxAttempts: entry.maxAttempts,
-        fn: entry.fn,
-      }
-      if (entry.intent !== undefined) task.intent = entry.intent
-      if (entry.scheduledRoom) {
-        entry.scheduledRoom = false
-        task.wasScheduled = true
-      }
+      task.status = 'running'
+      task.attempt++
+      task.startedAt ??= now
+      task.runAt = undefined
       claimed.push(task)
     }
     return claimed
   }
 
-  complete(id: string, now: number): void {
-    const entry = this.entries.get(id)
-    if (entry === undefined || entry.status !== 'running') return
-    entry.status = 'succeeded'
-    this.finish(entry, now)
+  complete(task: Task, now: number): void {
+    // Not running: an object left from before a retry, or a cancel got there first.
+    if (task.status !== 'running') return
+    task.status = 'succeeded'
+    this.finish(task, now)
   }
 
-  fail(id: string, options: FailOptions): void {
-    const entry = this.entries.get(id)
-    if (entry === undefined || entry.status !== 'running') return
-    entry.lastError = options.error
+  fail(task: Task, options: FailOptions): void {
+    if (task.status !== 'running') return
+    task.lastError = options.error
     if (options.retryAt !== undefined && options.status !== 'cancelled') {
-      entry.status = 'retrying'
-      entry.runAt = options.retryAt
-      this.pushDelayed(entry)
+      task.status = 'retrying'
+      task.runAt = options.retryAt
+      this.pushDelayed(task)
       return
     }
-    entry.status = options.status ?? 'failed'
-    this.finish(entry, options.now)
+    task.status = options.status ?? 'failed'
+    this.finish(task, options.now)
+  }
+
+  /** The unfinished task with this id (the object the runner holds), if any. */
+  task(id: string): Task | undefined {
+    const task = this.live.get(id)
+    return task === undefined || isFinished(task.status) ? undefined : task
   }
 
   get(id: string): TaskRecord | undefined {
-    const entry = this.entries.get(id)
-    return entry === undefined ? undefined : this.toRecord(entry)
+    const task = this.live.get(id)
+    if (task !== undefined) return recordOf(task)
+    const slot = this.finished.find(id)
+    return slot === -1 ? undefined : this.finished.record(slot)
   }
 
   cancel(id: string, now: number): CancelOutcome {
-    const entry = this.entries.get(id)
-    if (entry === undefined) return { outcome: 'not_found' }
-    if (isFinished(entry.status)) return { outcome: 'finished', record: this.toRecord(entry) }
-    if (entry.status === 'running') return { outcome: 'running', record: this.toRecord(entry) }
-    const wasDelayed = entry.inDelayed
-    if (wasDelayed) this.removeDelayed(entry)
-    const wasScheduled = entry.scheduledRoom
-    entry.scheduledRoom = false
-    entry.status = 'cancelled'
-    entry.runAt = undefined
-    this.finishedBookkeeping(entry, now)
-    // A task waiting in the ready queue is skipped (and its successor released) when claimed;
-    // a retrying or scheduled one is not in the ready queue, so its successor is released now.
-    if (wasDelayed) this.releaseNext(entry)
-    return { outcome: 'cancelled', record: this.toRecord(entry), wasScheduled }
+    const task = this.live.get(id)
+    if (task === undefined) {
+      const slot = this.finished.find(id)
+      return slot === -1 ? { outcome: 'not_found' } : { outcome: 'finished', record: this.finished.record(slot) }
+    }
+    if (isFinished(task.status)) return { outcome: 'finished', record: recordOf(task) }
+    if (task.status === 'running') return { outcome: 'running', record: recordOf(task) }
+    const wasDelayed = task.inDelayed
+    if (wasDelayed) this.removeDelayed(task)
+    task.status = 'cancelled'
+    task.runAt = undefined
+    task.finishedAt = now
+    this.keepFinished(task, now)
+    // A task waiting in the ready queue (or behind an earlier task of its request) stays there
+    // until skipped; a retrying or scheduled one is in neither, so its successor is released now.
+    if (wasDelayed) this.releaseNext(task)
+    if (!task.inReady && !task.linked) this.live.delete(task.id)
+    return { outcome: 'cancelled', record: recordOf(task), task }
   }
 
   /**
    * A failed or cancelled task runs again: queued, attempts from 0, on its own (the rest of its
-   * request went on when it ended). Its last error is kept until the next attempt ends.
+   * request went on when it ended). Its last error is kept until the next attempt ends. `admit`
+   * is called with the task, live again, before anything can claim it.
    */
-  retry(id: string, _now: number): RetryOutcome {
-    const entry = this.entries.get(id)
-    if (entry === undefined) return { outcome: 'not_found' }
-    const retryable = (entry.status === 'failed' || entry.status === 'cancelled') && (entry.args !== undefined || entry.fn !== undefined)
-    if (!retryable) return { outcome: 'not_retryable', record: this.toRecord(entry) }
-    entry.status = 'queued'
-    entry.attempts = 0
-    entry.started = undefined
-    entry.finished = undefined
-    entry.runAt = undefined
+  retry(id: string, _now: number, admit?: (task: Task) => void): RetryOutcome {
+    const waiting = this.live.get(id)
+    const slot = this.finished.find(id)
+    if (waiting === undefined && slot === -1) return { outcome: 'not_found' }
+    const extras = slot === -1 ? undefined : this.finished.extrasAt(slot)
+    const status = waiting?.status ?? this.finished.record(slot).status
+    const retryable =
+      (status === 'failed' || status === 'cancelled') && (waiting !== undefined || extras?.args !== undefined || extras?.fn !== undefined)
+    if (!retryable) return { outcome: 'not_retryable', record: waiting === undefined ? this.finished.record(slot) : recordOf(waiting) }
+    const task = waiting ?? this.revive(slot)
+    if (slot !== -1) this.finished.remove(slot)
+    task.status = 'queued'
+    task.attempt = 0
+    task.startedAt = undefined
+    task.finishedAt = undefined
+    task.runAt = undefined
+    this.live.set(task.id, task)
+    admit?.(task)
     // Cancelled before its turn, it still waits in the ready queue or behind an earlier task of
     // its request: it keeps its place. Otherwise its request went on without it: it runs alone.
-    if (!entry.inReady && !entry.linked) this.pushReady(entry)
-    return { outcome: 'retried', record: this.toRecord(entry) }
+    if (!task.inReady && !task.linked) this.pushReady(task)
+    return { outcome: 'retried', record: recordOf(task), task }
   }
 
   list(query: TaskListQuery): TaskPage {
@@ -260,9 +213,7 @@ export class MemoryBackend implements TaskBackend {
 
   unfinished(): TaskSummary[] {
     const out: TaskSummary[] = []
-    for (const entry of this.entries.values()) {
-      if (!isFinished(entry.status)) out.push({ id: entry.id, name: entry.name, status: entry.status })
-    }
+    for (const task of this.live.values()) if (!isFinished(task.status)) out.push({ id: task.id, name: task.name, status: task.status })
     return out
   }
 
@@ -272,65 +223,53 @@ export class MemoryBackend implements TaskBackend {
    * tasks become runnable again in their group's order: one a dead process left `running` is
    * `queued` again, and one waiting for a retry is due at once (the old process's timer is
    * gone); a scheduled one keeps its time. Finished ones are kept for `get()` within the
-   * retention bound. Returns the ids of the unfinished tasks whose record changed, and how many
-   * are unfinished (scheduled ones counted apart).
+   * retention bound. Returns the unfinished tasks, how many there are (scheduled ones counted
+   * apart), and the ids of those whose record changed.
    */
   restore(groups: StoredTask[][], now: number): RecoveredTasks & { changed: string[] } {
-    const finished: Entry[] = []
+    const finished: StoredTask[] = []
     const changed: string[] = []
-    let unfinished = 0
+    const tasks: Task[] = []
     let scheduled = 0
     for (const group of groups) {
-      let previous: Entry | undefined
-      for (const task of group) {
-        const entry: Entry = {
-          id: task.id,
-          name: task.name,
-          status: task.status,
-          attempts: task.attempts,
-          maxAttempts: task.maxAttempts,
-          requestId: task.requestId,
-          created: task.createdAt - this.epoch,
-          started: this.since(task.startedAt),
-          finished: this.since(task.finishedAt),
-          runAt: task.runAt,
-          priority: task.priority,
-          lastError: task.lastError,
-          args: task.args,
-          fn: undefined,
-          next: undefined,
-          inReady: false,
-          inDelayed: false,
-          scheduledRoom: task.status === 'scheduled',
-          linked: false,
-        }
-        if (task.intent !== undefined) entry.intent = task.intent
-        this.entries.set(entry.id, entry)
-        if (isFinished(entry.status)) {
-          if (entry.status === 'succeeded') entry.args = undefined
-          finished.push(entry)
+      let previous: Task | undefined
+      for (const stored of group) {
+        if (isFinished(stored.status)) {
+          finished.push(stored)
           continue
         }
-        if (entry.scheduledRoom) scheduled++
-        else unfinished++
-        if (entry.status === 'running') entry.status = 'queued'
-        if (entry.status === 'retrying') entry.runAt = now
-        if (entry.status !== task.status || entry.runAt !== task.runAt) changed.push(entry.id)
-        this.chainAfter(previous, entry)
-        previous = entry
+        const task = new Task({ ...stored, args: stored.args ?? [] })
+        task.status = stored.status === 'running' ? 'queued' : stored.status
+        task.attempt = stored.attempts
+        task.startedAt = stored.startedAt
+        task.lastError = stored.lastError
+        task.intent = stored.intent
+        task.runAt = stored.status === 'retrying' ? now : stored.runAt
+        if (task.status === 'scheduled') scheduled++
+        if (task.status !== stored.status || task.runAt !== stored.runAt) changed.push(task.id)
+        tasks.push(task)
+        this.live.set(task.id, task)
+        this.chainAfter(previous, task)
+        previous = task
       }
     }
-    const restoredAt = now - this.epoch
-    finished.sort((a, b) => (a.finished ?? restoredAt) - (b.finished ?? restoredAt))
-    for (const entry of finished) this.pushFinished(entry, entry.finished ?? restoredAt)
+    finished.sort((a, b) => (a.finishedAt ?? now) - (b.finishedAt ?? now))
+    for (const stored of finished)
+      this.finished.push({
+        ...stored,
+        attempt: stored.attempts,
+        finishedAt: stored.finishedAt ?? now,
+        args: stored.status === 'succeeded' ? [] : (stored.args ?? []),
+        fn: undefined,
+      })
     this.prune(now)
-    return { unfinished, scheduled, changed }
+    return { unfinished: tasks.length - scheduled, scheduled, tasks, changed }
   }
 
   /** Keep what a running task recorded it is about to do (for the journal's index; see TaskBackend.recordIntent). */
   setIntent(id: string, intent: unknown): void {
-    const entry = this.entries.get(id)
-    if (entry !== undefined && !isFinished(entry.status)) entry.intent = intent
+    const task = this.live.get(id)
+    if (task !== undefined && !isFinished(task.status)) task.intent = intent
   }
 
   /** Forget finished tasks past the retention age (and count). */
@@ -339,46 +278,58 @@ export class MemoryBackend implements TaskBackend {
     this.keys.prune(now)
   }
 
-  /** Number of records held (finished ones included): what retention bounds. */
+  /** Records held: unfinished tasks and finished ones within retention. */
   get size(): number {
-    return this.entries.size
+    let unfinished = 0
+    for (const task of this.live.values()) if (!isFinished(task.status)) unfinished++
+    return unfinished + this.finished.size
   }
 
   private *records(): Generator<TaskRecord> {
-    for (const entry of this.entries.values()) yield this.toRecord(entry)
+    for (const task of this.live.values()) if (!isFinished(task.status)) yield recordOf(task)
+    for (const slot of this.finished.slots()) if (!this.finished.isRemoved(slot)) yield this.finished.record(slot)
   }
 
   close(): void {
-    // Nothing to release: the map goes with the process.
+    // Nothing to release: the tasks go with the process.
   }
 
-  private chainAfter(previous: Entry | undefined, entry: Entry): void {
-    if (previous === undefined) return this.makeReady(entry)
-    previous.next = entry
-    entry.linked = true
+  /** A finished task, out of the ring again to be retried: a new object under the same id. */
+  private revive(slot: number): Task {
+    const record = this.finished.record(slot)
+    const extras = this.finished.extrasAt(slot)
+    const task = new Task({ ...record, args: extras?.args ?? [], fn: extras?.fn })
+    task.lastError = record.lastError
+    return task
+  }
+
+  private chainAfter(previous: Task | undefined, task: Task): void {
+    if (previous === undefined) return this.makeReady(task)
+    previous.next = task
+    task.linked = true
   }
 
   /** A group's head: claimable now, or once its time comes (scheduled, or retrying after a restart). */
-  private makeReady(entry: Entry): void {
-    entry.linked = false
-    if (entry.runAt !== undefined && (entry.status === 'scheduled' || entry.status === 'retrying')) this.pushDelayed(entry)
-    else this.pushReady(entry)
+  private makeReady(task: Task): void {
+    task.linked = false
+    if (task.runAt !== undefined && (task.status === 'scheduled' || task.status === 'retrying')) this.pushDelayed(task)
+    else this.pushReady(task)
   }
 
-  private pushReady(entry: Entry): void {
-    entry.linked = false
-    entry.inReady = true
-    this.readyQueue.push(entry, entry.priority)
+  private pushReady(task: Task): void {
+    task.linked = false
+    task.inReady = true
+    this.readyQueue.push(task, task.priority)
   }
 
-  private pushDelayed(entry: Entry): void {
-    entry.inDelayed = true
-    this.delayed.push(entry.runAt ?? 0, entry)
+  private pushDelayed(task: Task): void {
+    task.inDelayed = true
+    this.delayed.push(task.runAt ?? 0, task)
   }
 
   /** Out of the due heap (lazily: its slot is skipped when it comes due, or compacted away). */
-  private removeDelayed(entry: Entry): void {
-    entry.inDelayed = false
+  private removeDelayed(task: Task): void {
+    task.inDelayed = false
     if (++this.deadDelayed > 1024 && this.deadDelayed * 2 > this.delayed.length) {
       this.delayed.retain((held, at) => held.inDelayed && held.runAt === at)
       this.deadDelayed = 0
@@ -388,93 +339,56 @@ export class MemoryBackend implements TaskBackend {
   /** What has come due moves to the ready queue, in time order: a scheduled task is `queued` from now on. */
   private promoteDelayed(now: number): void {
     for (let due = this.delayed.popDue(now); due !== undefined; due = this.delayed.popDue(now)) {
-      const entry = due.item
+      const task = due.item
       // Cancelled since (or retried, and waiting for another time): not this slot's to promote.
-      if (!entry.inDelayed || entry.runAt !== due.at) {
+      if (!task.inDelayed || task.runAt !== due.at) {
         if (this.deadDelayed > 0) this.deadDelayed--
         continue
       }
-      entry.inDelayed = false
-      if (entry.status === 'scheduled') entry.status = 'queued'
-      this.pushReady(entry)
+      task.inDelayed = false
+      if (task.status === 'scheduled') task.status = 'queued'
+      this.pushReady(task)
     }
   }
 
-  /** A time as kept in an entry: ms since the epoch. */
-  private since(time: number | undefined): number | undefined {
-    return time === undefined ? undefined : time - this.epoch
+  private finish(task: Task, now: number): void {
+    task.finishedAt = now
+    task.intent = undefined
+    this.keepFinished(task, now)
+    this.live.delete(task.id)
+    this.releaseNext(task)
   }
 
-  private toRecord(entry: Entry): TaskRecord {
-    const { epoch } = this
-    return {
-      id: entry.id,
-      name: entry.name,
-      status: entry.status,
-      attempts: entry.attempts,
-      maxAttempts: entry.maxAttempts,
-      requestId: entry.requestId,
-      createdAt: epoch + entry.created,
-      startedAt: entry.started === undefined ? undefined : epoch + entry.started,
-      finishedAt: entry.finished === undefined ? undefined : epoch + entry.finished,
-      runAt: entry.runAt,
-      priority: entry.priority,
-      lastError: entry.lastError,
-    }
-  }
-
-  private pushFinished(entry: Entry, finishedAt: number): void {
-    this.finished.push(entry)
-    this.finishedTimes.push(finishedAt)
-  }
-
-  private finish(entry: Entry, now: number): void {
-    this.finishedBookkeeping(entry, now)
-    this.releaseNext(entry)
-  }
-
-  private finishedBookkeeping(entry: Entry, now: number): void {
-    const finished = now - this.epoch
-    entry.finished = finished
-    entry.intent = undefined
-    // A failed or cancelled task keeps what it needs to be retried, within retention.
-    if (entry.status === 'succeeded') {
-      entry.args = undefined
-      entry.fn = undefined
-    }
-    this.pushFinished(entry, finished)
+  /** Its record goes into the ring; a failed or cancelled task keeps what a retry needs. */
+  private keepFinished(task: Task, now: number): void {
+    this.finished.push(task)
     this.prune(now)
   }
 
+  /** A cancelled task skipped in a queue: its record is in the ring, the object can go. */
+  private forgetSkipped(task: Task): void {
+    if (this.live.get(task.id) === task && isFinished(task.status)) this.live.delete(task.id)
+  }
+
   /** The group's next task that is not cancelled becomes ready. */
-  private releaseNext(entry: Entry): void {
-    let next = entry.next
-    entry.next = undefined
+  private releaseNext(task: Task): void {
+    let next = task.next
+    task.next = undefined
     while (next !== undefined && next.status === 'cancelled') {
-      const after: Entry | undefined = next.next
+      const after: Task | undefined = next.next
       next.next = undefined
       next.linked = false
+      this.forgetSkipped(next)
       next = after
     }
     if (next !== undefined) this.makeReady(next)
   }
 
   private prune(now: number): void {
-    const { maxCount, maxAgeMs } = this.retention
-    const oldestAllowed = now - this.epoch - maxAgeMs
-    for (;;) {
-      const oldest = this.finished.peek()
-      if (oldest === undefined) return
-      const finishedAt = this.finishedTimes.peek() as number
-      // Retried since (and perhaps finished again, later in the queue): not this finish's to forget.
-      const stale = oldest.finished !== finishedAt
-      if (!stale && this.finished.length <= maxCount && finishedAt >= oldestAllowed) return
+    const oldestAllowed = now - this.retention.maxAgeMs
+    for (let slot = this.finished.oldest(); slot !== -1; slot = this.finished.oldest()) {
+      if (!this.finished.isRemoved(slot) && this.finished.finishedAt(slot) >= oldestAllowed) return
       this.finished.shift()
-      this.finishedTimes.shift()
-      if (stale) continue
-      // A cancelled-while-queued entry may still be linked in its group or sit in the ready
-      // queue; forgetting its record is safe, the chain skips it by status.
-      this.entries.delete(oldest.id)
     }
   }
 }

@@ -25,12 +25,11 @@ import type { SqliteDriver, SqliteDriverName } from './driver.js'
 import { WalSync } from './wal-sync.js'
 import { Journal, type JournalChange, type JournalInsert, type JournalKeyInsert, JournalOpenError } from './journal.js'
 import { MemoryBackend, type RetentionOptions } from '../memory/backend.js'
+import type { Task } from '../../task.js'
 import {
   type BackendReadiness,
   type CancelOutcome,
-  type ClaimedTask,
   type FailOptions,
-  type NewTask,
   type RecoveredTasks,
   type RetryOutcome,
   type StoredKey,
@@ -67,7 +66,7 @@ export interface SqliteBackendOptions {
 }
 
 interface PendingGroup {
-  group: NewTask[]
+  group: Task[]
   rows: JournalInsert[]
   keys: JournalKeyInsert[] | undefined
   resolve: () => void
@@ -123,7 +122,7 @@ export class SqliteBackend implements TaskBackend {
       this.rowids = loaded.rowids
       const restored = this.index.restore(loaded.groups, this.now())
       this.index.restoreKeys(loaded.keys, this.now())
-      this.unfinishedAtOpen = { unfinished: restored.unfinished, scheduled: restored.scheduled }
+      this.unfinishedAtOpen = { unfinished: restored.unfinished, scheduled: restored.scheduled, tasks: restored.tasks }
       // What a dead process left running is queued again: say so in the file too.
       for (const id of restored.changed) this.touch(id)
     } catch (error) {
@@ -150,7 +149,7 @@ export class SqliteBackend implements TaskBackend {
   }
 
   /** Store one request's tasks; resolves once they are committed, rejects with a 503 error if they cannot be. */
-  enqueue(group: NewTask[]): Promise<void> {
+  enqueue(group: Task[]): Promise<void> {
     if (this.closed) return Promise.reject(new BackendUnavailableError('the task journal is closed'))
     const first = group[0]
     if (first === undefined) return Promise.resolve()
@@ -191,21 +190,21 @@ export class SqliteBackend implements TaskBackend {
     return this.index.nextRunAt()
   }
 
-  claim(now: number, limit: number): ClaimedTask[] {
+  claim(now: number, limit: number): Task[] {
     const tasks = this.index.claim(now, limit)
     for (const task of tasks) this.touch(task.id)
     return tasks
   }
 
-  complete(id: string, now: number): void {
-    this.index.complete(id, now)
-    this.touch(id, 'immediate')
+  complete(task: Task, now: number): void {
+    this.index.complete(task, now)
+    this.touch(task.id, 'immediate')
   }
 
-  fail(id: string, options: FailOptions): void {
-    this.index.fail(id, options)
+  fail(task: Task, options: FailOptions): void {
+    this.index.fail(task, options)
     // A running task ended by a cancel: the DELETE is answered once this is in the file.
-    this.touch(id, options.status === 'cancelled' ? 'microtask' : 'immediate')
+    this.touch(task.id, options.status === 'cancelled' ? 'microtask' : 'immediate')
   }
 
   get(id: string): TaskRecord | undefined {
@@ -229,14 +228,14 @@ export class SqliteBackend implements TaskBackend {
    * A failed or cancelled task is queued again (its arguments were kept in the file for this),
    * answered once committed, like a cancel.
    */
-  async retry(id: string, now: number): Promise<RetryOutcome> {
+  async retry(id: string, now: number, admit?: (task: Task) => void): Promise<RetryOutcome> {
     if (this.closed) throw new BackendUnavailableError('the task journal is closed')
     if (!this.writable()) throw new BackendUnavailableError(this.failure ?? 'the task journal cannot be written')
     if (this.index.get(id) === undefined) return { outcome: 'not_found' }
     const rowid = this.rowids.get(id) ?? this.journal.rowidOf(id)
     // The file pruned the row already: as good as forgotten.
     if (rowid === undefined) return { outcome: 'not_found' }
-    const outcome = this.index.retry(id, now)
+    const outcome = this.index.retry(id, now, admit)
     if (outcome.outcome !== 'retried') return outcome
     this.rowids.set(id, rowid)
     this.touch(id)

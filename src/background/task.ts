@@ -1,0 +1,165 @@
+/**
+ * A task: the one object made by `add()` that the backend queues, the runner claims, the run
+ * context and the batch item expose to the task's code, the runner aborts, and the status route
+ * reads while it is unfinished. Once finished, a local backend copies its record into its ring
+ * of typed arrays (see backends/memory/finished-ring.ts) and the object is garbage.
+ *
+ * Everything a task needs only sometimes (an AbortSignal, a child logger) is made on first use.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import type { BatchItem, TaskContext } from './define-task.js'
+import type { TaskStatus, TaskKey, PlainTaskFn } from './backends/types.js'
+
+/** Which bound of the runner's admission a task holds room in; only the runner sets it. */
+export const ROOM_NONE = 0
+export const ROOM_BACKLOG = 1
+export const ROOM_SCHEDULED = 2
+export type Room = typeof ROOM_NONE | typeof ROOM_BACKLOG | typeof ROOM_SCHEDULED
+
+/** What a claimed task's context needs from the runner: shared by every task of a runner. */
+export interface TaskEnvironment {
+  readonly logger: FastifyBaseLogger
+  /** The backend keeps intents (sqlite): recording one is a journal write. */
+  readonly recordsIntents: boolean
+  recordIntent(entries: Array<[id: string, intent: unknown]>): Promise<void>
+}
+
+/** What a task is made of, at `add()` or when a store hands one back. */
+export interface TaskInit {
+  id: string
+  name: string
+  args: unknown[]
+  requestId: string | undefined
+  maxAttempts: number
+  createdAt: number
+  fn?: PlainTaskFn | undefined
+  key?: TaskKey | undefined
+  runAt?: number | undefined
+  priority?: number | undefined
+}
+
+const NOT_ABORTED: unique symbol = Symbol('not aborted')
+
+export class Task implements BatchItem<unknown[]>, TaskContext {
+  readonly id: string
+  readonly name: string
+  /** JSON for stored tasks; dropped (an empty array) once the task succeeded. */
+  args: unknown[]
+  readonly requestId: string | undefined
+  readonly maxAttempts: number
+  /** Epoch ms. */
+  readonly createdAt: number
+  /** A plain function (memory backend only). */
+  fn: PlainTaskFn | undefined
+  /** The idempotency key it was added with. */
+  key: TaskKey | undefined
+  /** Not claimed before this time (scheduled, or retrying). */
+  runAt: number | undefined
+  /** Higher runs first among waiting tasks. */
+  priority: number
+
+  status: TaskStatus
+  /** Attempts started so far; during an attempt, its number (1 for the first). */
+  attempt: number
+  startedAt: number | undefined
+  finishedAt: number | undefined
+  lastError: string | undefined
+  /** What its last attempt recorded it was about to do, while unfinished (see recordIntent). */
+  intent: unknown
+
+  /** @internal the runner's admission: which bound this task holds room in. */
+  room: Room = ROOM_NONE
+  /** @internal a local backend's queues: the next task of the same request. */
+  next: Task | undefined = undefined
+  /** @internal a local backend's queues: waits in the ready queue. */
+  inReady = false
+  /** @internal a local backend's queues: waits in the due heap for `runAt`. */
+  inDelayed = false
+  /** @internal a local backend's queues: waits behind an earlier task of its request. */
+  linked = false
+
+  /** @internal set by the runner when the task is claimed. */
+  environment: TaskEnvironment | undefined = undefined
+  #abortReason: unknown = NOT_ABORTED
+  #controller: AbortController | undefined = undefined
+  #onAbort: (() => void) | undefined = undefined
+  #log: FastifyBaseLogger | undefined = undefined
+
+  constructor(init: TaskInit) {
+    this.id = init.id
+    this.name = init.name
+    this.args = init.args
+    this.requestId = init.requestId
+    this.maxAttempts = init.maxAttempts
+    this.createdAt = init.createdAt
+    this.fn = init.fn
+    this.key = init.key
+    this.runAt = init.runAt
+    this.priority = init.priority ?? 0
+    this.status = init.runAt === undefined ? 'queued' : 'scheduled'
+    this.attempt = 0
+    this.startedAt = undefined
+    this.finishedAt = undefined
+    this.lastError = undefined
+    this.intent = undefined
+  }
+
+  /** BatchItem and TaskContext name it so. */
+  get taskId(): string {
+    return this.id
+  }
+
+  // --- cancellation: an AbortController made only if the task's code reads its signal ---
+
+  get aborted(): boolean {
+    return this.#abortReason !== NOT_ABORTED
+  }
+
+  /** Why the attempt was aborted (timeout, cancel, shutdown); undefined while not aborted. */
+  get abortReason(): unknown {
+    return this.#abortReason === NOT_ABORTED ? undefined : this.#abortReason
+  }
+
+  /** Aborted on timeout, cancellation or the shutdown deadline. */
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController()
+      if (this.#abortReason !== NOT_ABORTED) this.#controller.abort(this.#abortReason)
+    }
+    return this.#controller.signal
+  }
+
+  /** @internal abort the running attempt; the first reason wins, as with AbortController. */
+  abort(reason: Error): void {
+    if (this.#abortReason !== NOT_ABORTED) return
+    this.#abortReason = reason
+    const listener = this.#onAbort
+    this.#onAbort = undefined
+    listener?.()
+    this.#controller?.abort(reason)
+  }
+
+  /** @internal the runner's one listener, called before the signal's. */
+  onAbort(listener: () => void): void {
+    this.#onAbort = listener
+  }
+
+  /** @internal a new attempt starts: not aborted, no signal yet. */
+  resetAbort(): void {
+    this.#abortReason = NOT_ABORTED
+    this.#controller = undefined
+    this.#onAbort = undefined
+  }
+
+  // --- the run context ---
+
+  /** A pino child logger bound to the request id, task id and task name. */
+  get log(): FastifyBaseLogger {
+    this.#log ??= (this.environment as TaskEnvironment).logger.child({ reqId: this.requestId, taskId: this.id, task: this.name })
+    return this.#log
+  }
+
+  recordIntent(intent: unknown): Promise<void> {
+    return (this.environment as TaskEnvironment).recordIntent([[this.id, intent]])
+  }
+}
