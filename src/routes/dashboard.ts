@@ -2,7 +2,8 @@
  * /dashboard: one page (plain HTML, a small vanilla script and a stylesheet from
  * `public/dashboard/`, read once at start) that shows and steers the tasks through the JSON
  * routes. With ADMIN_TOKEN set, a request without a valid token gets the sign-in page (401); its
- * form posts the token and gets an HttpOnly, SameSite=Strict cookie in exchange.
+ * form posts the token and gets a new session's id in an HttpOnly, SameSite=Strict cookie;
+ * signing out ends the session.
  */
 import { readFileSync } from 'node:fs'
 import querystring from 'fast-querystring'
@@ -48,7 +49,7 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
 
   app.get('/dashboard', { schema: { hide: true } }, async (request: FastifyRequest, reply) => {
     const check = app.adminCheck(request)
-    if (check !== 'ok') return signInPage(reply, check)
+    if (check === 'missing' || check === 'invalid') return signInPage(reply, check)
     return html(reply, page)
   })
 
@@ -67,17 +68,23 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
     // Serialized here: the cookie plugin runs without its per-request hooks (see admin-auth.ts).
     reply.header(
       'set-cookie',
-      app.serializeCookie(SESSION_COOKIE, token.sessionValue, {
+      app.serializeCookie(SESSION_COOKIE, token.signIn(), {
         httpOnly: true,
         sameSite: 'strict',
         secure: request.protocol === 'https',
         path: '/',
+        maxAge: token.sessionLifetimeSeconds,
       }),
     )
     return reply.redirect('/dashboard', 303)
   })
 
-  app.post('/dashboard/sign-out', { schema: { hide: true } }, async (_request, reply) => {
+  app.post('/dashboard/sign-out', { schema: { hide: true } }, async (request, reply) => {
+    const token = app.adminToken
+    const sessionId = app.adminSessionId(request)
+    if (token !== undefined && sessionId !== undefined && sessionId !== '') {
+      token.signOut(sessionId)
+    }
     reply.header('set-cookie', app.serializeCookie(SESSION_COOKIE, '', { path: '/', expires: new Date(0), maxAge: 0 }))
     return reply.redirect('/dashboard', 303)
   })
