@@ -125,7 +125,7 @@ describe('ADMIN_TOKEN set', () => {
     expect(dashboard.text).toContain('<h1>Background tasks</h1>')
     expect((await server.request('/tasks', { method: 'GET', headers: { cookie } })).status).toBe(200)
 
-    const signedOut = await server.request('/dashboard/sign-out', { headers: { cookie } })
+    const signedOut = await server.request('/dashboard/sign-out', { headers: { cookie, origin: server.url } })
     expect(signedOut.status).toBe(303)
     expect(String(signedOut.headers['set-cookie'])).toMatch(/^admin_session=;/)
   })
@@ -236,7 +236,7 @@ describe('dashboard sessions', () => {
     expect(await tasksStatus(first)).toBe(200)
     expect(await tasksStatus(second)).toBe(200)
 
-    const signedOut = await server.request('/dashboard/sign-out', { headers: { cookie: first } })
+    const signedOut = await server.request('/dashboard/sign-out', { headers: { cookie: first, origin: server.url } })
     expect(signedOut.status).toBe(303)
     const replayed = await server.request('/tasks', { method: 'GET', headers: { cookie: first } })
     expect(replayed.status).toBe(401)
@@ -303,5 +303,82 @@ describe('dashboard sessions', () => {
         `Invalid configuration: ADMIN_SESSION_TTL_SECONDS must be an integer from 60 to 2592000, got ${JSON.stringify(bad)}`,
       )
     }
+  })
+})
+
+describe('the sign-in cookie from another origin (CSRF)', () => {
+  const CROSS_ORIGIN: Array<Record<string, string>> = [
+    // What a form or a no-cors fetch on another port of the same host sends: same site, not same origin.
+    { origin: 'http://127.0.0.1:1', 'sec-fetch-site': 'same-site' },
+    { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' },
+    { 'sec-fetch-site': 'same-site' },
+    { origin: 'http://127.0.0.1:1' },
+    { origin: 'null' },
+    { origin: 'not a url' },
+    {}, // neither header: refused (OWASP)
+  ]
+
+  it('refuses DELETE and POST with the cookie alone unless the request comes from the server’s own origin (403 ADMIN_CROSS_ORIGIN)', async () => {
+    const { id } = await start()
+    const cookie = await signIn()
+    const port = new URL(server.url).port
+    const unsafe: Array<[string, string]> = [
+      ['DELETE', `/tasks/${id}`],
+      ['POST', `/tasks/${id}/retry`],
+    ]
+    for (const [method, path] of unsafe) {
+      for (const headers of [
+        ...CROSS_ORIGIN,
+        { origin: `https://127.0.0.1:${port}` }, // another scheme
+        { origin: `http://localhost:${port}` }, // another host name
+      ]) {
+        const reply = await server.request(path, { method, headers: { cookie, ...headers } })
+        expect(reply.status, `${method} ${path} ${JSON.stringify(headers)}`).toBe(403)
+        expect(reply.json()).toEqual({
+          statusCode: 403,
+          code: 'ADMIN_CROSS_ORIGIN',
+          error: 'Forbidden',
+          message:
+            "This request changes state with the dashboard's sign-in cookie but does not come from this server's own pages (by its Sec-Fetch-Site or Origin header); other clients send Authorization: Bearer <ADMIN_TOKEN>",
+        })
+      }
+      const sameOrigin: Array<Record<string, string>> = [
+        { origin: server.url },
+        { origin: server.url.toUpperCase() },
+        { 'sec-fetch-site': 'same-origin', origin: server.url },
+        { 'sec-fetch-site': 'same-origin' },
+        { 'sec-fetch-site': 'none' },
+      ]
+      for (const headers of sameOrigin) {
+        const reply = await server.request(path, { method, headers: { cookie, ...headers } })
+        // 200, or 409 for a task already finished: the route answering, past both checks.
+        expect([200, 409], `${method} ${path} ${JSON.stringify(headers)}: ${reply.text}`).toContain(reply.status)
+      }
+    }
+  })
+
+  it('leaves reads with the cookie, and bearer requests from anywhere, alone', async () => {
+    const { id } = await start()
+    const cookie = await signIn()
+    for (const headers of CROSS_ORIGIN) {
+      expect((await server.request(`/tasks/${id}`, { method: 'GET', headers: { cookie, ...headers } })).status).toBe(200)
+      for (const [method, path] of protectedRoutes(id)) {
+        const reply = await server.request(path, { method, headers: { ...bearer(TOKEN), cookie, ...headers } })
+        expect([200, 409], `${method} ${path} ${JSON.stringify(headers)}: ${reply.text}`).toContain(reply.status)
+      }
+    }
+  })
+
+  it('does not let another origin end the session (sign-out)', async () => {
+    await start()
+    const cookie = await signIn()
+    const refused = await server.request('/dashboard/sign-out', {
+      headers: { cookie, origin: 'http://127.0.0.1:1', 'sec-fetch-site': 'same-site' },
+    })
+    expect(refused.status).toBe(403)
+    expect(refused.json()).toMatchObject({ code: 'ADMIN_CROSS_ORIGIN' })
+    expect(await tasksStatus(cookie)).toBe(200)
+    expect((await server.request('/dashboard/sign-out', { headers: { cookie, 'sec-fetch-site': 'same-origin' } })).status).toBe(303)
+    expect(await tasksStatus(cookie)).toBe(401)
   })
 })

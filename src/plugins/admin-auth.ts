@@ -1,14 +1,17 @@
 /**
  * ADMIN_TOKEN: when set, routes marked `config: { admin: true }` (the task routes, /metrics)
  * need `Authorization: Bearer <ADMIN_TOKEN>` or the cookie of a dashboard session; otherwise
- * `401 ADMIN_TOKEN_REQUIRED` or `401 ADMIN_TOKEN_INVALID` with `WWW-Authenticate: Bearer`.
+ * `401 ADMIN_TOKEN_REQUIRED` or `401 ADMIN_TOKEN_INVALID` with `WWW-Authenticate: Bearer`. A
+ * request that changes state (not GET/HEAD/OPTIONS) with the cookie alone must come from this
+ * server's own pages, else `403 ADMIN_CROSS_ORIGIN` (CSRF; bearer requests are not checked).
  * Unset, they are open, and a warning says so when the server listens beyond loopback.
  */
 import cookie from '@fastify/cookie'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AdminToken, isLoopback, type TokenCheck } from '../admin-token.js'
-import { AdminTokenInvalidError, AdminTokenRequiredError } from '../errors.js'
+import { AdminCrossOriginError, AdminTokenInvalidError, AdminTokenRequiredError } from '../errors.js'
+import { fromSameOrigin } from '../request-origin.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -26,6 +29,13 @@ declare module 'fastify' {
 }
 
 export const SESSION_COOKIE = 'admin_session'
+
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+/** A request that changes state on the strength of the cookie alone, sent from another origin. */
+export function crossOriginCookieRequest(request: FastifyRequest, check: TokenCheck | 'open'): boolean {
+  return check === 'cookie' && !SAFE_METHODS.has(request.method) && !fromSameOrigin(request)
+}
 
 export interface AdminAuthOptions {
   token: string | undefined
@@ -68,6 +78,7 @@ async function adminAuthPlugin(app: FastifyInstance, options: AdminAuthOptions):
       reply.header('www-authenticate', check === 'missing' ? 'Bearer realm="tasks"' : 'Bearer realm="tasks", error="invalid_token"')
       return done(check === 'missing' ? new AdminTokenRequiredError() : new AdminTokenInvalidError())
     }
+    if (crossOriginCookieRequest(request, check)) return done(new AdminCrossOriginError())
     done()
   })
 }

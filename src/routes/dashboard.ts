@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs'
 import querystring from 'fast-querystring'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { SESSION_COOKIE } from '../plugins/admin-auth.js'
+import { AdminCrossOriginError } from '../errors.js'
+import { crossOriginCookieRequest, SESSION_COOKIE } from '../plugins/admin-auth.js'
 
 // src/routes/ and dist/routes/ are both two levels below the package root.
 const ASSETS = new URL('../../public/dashboard/', import.meta.url)
@@ -83,6 +84,8 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
     const token = app.adminToken
     const sessionId = app.adminSessionId(request)
     if (token !== undefined && sessionId !== undefined && sessionId !== '') {
+      // Another origin may not end the session either (CSRF); a session that is no longer valid just goes.
+      if (crossOriginCookieRequest(request, token.check(undefined, sessionId))) throw new AdminCrossOriginError()
       token.signOut(sessionId)
     }
     reply.header('set-cookie', app.serializeCookie(SESSION_COOKIE, '', { path: '/', expires: new Date(0), maxAge: 0 }))
