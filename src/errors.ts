@@ -96,3 +96,10 @@ export const AdminCrossOriginError = createError(
   "This request changes state with the dashboard's sign-in cookie but does not come from this server's own pages (by its Sec-Fetch-Site or Origin header); other clients send Authorization: Bearer <ADMIN_TOKEN>",
   403,
 )
+
+/** Too many `POST /dashboard/sign-in` from one address: `Retry-After` says when to try again. */
+export const SignInRateLimitedError = createError<[number, number]>(
+  'SIGN_IN_RATE_LIMITED',
+  'Too many sign-in attempts from this address (at most %d a minute); retry after %d seconds',
+  429,
+)

@@ -382,3 +382,31 @@ describe('the sign-in cookie from another origin (CSRF)', () => {
     expect(await tasksStatus(cookie)).toBe(401)
   })
 })
+
+describe('sign-in attempts', () => {
+  it('are limited to 10 a minute per address: then 429 SIGN_IN_RATE_LIMITED with Retry-After, the right token included', async () => {
+    await start()
+    for (let i = 0; i < 9; i++) {
+      const reply = await server.request('/dashboard/sign-in', { headers: FORM, body: 'token=guess' })
+      expect(reply.status, `attempt ${i + 1}`).toBe(401)
+    }
+    await signIn() // the 10th
+    for (const body of ['token=guess', `token=${TOKEN}`]) {
+      const limited = await server.request('/dashboard/sign-in', { headers: FORM, body })
+      expect(limited.status).toBe(429)
+      const retryAfter = Number(limited.headers['retry-after'])
+      expect(retryAfter).toBeGreaterThan(0)
+      expect(retryAfter).toBeLessThanOrEqual(60)
+      expect(limited.headers['set-cookie']).toBeUndefined()
+      expect(limited.json()).toEqual({
+        statusCode: 429,
+        code: 'SIGN_IN_RATE_LIMITED',
+        error: 'Too Many Requests',
+        message: expect.stringMatching(/^Too many sign-in attempts from this address \(at most 10 a minute\); retry after \d+ seconds$/),
+      })
+    }
+    // Only sign-in is limited.
+    expect((await server.request('/tasks', { method: 'GET', headers: bearer(TOKEN) })).status).toBe(200)
+    expect((await server.request('/dashboard', { method: 'GET' })).status).toBe(401)
+  })
+})

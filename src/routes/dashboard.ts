@@ -2,13 +2,14 @@
  * /dashboard: one page (plain HTML, a small vanilla script and a stylesheet from
  * `public/dashboard/`, read once at start) that shows and steers the tasks through the JSON
  * routes. With ADMIN_TOKEN set, a request without a valid token gets the sign-in page (401); its
- * form posts the token and gets a new session's id in an HttpOnly, SameSite=Strict cookie;
- * signing out ends the session.
+ * form posts the token (at most SIGN_IN_LIMIT attempts a minute per address) and gets a new
+ * session's id in an HttpOnly, SameSite=Strict cookie; signing out ends the session.
  */
 import { readFileSync } from 'node:fs'
+import rateLimit from '@fastify/rate-limit'
 import querystring from 'fast-querystring'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AdminCrossOriginError } from '../errors.js'
+import { AdminCrossOriginError, SignInRateLimitedError } from '../errors.js'
 import { crossOriginCookieRequest, SESSION_COOKIE } from '../plugins/admin-auth.js'
 
 // src/routes/ and dist/routes/ are both two levels below the package root.
@@ -24,6 +25,9 @@ const SECURITY_HEADERS = {
   'cache-control': 'no-store',
 }
 
+/** Sign-in attempts per client address and minute (a constant: a person types far fewer). */
+export const SIGN_IN_LIMIT = 10
+
 const SIGN_IN_ERRORS = {
   missing: '',
   invalid: '<p class="error" role="alert">That token is not valid.</p>',
@@ -38,6 +42,12 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
     'dashboard.js': [read('dashboard.js'), 'text/javascript; charset=utf-8'],
     'dashboard.css': [read('dashboard.css'), 'text/css; charset=utf-8'],
   }
+
+  // Only the routes that ask for it (sign-in) are limited; the store is in memory, bounded (LRU).
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_request, context) => new SignInRateLimitedError(context.max, Math.ceil(context.ttl / 1000)),
+  })
 
   const html = (reply: FastifyReply, body: string) => reply.headers(SECURITY_HEADERS).type('text/html; charset=utf-8').send(body)
   const signInPage = (reply: FastifyReply, why: 'missing' | 'invalid') =>
@@ -61,7 +71,8 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
     )
   }
 
-  app.post('/dashboard/sign-in', { schema: { hide: true } }, async (request, reply) => {
+  const signInOptions = { schema: { hide: true }, config: { rateLimit: { max: SIGN_IN_LIMIT, timeWindow: 60_000 } } }
+  app.post('/dashboard/sign-in', signInOptions, async (request, reply) => {
     const token = app.adminToken
     if (token === undefined) return reply.redirect('/dashboard', 303)
     const sent = (request.body as Record<string, unknown> | undefined)?.token
