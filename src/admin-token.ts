@@ -1,43 +1,70 @@
 /**
- * The admin token check, without Fastify: a bearer token or the dashboard's session cookie,
- * each compared in constant time over SHA-256 digests, so neither the content nor the length
- * of the token leaks through timing.
+ * The admin token check, without Fastify: a bearer token compared in constant time over SHA-256
+ * digests (so neither the content nor the length of the token leaks through timing), or the id
+ * of a dashboard session made at sign-in (`admin-sessions.ts`).
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { AdminSessions } from './admin-sessions.js'
 
-export type TokenCheck = 'ok' | 'missing' | 'invalid'
+/** How a request showed it holds the token (`bearer`, `cookie`), or why it did not. */
+export type TokenCheck = 'bearer' | 'cookie' | 'missing' | 'invalid'
+
+/** At most this many sessions at once: more sign-ins evict the oldest, so memory stays bounded. */
+export const MAX_ADMIN_SESSIONS = 1000
+
+export interface AdminTokenOptions {
+  /** A session's lifetime from sign-in, in seconds. */
+  sessionLifetimeSeconds: number
+  maxSessions?: number
+  /** The sessions' clock, in ms (tests inject one). */
+  now?: () => number
+}
 
 const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest()
 
 export class AdminToken {
   private readonly tokenDigest: Buffer
-  private readonly session: string
-  private readonly sessionDigest: Buffer
+  private readonly sessions: AdminSessions
+  /** The sign-in cookie's Max-Age. */
+  readonly sessionLifetimeSeconds: number
 
-  constructor(token: string) {
+  constructor(token: string, options: AdminTokenOptions) {
     this.tokenDigest = digest(token)
-    // The cookie holds a value derived from the token, never the token itself.
-    this.session = createHmac('sha256', token).update('dashboard session').digest('base64url')
-    this.sessionDigest = digest(this.session)
+    this.sessionLifetimeSeconds = options.sessionLifetimeSeconds
+    this.sessions = new AdminSessions({
+      lifetimeMs: options.sessionLifetimeSeconds * 1000,
+      maxSessions: options.maxSessions ?? MAX_ADMIN_SESSIONS,
+      now: options.now,
+    })
   }
 
-  /** The value of the sign-in cookie. */
-  get sessionValue(): string {
-    return this.session
+  /** Sessions currently kept (expired ones go at the next sign-in or use). */
+  get sessionCount(): number {
+    return this.sessions.size
   }
 
   matches(candidate: string): boolean {
     return timingSafeEqual(digest(candidate), this.tokenDigest)
   }
 
+  /** A new session: its id is the sign-in cookie's value (never the token, nor derived from it). */
+  signIn(): string {
+    return this.sessions.create(this.tokenDigest)
+  }
+
+  /** The session ends here: its cookie, replayed, is refused. */
+  signOut(sessionId: string): void {
+    this.sessions.delete(sessionId)
+  }
+
   /** `Authorization: Bearer <token>` first, else the session cookie. */
   check(authorization: string | undefined, sessionCookie: string | undefined): TokenCheck {
     if (authorization !== undefined && authorization !== '') {
       const match = /^Bearer +(\S+) *$/i.exec(authorization)
-      return match !== null && this.matches(match[1] as string) ? 'ok' : 'invalid'
+      return match !== null && this.matches(match[1] as string) ? 'bearer' : 'invalid'
     }
     if (sessionCookie !== undefined && sessionCookie !== '') {
-      return timingSafeEqual(digest(sessionCookie), this.sessionDigest) ? 'ok' : 'invalid'
+      return this.sessions.valid(sessionCookie, this.tokenDigest) ? 'cookie' : 'invalid'
     }
     return 'missing'
   }

@@ -29,6 +29,8 @@ export interface BuildOptions {
   backend?: TaskBackend
   /** Runs before the routes are registered: tests add routes of their own here. */
   beforeRoutes?: (app: FastifyInstance) => void | Promise<void>
+  /** The dashboard sessions' clock in ms (tests move time instead of waiting); Date.now by default. */
+  adminClock?: () => number
 }
 
 /**
@@ -92,7 +94,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
 
   // Beyond MAX_CONNECTIONS (0: no limit) new connections are closed at once.
   if (config.MAX_CONNECTIONS > 0) app.server.maxConnections = config.MAX_CONNECTIONS
-  await registerProcessBasics(app, config, logFile, config.HOST)
+  await registerProcessBasics(app, config, logFile, config.HOST, options.adminClock)
   app.addSchema(TaskView)
 
   const backend = options.backend ?? (await createTaskBackend(config, 'web', app.log))

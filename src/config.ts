@@ -50,6 +50,8 @@ export const ConfigSchema = Type.Object({
   ADMIN_TOKEN: Type.Optional(
     Type.String({ pattern: '^[!-~]{16,1024}$', description: '16 to 1024 printable ASCII characters without spaces' }),
   ),
+  /** A dashboard session's lifetime from sign-in: 1 minute to 30 days, default 8 hours. */
+  ADMIN_SESSION_TTL_SECONDS: Integer(60, 2_592_000, 28_800),
   LOG_QUERY: Flag(false),
   DOCS_ENABLED: Flag(true),
   METRICS_ENABLED: Flag(true),

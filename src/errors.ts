@@ -89,3 +89,17 @@ export const AdminTokenRequiredError = createError(
 
 /** ADMIN_TOKEN is set and the request's token is not it. */
 export const AdminTokenInvalidError = createError('ADMIN_TOKEN_INVALID', 'The admin token is not valid', 401)
+
+/** A request that changes state, signed in only by the dashboard's cookie, came from another origin (or says not where it came from). */
+export const AdminCrossOriginError = createError(
+  'ADMIN_CROSS_ORIGIN',
+  "This request changes state with the dashboard's sign-in cookie but does not come from this server's own pages (by its Sec-Fetch-Site or Origin header); other clients send Authorization: Bearer <ADMIN_TOKEN>",
+  403,
+)
+
+/** Too many `POST /dashboard/sign-in` from one address: `Retry-After` says when to try again. */
+export const SignInRateLimitedError = createError<[number, number]>(
+  'SIGN_IN_RATE_LIMITED',
+  'Too many sign-in attempts from this address (at most %d a minute); retry after %d seconds',
+  429,
+)

@@ -12,12 +12,16 @@ import { requestGuard } from './plugins/request-guard.js'
 import { ErrorReply } from './schemas.js'
 import type { LogFile } from './tasks/log-file.js'
 
-/** `adminHost`: where the instance serves (for the open-routes warning); undefined when it serves nothing. */
+/**
+ * `adminHost`: where the instance serves (for the open-routes warning); undefined when it serves
+ * nothing. `adminClock`: the admin sessions' clock in ms (tests), Date.now by default.
+ */
 export async function registerProcessBasics(
   app: FastifyInstance,
   config: Config,
   logFile: LogFile,
   adminHost: string | undefined,
+  adminClock?: () => number,
 ): Promise<void> {
   if (logFile.tornBytesRemoved > 0) {
     app.log.warn(
@@ -33,6 +37,11 @@ export async function registerProcessBasics(
   await app.register(closingState)
   await app.register(requestGuard)
   await app.register(errorReplies, { retryAfterSeconds: config.RETRY_AFTER_SECONDS })
-  await app.register(adminAuth, { token: config.ADMIN_TOKEN, host: adminHost })
+  await app.register(adminAuth, {
+    token: config.ADMIN_TOKEN,
+    sessionLifetimeSeconds: config.ADMIN_SESSION_TTL_SECONDS,
+    now: adminClock,
+    host: adminHost,
+  })
   app.addSchema(ErrorReply)
 }

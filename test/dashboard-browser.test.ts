@@ -7,6 +7,7 @@
  * Skipped, loudly, without /usr/bin/chromium; a failure under CI=true.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
@@ -173,8 +174,55 @@ describe.skipIf(!haveChromium && !inCI)('/dashboard in headless Chromium', () =>
     await page.getByLabel('Admin token').fill(TOKEN)
     await page.getByRole('button', { name: 'Sign in' }).click()
     await poll(() => page.locator(`#failures li[data-task-id="${failed}"] .error-text`).textContent()).toContain('boom: signed')
+    // The page's own POST, signed in by the cookie alone, passes the origin check.
+    steered.failing.delete('signed')
+    await row(page, failed!)
+      .getByRole('button', { name: /^Retry test_outcome/ })
+      .click()
+    await poll(() => status(failed!)).toBe('succeeded')
     await page.getByRole('button', { name: 'Sign out' }).click()
     await poll(() => page.getByLabel('Admin token').isVisible()).toBe(true)
     expect(errors).toEqual([])
+  })
+
+  it('refuses the signed-in cookie on a retry sent by a page on another port of the same host (a no-cors fetch and a form)', async () => {
+    await start({ ADMIN_TOKEN: TOKEN })
+    steered.failing.add('target')
+    const [failed] = await add(['outcome', 'target'])
+    await waitFor(async () => ((await status(failed!)) === 'failed' ? true : undefined), { what: 'a failed task' })
+    steered.failing.delete('target')
+    const { page } = await open()
+    await page.getByLabel('Admin token').fill(TOKEN)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await poll(() => page.locator('#counts').count()).toBe(1)
+
+    // Same site (127.0.0.1), so SameSite=Strict sends the cookie; another origin (another port).
+    const retry = `${server!.url}/tasks/${failed}/retry`
+    const attacker: Server = createServer((_request, response) => {
+      response.setHeader('content-type', 'text/html')
+      response.end(
+        `<form id="f" method="post" action="${retry}"></form><script>` +
+          `fetch(${JSON.stringify(retry)}, { method: 'POST', mode: 'no-cors', credentials: 'include' })` +
+          `.finally(() => document.getElementById('f').submit())</script>`,
+      )
+    })
+    await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve))
+    try {
+      const address = attacker.address()
+      const evil = await browser.newPage()
+      await evil.goto(`http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/`)
+      // The form's navigation shows the refusal; the fetch's reply is opaque, so count the server's replies.
+      await poll(() => evil.textContent('body')).toContain('ADMIN_CROSS_ORIGIN')
+      const refused = async () =>
+        server!.logs.lines.filter((line) => {
+          const res = line.res as { statusCode?: number } | undefined
+          return line.msg === 'request completed' && res?.statusCode === 403
+        }).length
+      await poll(refused).toBe(2)
+      expect(await status(failed!)).toBe('failed')
+    } finally {
+      attacker.closeAllConnections()
+      await new Promise((resolve) => attacker.close(resolve))
+    }
   })
 })

@@ -1,14 +1,17 @@
 /**
  * ADMIN_TOKEN: when set, routes marked `config: { admin: true }` (the task routes, /metrics)
- * need `Authorization: Bearer <ADMIN_TOKEN>` or the dashboard's sign-in cookie; otherwise
- * `401 ADMIN_TOKEN_REQUIRED` or `401 ADMIN_TOKEN_INVALID` with `WWW-Authenticate: Bearer`.
+ * need `Authorization: Bearer <ADMIN_TOKEN>` or the cookie of a dashboard session; otherwise
+ * `401 ADMIN_TOKEN_REQUIRED` or `401 ADMIN_TOKEN_INVALID` with `WWW-Authenticate: Bearer`. A
+ * request that changes state (not GET/HEAD/OPTIONS) with the cookie alone must come from this
+ * server's own pages, else `403 ADMIN_CROSS_ORIGIN` (CSRF; bearer requests are not checked).
  * Unset, they are open, and a warning says so when the server listens beyond loopback.
  */
 import cookie from '@fastify/cookie'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AdminToken, isLoopback, type TokenCheck } from '../admin-token.js'
-import { AdminTokenInvalidError, AdminTokenRequiredError } from '../errors.js'
+import { AdminCrossOriginError, AdminTokenInvalidError, AdminTokenRequiredError } from '../errors.js'
+import { fromSameOrigin } from '../request-origin.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -16,17 +19,30 @@ declare module 'fastify' {
     admin?: boolean
   }
   interface FastifyInstance {
-    /** The admin token's check, or undefined when ADMIN_TOKEN is unset (everything is open). */
+    /** The admin token's check and sessions, or undefined when ADMIN_TOKEN is unset (everything is open). */
     adminToken: AdminToken | undefined
-    /** `ok` when the request may use admin routes (always, when ADMIN_TOKEN is unset). */
-    adminCheck(request: FastifyRequest): TokenCheck
+    /** How the request may use admin routes (`open` when ADMIN_TOKEN is unset), or why it may not. */
+    adminCheck(request: FastifyRequest): TokenCheck | 'open'
+    /** The session id the request's sign-in cookie carries, if any. */
+    adminSessionId(request: FastifyRequest): string | undefined
   }
 }
 
 export const SESSION_COOKIE = 'admin_session'
 
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+/** A request that changes state on the strength of the cookie alone, sent from another origin. */
+export function crossOriginCookieRequest(request: FastifyRequest, check: TokenCheck | 'open'): boolean {
+  return check === 'cookie' && !SAFE_METHODS.has(request.method) && !fromSameOrigin(request)
+}
+
 export interface AdminAuthOptions {
   token: string | undefined
+  /** A dashboard session's lifetime from sign-in (ADMIN_SESSION_TTL_SECONDS). */
+  sessionLifetimeSeconds: number
+  /** The sessions' clock in ms (tests); Date.now by default. */
+  now?: () => number
   /** The address the server listens on: open routes beyond loopback get a warning. Undefined: it serves nothing. */
   host: string | undefined
 }
@@ -35,10 +51,17 @@ async function adminAuthPlugin(app: FastifyInstance, options: AdminAuthOptions):
   // No cookie-parsing hook on every request (it cost every request, /send-message included):
   // the one cookie that matters is parsed here, only when a protected route asks.
   await app.register(cookie, { hook: false })
-  const token = options.token === undefined ? undefined : new AdminToken(options.token)
+  const token =
+    options.token === undefined
+      ? undefined
+      : new AdminToken(options.token, { sessionLifetimeSeconds: options.sessionLifetimeSeconds, now: options.now })
   app.decorate('adminToken', token)
-  app.decorate('adminCheck', (request: FastifyRequest): TokenCheck =>
-    token === undefined ? 'ok' : token.check(request.headers.authorization, sessionCookie(app, request.headers.cookie)),
+  app.decorate('adminSessionId', (request: FastifyRequest): string | undefined => {
+    const header = request.headers.cookie
+    return header === undefined ? undefined : app.parseCookie(header)[SESSION_COOKIE]
+  })
+  app.decorate('adminCheck', (request: FastifyRequest): TokenCheck | 'open' =>
+    token === undefined ? 'open' : token.check(request.headers.authorization, app.adminSessionId(request)),
   )
   if (token === undefined && options.host !== undefined && !isLoopback(options.host)) {
     app.log.warn(
@@ -51,14 +74,13 @@ async function adminAuthPlugin(app: FastifyInstance, options: AdminAuthOptions):
   app.addHook('onRequest', (request, reply, done) => {
     if (request.routeOptions.config.admin !== true) return done()
     const check = app.adminCheck(request)
-    if (check === 'ok') return done()
-    reply.header('www-authenticate', check === 'missing' ? 'Bearer realm="tasks"' : 'Bearer realm="tasks", error="invalid_token"')
-    done(check === 'missing' ? new AdminTokenRequiredError() : new AdminTokenInvalidError())
+    if (check === 'missing' || check === 'invalid') {
+      reply.header('www-authenticate', check === 'missing' ? 'Bearer realm="tasks"' : 'Bearer realm="tasks", error="invalid_token"')
+      return done(check === 'missing' ? new AdminTokenRequiredError() : new AdminTokenInvalidError())
+    }
+    if (crossOriginCookieRequest(request, check)) return done(new AdminCrossOriginError())
+    done()
   })
 }
 
 export const adminAuth = fp(adminAuthPlugin, { fastify: '5.x', name: 'admin-auth' })
-
-function sessionCookie(app: FastifyInstance, header: string | undefined): string | undefined {
-  return header === undefined ? undefined : app.parseCookie(header)[SESSION_COOKIE]
-}
