@@ -93,10 +93,12 @@ export const hashRoutes: FastifyPluginAsyncTypebox<HashOptions> = async (app, { 
   app.get(
     '/hash/:taskId',
     {
+      // The hash is a secret's derivative: behind ADMIN_TOKEN like the task routes (401 documented by docs.ts).
+      config: { admin: true },
       schema: {
         summary: 'The hash a hash_password task made',
         description:
-          'Kept in this process for the newest 1000 hashes; with `TASK_BACKEND=bullmq` the worker that ran the task keeps it, so ask `GET /tasks/{id}` instead.',
+          'Needs the admin token when `ADMIN_TOKEN` is set, as the task routes do. Kept in this process for the newest 1000 hashes; with `TASK_BACKEND=bullmq` the worker that ran the task keeps it, so ask `GET /tasks/{id}` instead.',
         tags: ['examples'],
         params: TaskIdParams,
         response: {
