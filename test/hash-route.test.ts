@@ -2,6 +2,8 @@
  * The threaded example's routes beyond the happy path (threads.test.ts has that): GET /hash/:id
  * behind ADMIN_TOKEN, and POST /hash refused with 503 once the thread pool's backlog is full.
  */
+import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startServer, type TestServer } from './helpers/app.js'
 import { waitFor } from './helpers/wait.js'
@@ -37,5 +39,39 @@ describe('GET /hash/:id', () => {
     const wrong = await s.request(`/hash/${taskId}`, { method: 'GET', headers: { authorization: 'Bearer not-the-admin-token!' } })
     expect(wrong.status).toBe(401)
     expect(wrong.json()).toMatchObject({ code: 'ADMIN_TOKEN_INVALID' })
+  })
+})
+
+describe('POST /hash with the sqlite journal', () => {
+  it('leaves no trace of the passwords in the journal file or its WAL once the tasks succeeded and the journal is checkpointed', async () => {
+    const s = (server = await startServer({ TASK_BACKEND: 'sqlite', TASK_THREADS: '1' }))
+    // Long passwords: a row rewritten shorter (args cleared at success) leaves the old cell's
+    // tail in the page's free space unless secure_delete zeroes it.
+    const passwords = Array.from({ length: 5 }, () => `secret-${randomBytes(400).toString('hex')}`)
+    const ids: string[] = []
+    for (const password of passwords) {
+      const added = await s.request('/hash', { headers: json, body: JSON.stringify({ password, iterations: 1000 }) })
+      expect(added.status, added.text).toBe(200)
+      ids.push(added.json<{ taskId: string }>().taskId)
+    }
+    for (const id of ids) {
+      await waitFor(async () => (await s.request(`/tasks/${id}`, { method: 'GET' })).json<{ status: string }>().status === 'succeeded', {
+        what: `hash task ${id} to succeed`,
+      })
+    }
+    // Close checkpoints the WAL into the file (and SQLite removes the WAL); read the raw bytes.
+    await s.close()
+    const db = s.config.TASK_DB
+    const files = [db, `${db}-wal`].filter((path) => existsSync(path))
+    expect(files).toContain(db)
+    for (const path of files) {
+      const bytes = readFileSync(path)
+      for (const password of passwords) {
+        // Any 32 characters of it: a partly overwritten cell still leaks the rest.
+        for (let at = 0; at + 32 <= password.length; at += 32) {
+          expect(bytes.includes(Buffer.from(password.slice(at, at + 32))), `${path} holds part of a password`).toBe(false)
+        }
+      }
+    }
   })
 })
