@@ -42,9 +42,33 @@ describe('GET /hash/:id', () => {
   })
 })
 
+describe('POST /hash bounded by the thread pool', () => {
+  it('takes TASK_THREADS × HASH_QUEUE_PER_THREAD unfinished hashes, refuses more with 503 HASH_BACKLOG_FULL and Retry-After, and takes more once some finish', async () => {
+    const s = (server = await startServer({ TASK_THREADS: '1', HASH_QUEUE_PER_THREAD: '2' }))
+    // Slow hashes (about a second each), cancelled below so they cost little.
+    const add = () => s.request('/hash', { headers: json, body: JSON.stringify({ password: 'slow', iterations: 2_000_000 }) })
+    const accepted: string[] = []
+    for (let i = 0; i < 2; i++) {
+      const reply = await add()
+      expect(reply.status, reply.text).toBe(200)
+      accepted.push(reply.json<{ taskId: string }>().taskId)
+    }
+    const refused = await add()
+    expect(refused.status, refused.text).toBe(503)
+    expect(refused.headers['retry-after']).toBe('1')
+    expect(refused.json()).toMatchObject({ statusCode: 503, code: 'HASH_BACKLOG_FULL' })
+    expect(refused.headers['task-id']).toBeUndefined()
+    // Both accepted tasks end (cancelled: the running thread is terminated): room again.
+    for (const id of accepted) expect((await s.request(`/tasks/${id}`, { method: 'DELETE' })).status).toBe(200)
+    const again = await add()
+    expect(again.status, again.text).toBe(200)
+    await s.request(`/tasks/${again.json<{ taskId: string }>().taskId}`, { method: 'DELETE' })
+  })
+})
+
 describe('POST /hash with the sqlite journal', () => {
   it('leaves no trace of the passwords in the journal file or its WAL once the tasks succeeded and the journal is checkpointed', async () => {
-    const s = (server = await startServer({ TASK_BACKEND: 'sqlite', TASK_THREADS: '1' }))
+    const s = (server = await startServer({ TASK_BACKEND: 'sqlite', TASK_THREADS: '1', HASH_QUEUE_PER_THREAD: '5' }))
     // Long passwords: a row rewritten shorter (args cleared at success) leaves the old cell's
     // tail in the page's free space unless secure_delete zeroes it.
     const passwords = Array.from({ length: 5 }, () => `secret-${randomBytes(400).toString('hex')}`)
