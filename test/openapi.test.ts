@@ -172,7 +172,8 @@ describe('GET /openapi.json', () => {
     expect(spec.components).toMatchObject({ securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } })
     for (const [key, operation] of operations(spec)) {
       const security = (operation as { security?: unknown }).security
-      if (key.includes('/tasks') || key === 'GET /metrics' || key === 'GET /hash/{taskId}') expect(security, key).toEqual([{ adminToken: [] }])
+      if (key.includes('/tasks') || key === 'GET /metrics' || key === 'GET /hash/{taskId}')
+        expect(security, key).toEqual([{ adminToken: [] }])
       else expect(security, key).toBeUndefined()
     }
   })

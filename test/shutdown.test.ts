@@ -107,11 +107,16 @@ describe('graceful shutdown (SIGTERM) of the built server', () => {
       socket.write(partial)
       return { received: () => received, closed }
     }
-    const body = await slowClient('POST /hash HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"password":"')
+    const body = await slowClient(
+      'POST /hash HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"password":"',
+    )
     const headers = await slowClient('POST /send-message?message=slow HTTP/1.1\r\nHost: x\r\nX-Trickle: a')
     const start = Date.now()
     server.child.kill('SIGTERM')
-    const exit = await Promise.race([server.exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 10_000))])
+    const exit = await Promise.race([
+      server.exited,
+      new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 10_000)),
+    ])
     if (exit === 'still running') server.child.kill('SIGKILL')
     expect(exit).toEqual({ code: 0, signal: null })
     expect(Date.now() - start).toBeLessThan(10_000)

@@ -70,7 +70,11 @@ function cutSlowRequests(server: Server, sockets: Set<Socket>): void {
     if (socket.destroyed) continue
     const response = (socket as Socket & { _httpMessage?: { req?: { complete: boolean } } | null })._httpMessage
     if (response?.req?.complete === true) continue
-    server.emit('clientError', Object.assign(new Error('the request did not arrive before the server closed'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket)
+    server.emit(
+      'clientError',
+      Object.assign(new Error('the request did not arrive before the server closed'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }),
+      socket,
+    )
   }
 }
 

@@ -19,7 +19,8 @@ const Query = Type.Object({
   since: Type.Optional(
     Type.String({
       maxLength: 40,
-      description: 'Only tasks created at or after this time: ISO 8601 with a time zone, on a real calendar date (`TASK_FILTER_INVALID` otherwise)',
+      description:
+        'Only tasks created at or after this time: ISO 8601 with a time zone, on a real calendar date (`TASK_FILTER_INVALID` otherwise)',
       examples: ['2026-12-02T17:00:00Z'],
     }),
   ),
