@@ -1,10 +1,14 @@
 /**
  * The threaded example's routes beyond the happy path (threads.test.ts has that): GET /hash/:id
- * behind ADMIN_TOKEN, and POST /hash refused with 503 once the thread pool's backlog is full.
+ * behind ADMIN_TOKEN, POST /hash refused with 503 once the thread pool's backlog is full, and no
+ * password left in the sqlite journal once its task succeeded.
  */
 import { randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
+import type { TaskRunner } from '../src/background/index.js'
+import { ThreadBacklog } from '../src/tasks/thread-backlog.js'
 import { startServer, type TestServer } from './helpers/app.js'
 import { waitFor } from './helpers/wait.js'
 
@@ -97,5 +101,33 @@ describe('POST /hash with the sqlite journal', () => {
         }
       }
     }
+  })
+})
+
+describe('ThreadBacklog', () => {
+  function fakeRunner(execution: 'local' | 'remote') {
+    return Object.assign(new EventEmitter(), { backend: { execution } }) as unknown as TaskRunner & EventEmitter
+  }
+  const finished = (id: string) => ({ id, name: 'hash_password', status: 'succeeded' as const, attempts: 1, durationMs: 1 })
+
+  it('counts ids until finished or dropped, and listens to finished events only while some are outstanding', () => {
+    const runner = fakeRunner('local')
+    const backlog = new ThreadBacklog(runner, 1, 2)
+    expect(runner.listenerCount('finished')).toBe(0)
+    backlog.add('a')
+    backlog.add('b')
+    expect([backlog.size, backlog.hasRoom(), runner.listenerCount('finished')]).toEqual([2, false, 1])
+    runner.emit('finished', finished('other'))
+    expect(backlog.size).toBe(2)
+    runner.emit('finished', finished('a'))
+    backlog.drop('b')
+    expect([backlog.size, backlog.hasRoom(), runner.listenerCount('finished')]).toEqual([0, true, 0])
+  })
+
+  it('does not bound a backend whose tasks run elsewhere (BullMQ producer)', () => {
+    const backlog = new ThreadBacklog(fakeRunner('remote'), 1, 1)
+    backlog.add('a')
+    backlog.add('b')
+    expect([backlog.size, backlog.hasRoom()]).toEqual([0, true])
   })
 })

@@ -13,11 +13,18 @@ export class ThreadBacklog {
   readonly capacity: number
   readonly enabled: boolean
   private readonly ids = new Set<string>()
+  private readonly runner: TaskRunner
+  private listening = false
+  // Listened to only while hashes are outstanding: with a listener the runner builds a
+  // 'finished' event for every task (log_message's too), a cost on the hot path otherwise.
+  private readonly onFinished = (event: TaskFinishedEvent): void => {
+    if (this.ids.delete(event.id)) this.stopWhenEmpty()
+  }
 
   constructor(runner: TaskRunner, threads: number, perThread: number) {
+    this.runner = runner
     this.capacity = threads * perThread
     this.enabled = runner.backend.execution === 'local'
-    if (this.enabled) runner.on('finished', (event: TaskFinishedEvent) => this.ids.delete(event.id))
   }
 
   /** Tasks added and not finished. */
@@ -31,11 +38,22 @@ export class ThreadBacklog {
   }
 
   add(id: string): void {
-    if (this.enabled) this.ids.add(id)
+    if (!this.enabled) return
+    this.ids.add(id)
+    if (!this.listening) {
+      this.listening = true
+      this.runner.on('finished', this.onFinished)
+    }
   }
 
   /** The task never reached the runner (its request was answered with an error). */
   drop(id: string): void {
-    this.ids.delete(id)
+    if (this.ids.delete(id)) this.stopWhenEmpty()
+  }
+
+  private stopWhenEmpty(): void {
+    if (this.ids.size > 0 || !this.listening) return
+    this.listening = false
+    this.runner.off('finished', this.onFinished)
   }
 }
