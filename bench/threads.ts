@@ -119,6 +119,8 @@ export async function runThreads(options: BenchOptions, root: string, dir: strin
     PORT: String(port),
     // wrk adds tens of thousands of log_message tasks: the hash tasks' records must outlast them.
     TASK_RETENTION_COUNT: '10000000',
+    // A batch of TASKS_AT_ONCE may wait on a single thread: POST /hash must take them all.
+    HASH_QUEUE_PER_THREAD: String(TASKS_AT_ONCE),
     ...options.env,
   }
   const proc = new BenchProcess({ name: 'app', nodeArgs: [join(root, 'dist-bench/thread-server.js')], env, cwd: root })

@@ -21,6 +21,7 @@ import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
 import { createHashPasswordTask } from './tasks/hash-password.js'
 import { HashResults } from './tasks/hash-results.js'
+import { ThreadBacklog } from './tasks/thread-backlog.js'
 
 export interface BuildOptions {
   /** Extra Fastify options (tests: a logger stream). */
@@ -111,7 +112,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   await app.register(taskListRoutes)
   await app.register(taskStatsRoutes)
   await app.register(taskRoutes)
-  await app.register(hashRoutes, { hashPassword, results: hashResults })
+  const hashBacklog = new ThreadBacklog(app.taskRunner, config.TASK_THREADS, config.HASH_QUEUE_PER_THREAD)
+  await app.register(hashRoutes, { hashPassword, results: hashResults, backlog: hashBacklog })
   await app.register(dashboardRoutes)
   await app.register(healthRoutes, { sink: { check: () => logFile.health() } })
   return app

@@ -30,6 +30,7 @@ export const ConfigSchema = Type.Object({
   TASK_CONCURRENCY: Integer(1, 10_000, TASK_DEFAULTS.concurrency),
   TASK_THREADS: Integer(1, 1024, TASK_DEFAULTS.threads),
   TASK_THREAD_MAX_HEAP_MB: Integer(0, 1_048_576, 0),
+  HASH_QUEUE_PER_THREAD: Integer(1, 10_000, 4),
   TASK_MAX_PENDING: Integer(1, 10_000_000, TASK_DEFAULTS.maxPending),
   TASK_MAX_SCHEDULED: Integer(1, 10_000_000, TASK_DEFAULTS.maxScheduled),
   TASK_TIMEOUT_MS: Integer(1, 86_400_000, TASK_DEFAULTS.defaultTimeoutMs),

@@ -63,6 +63,16 @@ export const HashNotFoundError = createError<[string]>(
   404,
 )
 
+/**
+ * POST /hash (the example) while its hashes not finished already fill what the thread pool can
+ * work through (`TASK_THREADS × HASH_QUEUE_PER_THREAD`): nothing was accepted; `Retry-After`.
+ */
+export const HashBacklogFullError = createError<[number]>(
+  'HASH_BACKLOG_FULL',
+  'The hashing thread pool has %d hashes to work through; retry later',
+  503,
+)
+
 /** `GET /tasks`: a filter the schema cannot check (a `since` that is not an ISO 8601 time). */
 export const TaskFilterInvalidError = createError<[string, string]>('TASK_FILTER_INVALID', 'querystring/%s %s', 400)
 

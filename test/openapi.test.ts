@@ -34,7 +34,7 @@ const EXPECTED: Record<string, string[]> = {
   'GET /ready': ['200', '400', '408', '431', '503'],
   'GET /metrics': ['200', '400', '401', '408', '431'],
   'POST /hash': ['200', '400', '408', '413', '415', '431', '503'],
-  'GET /hash/{taskId}': ['200', '400', '404', '408', '431', '503'],
+  'GET /hash/{taskId}': ['200', '400', '401', '404', '408', '431', '503'],
 }
 
 function operations(spec: Spec): Array<[string, Operation]> {
@@ -167,12 +167,13 @@ describe('GET /openapi.json', () => {
     expect((await server.request('/send-message?message=no-docs')).status).toBe(200)
   })
 
-  it('shows the bearer scheme (ADMIN_TOKEN) on the task routes and /metrics, and on no other route', async () => {
+  it('shows the bearer scheme (ADMIN_TOKEN) on the task routes, GET /hash/:id and /metrics, and on no other route', async () => {
     const { spec } = await fetchSpec()
     expect(spec.components).toMatchObject({ securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } })
     for (const [key, operation] of operations(spec)) {
       const security = (operation as { security?: unknown }).security
-      if (key.includes('/tasks') || key === 'GET /metrics') expect(security, key).toEqual([{ adminToken: [] }])
+      if (key.includes('/tasks') || key === 'GET /metrics' || key === 'GET /hash/{taskId}')
+        expect(security, key).toEqual([{ adminToken: [] }])
       else expect(security, key).toBeUndefined()
     }
   })

@@ -88,6 +88,46 @@ describe('graceful shutdown (SIGTERM) of the built server', () => {
     expect(readLogLines(logFile).map((line) => LINE.exec(line)?.[2])).toEqual(['idle-keepalive'])
   })
 
+  it('requests still arriving (a body or headers that never complete) get 408 about a second into the drain, and the process exits long before the shutdown timeout', async () => {
+    const dir = tempDir()
+    // Neither REQUEST_TIMEOUT_MS (60 s) nor the close-with-grace bound (SHUTDOWN_TIMEOUT_MS + 5 s) may end them.
+    const server = await spawnServer({ LOG_FILE: join(dir, 'log.txt'), REQUEST_TIMEOUT_MS: '60000', SHUTDOWN_TIMEOUT_MS: '30000' })
+    const { port, hostname } = new URL(server.url)
+    const net = await import('node:net')
+    /** A connection the server has accepted (one whole request answered on it), then the start of a request that never completes. */
+    async function slowClient(partial: string): Promise<{ received: () => string; closed: Promise<void> }> {
+      const socket = net.connect(Number(port), hostname)
+      let received = ''
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')))
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+      socket.on('error', () => {})
+      socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')
+      await waitFor(() => received.includes('{"status":"ok"}'), { what: 'the first response on the slow connection' })
+      received = ''
+      socket.write(partial)
+      return { received: () => received, closed }
+    }
+    const body = await slowClient(
+      'POST /hash HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"password":"',
+    )
+    const headers = await slowClient('POST /send-message?message=slow HTTP/1.1\r\nHost: x\r\nX-Trickle: a')
+    const start = Date.now()
+    server.child.kill('SIGTERM')
+    const exit = await Promise.race([
+      server.exited,
+      new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 10_000)),
+    ])
+    if (exit === 'still running') server.child.kill('SIGKILL')
+    expect(exit).toEqual({ code: 0, signal: null })
+    expect(Date.now() - start).toBeLessThan(10_000)
+    for (const client of [body, headers]) {
+      await client.closed
+      expect(client.received()).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/)
+      expect(client.received()).toContain('"code":"REQUEST_TIMEOUT"')
+      expect(client.received()).toContain('Connection: close')
+    }
+  })
+
   it('with SHUTDOWN_DELAY_MS, /ready answers 503 at once while every route is still served; then it drains and exits 0', async () => {
     const dir = tempDir()
     const logFile = join(dir, 'log.txt')

@@ -4,6 +4,7 @@
  */
 import { TaskOptionInvalidError } from './errors.js'
 import { checkKey } from './idempotency.js'
+import { parseIsoInstant } from './iso-time.js'
 
 /** The longest delay taken: a year and a day (the task is stored, not held by a timer). */
 export const MAX_DELAY_MS = 366 * 24 * 60 * 60 * 1000
@@ -16,8 +17,12 @@ export interface CallOptions {
   key?: string | undefined
   /** Not run before this many milliseconds from `add()` (0 to a year and a day). */
   delay?: number | undefined
-  /** Not run before this time (a Date or epoch milliseconds); a past time runs at once. */
-  runAt?: Date | number | undefined
+  /**
+   * Not run before this time: a Date, epoch milliseconds, or an ISO 8601 instant with a zone
+   * (`parseIsoInstant`: a real calendar date; a leap second counts as the next second). Any time
+   * in the past, before 1970 too, runs at once.
+   */
+  runAt?: Date | number | string | undefined
   /** Higher runs first among waiting tasks; FIFO within a priority. An integer from -1000000 to 1000000, default 0. */
   priority?: number | undefined
 }
@@ -50,9 +55,9 @@ export function checkCallOptions(options: CallOptions, over?: CheckedCallOptions
     checked.runAt = undefined
   }
   if (runAt !== undefined) {
-    const at = runAt instanceof Date ? runAt.getTime() : runAt
-    if (typeof at !== 'number' || !Number.isFinite(at) || at < 0)
-      throw new TaskOptionInvalidError('runAt', 'a valid Date or epoch milliseconds')
+    const at = runAt instanceof Date ? runAt.getTime() : typeof runAt === 'string' ? parseIsoInstant(runAt) : runAt
+    if (typeof at !== 'number' || !Number.isFinite(at))
+      throw new TaskOptionInvalidError('runAt', 'a valid Date, epoch milliseconds, or an ISO 8601 time with a zone on a real calendar date')
     checked.runAt = at
     checked.delayMs = undefined
   }

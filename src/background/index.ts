@@ -24,6 +24,7 @@ export {
 } from './define-task.js'
 export { MAX_KEY_LENGTH, checkKey } from './idempotency.js'
 export { MAX_DELAY_MS, MAX_PRIORITY } from './call-options.js'
+export { ISO_INSTANT_PATTERN, parseIsoInstant } from './iso-time.js'
 export { MemoryBackend, type RetentionOptions } from './backends/memory/backend.js'
 export * from './backends/types.js'
 export { Task, type TaskInit } from './task.js'

@@ -4,15 +4,18 @@
  */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { HashNotFoundError } from '../errors.js'
+import { HashBacklogFullError, HashNotFoundError } from '../errors.js'
 import { errorResponse } from '../schemas.js'
 import { HASH_ITERATIONS } from '../tasks/hash-password-args.js'
 import type { HashPasswordTask } from '../tasks/hash-password.js'
 import type { HashResults } from '../tasks/hash-results.js'
+import type { ThreadBacklog } from '../tasks/thread-backlog.js'
 
 export interface HashOptions {
   hashPassword: HashPasswordTask
   results: HashResults
+  /** Hashes added and not finished, bounded by what the thread pool can work through. */
+  backlog: ThreadBacklog
 }
 
 const TaskIdParams = Type.Object({
@@ -31,7 +34,10 @@ const Closing = errorResponse(
   'The server is shutting down and takes no new requests; retry shortly',
 )
 
-export const hashRoutes: FastifyPluginAsyncTypebox<HashOptions> = async (app, { hashPassword, results }) => {
+export const hashRoutes: FastifyPluginAsyncTypebox<HashOptions> = async (app, { hashPassword, results, backlog }) => {
+  // The task each POST /hash added, until its reply: one answered ≥ 400 dropped it (a durable
+  // backend that failed to store it, say), so it will never be reported finished.
+  const added = new WeakMap<object, string>()
   app.post(
     '/hash',
     {
@@ -76,27 +82,38 @@ export const hashRoutes: FastifyPluginAsyncTypebox<HashOptions> = async (app, { 
             'body/password must NOT have fewer than 1 characters',
           ),
           503: errorResponse(
-            'The task backlog is full (`TASKS_BACKLOG_FULL`), the task store is unreachable (`TASKS_BACKEND_UNAVAILABLE`), or the server is shutting down (`SERVICE_CLOSING`); see `Retry-After`. Nothing was accepted.',
+            'The thread pool already has `TASK_THREADS × HASH_QUEUE_PER_THREAD` hashes to work through (`HASH_BACKLOG_FULL`), the task backlog is full (`TASKS_BACKLOG_FULL`), the task store is unreachable (`TASKS_BACKEND_UNAVAILABLE`), or the server is shutting down (`SERVICE_CLOSING`); see `Retry-After`. Nothing was accepted.',
             503,
             'TASKS_BACKLOG_FULL',
             'The background task backlog is full (10000 tasks pending); retry later',
           ),
         },
       },
+      onResponse: (request, reply, done) => {
+        const id = added.get(request)
+        if (id !== undefined && reply.statusCode >= 400) backlog.drop(id)
+        done()
+      },
     },
     async (request) => {
       const { password, iterations = HASH_ITERATIONS.default } = request.body
-      return { taskId: request.backgroundTasks.add(hashPassword, password, iterations).id }
+      if (!backlog.hasRoom()) throw new HashBacklogFullError(backlog.size)
+      const { id } = request.backgroundTasks.add(hashPassword, password, iterations)
+      backlog.add(id)
+      added.set(request, id)
+      return { taskId: id }
     },
   )
 
   app.get(
     '/hash/:taskId',
     {
+      // The hash is a secret's derivative: behind ADMIN_TOKEN like the task routes (401 documented by docs.ts).
+      config: { admin: true },
       schema: {
         summary: 'The hash a hash_password task made',
         description:
-          'Kept in this process for the newest 1000 hashes; with `TASK_BACKEND=bullmq` the worker that ran the task keeps it, so ask `GET /tasks/{id}` instead.',
+          'Needs the admin token when `ADMIN_TOKEN` is set, as the task routes do. Kept in this process for the newest 1000 hashes; with `TASK_BACKEND=bullmq` the worker that ran the task keeps it, so ask `GET /tasks/{id}` instead.',
         tags: ['examples'],
         params: TaskIdParams,
         response: {

@@ -5,7 +5,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { SwaggerTransform } from '@fastify/swagger'
-import { type CallOptions, MAX_DELAY_MS, MAX_KEY_LENGTH, MAX_PRIORITY } from '../background/index.js'
+import { type CallOptions, ISO_INSTANT_PATTERN, MAX_DELAY_MS, MAX_KEY_LENGTH, MAX_PRIORITY } from '../background/index.js'
 import { MethodNotAllowedError } from '../errors.js'
 import { errorResponse } from '../schemas.js'
 import type { LogMessageTask } from '../tasks/log-message.js'
@@ -90,9 +90,12 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
               }),
             ),
             runAt: Type.Optional(
+              // The syntax here (FST_ERR_VALIDATION); the calendar (no 2026-02-30) where task.with() parses it (TASK_OPTION_INVALID).
               Type.String({
-                format: 'date-time',
-                description: 'Log the line no sooner than this time (ISO 8601, within a year and a day); not with `delay`',
+                maxLength: 40,
+                pattern: ISO_INSTANT_PATTERN,
+                description:
+                  'Log the line no sooner than this time: ISO 8601 with a zone, within a year and a day; a past time (before 1970 too) logs at once, a leap second (`23:59:60Z`) counts as the next second. Not with `delay`',
               }),
             ),
             priority: Type.Optional(
@@ -114,7 +117,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
             },
           ),
           400: errorResponse(
-            'Missing, empty, repeated (`QUERY_PARAM_REPEATED`), over-long or malformed (`QUERY_MALFORMED`) message, a body was sent (`BODY_NOT_ALLOWED`), a malformed `Idempotency-Key` (`IDEMPOTENCY_KEY_INVALID`: empty, over 255 characters, control characters), or a `delay`, `runAt` or `priority` out of range (`FST_ERR_VALIDATION`; `TASK_OPTION_INVALID`: both `delay` and `runAt`, or a `runAt` more than a year and a day ahead)',
+            'Missing, empty, repeated (`QUERY_PARAM_REPEATED`), over-long or malformed (`QUERY_MALFORMED`) message, a body was sent (`BODY_NOT_ALLOWED`), a malformed `Idempotency-Key` (`IDEMPOTENCY_KEY_INVALID`: empty, over 255 characters, control characters), or a `delay`, `runAt` or `priority` out of range (`FST_ERR_VALIDATION`; `TASK_OPTION_INVALID`: both `delay` and `runAt`, a `runAt` more than a year and a day ahead or not a real calendar date)',
             400,
             'FST_ERR_VALIDATION',
             `querystring/message must NOT have more than ${messageMaxLength} characters`,
@@ -155,7 +158,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
       if (key === undefined && delay === undefined && runAt === undefined && priority === undefined) {
         request.backgroundTasks.add(logMessage, message)
       } else {
-        const options: CallOptions = { key, delay, priority, runAt: runAt === undefined ? undefined : Date.parse(runAt) }
+        const options: CallOptions = { key, delay, priority, runAt }
         request.backgroundTasks.add(logMessage.with(options), message)
       }
       return { message: RECEIVED } as const

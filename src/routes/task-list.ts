@@ -1,16 +1,13 @@
 /** GET /tasks: the tasks the backend holds, newest first, filtered, a page at a time. */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { TASK_STATUSES, type TaskStatus } from '../background/index.js'
+import { TASK_STATUSES, parseIsoInstant, type TaskStatus } from '../background/index.js'
 import { TaskFilterInvalidError } from '../errors.js'
 import { TaskView, UnavailableReply, errorResponse, ref } from '../schemas.js'
 import { decodeCursor, encodeCursor } from '../task-cursor.js'
 import { toTaskView } from './tasks.js'
 
 export const LIST_LIMIT = { default: 50, max: 500 }
-
-/** ISO 8601 with a date, a time to the minute at least, and a zone: `2026-12-02T17:00:00Z`. */
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/
 
 const Query = Type.Object({
   status: Type.Optional(
@@ -22,7 +19,8 @@ const Query = Type.Object({
   since: Type.Optional(
     Type.String({
       maxLength: 40,
-      description: 'Only tasks created at or after this time: ISO 8601 with a time zone (`TASK_FILTER_INVALID` otherwise)',
+      description:
+        'Only tasks created at or after this time: ISO 8601 with a time zone, on a real calendar date (`TASK_FILTER_INVALID` otherwise)',
       examples: ['2026-12-02T17:00:00Z'],
     }),
   ),
@@ -46,8 +44,9 @@ const TaskList = Type.Object(
 
 export function parseSince(since: string | undefined): number | undefined {
   if (since === undefined) return undefined
-  const time = ISO_TIME.test(since) ? Date.parse(since) : NaN
-  if (Number.isNaN(time)) throw new TaskFilterInvalidError('since', 'must be an ISO 8601 time with a time zone, e.g. 2026-12-02T17:00:00Z')
+  // The same parser as runAt's: a real calendar date, a zone, a leap second as the next second.
+  const time = parseIsoInstant(since)
+  if (time === undefined) throw new TaskFilterInvalidError('since', 'must be an ISO 8601 time with a time zone, e.g. 2026-12-02T17:00:00Z')
   return time
 }
 

@@ -192,6 +192,10 @@ export class Journal {
       // A commit survives a crash of the process; `sync: 'full'` fsyncs the WAL itself (wal-sync.ts).
       db.exec('PRAGMA synchronous = NORMAL')
       db.exec('PRAGMA journal_size_limit = 16777216')
+      // Arguments may hold secrets (POST /hash's password) and are cleared once a task succeeds:
+      // zero what a row leaves behind when rewritten shorter or deleted, so no copy of them stays
+      // in the file's free space after a checkpoint. (Per connection, so set on every open.)
+      db.exec('PRAGMA secure_delete = ON')
       // Take the write lock now: from here to close, no other process can read or write the file.
       db.exec('BEGIN EXCLUSIVE; COMMIT')
       return new Journal(path, db, options)
