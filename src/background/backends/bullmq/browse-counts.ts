@@ -24,10 +24,7 @@ export const FINISH_SLOTS = 600
 export const COUNTED_STATES: JobState[] = ['waiting', 'prioritized', 'waiting-children', 'delayed', 'active', 'completed', 'failed']
 
 export async function readCounts(queue: Queue<JobData>, redis: Redis, since: number, now: number): Promise<TaskCounts> {
-  const [totals, finishedTimes] = await Promise.all([
-    queue.getJobCounts(...COUNTED_STATES),
-    readFinishTimes(queue, redis, since, now),
-  ])
+  const [totals, finishedTimes] = await Promise.all([queue.getJobCounts(...COUNTED_STATES), readFinishTimes(queue, redis, since, now)])
   const byStatus = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<TaskStatus, number>
   const byName = new Map<string, number>()
   await Promise.all(
