@@ -8,8 +8,10 @@
 import { randomUUID } from 'node:crypto'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BullMQBackend } from '../src/background/backends/bullmq/backend.js'
+import { BrowseCache } from '../src/background/backends/bullmq/browse-cache.js'
+import { shareOut } from '../src/background/backends/bullmq/browse-counts.js'
 import { bullPriorityOf } from '../src/background/backends/bullmq/records.js'
 import { startServer, type TestServer } from './helpers/app.js'
 import { describeWithRedis, startRedis, type RedisServer } from './helpers/redis.js'
@@ -24,6 +26,68 @@ interface Stats {
   byStatus: Record<string, number>
   byName: Record<string, number>
 }
+
+describe('bullmq browsing: the parts', () => {
+  it('shareOut: the sample itself when it is the whole state, else the exact total in its proportions, whole numbers', () => {
+    expect(
+      shareOut(
+        3,
+        new Map([
+          ['a', 2],
+          ['b', 1],
+        ]),
+      ),
+    ).toEqual([
+      ['a', 2],
+      ['b', 1],
+    ])
+    expect(shareOut(10_000, new Map([['a', 200]]))).toEqual([['a', 10_000]])
+    const parts = new Map(
+      shareOut(
+        1_000,
+        new Map([
+          ['a', 1],
+          ['b', 1],
+          ['c', 1],
+        ]),
+      ),
+    )
+    expect([...parts.values()].reduce((sum, n) => sum + n, 0)).toBe(1_000)
+    expect([...parts.values()].sort()).toEqual([333, 333, 334])
+    expect(shareOut(5, new Map())).toEqual([])
+  })
+
+  it('BrowseCache: one read for callers within the interval or while it is under way; a failed read is not kept', async () => {
+    let now = 0
+    const cache = new BrowseCache<number>(1000, () => now)
+    let reads = 0
+    let release: (value: number) => void = () => {}
+    const read = () => {
+      reads++
+      return new Promise<number>((resolve) => (release = resolve))
+    }
+    const waiting = [cache.get('k', read), cache.get('k', read)]
+    now = 5_000 // still under way: shared whatever the interval
+    const late = cache.get('k', read)
+    release(7)
+    expect(await Promise.all([...waiting, late])).toEqual([7, 7, 7])
+    expect(reads).toBe(1)
+    // Settled and older than the interval: read again.
+    expect(await cache.get('k', async () => 8)).toBe(8)
+    // Within the interval of its start: the same value, unless the caller cannot use it.
+    now = 10_000
+    let counted = 0
+    const counting = async () => ++counted
+    expect(await cache.get('w', counting)).toBe(1)
+    now = 10_999
+    expect(await cache.get('w', counting)).toBe(1)
+    expect(await cache.get('w', counting, (cached) => cached > 1)).toBe(2)
+    now = 12_000
+    expect(await cache.get('w', counting)).toBe(3)
+    await expect(cache.get('other', () => Promise.reject(new Error('down')))).rejects.toThrow('down')
+    expect(await cache.get('other', async () => 9)).toBe(9)
+  })
+})
 
 describeWithRedis('bullmq browsing: bounded reads whatever the queue holds', () => {
   let redis: RedisServer
@@ -61,13 +125,14 @@ describeWithRedis('bullmq browsing: bounded reads whatever the queue holds', () 
   async function fill(queueName: string, count: number): Promise<void> {
     const queue = new Queue(queueName, { connection: { url: redis.url } })
     try {
+      // One millisecond apart, as requests store them (many tasks of one millisecond are read whole, see JobBrowser.scan).
+      const base = Date.now() - count
       for (let done = 0; done < count; done += 1000) {
-        const now = Date.now()
         await queue.addBulk(
           Array.from({ length: Math.min(1000, count - done) }, (_, i) => ({
             name: 'log_message',
             data: { args: [`message ${done + i}`], requestId: `req-${done + i}` },
-            opts: { jobId: randomUUID(), timestamp: now, priority: bullPriorityOf(0), attempts: 6 },
+            opts: { jobId: randomUUID(), timestamp: base + done + i, priority: bullPriorityOf(0), attempts: 6 },
           })),
         )
       }
@@ -121,6 +186,16 @@ describeWithRedis('bullmq browsing: bounded reads whatever the queue holds', () 
         expect(page.tasks).toHaveLength(50)
         expect(page.nextCursor).toEqual(expect.any(String))
       }
+      // The next page follows on: older tasks, none of the first page's.
+      const first = pages[0] as { tasks: Array<{ id: string; createdAt: string }>; nextCursor: string }
+      const second = await get<{ tasks: Array<{ id: string; createdAt: string }> }>(
+        `/tasks?limit=50&cursor=${encodeURIComponent(first.nextCursor)}`,
+      )
+      expect(second.tasks).toHaveLength(50)
+      const ids = new Set(first.tasks.map((t) => t.id))
+      expect(second.tasks.filter((t) => ids.has(t.id))).toEqual([])
+      const times = [...first.tasks, ...second.tasks].map((t) => Date.parse(t.createdAt))
+      expect(times).toEqual([...times].sort((a, b) => b - a))
       const listOne = await costOf(() => direct.list({ limit: 50 }))
       const named = await costOf(async () => {
         const page = await get<{ tasks: Array<{ name: string }> }>('/tasks?name=log_message&status=queued&limit=50')

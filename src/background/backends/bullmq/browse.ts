@@ -23,6 +23,9 @@ export const LIST_SCAN_LIMIT = 2_000
 /** The largest chunk read at once while a filter skips most jobs (chunks double from the page size). */
 const MAX_CHUNK = 500
 
+/** The chunk read past a page's last match, looking for the rest of its millisecond. */
+const TIE_CHUNK = 8
+
 const NOT_STARTED: JobState[] = ['waiting', 'prioritized', 'waiting-children', 'delayed']
 const ALL_STATES: JobState[] = [...NOT_STARTED, 'active', 'completed', 'failed']
 
@@ -118,26 +121,35 @@ export class JobBrowser {
 
   /**
    * Read one state from its newest end until it gave `limit + 1` matches (enough for the page and
-   * to know whether there is a next one), ran out, or LIST_SCAN_LIMIT jobs were read. True when
-   * it stopped at the limit with jobs left unread.
+   * to know whether there is a next one) and every job created in the same millisecond as the
+   * last of them (a page ends on a position, and tasks of one millisecond are ordered by id, not
+   * as BullMQ holds them), ran out, or LIST_SCAN_LIMIT jobs were read. True when it stopped at
+   * that limit with jobs left unread.
    */
   private async scan(state: JobState, query: TaskListQuery, found: Map<string, TaskRecord>): Promise<boolean> {
     const wanted = query.limit + 1
     let matched = 0
+    let boundary: number | undefined
     let chunk = Math.min(wanted, MAX_CHUNK)
-    for (let start = 0; start < LIST_SCAN_LIMIT; start += chunk, chunk = Math.min(chunk * 2, MAX_CHUNK)) {
+    // Chunks double while a filter skips jobs; past the page, a few at a time look for the millisecond's end.
+    for (
+      let start = 0;
+      start < LIST_SCAN_LIMIT;
+      start += chunk, chunk = boundary === undefined ? Math.min(chunk * 2, MAX_CHUNK) : TIE_CHUNK
+    ) {
       const end = Math.min(start + chunk, LIST_SCAN_LIMIT) - 1
       const ids = await this.queue.getRanges([state], start, end)
       const jobs = (await Promise.all(ids.map((id) => this.queue.getJob(id)))) as Array<Job<JobData> | undefined>
       for (const job of jobs) {
         if (job?.id === undefined) continue // removed since its id was read
+        if (boundary !== undefined && job.timestamp < boundary) return false
         // Finish-time order: every job after this one was created before `since`.
         if (query.since !== undefined && BY_FINISH_TIME.has(state) && (job.finishedOn ?? Infinity) < query.since) return false
         const record = toRecord(job, state)
         // A job that moved between two reads shows once.
         if (!matches(record, query) || found.has(record.id)) continue
         found.set(record.id, record)
-        if (++matched >= wanted) return false
+        if (++matched === wanted) boundary = record.createdAt
       }
       if (ids.length < end - start + 1) return false
     }
