@@ -76,13 +76,16 @@ describeWithRedis('bullmq backend', () => {
 
   describeBackendConformance('bullmq', async () => {
     const queueName = `conformance-${randomUUID()}`
-    let created = await backend('worker', queueName)
+    // The contract reads its own writes at once: no browse cache (a list or count within 1 s of
+    // the same one is shared by default, see bullmq-browse.test.ts).
+    const uncached = { browseCacheMs: 0 }
+    let created = await backend('worker', queueName, uncached)
     return {
       backend: created,
       cleanup: () => created.close(),
       reopen: async () => {
         await created.close()
-        created = await backend('worker', queueName)
+        created = await backend('worker', queueName, uncached)
         return created
       },
     }

@@ -67,6 +67,11 @@ export interface BullMQBackendOptions {
   cancelWaitMs?: number
   /** A Redis command that takes longer fails (the request gets a 503). Default 3000. */
   commandTimeoutMs?: number
+  /**
+   * How long a list or count read from Redis serves the same list or count again (concurrent
+   * callers always share one read). A cancel or retry through this process clears it. Default 1000.
+   */
+  browseCacheMs?: number
 }
 
 /** How often a process cleans the queue of expired finished jobs, and how many per call. */
@@ -102,7 +107,7 @@ export class BullMQBackend implements TaskBackend {
     this.queue = new Queue<JobData>(this.queueName, { connection: this.redis })
     this.queue.on('error', this.log.error)
     this.producer = new JobProducer(this.queue, this.redis, options.retention, this.log.error)
-    this.browser = new JobBrowser(this.queue)
+    this.browser = new JobBrowser(this.queue, this.redis, options.browseCacheMs ?? 1_000)
     this.keys = new QueueKeys(this.redis, this.queue, options.retention.maxAgeMs)
     this.cancels = new CancelChannel(this.queue, this.redis, options.cancelWaitMs ?? 2_000, this.log.error)
     if (options.role === 'worker') {
@@ -221,6 +226,8 @@ export class BullMQBackend implements TaskBackend {
       return await this.cancels.cancel(id, now, async (held) => this.consumer?.cancelHeld(held))
     } catch (error) {
       throw unavailable(error)
+    } finally {
+      this.browser.invalidate()
     }
   }
 

@@ -1,15 +1,30 @@
 /**
- * Listing, counting and retrying jobs through BullMQ's public API. A list reads the jobs of the
- * states the filter can match (`queue.getJobs`, at most SCAN_LIMIT per state: finished jobs are
- * bounded by retention, unfinished ones by the backlog) and pages them like every backend does.
+ * Listing, counting and retrying jobs through BullMQ's public API, with work bounded whatever the
+ * queue holds (see the README's BullMQ notes under "Listing, stats and retry"):
+ *
+ * - a list reads each state the filter can match from its newest end, in chunks
+ *   (`queue.getRanges`, then the chunk's jobs), until it has a page past the cursor or has read
+ *   LIST_SCAN_LIMIT jobs of that state, and merges the states newest first;
+ * - counts come from BullMQ's counters and a bounded sample (browse-counts.ts);
+ * - both are kept for `cacheMs` and shared by concurrent callers (browse-cache.ts), so ten pollers
+ *   cost one read. A cancel or retry made through this process clears them.
  */
 import type { Job, JobState, Queue } from 'bullmq'
-import { countsOf, pageOf } from '../listing.js'
+import type { Redis } from 'ioredis'
+import { matches, pageOf } from '../listing.js'
 import type { RetryOutcome, TaskCounts, TaskListQuery, TaskPage, TaskRecord, TaskStatus } from '../types.js'
+import { BrowseCache } from './browse-cache.js'
+import { readCounts } from './browse-counts.js'
 import { type JobData, toRecord } from './records.js'
 
-/** Jobs read per state, at most: a list or count beyond it sees the newest this many of each state. */
-export const SCAN_LIMIT = 10_000
+/** Jobs a list reads per state, at most: a page is looked for among the newest this many of each state. */
+export const LIST_SCAN_LIMIT = 2_000
+
+/** The largest chunk read at once while a filter skips most jobs (chunks double from the page size). */
+const MAX_CHUNK = 500
+
+/** The chunk read past a page's last match, looking for the rest of its millisecond. */
+const TIE_CHUNK = 8
 
 const NOT_STARTED: JobState[] = ['waiting', 'prioritized', 'waiting-children', 'delayed']
 const ALL_STATES: JobState[] = [...NOT_STARTED, 'active', 'completed', 'failed']
@@ -25,15 +40,43 @@ const STATES_OF: Record<TaskStatus, JobState[]> = {
   cancelled: [...NOT_STARTED, 'failed'],
 }
 
-export class JobBrowser {
-  constructor(private readonly queue: Queue<JobData>) {}
+/** The sets BullMQ scores by finish time: a job found there finished before `since` was created before it too. */
+const BY_FINISH_TIME: ReadonlySet<JobState> = new Set(['completed', 'failed'])
 
-  async list(query: TaskListQuery): Promise<TaskPage> {
-    return pageOf(await this.records(query.status === undefined ? ALL_STATES : STATES_OF[query.status]), query)
+interface CachedCounts {
+  since: number
+  counts: TaskCounts
+}
+
+export class JobBrowser {
+  private readonly lists: BrowseCache<TaskPage>
+  private readonly stats: BrowseCache<CachedCounts>
+
+  constructor(
+    private readonly queue: Queue<JobData>,
+    private readonly redis: Redis,
+    cacheMs: number,
+  ) {
+    this.lists = new BrowseCache(cacheMs)
+    this.stats = new BrowseCache(cacheMs)
   }
 
+  list(query: TaskListQuery): Promise<TaskPage> {
+    return this.lists.get(JSON.stringify(query), () => this.readPage(query))
+  }
+
+  /** Counts read for an earlier `since` serve a later one (the finish times are filtered); not the other way round. */
   async counts(since: number): Promise<TaskCounts> {
-    return countsOf(await this.records(ALL_STATES), since)
+    const read = async (): Promise<CachedCounts> => ({ since, counts: await readCounts(this.queue, this.redis, since, Date.now()) })
+    const cached = await this.stats.get('counts', read, (entry) => entry.since <= since)
+    if (cached.since === since) return cached.counts
+    return { ...cached.counts, finishedTimes: cached.counts.finishedTimes.filter((at) => at >= since) }
+  }
+
+  /** This process changed a task: its next list or count reads again. */
+  invalidate(): void {
+    this.lists.clear()
+    this.stats.clear()
   }
 
   /**
@@ -41,6 +84,14 @@ export class JobBrowser {
    * reset (`job.retry`), a cancelled one that no worker took yet loses its cancel mark.
    */
   async retry(id: string): Promise<RetryOutcome> {
+    try {
+      return await this.retryJob(id)
+    } finally {
+      this.invalidate()
+    }
+  }
+
+  private async retryJob(id: string): Promise<RetryOutcome> {
     const job = (await this.queue.getJob(id)) as Job<JobData> | undefined
     if (job === undefined) return { outcome: 'not_found' }
     const state = await job.getState()
@@ -55,14 +106,53 @@ export class JobBrowser {
     return after === undefined ? { outcome: 'not_found' } : { outcome: 'retried', record: toRecord(after, now) }
   }
 
-  private async records(states: JobState[]): Promise<TaskRecord[]> {
-    const records = new Map<string, TaskRecord>()
-    for (const state of states) {
-      for (const job of (await this.queue.getJobs([state], 0, SCAN_LIMIT - 1)) as Array<Job<JobData> | undefined>) {
-        // A job that moved between two reads shows once, in the state read first.
-        if (job?.id !== undefined && !records.has(job.id)) records.set(job.id, toRecord(job, state))
-      }
+  private async readPage(query: TaskListQuery): Promise<TaskPage> {
+    const states = query.status === undefined ? ALL_STATES : STATES_OF[query.status]
+    const found = new Map<string, TaskRecord>()
+    const cut = await Promise.all(states.map((state) => this.scan(state, query, found)))
+    const page = pageOf(found.values(), query)
+    // A state read only up to LIST_SCAN_LIMIT may hold more: a full page then always offers the next.
+    const last = page.tasks[page.tasks.length - 1]
+    if (page.next === undefined && cut.includes(true) && page.tasks.length === query.limit && last !== undefined) {
+      return { tasks: page.tasks, next: { createdAt: last.createdAt, id: last.id } }
     }
-    return [...records.values()]
+    return page
+  }
+
+  /**
+   * Read one state from its newest end until it gave `limit + 1` matches (enough for the page and
+   * to know whether there is a next one) and every job created in the same millisecond as the
+   * last of them (a page ends on a position, and tasks of one millisecond are ordered by id, not
+   * as BullMQ holds them), ran out, or LIST_SCAN_LIMIT jobs were read. True when it stopped at
+   * that limit with jobs left unread.
+   */
+  private async scan(state: JobState, query: TaskListQuery, found: Map<string, TaskRecord>): Promise<boolean> {
+    const wanted = query.limit + 1
+    let matched = 0
+    let boundary: number | undefined
+    let chunk = Math.min(wanted, MAX_CHUNK)
+    // Chunks double while a filter skips jobs; past the page, a few at a time look for the millisecond's end.
+    for (
+      let start = 0;
+      start < LIST_SCAN_LIMIT;
+      start += chunk, chunk = boundary === undefined ? Math.min(chunk * 2, MAX_CHUNK) : TIE_CHUNK
+    ) {
+      const end = Math.min(start + chunk, LIST_SCAN_LIMIT) - 1
+      const ids = await this.queue.getRanges([state], start, end)
+      const jobs = (await Promise.all(ids.map((id) => this.queue.getJob(id)))) as Array<Job<JobData> | undefined>
+      for (const job of jobs) {
+        if (job?.id === undefined) continue // removed since its id was read
+        if (boundary !== undefined && job.timestamp < boundary) return false
+        // Finish-time order: every job after this one was created before `since`.
+        if (query.since !== undefined && BY_FINISH_TIME.has(state) && (job.finishedOn ?? Infinity) < query.since) return false
+        const record = toRecord(job, state)
+        // A job that moved between two reads shows once.
+        if (!matches(record, query) || found.has(record.id)) continue
+        found.set(record.id, record)
+        if (++matched === wanted) boundary = record.createdAt
+      }
+      if (ids.length < end - start + 1) return false
+    }
+    return true
   }
 }
