@@ -179,11 +179,12 @@ describeWithRedis('bullmq backend', () => {
       args: Type.Tuple([]),
       timeoutMs: 60_000,
       run: (_args, { signal, taskId }) =>
-        new Promise<void>((resolve) => {
+        new Promise<void>((_resolve, reject) => {
           started.add(taskId)
+          // Stopping on its signal, it rejects with the reason: it did not do its work.
           signal.addEventListener('abort', () => {
             seen = signal.reason
-            resolve()
+            reject(signal.reason as Error)
           })
         }),
     })

@@ -29,20 +29,24 @@ describe("a task's abort: its signal made on first use", () => {
 
   it('runUntilAborted rejects with the reason when aborted first, settles with fn otherwise', async () => {
     const hanging = newTask()
-    const run = runUntilAborted(() => new Promise(() => {}), hanging)
+    const run = runUntilAborted(() => new Promise(() => {}), hanging, 0)
     const reason = new Error('cancelled')
     hanging.abort(reason)
     await expect(run).rejects.toBe(reason)
 
     const done = newTask()
-    await expect(runUntilAborted(async () => 42, done)).resolves.toBe(42)
+    await expect(runUntilAborted(async () => 42, done, 0)).resolves.toBe(42)
     done.abort(new Error('too late: no effect'))
 
     const thrown = new Error('task threw')
     await expect(
-      runUntilAborted(() => {
-        throw thrown
-      }, newTask()),
+      runUntilAborted(
+        () => {
+          throw thrown
+        },
+        newTask(),
+        0,
+      ),
     ).rejects.toBe(thrown)
   })
 })
@@ -64,10 +68,11 @@ function waitsForItsSignal(reasons: unknown[], timeoutMs = 30_000, started?: () 
     args: Type.Tuple([]),
     timeoutMs,
     run: (_args, { signal }) =>
-      new Promise<void>((resolve) => {
+      new Promise<void>((_resolve, reject) => {
+        // Stopping on its signal, it rejects with the reason: it did not do its work.
         signal.addEventListener('abort', () => {
           reasons.push(signal.reason)
-          resolve()
+          reject(signal.reason as Error)
         })
         started?.()
       }),

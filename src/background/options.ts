@@ -22,6 +22,8 @@ export interface BackgroundTasksOptions {
   maxScheduled?: number
   /** Per-attempt timeout for plain functions and defined tasks without one. */
   defaultTimeoutMs?: number
+  /** How long a cancelled running task may still settle on its own: one that finishes its work anyway reads `succeeded`. 0: cancelled at once. */
+  cancelGraceMs?: number
   /** How long `close()` lets tasks drain before aborting them. */
   shutdownTimeoutMs?: number
   /** How long a status query or a cancel waits for the backend before answering 503. */
@@ -42,6 +44,7 @@ export const DEFAULTS = Object.freeze({
   maxPending: 10_000,
   maxScheduled: 10_000,
   defaultTimeoutMs: 30_000,
+  cancelGraceMs: 5_000,
   shutdownTimeoutMs: 10_000,
   backendTimeoutMs: 5_000,
   retention: Object.freeze({ maxCount: 10_000, maxAgeMs: 3_600_000 }),
@@ -57,6 +60,7 @@ export interface ResolvedOptions {
   maxPending: number
   maxScheduled: number
   defaultTimeoutMs: number
+  cancelGraceMs: number
   shutdownTimeoutMs: number
   backendTimeoutMs: number
   retention: RetentionOptions
@@ -85,6 +89,7 @@ export function resolveOptions(options: BackgroundTasksOptions): ResolvedOptions
     maxPending: positiveInteger('maxPending', options.maxPending, DEFAULTS.maxPending),
     maxScheduled: positiveInteger('maxScheduled', options.maxScheduled, DEFAULTS.maxScheduled),
     defaultTimeoutMs: positiveInteger('defaultTimeoutMs', options.defaultTimeoutMs, DEFAULTS.defaultTimeoutMs),
+    cancelGraceMs: positiveInteger('cancelGraceMs', options.cancelGraceMs, DEFAULTS.cancelGraceMs, 0),
     shutdownTimeoutMs: positiveInteger('shutdownTimeoutMs', options.shutdownTimeoutMs, DEFAULTS.shutdownTimeoutMs, 0),
     backendTimeoutMs: positiveInteger('backendTimeoutMs', options.backendTimeoutMs, DEFAULTS.backendTimeoutMs),
     retention: {

@@ -41,6 +41,7 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     maxPending: options.maxPending,
     maxScheduled: options.maxScheduled,
     defaultTimeoutMs: options.defaultTimeoutMs,
+    cancelGraceMs: options.cancelGraceMs,
     backendTimeoutMs: options.backendTimeoutMs,
     logger: fastify.log,
     tasks: options.tasks,

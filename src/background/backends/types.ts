@@ -68,8 +68,7 @@ export interface FailOptions {
 }
 
 export type CancelOutcome =
-  // it had not started: it never will; `task` is the object a local backend held (its room is given back)
-  | { outcome: 'cancelled'; record: TaskRecord; task?: Task | undefined }
+  | { outcome: 'cancelled'; record: TaskRecord } // it had not started: it never will
   | { outcome: 'running'; record: TaskRecord } // the runner must abort it
   | { outcome: 'finished'; record: TaskRecord } // too late
   | { outcome: 'not_found' }
@@ -215,7 +214,11 @@ export interface TaskBackend {
   /** The claimed task's attempt failed: retried at `retryAt`, or finished `failed` / `cancelled`. */
   fail(task: Task, options: FailOptions): MaybePromise<void>
   get(id: string): MaybePromise<TaskRecord | undefined>
-  cancel(id: string, now: number): MaybePromise<CancelOutcome>
+  /**
+   * Cancel a task that has not started (one running is answered `running`: the runner aborts it).
+   * A local backend calls `cancelled` with the task it held, at the moment it marks it cancelled.
+   */
+  cancel(id: string, now: number, cancelled?: (task: Task) => void): MaybePromise<CancelOutcome>
   /**
    * Run a failed or cancelled task again: `queued`, attempts from 0, a group of its own. A local
    * backend calls `admit` with the task, live again, before anything can claim it.

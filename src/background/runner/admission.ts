@@ -8,6 +8,8 @@
  * does not wait for them. When one is claimed, its room moves to the backlog until it finishes.
  */
 import { BacklogFullError, RunnerClosedError, ScheduledFullError } from '../errors.js'
+import type { RecoveredTasks } from '../backends/types.js'
+import { ROOM_BACKLOG, ROOM_NONE, ROOM_SCHEDULED, type Task } from '../task.js'
 
 export class Admission {
   readonly maxPending: number
@@ -75,6 +77,59 @@ export class Admission {
   release(count: number): void {
     this.count -= count
     if (this.count <= 0 && this.idleWaiter !== undefined) this.idleWaiter()
+  }
+
+  // --- per task: which bound a task holds room in is on the task (`room`), so giving back is exact and idempotent ---
+
+  /** Hold room for a task being added (the scheduled bound for one with a time), or throw. */
+  hold(task: Task): void {
+    if (task.runAt === undefined) {
+      this.reserve(1)
+      task.room = ROOM_BACKLOG
+    } else {
+      this.reserveScheduled(1)
+      task.room = ROOM_SCHEDULED
+    }
+  }
+
+  /** A task took room reserved for it before it existed again (a retry: `reserve(1)` first). */
+  holdReserved(task: Task): void {
+    task.room = ROOM_BACKLOG
+  }
+
+  /** Give back whatever room the task holds; none: nothing happens, so twice is safe. */
+  giveBack(task: Task): void {
+    const room = task.room
+    if (room === ROOM_NONE) return
+    task.room = ROOM_NONE
+    if (room === ROOM_BACKLOG) this.release(1)
+    else this.releaseScheduled(1)
+  }
+
+  /** A task was claimed: a scheduled one's room moves to the backlog; one from a shared queue takes room until it finishes. */
+  claimed(task: Task): void {
+    if (task.room === ROOM_BACKLOG) return
+    if (task.room === ROOM_SCHEDULED) this.startScheduled(1)
+    else this.take(1)
+    task.room = ROOM_BACKLOG
+  }
+
+  /** What a previous process left unfinished holds room again: per task where the backend hands them over. */
+  recovered(recovered: RecoveredTasks): void {
+    if (recovered.tasks === undefined) {
+      this.take(recovered.unfinished)
+      this.takeScheduled(recovered.scheduled)
+      return
+    }
+    for (const task of recovered.tasks) {
+      if (task.status === 'scheduled') {
+        this.takeScheduled(1)
+        task.room = ROOM_SCHEDULED
+      } else {
+        this.take(1)
+        task.room = ROOM_BACKLOG
+      }
+    }
   }
 
   /** From now on every `reserve` is refused. */

@@ -8,7 +8,7 @@ import type { AnyTaskDefinition, BatchContext, BatchItem, BatchOutcomes } from '
 import { UnregisteredTaskError } from '../errors.js'
 import type { Task, TaskEnvironment } from '../task.js'
 import type { ThreadPool } from '../thread/pool.js'
-import { runUntilAborted } from './run-until-aborted.js'
+import { onAbortSettle, runUntilAborted } from './run-until-aborted.js'
 
 export type AttemptOutcome = { ok: true } | { ok: false; failure: unknown }
 
@@ -45,9 +45,10 @@ export function runSingle(
   task: Task,
   definition: AnyTaskDefinition | undefined,
   threads: ThreadPool,
+  cancelGraceMs: number,
   onOutcome: (outcome: AttemptOutcome) => void,
 ): void {
-  runUntilAborted(() => invoke(task, definition, threads), task).then(
+  runUntilAborted(() => invoke(task, definition, threads), task, cancelGraceMs).then(
     () => onOutcome(SUCCEEDED),
     // Aborted: the reason (timeout, cancel, shutdown) is what failed it, not what the task threw after.
     (error: unknown) => onOutcome(failed(task.aborted ? task.abortReason : error)),
@@ -56,14 +57,16 @@ export function runSingle(
 
 /**
  * Call `definition.batch` once for `tasks`. Each task's outcome is delivered once: to
- * `onOutcome(i, outcome)` when the batch settles, or earlier for a task whose controller is
- * aborted (cancel, timeout, shutdown); when the batch succeeds whole, the tasks not delivered
- * yet go to `onAllSucceeded(indexes)` in one call.
+ * `onOutcome(i, outcome)` when the batch settles, or earlier for a task that is aborted (timeout,
+ * shutdown; a cancel after its grace); when the batch succeeds whole, the tasks not delivered yet
+ * go to `onAllSucceeded(indexes)` in one call: an item cancelled after the handler took it, whose
+ * work was done, succeeded.
  */
 export function runBatch(
   tasks: Task[],
   definition: AnyTaskDefinition,
   environment: TaskEnvironment,
+  cancelGraceMs: number,
   onOutcome: (index: number, outcome: AttemptOutcome) => void,
   onAllSucceeded: (indexes: number[]) => void,
 ): void {
@@ -72,7 +75,9 @@ export function runBatch(
   const deliver = (index: number, outcome: AttemptOutcome): void => {
     if (delivered[index] === 1) return
     delivered[index] = 1
-    onOutcome(index, outcome)
+    const task = tasks[index] as Task
+    // An aborted item that failed failed for the abort (a cancelled item ends cancelled, not retried).
+    onOutcome(index, !outcome.ok && task.aborted ? failed(task.abortReason) : outcome)
   }
   // An item cancelled (or cut off) before the batch started fails at once and is not passed on.
   const live: number[] = []
@@ -80,7 +85,7 @@ export function runBatch(
     const task = tasks[i] as Task
     if (task.aborted) deliver(i, failed(task.abortReason))
     else {
-      task.onAbort(() => deliver(i, failed(task.abortReason)))
+      onAbortSettle(task, cancelGraceMs, (reason) => deliver(i, failed(reason)))
       live.push(i)
     }
   }

@@ -221,8 +221,9 @@ export class Executions {
         if (recorded === undefined) settled(live.length)
         else void recorded.then(() => settled(live.length))
       }
-      if (batch) runBatch(tasks, definition as AnyTaskDefinition, this.context.environment, onOutcome, onAllSucceeded)
-      else runSingle(tasks[0] as Task, definition, this.context.threads, (outcome) => onOutcome(0, outcome))
+      const grace = this.context.cancelGraceMs
+      if (batch) runBatch(tasks, definition as AnyTaskDefinition, this.context.environment, grace, onOutcome, onAllSucceeded)
+      else runSingle(tasks[0] as Task, definition, this.context.threads, grace, (outcome) => onOutcome(0, outcome))
     })
   }
 

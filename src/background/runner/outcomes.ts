@@ -38,6 +38,8 @@ export interface OutcomesContext {
   /** Where threaded tasks run. */
   threads: ThreadPool
   defaultTimeoutMs: number
+  /** How long a cancelled attempt may still settle on its own (its outcome says whether its work was done). */
+  cancelGraceMs: number
   now: () => number
   random: () => number
   /** The runner's events (emitted only when someone listens). */

@@ -1,18 +1,29 @@
 /**
- * Run `fn` and settle with it, or reject with the abort reason as soon as `abort` is
- * aborted, whichever comes first. A task that ignores its signal cannot hold a
- * concurrency slot past its timeout or a cancellation.
+ * Run `fn` and settle with it, or reject with the abort reason as soon as the task is aborted,
+ * whichever comes first: a task that ignores its signal cannot hold a concurrency slot past its
+ * timeout or the shutdown deadline. A cancel is the exception, for a while: the attempt may
+ * finish what it had started (the runner's cancelGraceMs), so that its outcome says whether the work was done.
  */
+import { TaskCancelledError } from '../errors.js'
 import type { Task } from '../task.js'
 
-export function runUntilAborted(fn: () => unknown, abort: Task): Promise<unknown> {
+/** Call `settle` with the abort reason: now, or after `cancelGraceMs` for a cancel. */
+export function onAbortSettle(task: Task, cancelGraceMs: number, settle: (reason: unknown) => void): void {
+  task.onAbort(() => {
+    const reason = task.abortReason
+    if (reason instanceof TaskCancelledError && cancelGraceMs > 0) setTimeout(() => settle(reason), cancelGraceMs).unref()
+    else settle(reason)
+  })
+}
+
+export function runUntilAborted(fn: () => unknown, task: Task, cancelGraceMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    if (abort.aborted) {
-      reject(abort.abortReason)
+    if (task.aborted) {
+      reject(task.abortReason)
       return
     }
     // Once the promise has settled a later abort is a no-op: nothing to remove.
-    abort.onAbort(() => reject(abort.abortReason))
+    onAbortSettle(task, cancelGraceMs, reject)
     let result: unknown
     try {
       result = fn()

@@ -153,7 +153,7 @@ export class MemoryBackend implements TaskBackend {
     return slot === -1 ? undefined : this.finished.record(slot)
   }
 
-  cancel(id: string, now: number): CancelOutcome {
+  cancel(id: string, now: number, cancelled?: (task: Task) => void): CancelOutcome {
     const task = this.live.get(id)
     if (task === undefined) {
       const slot = this.finished.find(id)
@@ -171,7 +171,8 @@ export class MemoryBackend implements TaskBackend {
     // until skipped; a retrying or scheduled one is in neither, so its successor is released now.
     if (wasDelayed) this.releaseNext(task)
     if (!task.inReady && !task.linked) this.live.delete(task.id)
-    return { outcome: 'cancelled', record: recordOf(task), task }
+    cancelled?.(task)
+    return { outcome: 'cancelled', record: recordOf(task) }
   }
 
   /**

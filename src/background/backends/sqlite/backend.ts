@@ -215,9 +215,9 @@ export class SqliteBackend implements TaskBackend {
    * A cancel is answered once it is committed: a cancelled task stays cancelled after a restart.
    * If the journal is known not to be writable, it is refused (503) before anything changes.
    */
-  async cancel(id: string, now: number): Promise<CancelOutcome> {
+  async cancel(id: string, now: number, cancelled?: (task: Task) => void): Promise<CancelOutcome> {
     if (!this.closed && !this.writable()) throw new BackendUnavailableError(this.failure ?? 'the task journal cannot be written')
-    const outcome = this.index.cancel(id, now)
+    const outcome = this.index.cancel(id, now, cancelled)
     if (outcome.outcome !== 'cancelled' || this.closed) return outcome
     this.touch(id)
     await new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))

@@ -1,0 +1,48 @@
+/** What a TaskRunner is made with, and what its stats() report. */
+import type { ResourceLimits } from 'node:worker_threads'
+import type { FastifyBaseLogger } from 'fastify'
+import type { AnyTaskDefinition } from '../define-task.js'
+import type { TaskBackend } from '../backends/types.js'
+
+export interface RunnerOptions {
+  backend: TaskBackend
+  /** Tasks run at once. */
+  concurrency: number
+  /** Bound on reserved + queued + retrying + running tasks; beyond it `reserve` throws `TASKS_BACKLOG_FULL`. */
+  maxPending: number
+  /** Bound on scheduled tasks not due yet (their own room); beyond it `TASKS_SCHEDULED_FULL`. Default 10000. */
+  maxScheduled?: number
+  /** Per-attempt timeout for plain functions and for defined tasks without one. */
+  defaultTimeoutMs: number
+  /**
+   * A running task that is cancelled has this long to settle on its own before it is recorded
+   * cancelled: one that finishes its work anyway reads `succeeded` (the cancel came too late).
+   * Default 5000; 0 records it cancelled at once.
+   */
+  cancelGraceMs?: number
+  /** How long a status query or a cancel waits for the backend before `TASKS_BACKEND_UNAVAILABLE`. Default 5000. */
+  backendTimeoutMs?: number
+  logger: FastifyBaseLogger
+  /** Defined tasks, found by name when a stored task is claimed. */
+  tasks?: AnyTaskDefinition[]
+  /** Worker threads for threaded tasks (made with the first one). Default: the cores less one, at least 1. */
+  threads?: number
+  /** Limits of each worker thread (`maxOldGenerationSizeMb`…): a thread past one dies, its task fails. */
+  threadResourceLimits?: ResourceLimits
+  /** Injectable for tests. */
+  now?: () => number
+  random?: () => number
+}
+
+export interface RunnerStats {
+  running: number
+  /** Reserved + queued + retrying + running. */
+  pending: number
+  maxPending: number
+  /** Scheduled tasks not claimed yet (they do not count in `pending`). */
+  scheduled: number
+  maxScheduled: number
+  concurrency: number
+  full: boolean
+  closing: boolean
+}
