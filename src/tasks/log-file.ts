@@ -4,17 +4,14 @@
  * the request path), flushed and fsynced on close. Under load that is a few hundred writes a
  * second whatever the request rate: the write and its check cost the request path nothing.
  *
- * Each batch write also checks that the path still leads to the open file: if it was moved
- * (logrotate) the next batch goes to the path; if it was deleted, or its directory replaced,
- * the batch is written again at the path, so no line goes to a file nobody reads. An idle
- * file is checked every second, to release a rotated one. After a failed write the path is
- * reopened before the next one. A line whose write failed rejects
- * its promise, so the task that wrote it fails and is retried.
+ * Each batch is written through `log-file-handle.ts`, which keeps the path leading to the open
+ * file (logrotate, a deleted file, a replaced directory). After a failed write the path is
+ * reopened before the next one. A line whose write failed rejects its promise, so the task that
+ * wrote it fails and is retried.
  */
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, truncateSync } from 'node:fs'
 import { open as openFile } from 'node:fs/promises'
-import { fstat, stat, write } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { resolve } from 'node:path'
+import { LogFileHandle } from './log-file-handle.js'
 
 export class LogFileOpenError extends Error {
   override name = 'LogFileOpenError'
@@ -47,7 +44,6 @@ function newBatch(): Batch {
   return { lines: [], hooks: undefined, promise, resolve: resolveBatch, reject: rejectBatch }
 }
 
-const ROTATION_CHECK_MS = 1000
 const DEFAULT_FLUSH_INTERVAL_MS = 5
 /** Waiting text beyond this is written at once, not at the next interval. */
 const FLUSH_BYTES = 64 * 1024
@@ -59,9 +55,7 @@ export interface LogFileOptions {
 
 export class LogFile {
   readonly path: string
-  private fd: number | null
-  /** Device and inode of the open file: what the path must still lead to. */
-  private identity: { dev: number; ino: number } | null = null
+  private readonly file: LogFileHandle
   private next: Batch | null = null
   /** Characters waiting in `next`: past FLUSH_BYTES the batch is written at once. */
   private nextLength = 0
@@ -73,26 +67,21 @@ export class LogFile {
   /** The last write failed, and when: readiness says so until a write succeeds (see health). */
   private failure: { error: Error; at: number } | null = null
   private closePromise: Promise<void> | undefined
-  private readonly rotationTimer: NodeJS.Timeout
-  /** Where the next write lands in the open file: its size, kept up to date by our writes. */
-  private end = 0
   /** Bytes of a torn last line (no newline) removed when the file was opened. */
   readonly tornBytesRemoved: number
 
-  private constructor(path: string, fd: number, options: LogFileOptions) {
+  private constructor(path: string, options: LogFileOptions) {
     this.path = path
     this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS
-    this.tornBytesRemoved = removeTornTail(path, fd)
-    this.fd = this.opened(fd)
-    this.rotationTimer = setInterval(() => this.checkRotation(), ROTATION_CHECK_MS)
-    this.rotationTimer.unref()
+    this.file = new LogFileHandle(path, () => this.writing)
+    this.tornBytesRemoved = this.file.tornBytesRemoved
   }
 
   /** Create the directory and open the file for appending, or throw a clear start-up error. */
   static open(path: string, options: LogFileOptions = {}): LogFile {
     const absolute = resolve(path)
     try {
-      return new LogFile(absolute, openForAppend(absolute), options)
+      return new LogFile(absolute, options)
     } catch (error) {
       throw new LogFileOpenError(`Cannot open LOG_FILE ${JSON.stringify(path)}: ${(error as Error).message}`)
     }
@@ -140,20 +129,11 @@ export class LogFile {
   /** Flush, fsync and close. Safe to call twice. */
   close(): Promise<void> {
     this.closePromise ??= (async () => {
-      clearInterval(this.rotationTimer)
+      this.file.stopRotationChecks()
       if (this.flushTimer !== null) clearTimeout(this.flushTimer)
       await this.flush()
       this.closed = true
-      if (this.fd !== null) {
-        const fd = this.fd
-        this.fd = null
-        try {
-          fsyncSync(fd)
-        } catch {
-          // /dev/full and pipes cannot be fsynced; nothing more to keep.
-        }
-        closeSync(fd)
-      }
+      this.file.close()
     })()
     return this.closePromise
   }
@@ -174,29 +154,16 @@ export class LogFile {
 
   private async writeBatch(batch: Batch): Promise<void> {
     try {
-      const fd = this.ensureOpen()
+      // Opened first, so that the placement hooks see where this file ends.
+      const fd = this.file.ensureOpen()
       const buffer = Buffer.from(batch.lines.length === 1 ? (batch.lines[0] as string) : batch.lines.join(''), 'utf8')
       if (batch.hooks !== undefined && !(await this.place(batch))) return
-      // Checked while the batch is written (no added latency): does the path still lead to
-      // the open file? If it was moved (logrotate) the lines are in the moved file and the
-      // next batch goes to the path; if it was deleted, or its directory removed or replaced,
-      // the lines went nowhere: they are written again at the path, or the batch fails with
-      // the path's error (ENOTDIR…) and its tasks are retried.
-      const pathCheck = this.pathLeadsToOpenFile()
-      await writeAll(fd, buffer)
-      this.end += buffer.length
-      if (!(await pathCheck)) {
-        const lost = await isDeleted(fd)
-        this.reopenLater()
-        if (lost) {
-          await writeAll(this.ensureOpen(), buffer)
-          this.end += buffer.length
-        }
-      }
+      // A failure (the path's ENOTDIR…) fails the batch, and its tasks are retried.
+      await this.file.write(fd, buffer)
       this.failure = null
       batch.resolve()
     } catch (error) {
-      this.reopenLater()
+      this.file.reopenLater()
       this.failure = { error: error as Error, at: Date.now() }
       batch.reject(error as Error)
     }
@@ -237,7 +204,7 @@ export class LogFile {
   private async place(batch: Batch): Promise<boolean> {
     const hooks = batch.hooks as Array<[number, BeforeWrite]>
     const placed: Array<Promise<void>> = []
-    let offset = this.end
+    let offset = this.file.end
     let index = 0
     for (const [at, hook] of hooks) {
       for (; index < at; index++) offset += Buffer.byteLength(batch.lines[index] as string)
@@ -251,122 +218,4 @@ export class LogFile {
       return false
     }
   }
-
-  private ensureOpen(): number {
-    if (this.fd === null) this.fd = this.opened(openForAppend(this.path))
-    return this.fd
-  }
-
-  private opened(fd: number): number {
-    const { dev, ino, size } = fstatSync(fd)
-    this.identity = { dev, ino }
-    this.end = size
-    return fd
-  }
-
-  /** One stat per batch: false when the path is gone or now names another file. */
-  private pathLeadsToOpenFile(): Promise<boolean> {
-    const identity = this.identity
-    return new Promise((resolvePromise) => {
-      stat(this.path, (error, current) => {
-        resolvePromise(error === null && identity !== null && current.dev === identity.dev && current.ino === identity.ino)
-      })
-    })
-  }
-
-  /** Drop the descriptor: the next write reopens the path (and fails if it cannot). */
-  private reopenLater(): void {
-    if (this.fd === null) return
-    const fd = this.fd
-    this.fd = null
-    if (this.writing === null) closeSync(fd)
-    else void this.writing.finally(() => closeSync(fd))
-  }
-
-  private checkRotation(): void {
-    const fd = this.fd
-    if (fd === null || this.closed) return
-    fstat(fd, (fdError, opened) => {
-      stat(this.path, (pathError, current) => {
-        if (this.fd !== fd) return
-        if (fdError !== null || pathError !== null || opened.ino !== current.ino || opened.dev !== current.dev) {
-          this.reopenLater()
-        }
-      })
-    })
-  }
-}
-
-/**
- * Open for appending; create the directory only if it is missing. Creating it first would
- * turn "the directory is now a regular file" into a misleading EEXIST from mkdir instead of
- * the ENOTDIR that opening the path gives.
- */
-function openForAppend(path: string): number {
-  try {
-    return openSync(path, 'a')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-    makeDirectory(dirname(path))
-    return openSync(path, 'a')
-  }
-}
-
-/**
- * `mkdir -p`, one level at a time: Node's `mkdirSync(dir, { recursive: true })` never returns
- * where mkdir answers ENOENT under an existing parent (/proc, /sys), and the start would hang.
- */
-function makeDirectory(dir: string): void {
-  const parent = dirname(dir)
-  if (parent !== dir && !existsSync(parent)) makeDirectory(parent)
-  if (!existsSync(dir)) mkdirSync(dir)
-}
-
-/** The most a torn last line can be: the longest line, every character escaped (see log-line.ts). */
-const TORN_TAIL_LIMIT = 1024 * 1024
-
-/**
- * A crash in the middle of a write can leave a last line without its newline: cut it off, so that
- * no torn line stays in the file (its task had not finished, so it runs again and writes it whole).
- * Only a regular file, and only a tail shorter than the longest line; anything else is left alone.
- */
-function removeTornTail(path: string, fd: number): number {
-  const stats = fstatSync(fd)
-  const size = stats.size
-  if (!stats.isFile() || size === 0) return 0
-  const tailLength = Math.min(size, TORN_TAIL_LIMIT)
-  const tail = Buffer.alloc(tailLength)
-  const reader = openSync(path, 'r')
-  try {
-    readSync(reader, tail, 0, tailLength, size - tailLength)
-  } finally {
-    closeSync(reader)
-  }
-  if (tail[tailLength - 1] === 0x0a) return 0
-  const lastNewline = tail.lastIndexOf(0x0a)
-  if (lastNewline === -1 && tailLength === TORN_TAIL_LIMIT) return 0 // not a file of lines: leave it
-  const keep = size - tailLength + lastNewline + 1
-  truncateSync(path, keep)
-  return size - keep
-}
-
-async function writeAll(fd: number, buffer: Buffer): Promise<void> {
-  let offset = 0
-  while (offset < buffer.length) offset += await writeAsync(fd, buffer, offset)
-}
-
-/** True when the open file has no name left (deleted), or cannot be inspected. */
-function isDeleted(fd: number): Promise<boolean> {
-  return new Promise((resolvePromise) => {
-    fstat(fd, (error, stats) => resolvePromise(error !== null || stats.nlink === 0))
-  })
-}
-
-function writeAsync(fd: number, buffer: Buffer, offset: number): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    write(fd, buffer, offset, buffer.length - offset, null, (error, written) => {
-      if (error !== null) reject(error)
-      else resolvePromise(written)
-    })
-  })
 }

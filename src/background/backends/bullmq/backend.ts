@@ -3,7 +3,8 @@
  * `npm run worker` processes. It composes the parts, one job per file:
  *
  * - `producer.ts` stores tasks (a job, or a flow for a request's ordered group), and
- *   `turn-batch.ts` sends the single jobs of one event-loop turn together;
+ *   `turn-batch.ts` sends the single jobs of one event-loop turn together; `keyed-enqueue.ts`
+ *   claims idempotency keys (`keys.ts`) before storing;
  * - `consumer.ts` (workers only) runs a BullMQ Worker whose processor hands each job to the
  *   runner's `claim`, and records the outcome the runner reports;
  * - `handoff.ts` is where those jobs wait for the claim;
@@ -42,6 +43,7 @@ import { JobBrowser } from './browse.js'
 import { CancelChannel } from './cancel.js'
 import { ConnectionLog, closeConnection, producerConnection, readiness, unavailable } from './connection.js'
 import { JobConsumer } from './consumer.js'
+import { enqueueKeyed } from './keyed-enqueue.js'
 import { JobProducer } from './producer.js'
 import { QueueKeys } from './keys.js'
 import { FINISHED, type JobData, UNFINISHED_STATES, toRecord } from './records.js'
@@ -162,29 +164,12 @@ export class BullMQBackend implements TaskBackend {
 
   async enqueue(group: Task[]): Promise<void | Deduplicated> {
     this.requireConnection()
-    if (group.some((task) => task.key !== undefined)) return this.enqueueKeyed(group)
+    if (group.some((task) => task.key !== undefined)) return enqueueKeyed(group, this.keys, this.producer, this.log.error)
     try {
       await this.producer.add(group)
     } catch (error) {
       throw unavailable(error)
     }
-  }
-
-  /** A group with keyed tasks: their keys are claimed in Redis first, so one process stores each key's task. */
-  private async enqueueKeyed(group: Task[]): Promise<Deduplicated> {
-    const claimed = await this.keys.claim(group).catch((error: unknown) => {
-      throw refusalOrUnavailable(error)
-    })
-    const rest = group.filter((task) => !claimed.deduplicated.has(task.id))
-    try {
-      if (rest.length > 0) await this.producer.add(rest)
-    } catch (error) {
-      await this.keys.release(claimed)
-      throw unavailable(error)
-    }
-    // Stored: a key left pending (Redis lost right now) still counts as committed, its job exists.
-    await this.keys.commit(claimed).catch((error: unknown) => this.log.error(error as Error))
-    return claimed.deduplicated
   }
 
   claim(_now: number, limit: number): MaybePromise<Task[]> {
@@ -295,11 +280,4 @@ export class BullMQBackend implements TaskBackend {
     await Promise.allSettled([this.queue.close(), this.cancels.close()])
     await closeConnection(this.redis)
   }
-}
-
-/** A refusal of the request (409, 422) as it is; anything else a 503. */
-function refusalOrUnavailable(error: unknown): Error {
-  const status = error instanceof Error ? (error as { statusCode?: number }).statusCode : undefined
-  if (status === 409 || status === 422) return error as Error
-  return unavailable(error)
 }

@@ -1,52 +1,19 @@
 /**
- * The sqlite journal file: its schema, and the few statements the sqlite backend needs. One
- * process holds it at a time (`locking_mode=EXCLUSIVE`, WAL). Opening never harms a file that is
- * not a journal: `journal-file.ts` checks what is at the path first.
+ * The sqlite journal file: opening it, and the few statements the sqlite backend needs (one write
+ * transaction that also prunes, expiry, the probe). One process holds it at a time
+ * (`locking_mode=EXCLUSIVE`, WAL). Opening never harms a file that is not a journal:
+ * `journal-file.ts` checks what is at the path first; `journal-schema.ts` creates or migrates the
+ * tables, `journal-load.ts` reads the rows back.
  */
 import { statSync, type Stats } from 'node:fs'
 import { sqliteDriver, type SqlDatabase, type SqliteDriver, type SqliteDriverName, type SqlStatement } from './driver.js'
 import { describeError as describe } from '../../describe-error.js'
-import type { StoredTask, TaskRecord, TaskStatus } from '../types.js'
-import type { KeyEntry } from '../../idempotency.js'
-import { TASK_STATUSES, isFinished } from '../types.js'
-import { APPLICATION_ID, JournalOpenError, SCHEMA_VERSION, explainOpenError, inspect, mkdirOrThrow, oneLine } from './journal-file.js'
+import type { TaskRecord } from '../types.js'
+import { JournalOpenError, SCHEMA_VERSION, explainOpenError, inspect, mkdirOrThrow, oneLine } from './journal-file.js'
+import { createSchema, migrate } from './journal-schema.js'
+import { type LoadedJournal, loadJournal } from './journal-load.js'
 
 export { APPLICATION_ID, JournalOpenError, SCHEMA_VERSION } from './journal-file.js'
-
-/** The tasks table (schema 4: the `scheduled` status and `priority`). */
-const TASKS_TABLE = `
-  CREATE TABLE tasks (
-    id           TEXT    NOT NULL,          -- the task id (random UUID)
-    grp          TEXT    NOT NULL,          -- the request's group: the id of its first task
-    seq          INTEGER NOT NULL,          -- place in the group: run one after another
-    name         TEXT    NOT NULL,          -- the defined task's name
-    args         TEXT,                      -- JSON; NULL once finished
-    status       TEXT    NOT NULL CHECK (status IN (${TASK_STATUSES.map((status) => `'${status}'`).join(',')})),
-    attempts     INTEGER NOT NULL,
-    max_attempts INTEGER NOT NULL,
-    request_id   TEXT,
-    created_at   INTEGER NOT NULL,          -- epoch ms
-    started_at   INTEGER,
-    finished_at  INTEGER,
-    run_at       INTEGER,                   -- next attempt (retrying), or the first (scheduled)
-    last_error   TEXT,
-    intent       TEXT,                      -- JSON: what the running attempt recorded it was about to do
-    priority     INTEGER NOT NULL DEFAULT 0 -- higher runs first among waiting tasks
-  );
-`
-const FINISHED_INDEX = 'CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;'
-const SCHEMA = TASKS_TABLE + FINISHED_INDEX
-
-/** Schema 3: idempotency keys, written in the same transaction as their task's row. */
-const KEYS_SCHEMA = `
-  CREATE TABLE IF NOT EXISTS idempotency_keys (
-    key          TEXT    NOT NULL PRIMARY KEY,
-    fingerprint  TEXT    NOT NULL,         -- SHA-256 of the task name and its JSON arguments
-    task_id      TEXT    NOT NULL,
-    created_at   INTEGER NOT NULL          -- epoch ms: remembered for the retention age from then
-  );
-  CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);
-`
 
 /** A key to write with its task (a type, not an interface: it binds as SQL parameters). */
 export type JournalKeyInsert = {
@@ -87,15 +54,6 @@ export interface JournalWrite {
   now: number
 }
 
-export interface LoadedJournal {
-  /** Every row, grouped by request in insertion order. */
-  groups: StoredTask[][]
-  /** The row of each unfinished task. */
-  rowids: Map<string, number>
-  /** Idempotency keys within the retention age, oldest first. */
-  keys: Array<[key: string, entry: KeyEntry]>
-}
-
 export interface JournalOptions {
   /** Finished rows kept: at most this many, for at most this long. */
   retention: { maxCount: number; maxAgeMs: number }
@@ -108,32 +66,6 @@ interface WriteResult {
   finishedDelta: number
   keyDelta: number
   agePruned: boolean
-}
-
-interface Row {
-  rowid: number
-  id: string
-  grp: string
-  name: string
-  args: string | null
-  status: TaskStatus
-  attempts: number
-  max_attempts: number
-  request_id: string | null
-  created_at: number
-  started_at: number | null
-  finished_at: number | null
-  run_at: number | null
-  last_error: string | null
-  intent?: string | null
-  priority: number
-}
-
-interface KeyRow {
-  key: string
-  fingerprint: string
-  task_id: string
-  created_at: number
 }
 
 const AGE_PRUNE_INTERVAL_MS = 1000
@@ -180,12 +112,7 @@ export class Journal {
         migrate(db)
       } else {
         // Header fields are written before WAL is on, so they are always in the main file.
-        db.transaction(() => {
-          db.exec(`PRAGMA application_id = ${APPLICATION_ID}`)
-          db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
-          db.exec(SCHEMA)
-          db.exec(KEYS_SCHEMA)
-        })()
+        createSchema(db)
       }
       const mode = db.value('PRAGMA journal_mode = WAL')
       if (mode !== 'wal') throw new JournalOpenError(path, `cannot use write-ahead logging (journal_mode is ${String(mode)})`)
@@ -244,21 +171,7 @@ export class Journal {
 
   /** Every row, for the in-memory index. */
   load(): LoadedJournal {
-    const groups = new Map<string, StoredTask[]>()
-    const rowids = new Map<string, number>()
-    const rows = this.db.prepare('SELECT rowid, * FROM tasks ORDER BY rowid').all() as unknown as Row[]
-    for (const row of rows) {
-      let group = groups.get(row.grp)
-      if (group === undefined) groups.set(row.grp, (group = []))
-      group.push(toStoredTask(row))
-      if (!isFinished(row.status)) rowids.set(row.id, row.rowid)
-    }
-    const keys: LoadedJournal['keys'] = []
-    const keyRows = this.db
-      .prepare('SELECT key, fingerprint, task_id, created_at FROM idempotency_keys ORDER BY created_at')
-      .all() as unknown as KeyRow[]
-    for (const row of keyRows) keys.push([row.key, { taskId: row.task_id, fingerprint: row.fingerprint, at: row.created_at }])
-    return { groups: [...groups.values()], rowids, keys }
+    return loadJournal(this.db)
   }
 
   /**
@@ -365,46 +278,4 @@ export class Journal {
     }
     return { rowids, finishedDelta, keyDelta, agePruned }
   }
-}
-
-function toStoredTask(row: Row): StoredTask {
-  return {
-    id: row.id,
-    name: row.name,
-    args: row.args === null ? undefined : (JSON.parse(row.args) as unknown[]),
-    status: row.status,
-    attempts: row.attempts,
-    maxAttempts: row.max_attempts,
-    requestId: row.request_id ?? undefined,
-    createdAt: row.created_at,
-    startedAt: row.started_at ?? undefined,
-    finishedAt: row.finished_at ?? undefined,
-    runAt: row.run_at ?? undefined,
-    priority: row.priority,
-    lastError: row.last_error ?? undefined,
-    ...(row.intent === null || row.intent === undefined ? {} : { intent: JSON.parse(row.intent) as unknown }),
-  }
-}
-
-/** Bring a journal of an earlier schema up to this one, in one transaction. */
-function migrate(db: SqlDatabase): void {
-  const version = Number(db.value('PRAGMA user_version'))
-  if (version >= SCHEMA_VERSION) return
-  db.transaction(() => {
-    // 1 → 2: the intent column (exactly once for tasks that record what they are about to do).
-    if (version < 2) db.exec('ALTER TABLE tasks ADD COLUMN intent TEXT')
-    // 2 → 3: the idempotency keys, committed with their tasks.
-    if (version < 3) db.exec(KEYS_SCHEMA)
-    // 3 → 4: the `scheduled` status (a CHECK constraint: the table is rebuilt, rowids kept) and `priority`.
-    if (version < 4) {
-      db.exec('ALTER TABLE tasks RENAME TO tasks_v3')
-      db.exec(TASKS_TABLE)
-      const columns =
-        'id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at, started_at, finished_at, run_at, last_error, intent'
-      db.exec(`INSERT INTO tasks (rowid, ${columns}) SELECT rowid, ${columns} FROM tasks_v3`)
-      db.exec('DROP TABLE tasks_v3')
-      db.exec(FINISHED_INDEX)
-    }
-    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
-  })()
 }

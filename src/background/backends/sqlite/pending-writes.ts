@@ -1,0 +1,116 @@
+/**
+ * What waits for the journal's next commit: new groups (as rows), changed records, idempotency
+ * keys to delete, intents, and who waits for them. A flush takes the whole set at once and makes
+ * it one `JournalWrite`.
+ */
+import type { Task } from '../../task.js'
+import type { TaskRecord } from '../types.js'
+import type { JournalChange, JournalInsert, JournalKeyInsert, JournalWrite } from './journal.js'
+
+export interface PendingGroup {
+  group: Task[]
+  rows: JournalInsert[]
+  keys: JournalKeyInsert[] | undefined
+  resolve: () => void
+  reject: (error: Error) => void
+}
+
+export interface Waiter {
+  resolve: () => void
+  reject: (error: Error) => void
+}
+
+export class PendingWrites {
+  readonly groups: PendingGroup[] = []
+  /** Records to write, by task id; null: the index forgot it already, delete its row. */
+  readonly dirty = new Map<string, TaskRecord | null>()
+  /** Idempotency keys whose commit was not acknowledged (the fsync failed): deleted with the next write. */
+  readonly keyDeletes: string[] = []
+  /** Who waits for the changes: resolved once acknowledged (fsynced with `sync: 'full'`). */
+  readonly waiters: Waiter[] = []
+  /** Intents to write (JSON), by task id, and who waits for them: committed, never fsynced. */
+  readonly intents = new Map<string, string>()
+  readonly intentWaiters: Waiter[] = []
+
+  /** One request's tasks as rows; throws (synchronously) for a plain function, which cannot be stored. */
+  addGroup(group: Task[], groupId: string): Promise<void> {
+    const rows = group.map((task, seq): JournalInsert => {
+      if (task.fn !== undefined) throw new TypeError(`task "${task.name}" is a plain function: it cannot be stored`)
+      return {
+        id: task.id,
+        grp: groupId,
+        seq,
+        name: task.name,
+        args: JSON.stringify(task.args),
+        maxAttempts: task.maxAttempts,
+        requestId: task.requestId,
+        createdAt: task.createdAt,
+        status: task.runAt === undefined ? 'queued' : 'scheduled',
+        runAt: task.runAt ?? null,
+        priority: task.priority ?? 0,
+      }
+    })
+    let keys: JournalKeyInsert[] | undefined
+    for (const task of group) {
+      if (task.key === undefined) continue
+      ;(keys ??= []).push({ key: task.key.key, fingerprint: task.key.fingerprint, taskId: task.id, createdAt: task.createdAt })
+    }
+    return new Promise((resolve, reject) => this.groups.push({ group, rows, keys, resolve, reject }))
+  }
+
+  /** Nothing to write (there may still be waiters: they are answered at once). */
+  isEmpty(): boolean {
+    return this.groups.length === 0 && this.dirty.size === 0 && this.intents.size === 0 && this.keyDeletes.length === 0
+  }
+
+  /** The write, for the tasks that have a row (`rowids`); a task without one was never committed. */
+  toWrite(rowids: Map<string, number>, now: number): JournalWrite {
+    const changes: JournalChange[] = []
+    for (const [id, record] of this.dirty) {
+      const rowid = rowids.get(id)
+      if (rowid !== undefined) changes.push([rowid, record])
+    }
+    const intentRows: Array<[number, string]> = []
+    for (const [id, intent] of this.intents) {
+      const rowid = rowids.get(id)
+      if (rowid !== undefined) intentRows.push([rowid, intent])
+    }
+    let keys: JournalKeyInsert[] | undefined
+    for (const pending of this.groups) if (pending.keys !== undefined) (keys ??= []).push(...pending.keys)
+    return {
+      inserts: this.groups.map((pending) => pending.rows),
+      ...(keys === undefined ? {} : { keys }),
+      ...(this.keyDeletes.length === 0 ? {} : { keyDeletes: this.keyDeletes }),
+      changes,
+      intents: intentRows,
+      now,
+    }
+  }
+
+  /** This set's write failed: its changes and key deletes go with the next one (a newer record of the same task wins). */
+  keepFor(next: PendingWrites): void {
+    for (const [id, record] of this.dirty) if (!next.dirty.has(id)) next.dirty.set(id, record)
+    next.keyDeletes.push(...this.keyDeletes)
+  }
+
+  /** The rows of these groups, committed but not acknowledged, are deleted with this write, and their keys. */
+  deleteRowsOf(groups: PendingGroup[]): void {
+    for (const pending of groups) {
+      for (const task of pending.group) this.dirty.set(task.id, null)
+      for (const key of pending.keys ?? []) this.keyDeletes.push(key.key)
+    }
+  }
+
+  /** Nothing to write: answer who waits at once, and keep the set for what comes next. */
+  resolveWaiters(): void {
+    for (const waiter of this.waiters.splice(0)) waiter.resolve()
+    for (const waiter of this.intentWaiters.splice(0)) waiter.resolve()
+  }
+
+  /** Refuse every group and waiter of this set. */
+  reject(error: Error): void {
+    for (const pending of this.groups) pending.reject(error)
+    for (const waiter of this.waiters) waiter.reject(error)
+    for (const waiter of this.intentWaiters) waiter.reject(error)
+  }
+}
