@@ -8,26 +8,21 @@
  * - worker: a plain `Worker` (concurrency 100) that appends `<ISO time>: <message>\n` to one
  *   append-mode WriteStream, the message escaped by the app's own escapeControlCharacters.
  *
- * The queue keeps the last 10,000 finished jobs (`defaultJobOptions.removeOnComplete`), as the
- * app keeps 10,000 by default: without it Redis would grow by every job of the run.
+ * The queue keeps the last 10,000 finished jobs (`defaultJobOptions.removeOnComplete`, see
+ * bench/hand-written-queue.ts), as the app keeps 10,000 by default.
  * Env: REDIS_URL, BENCH_QUEUE (default bench-hand-written), LOG_FILE (worker), HOST, PORT, LOG_LEVEL (web).
  */
 import { createWriteStream } from 'node:fs'
-import { Queue, Worker } from 'bullmq'
-import { Redis } from 'ioredis'
+import { Worker } from 'bullmq'
+import { HAND_WRITTEN_QUEUE, plainQueue, WORKER_CONCURRENCY, type PlainJob } from './hand-written-queue.js'
 import { loadAppEscape } from './log-escape.js'
 import { benchFastify, listenUntilSignalled, RECEIVED, sendMessageSchema } from './send-message-route.js'
 
 const url = process.env.REDIS_URL
 if (url === undefined) throw new Error('REDIS_URL is not set')
-const queueName = process.env.BENCH_QUEUE ?? 'bench-hand-written'
-export const WORKER_CONCURRENCY = 100
 
 async function web(): Promise<void> {
-  const queue = new Queue<{ message: string }>(queueName, {
-    connection: new Redis(url as string, { maxRetriesPerRequest: null }),
-    defaultJobOptions: { removeOnComplete: 10_000, removeOnFail: 10_000 },
-  })
+  const queue = plainQueue(url as string)
   let added = 0
   const app = benchFastify()
   app.post('/send-message', { schema: sendMessageSchema }, async (request) => {
@@ -44,12 +39,12 @@ async function worker(): Promise<void> {
   if (file === undefined) throw new Error('LOG_FILE is not set')
   const escape = await loadAppEscape()
   const out = createWriteStream(file, { flags: 'a' })
-  const consumer = new Worker<{ message: string }>(
-    queueName,
+  const consumer = new Worker<PlainJob>(
+    HAND_WRITTEN_QUEUE,
     async (job) => {
       out.write(`${new Date().toISOString()}: ${escape(job.data.message)}\n`)
     },
-    { connection: new Redis(url as string, { maxRetriesPerRequest: null }), concurrency: WORKER_CONCURRENCY },
+    { connection: { url, maxRetriesPerRequest: null }, concurrency: WORKER_CONCURRENCY },
   )
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {

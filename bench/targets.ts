@@ -9,6 +9,7 @@
  * for every target (it says whether the machine moved), and the hand-written server too for a
  * target against it.
  */
+import { median, steadiness } from './stats.js'
 
 export type Ratio = 'app/bare req/s' | 'app/bare p99' | 'app/hand-written req/s' | 'app/hand-written CPU/req'
 
@@ -101,6 +102,18 @@ export const INSTRUCTION_TARGETS = { appOverBare: 1.25, appOverBareWithoutTurboF
 
 /** The drain target of `npm run bench:drain`: the app's worker against a plain BullMQ Worker, jobs/s. */
 export const DRAIN_TARGET = 1.0
+
+/**
+ * The app's jobs/s against the plain Worker's over alternating runs: the ratio of each pair,
+ * the median, and its verdict: judged only when the plain Worker's jobs/s stayed within
+ * STEADY_SPREAD over its runs (it does the same work every run, like the bare server).
+ */
+export function judgeDrain(app: readonly number[], plain: readonly number[]): { ratios: number[]; median: number; text: string } {
+  const ratios = app.map((value, i) => value / (plain[i] ?? Number.NaN))
+  const value = median(ratios)
+  const { steady } = steadiness(plain)
+  return { ratios, median: value, text: steady ? boundMark(value, '>=', DRAIN_TARGET) : 'not judged: the plain Worker was not steady' }
+}
 
 /** `ok` / `MISSED` of an upper or lower bound, for the two benches above that judge a single ratio. */
 export function boundMark(value: number, direction: '>=' | '<=', bound: number): string {

@@ -1,6 +1,6 @@
 /** The bench's targets: which hold where, and a ratio judged only against steady yardsticks. */
 import { describe, expect, it } from 'vitest'
-import { boundMark, describeVerdict, judge, targetsFor } from '../bench/targets.js'
+import { boundMark, describeVerdict, judge, judgeDrain, targetsFor } from '../bench/targets.js'
 import { against } from '../bench/compare.js'
 import type { Measured } from '../bench/compare-round.js'
 
@@ -75,5 +75,16 @@ describe('app against a yardstick, round by round', () => {
     expect(result.userCpu[1]).toBeCloseTo(34 / 30)
     expect(result.steadiness.steady).toBe(true)
     expect(result.cpuShare).toBe(0.8)
+  })
+})
+
+describe('drain: the app worker against a plain BullMQ Worker', () => {
+  it('pairs alternating runs, judges the median ratio, and only when the plain Worker was steady', () => {
+    const steadyRuns = judgeDrain([1100, 900, 1000], [1000, 1000, 1000])
+    expect(steadyRuns.ratios).toEqual([1.1, 0.9, 1])
+    expect(steadyRuns.median).toBe(1)
+    expect(steadyRuns.text).toBe('ok')
+    expect(judgeDrain([900, 950, 990], [1000, 1000, 1000]).text).toBe('MISSED')
+    expect(judgeDrain([1000, 1000], [700, 1000]).text).toBe('not judged: the plain Worker was not steady')
   })
 })
