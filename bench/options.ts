@@ -36,9 +36,9 @@ export const USAGE = `npm run bench -- [options]
   --warmup S           warm-up per server and connection count, not measured (default 3; quick 0.5)
   --factor N           overload: the second run is N times the first (default 10)
   --task-delay MS      overload: each log write first waits this long (default 2)
-  --log-level LEVEL    LOG_LEVEL of both servers (default warn: no per-request log lines)
+  --log-level LEVEL    LOG_LEVEL of every server (default warn: no per-request log lines)
   --env KEY=VALUE      extra environment for the app (repeatable), e.g. --env TASK_CONCURRENCY=64
-  --profile            run both servers under node --cpu-prof and print where the time goes
+  --profile            run the servers under node --cpu-prof and print where the time goes
   --keep               keep the run directory (log file, profiles)
   --help`
 
