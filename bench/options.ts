@@ -29,7 +29,7 @@ export const USAGE = `npm run bench -- [options]
   --threads            /send-message p99 while 8 CPU-heavy tasks (~200 ms each) run in worker threads,
                        against idle and against the same tasks in-process (connections: the first only)
   --backend NAME       memory (default), sqlite or bullmq
-  --workers N          bullmq: worker processes to start (default 1)
+  --workers N          bullmq: worker processes to start (default 1), and as many plain Workers for the hand-written reference
   --connections LIST   comma-separated (default 50,200,1000; overload: the first only)
   --rounds N           measured rounds per server and connection count (default 3, at least 3)
   --seconds S          length of a measured round (default 5; quick 1)
