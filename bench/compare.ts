@@ -5,6 +5,7 @@
  * and checked line by line at the end (bench/run.ts). Ratios and targets: bench/targets.ts;
  * the report: bench/compare-format.ts.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { RunContext } from './context.js'
 import { messages } from './context.js'
 import type { LoadResult } from './load.js'
@@ -118,6 +119,18 @@ function ratioValue(name: Ratio, bare: Against, handWritten: Against | undefined
   }
 }
 
+/** The ledger's accepted count once two reads 200 ms apart agree (at most 10 s). */
+async function settledCount(ledger: LogLedger): Promise<number> {
+  let last = await ledger.accepted()
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+    await sleep(200)
+    const now = await ledger.accepted()
+    if (now === last) break
+    last = now
+  }
+  return last
+}
+
 function worst(lags: Array<number | undefined>): number | undefined {
   return lags.some((lag) => lag === undefined) ? undefined : Math.max(...(lags as number[]))
 }
@@ -199,9 +212,10 @@ export async function runCompare(context: RunContext, servers: CompareServers): 
         logLag: { boundMs: LOG_LAG_BOUND_MS, met: worstLogLagMs !== undefined && worstLogLagMs <= LOG_LAG_BOUND_MS },
       })
     }
-    // Requests cut off when wrk stopped are still handled after it has gone: count what each
-    // server accepted once it is all in (every accepted message owes one line).
-    if (wrk) for (const ledger of ledgers.values()) ledger.account.expectedLines = await ledger.accepted()
+    // Requests cut off when wrk stopped are still handled after it has gone (some already read
+    // by the server and queued behind the count's own request): count what each server accepted
+    // once the count has stopped moving (every accepted message owes one line).
+    if (wrk) for (const ledger of ledgers.values()) ledger.account.expectedLines = await settledCount(ledger)
   } finally {
     for (const ledger of ledgers.values()) ledger.tail.close()
   }
