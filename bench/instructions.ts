@@ -219,10 +219,11 @@ async function main(): Promise<void> {
     for (const name of opts.servers) counted[name] = await count(name, dir, opts)
     const perRequest = (c: Counted, which: keyof Dumped) => c.instructions[which] / c.requests
     const figure = (value: number) => Math.round(value).toLocaleString('en-US').padStart(10)
-    console.log('  instructions per request   main thread   all threads   of main: GC   TurboFan')
+    const LABEL = 33
+    console.log(`  ${'instructions per request'.padEnd(LABEL)}   main thread   all threads   of main: GC   TurboFan`)
     for (const c of Object.values(counted))
       console.log(
-        `  ${c.name.padEnd(24)} ${figure(perRequest(c, 'main'))}    ${figure(perRequest(c, 'all'))}   ${figure(perRequest(c, 'gc'))} ${figure(perRequest(c, 'compile'))}`,
+        `  ${c.name.padEnd(LABEL)} ${figure(perRequest(c, 'main'))}    ${figure(perRequest(c, 'all'))}   ${figure(perRequest(c, 'gc'))} ${figure(perRequest(c, 'compile'))}`,
       )
     const { app, bare } = counted
     const withoutCompile = (c: Counted) => perRequest(c, 'main') - perRequest(c, 'compile')
@@ -238,8 +239,10 @@ async function main(): Promise<void> {
       const plain = withoutCompile(app) / withoutCompile(yardstick)
       const judged = (value: number, bound: number | undefined) =>
         bound === undefined ? '' : `   (target ≤ ${bound}: ${boundMark(value, '<=', bound)})`
-      console.log(`  ${`app/${label}`.padEnd(24)} ${fixed(ratio('main'))}    ${fixed(ratio('all'))}${judged(ratio('main'), targets?.[0])}`)
-      console.log(`  ${`app/${label} without TurboFan`.padEnd(24)} ${fixed(plain)}${judged(plain, targets?.[1])}`)
+      console.log(
+        `  ${`app/${label}`.padEnd(LABEL)} ${fixed(ratio('main'))}    ${fixed(ratio('all'))}${judged(ratio('main'), targets?.[0])}`,
+      )
+      console.log(`  ${`app/${label} without TurboFan`.padEnd(LABEL)} ${fixed(plain)}${judged(plain, targets?.[1])}`)
     }
   } finally {
     if (process.env.BENCH_KEEP === undefined) rmSync(dir, { recursive: true, force: true })
