@@ -12,6 +12,8 @@ export interface RunContext {
   logFile: string
   /** Short random id: every message of the run starts with it. */
   runId: string
+  /** The --backend name (memory, sqlite, bullmq). */
+  backendName: string
   backend: PreparedBackend
   /** The app's environment (backend, log file, level, --env). */
   appEnv: Record<string, string>

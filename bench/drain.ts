@@ -1,9 +1,13 @@
 /**
- * `npm run bench:drain`: BullMQ end-to-end jobs/s with 1 and 2 workers. For each worker
- * count: a redis-server of its own, the queue pre-filled with unique `log_message` jobs
- * (through the same BullMQ backend the web process uses), then the workers start and the
- * time from their first line to the last is measured. Every job must be logged exactly once
- * across the workers' log files, or the run exits non-zero.
+ * `npm run bench:drain`: BullMQ end-to-end jobs/s with 1 and 2 workers, the app's worker
+ * (`npm run worker`) against the hand-written reference, a plain BullMQ Worker of concurrency
+ * 100 (bench/hand-written-bullmq.ts), in alternating runs (app, plain, app, plain …). Each run:
+ * a redis-server of its own, the queue pre-filled with unique `log_message` jobs (the app's
+ * through the same BullMQ backend the web process uses, the plain one's through `Queue.add`,
+ * both 500 at a time), then the workers start and the time from their first line to the last
+ * is measured. Every job must be logged exactly once across the workers' log files, or the run
+ * exits non-zero. The median app/plain ratio is judged (target ≥ 1.0) when the plain Worker's
+ * jobs/s stayed steady over its runs.
  */
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -16,6 +20,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { pathToFileURL } from 'node:url'
 import { BenchProcess, freePort } from './processes.js'
 import { LOG_LINE } from './log-verify.js'
+import { HAND_WRITTEN_QUEUE, plainQueue, WORKER_CONCURRENCY } from './hand-written-queue.js'
+import { median } from './stats.js'
+import { DRAIN_TARGET, judgeDrain } from './targets.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 
@@ -34,7 +41,13 @@ async function loadBackend(): Promise<ProducerClass> {
   return module.BullMQBackend
 }
 
+type Kind = 'app' | 'plain'
+
+/** Finished jobs Redis keeps in a drain run, app and plain alike. */
+const KEEP = 1000
+
 interface DrainResult {
+  kind: Kind
   workers: number
   jobs: number
   seconds: number
@@ -53,7 +66,36 @@ function countLines(files: string[]): number {
   return total
 }
 
-async function drain(workers: number, jobs: number, concurrency: number): Promise<DrainResult> {
+/** The app's worker: jobs through the app's own BullMQ backend, consumed by dist/worker.js. */
+async function appSide(url: string, concurrency: number) {
+  const BullMQBackend = await loadBackend()
+  const producer = new BullMQBackend({ role: 'producer', url, retention: { maxCount: KEEP, maxAgeMs: 3_600_000 } })
+  return {
+    ready: async () => (await producer.ready?.())?.ok === true,
+    add: (message: string) =>
+      producer.enqueue([
+        { id: randomUUID(), name: 'log_message', args: [message], requestId: undefined, maxAttempts: 6, createdAt: Date.now() },
+      ]),
+    close: () => producer.close(),
+    worker: { nodeArgs: [join(ROOT, 'dist/worker.js')], env: { TASK_CONCURRENCY: String(concurrency) } },
+  }
+}
+
+/** The hand-written reference: `Queue.add('log_message', { message })`, consumed by a plain Worker. */
+function plainSide(url: string) {
+  const queue = plainQueue(url, KEEP)
+  // Until the redis-server started beside it listens, the connection's errors are expected (ioredis retries).
+  queue.on('error', () => {})
+  return {
+    // Resolves once its connection is up (ioredis retries meanwhile); bounded by the caller's attempts.
+    ready: () => Promise.race([queue.waitUntilReady().then(() => true), sleep(25).then(() => false)]),
+    add: (message: string) => queue.add('log_message', { message }),
+    close: () => queue.close(),
+    worker: { nodeArgs: [join(ROOT, 'dist-bench/hand-written-bullmq.js'), 'worker'], env: { BENCH_QUEUE: HAND_WRITTEN_QUEUE } },
+  }
+}
+
+async function drain(kind: Kind, workers: number, jobs: number, concurrency: number): Promise<DrainResult> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-drain-'))
   const port = await freePort()
   const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
@@ -61,11 +103,10 @@ async function drain(workers: number, jobs: number, concurrency: number): Promis
   })
   const redisExited = once(redis, 'exit')
   const url = `redis://127.0.0.1:${port}`
-  const BullMQBackend = await loadBackend()
-  const producer = new BullMQBackend({ role: 'producer', url, retention: { maxCount: 1000, maxAgeMs: 3_600_000 } })
+  const side = kind === 'app' ? await appSide(url, concurrency) : plainSide(url)
   const processes: BenchProcess[] = []
   try {
-    for (let attempt = 0; (await producer.ready?.())?.ok !== true; attempt++) {
+    for (let attempt = 0; !(await side.ready()); attempt++) {
       if (attempt > 200) throw new Error(`redis-server on ${port} did not come up`)
       await sleep(25)
     }
@@ -76,11 +117,7 @@ async function drain(workers: number, jobs: number, concurrency: number): Promis
       for (let i = start; i < Math.min(jobs, start + 500); i++) {
         const message = `${run}-${i}`
         expected.add(message)
-        batch.push(
-          producer.enqueue([
-            { id: randomUUID(), name: 'log_message', args: [message], requestId: undefined, maxAttempts: 6, createdAt: Date.now() },
-          ]),
-        )
+        batch.push(side.add(message))
       }
       await Promise.all(batch)
     }
@@ -88,9 +125,9 @@ async function drain(workers: number, jobs: number, concurrency: number): Promis
     for (const [i, file] of files.entries()) {
       processes.push(
         new BenchProcess({
-          name: `worker ${i + 1}`,
-          nodeArgs: [join(ROOT, 'dist/worker.js')],
-          env: { REDIS_URL: url, LOG_FILE: file, LOG_LEVEL: 'warn', TASK_CONCURRENCY: String(concurrency) },
+          name: `${kind} worker ${i + 1}`,
+          nodeArgs: side.worker.nodeArgs,
+          env: { REDIS_URL: url, LOG_FILE: file, LOG_LEVEL: 'warn', ...side.worker.env },
           cwd: ROOT,
         }),
       )
@@ -115,10 +152,10 @@ async function drain(workers: number, jobs: number, concurrency: number): Promis
     }
     const duplicates = [...seen.values()].reduce((sum, n) => sum + Math.max(0, n - 1), 0)
     const missing = [...expected].filter((message) => !seen.has(message)).length
-    return { workers, jobs, seconds, jobsPerSecond: jobs / seconds, duplicates, missing }
+    return { kind, workers, jobs, seconds, jobsPerSecond: jobs / seconds, duplicates, missing }
   } finally {
     await Promise.all(processes.map((proc) => proc.stop()))
-    await producer.close()
+    await side.close()
     redis.kill('SIGTERM')
     await redisExited
   }
@@ -130,29 +167,47 @@ async function main(): Promise<number> {
       jobs: { type: 'string', default: '20000' },
       workers: { type: 'string', default: '1,2' },
       concurrency: { type: 'string', default: '256' },
+      runs: { type: 'string', default: '3' },
     },
   })
   const jobs = Number(values.jobs)
   const concurrency = Number(values.concurrency)
+  const runs = Number(values.runs)
   const counts = values.workers.split(',').map(Number)
-  if (!Number.isInteger(jobs) || jobs < 1 || counts.some((n) => !Number.isInteger(n) || n < 1)) {
-    console.error('usage: npm run bench:drain -- [--jobs N] [--workers 1,2] [--concurrency N]')
+  if (!Number.isInteger(jobs) || jobs < 1 || !Number.isInteger(runs) || runs < 1 || counts.some((n) => !Number.isInteger(n) || n < 1)) {
+    console.error('usage: npm run bench:drain -- [--jobs N] [--workers 1,2] [--concurrency N] [--runs N]')
     return 2
   }
-  console.log(`npm run bench:drain: ${jobs} jobs, workers ${counts.join(' and ')}, TASK_CONCURRENCY ${concurrency}, ${cpus().length} cores`)
+  console.log(
+    `npm run bench:drain: ${jobs} jobs, workers ${counts.join(' and ')}, app TASK_CONCURRENCY ${concurrency} against a plain BullMQ ` +
+      `Worker of concurrency ${WORKER_CONCURRENCY}, ${runs} alternating run(s) each, ${cpus().length} cores`,
+  )
   const results: DrainResult[] = []
+  const medianOf = (kind: Kind, workers: number) =>
+    median(results.filter((r) => r.kind === kind && r.workers === workers).map((r) => r.jobsPerSecond))
   for (const workers of counts) {
-    const result = await drain(workers, jobs, concurrency)
-    results.push(result)
+    for (let run = 1; run <= runs; run++) {
+      for (const kind of ['app', 'plain'] as const) {
+        const result = await drain(kind, workers, jobs, concurrency)
+        results.push(result)
+        console.log(
+          `  ${workers} worker(s), run ${run}, ${kind === 'app' ? 'app worker  ' : 'plain Worker'}: ${result.jobs} jobs in ${result.seconds.toFixed(2)} s = ` +
+            `${Math.round(result.jobsPerSecond)} jobs/s; ${result.duplicates} duplicates, ${result.missing} missing`,
+        )
+      }
+    }
+    const of = (kind: Kind) => results.filter((r) => r.kind === kind && r.workers === workers).map((r) => r.jobsPerSecond)
+    const verdict = judgeDrain(of('app'), of('plain'))
     console.log(
-      `  ${workers} worker(s): ${result.jobs} jobs in ${result.seconds.toFixed(2)} s = ${Math.round(result.jobsPerSecond)} jobs/s; ` +
-        `${result.duplicates} duplicates, ${result.missing} missing`,
+      `  ${workers} worker(s): median app ${Math.round(medianOf('app', workers))} jobs/s, plain Worker ${Math.round(medianOf('plain', workers))} jobs/s; ` +
+        `app/plain Worker ${verdict.median.toFixed(3)} (per run ${verdict.ratios.map((r) => r.toFixed(3)).join(', ')}; target >= ${DRAIN_TARGET}: ${verdict.text})`,
     )
   }
-  const base = results[0]
-  for (const result of results.slice(1)) {
-    if (base !== undefined)
-      console.log(`  ${result.workers} workers / ${base.workers}: ${(result.jobsPerSecond / base.jobsPerSecond).toFixed(2)}×`)
+  const base = counts[0]
+  for (const workers of counts.slice(1)) {
+    if (base === undefined) continue
+    for (const kind of ['app', 'plain'] as const)
+      console.log(`  ${kind}: ${workers} workers / ${base}: ${(medianOf(kind, workers) / medianOf(kind, base)).toFixed(2)}×`)
   }
   const ok = results.every((r) => r.duplicates === 0 && r.missing === 0)
   console.log(ok ? 'log check: every job logged exactly once: OK' : 'log check: FAILED')

@@ -1,13 +1,14 @@
 /**
- * `npm run bench:instructions`: instructions per request of the app and of the bare route,
- * counted by `valgrind --tool=callgrind`: a figure the machine's noise does not move (the
+ * `npm run bench:instructions`: instructions per request of the app, of the bare route and of
+ * the hand-written reference (bench/hand-written-server.ts: the bare route plus one WriteStream
+ * write in `onResponse`), counted by `valgrind --tool=callgrind`: a figure the machine's noise does not move (the
  * same binary, inputs and environment give the same count whatever else the machine does).
  *
  * Each server runs under callgrind with V8 single-threaded (its compiler and garbage collector
  * work on the main thread, so when they happen to run does not change the count); after a
  * warm-up of 20,000 requests (the JIT settles, and the app's retention of 10,000 finished tasks
  * is full, so its records are forgotten as they are made) its counters are zeroed
- * (`callgrind_control -z`), a fixed number of requests is sent, the app's log is waited for
+ * (`callgrind_control -z`), a fixed number of requests is sent, the log (app and hand-written) is waited for
  * until it holds every line (so the background work after each response is counted too), and
  * the counters are dumped (`callgrind_control -d`). Kernel time (the socket writes) is not
  * counted: valgrind sees user space only (`npm run bench` reports the kernel's part). The warm-up and the count share their keep-alive
@@ -18,21 +19,32 @@
  * speed), where a real run barely compiles after its warm-up: the ratio without it is printed too.
  *
  *   npm run bench:instructions -- [--requests N (20000)] [--warmup N (20000)] [--connections N] [--env KEY=VALUE]
+ *                                  [--servers bare,hand-written,app]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
+import { callgrindControl, dumpedInstructions, type Dumped } from './callgrind.js'
 import { freePort } from './processes.js'
+import { boundMark, INSTRUCTION_TARGETS } from './targets.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 
+type Name = 'app' | 'bare' | 'hand-written'
+const NAMES: readonly Name[] = ['bare', 'hand-written', 'app']
+const SCRIPTS: Record<Name, string> = {
+  app: 'dist/server.js',
+  bare: 'dist-bench/bare-server.js',
+  'hand-written': 'dist-bench/hand-written-server.js',
+}
+
 interface Counted {
-  name: 'app' | 'bare'
+  name: Name
   instructions: Dumped
   requests: number
 }
@@ -43,7 +55,7 @@ interface Options {
   connections: number
   env: Record<string, string>
   /** Which servers to count (`--servers app` to compare app variants). */
-  servers: Array<'app' | 'bare'>
+  servers: Name[]
 }
 
 function options(): Options {
@@ -53,7 +65,7 @@ function options(): Options {
       warmup: { type: 'string', default: '20000' },
       connections: { type: 'string', default: '20' },
       env: { type: 'string', multiple: true, default: [] },
-      servers: { type: 'string', default: 'bare,app' },
+      servers: { type: 'string', default: NAMES.join(',') },
     },
   })
   const env: Record<string, string> = {}
@@ -62,7 +74,7 @@ function options(): Options {
     if (at < 1) throw new Error(`--env takes KEY=VALUE, got ${pair}`)
     env[pair.slice(0, at)] = pair.slice(at + 1)
   }
-  const servers = values.servers.split(',').filter((name): name is 'app' | 'bare' => name === 'app' || name === 'bare')
+  const servers = values.servers.split(',').filter((name): name is Name => (NAMES as readonly string[]).includes(name))
   return { requests: Number(values.requests), warmup: Number(values.warmup), connections: Number(values.connections), env, servers }
 }
 
@@ -94,74 +106,6 @@ function lineCount(path: string): number {
   return lines
 }
 
-function callgrindControl(flag: '-z' | '-d', pid: number): void {
-  // valgrind names its control pipes after $USER and $HOST: the server's HOST, the same here.
-  const result = spawnSync('callgrind_control', [flag, String(pid)], {
-    encoding: 'utf8',
-    timeout: 120_000,
-    env: { ...process.env, HOST: '127.0.0.1' },
-  })
-  if (result.status !== 0) throw new Error(`callgrind_control ${flag} ${pid} failed: ${result.stderr || result.stdout}`)
-}
-
-interface Dumped {
-  /** The main thread: the event loop, where requests and tasks run (and, single-threaded, V8's GC and compiler). */
-  main: number
-  /** Of `main`, in V8's garbage collector (scavenges, marking, sweeping, compaction). */
-  gc: number
-  /** Of `main`, in TurboFan (optimizing compiles and re-compiles after a deoptimization). */
-  compile: number
-  /** Every thread: libuv's pool too. */
-  all: number
-}
-
-/**
- * Instructions in the dump of `pid` (`--separate-threads=yes`: one file a thread, `-01` the main
- * thread), from each file's `summary:` (or `totals:`) line.
- */
-function dumpedInstructions(dir: string, pid: number): Dumped {
-  const files = readdirSync(dir).filter((file) => new RegExp(`^callgrind\\.${pid}\\.1-\\d+$`).test(file))
-  if (files.length === 0) throw new Error(`no callgrind dump for ${pid} in ${dir} (${readdirSync(dir).join(', ')})`)
-  let main = 0
-  let all = 0
-  let split = { gc: 0, compile: 0 }
-  for (const file of files) {
-    const match = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(dir, file), 'utf8'))
-    if (match === null) throw new Error(`no summary line in ${file}`)
-    all += Number(match[1])
-    if (file.endsWith('-01')) {
-      main = Number(match[1])
-      split = splitOf(join(dir, file))
-    }
-  }
-  return { main, all, ...split }
-}
-
-const GC_FUNCTION =
-  /v8::internal::(Scaveng|MarkCompact|Marking|MarkingVisitor|ConcurrentMarking|Sweeper|Evacuat|IncrementalMarking|MinorMarkCompact|BodyDescriptorBase::IteratePointers)/
-const COMPILER_FUNCTION = /v8::internal::compiler::/
-
-/**
- * Self cost by function (`callgrind_annotate`, every function listed), summed for the garbage
- * collector and for TurboFan. Under valgrind V8 re-optimizes far more often than at full speed,
- * so the compile share is reported apart: it is part of the count, but not of a real run's cost.
- */
-function splitOf(file: string): { gc: number; compile: number } {
-  const result = spawnSync('callgrind_annotate', ['--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
-  if (result.status !== 0) return { gc: Number.NaN, compile: Number.NaN }
-  let gc = 0
-  let compile = 0
-  for (const line of result.stdout.split('\n')) {
-    const match = /^\s*([\d,]+)\s+\([\s\d.]+%\)\s+(.*)$/.exec(line)
-    if (match === null) continue
-    const cost = Number((match[1] as string).replaceAll(',', ''))
-    const name = match[2] as string
-    if (GC_FUNCTION.test(name)) gc += cost
-    else if (COMPILER_FUNCTION.test(name)) compile += cost
-  }
-  return { gc, compile }
-}
-
 async function waitForHealth(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
@@ -177,10 +121,10 @@ async function waitForHealth(url: string, child: ChildProcess, timeoutMs: number
   throw new Error(`${url} did not answer within ${timeoutMs} ms under valgrind`)
 }
 
-async function count(name: 'app' | 'bare', dir: string, opts: Options): Promise<Counted> {
+async function count(name: Name, dir: string, opts: Options): Promise<Counted> {
   const port = await freePort()
   const logFile = join(dir, `${name}.log.txt`)
-  const script = join(ROOT, name === 'app' ? 'dist/server.js' : 'dist-bench/bare-server.js')
+  const script = join(ROOT, SCRIPTS[name])
   const child = spawn(
     'valgrind',
     [
@@ -220,10 +164,11 @@ async function count(name: 'app' | 'bare', dir: string, opts: Options): Promise<
     await load(url, `${name}-warmup`, opts.warmup, opts.connections, dispatcher)
     const pid = child.pid as number
     // Let the warm-up's background work finish before counting starts.
-    if (name === 'app') await until(() => lineCount(logFile) >= opts.warmup, 'the warm-up lines')
+    const logs = name !== 'bare'
+    if (logs) await until(() => lineCount(logFile) >= opts.warmup, 'the warm-up lines')
     callgrindControl('-z', pid)
     await load(url, `${name}-counted`, opts.requests, opts.connections, dispatcher)
-    if (name === 'app') await until(() => lineCount(logFile) >= opts.warmup + opts.requests, 'the counted lines')
+    if (logs) await until(() => lineCount(logFile) >= opts.warmup + opts.requests, 'the counted lines')
     callgrindControl('-d', pid)
     // The dump is written by the server's own thread once it is interrupted: wait for it.
     let instructions: Dumped | undefined
@@ -269,22 +214,35 @@ async function main(): Promise<void> {
       (Object.keys(opts.env).length > 0 ? `; app env ${JSON.stringify(opts.env)}` : ''),
   )
   try {
-    // The two runs are independent: instruction counts do not depend on what else runs.
-    const counted: Partial<Record<'app' | 'bare', Counted>> = {}
+    // The runs are independent: instruction counts do not depend on what else runs.
+    const counted: Partial<Record<Name, Counted>> = {}
     for (const name of opts.servers) counted[name] = await count(name, dir, opts)
     const perRequest = (c: Counted, which: keyof Dumped) => c.instructions[which] / c.requests
     const figure = (value: number) => Math.round(value).toLocaleString('en-US').padStart(10)
-    console.log('  instructions per request   main thread   all threads   of main: GC   TurboFan')
+    const LABEL = 33
+    console.log(`  ${'instructions per request'.padEnd(LABEL)}   main thread   all threads   of main: GC   TurboFan`)
     for (const c of Object.values(counted))
       console.log(
-        `  ${c.name.padEnd(24)} ${figure(perRequest(c, 'main'))}    ${figure(perRequest(c, 'all'))}   ${figure(perRequest(c, 'gc'))} ${figure(perRequest(c, 'compile'))}`,
+        `  ${c.name.padEnd(LABEL)} ${figure(perRequest(c, 'main'))}    ${figure(perRequest(c, 'all'))}   ${figure(perRequest(c, 'gc'))} ${figure(perRequest(c, 'compile'))}`,
       )
     const { app, bare } = counted
-    if (app !== undefined && bare !== undefined) {
-      const ratio = (which: keyof Dumped) => (perRequest(app, which) / perRequest(bare, which)).toFixed(2).padStart(10)
-      const withoutCompile = (c: Counted) => perRequest(c, 'main') - perRequest(c, 'compile')
-      console.log(`  app/bare (target ≤ 1.30)  ${ratio('main')}    ${ratio('all')}`)
-      console.log(`  app/bare without TurboFan ${(withoutCompile(app) / withoutCompile(bare)).toFixed(2).padStart(10)}`)
+    const withoutCompile = (c: Counted) => perRequest(c, 'main') - perRequest(c, 'compile')
+    const fixed = (value: number) => value.toFixed(2).padStart(10)
+    // The targets are on the main thread's count (where a request's work is done).
+    const { appOverBare, appOverBareWithoutTurboFan } = INSTRUCTION_TARGETS
+    for (const [label, yardstick, targets] of [
+      ['bare', bare, [appOverBare, appOverBareWithoutTurboFan]],
+      ['hand-written', counted['hand-written'], undefined],
+    ] as const) {
+      if (app === undefined || yardstick === undefined) continue
+      const ratio = (which: keyof Dumped) => perRequest(app, which) / perRequest(yardstick, which)
+      const plain = withoutCompile(app) / withoutCompile(yardstick)
+      const judged = (value: number, bound: number | undefined) =>
+        bound === undefined ? '' : `   (target ≤ ${bound}: ${boundMark(value, '<=', bound)})`
+      console.log(
+        `  ${`app/${label}`.padEnd(LABEL)} ${fixed(ratio('main'))}    ${fixed(ratio('all'))}${judged(ratio('main'), targets?.[0])}`,
+      )
+      console.log(`  ${`app/${label} without TurboFan`.padEnd(LABEL)} ${fixed(plain)}${judged(plain, targets?.[1])}`)
     }
   } finally {
     if (process.env.BENCH_KEEP === undefined) rmSync(dir, { recursive: true, force: true })

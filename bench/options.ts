@@ -29,16 +29,16 @@ export const USAGE = `npm run bench -- [options]
   --threads            /send-message p99 while 8 CPU-heavy tasks (~200 ms each) run in worker threads,
                        against idle and against the same tasks in-process (connections: the first only)
   --backend NAME       memory (default), sqlite or bullmq
-  --workers N          bullmq: worker processes to start (default 1)
+  --workers N          bullmq: worker processes to start (default 1), and as many plain Workers for the hand-written reference
   --connections LIST   comma-separated (default 50,200,1000; overload: the first only)
   --rounds N           measured rounds per server and connection count (default 3, at least 3)
   --seconds S          length of a measured round (default 5; quick 1)
   --warmup S           warm-up per server and connection count, not measured (default 3; quick 0.5)
   --factor N           overload: the second run is N times the first (default 10)
   --task-delay MS      overload: each log write first waits this long (default 2)
-  --log-level LEVEL    LOG_LEVEL of both servers (default warn: no per-request log lines)
+  --log-level LEVEL    LOG_LEVEL of every server (default warn: no per-request log lines)
   --env KEY=VALUE      extra environment for the app (repeatable), e.g. --env TASK_CONCURRENCY=64
-  --profile            run both servers under node --cpu-prof and print where the time goes
+  --profile            run the servers under node --cpu-prof and print where the time goes
   --keep               keep the run directory (log file, profiles)
   --help`
 

@@ -1,20 +1,22 @@
 /**
- * `npm run bench`: the real app against a bare Fastify route, then a check that every
- * accepted message is in the log exactly once. See the README's "Performance" section.
- * Exits non-zero when the log check fails (or a server dies).
+ * `npm run bench`: the real app against a bare Fastify route and against the hand-written
+ * reference (bench/hand-written-server.ts; for bullmq bench/hand-written-bullmq.ts), then a
+ * check that every accepted message is in each log exactly once. See the README's
+ * "Performance" section. Exits non-zero when a log check fails (or a server dies).
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { cpus, loadavg, tmpdir, totalmem, type as osType, release } from 'node:os'
 import { join, resolve } from 'node:path'
 import { backendByName } from './backends.js'
-import { expectedMessageList, formatCompare, runCompare, type CompareResult } from './compare.js'
+import { expectedMessageList, runCompare, type CompareResult } from './compare.js'
+import { formatCompare } from './compare-format.js'
 import { MESSAGE_PATTERN, type RunContext } from './context.js'
 import { describeLogCheck, verifyLog, type LogCheck } from './log-verify.js'
 import { parseOptions, USAGE, type BenchOptions } from './options.js'
 import { formatOverload, OVERLOAD_ENV, runOverload, type OverloadResult } from './overload.js'
 import { formatProfileSummary, readProfile, summarizeProfile, type ProfileSummary } from './profile-summary.js'
-import { startApp, startBare, type ServerUnderTest } from './servers.js'
+import { startApp, startBare, startHandWritten, stopServer, type ServerUnderTest } from './servers.js'
 import { int } from './report.js'
 import { formatThreads, runThreads } from './threads.js'
 
@@ -70,11 +72,13 @@ async function main(): Promise<number> {
   }
   const backend = await backendDef.prepare({ dir, root: ROOT, appEnv, workers: options.workers })
   Object.assign(appEnv, backend.env)
-  const context: RunContext = { options, root: ROOT, dir, logFile, runId, backend, appEnv, profileDir }
+  const context: RunContext = { options, root: ROOT, dir, logFile, runId, backendName: backendDef.name, backend, appEnv, profileDir }
   const profileFlags = (name: string) => (profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, name)}`])
 
   let app: ServerUnderTest | undefined
   let bare: ServerUnderTest | undefined
+  let handWritten: ServerUnderTest | undefined
+  const handWrittenLog = join(dir, 'hand-written-log.txt')
   let compare: CompareResult | undefined
   let overload: OverloadResult | undefined
   let failure: string | undefined
@@ -83,7 +87,15 @@ async function main(): Promise<number> {
     app = await startApp({ root: ROOT, env: appEnv, nodeFlags: appFlags })
     if (options.mode === 'compare') {
       bare = await startBare({ root: ROOT, env: baseEnv, nodeFlags: profileFlags('bare') })
-      compare = await runCompare(context, app, bare)
+      handWritten = await startHandWritten({
+        root: ROOT,
+        // For bullmq: the same redis-server, a queue of its own.
+        env: { ...baseEnv, LOG_FILE: handWrittenLog, ...(backend.env.REDIS_URL === undefined ? {} : { REDIS_URL: backend.env.REDIS_URL }) },
+        nodeFlags: profileFlags('hand-written'),
+        backend: backendDef.name,
+        workers: options.workers,
+      })
+      compare = await runCompare(context, { app, bare, handWritten, handWrittenLog })
     } else {
       overload = await runOverload(context, app)
     }
@@ -91,35 +103,48 @@ async function main(): Promise<number> {
     failure = (error as Error).stack ?? String(error)
   } finally {
     // The app drains what is left and closes the log file (flush + fsync) before it exits.
-    await Promise.all([app?.proc.stop(120_000), bare?.proc.stop()])
+    await Promise.all([stopServer(app, 120_000), stopServer(bare), stopServer(handWritten, 120_000)])
     await backend.stop()
   }
 
-  // The log, line by line, once the app is gone: nothing can be written after this.
+  // The logs, line by line, once their servers are gone: nothing can be written after this.
   let logCheck: LogCheck | undefined
-  if (compare !== undefined || overload !== undefined) {
-    const text = readFileSyncSafe(logFile)
-    logCheck = verifyLog(text, {
-      expectedLines: compare?.expectedLines ?? overload?.expectedLines ?? 0,
+  let handWrittenLogCheck: LogCheck | undefined
+  const appLog = compare?.logs.app
+  if (appLog !== undefined || overload !== undefined) {
+    logCheck = verifyLog(readFileSyncSafe(logFile), {
+      expectedLines: appLog?.expectedLines ?? overload?.expectedLines ?? 0,
       messagePattern: MESSAGE_PATTERN,
-      expectedMessages: compare !== undefined ? expectedMessageList(compare) : overload?.accepted,
+      expectedMessages: appLog !== undefined ? expectedMessageList(appLog) : overload?.accepted,
+    })
+  }
+  const handLog = compare?.logs['hand-written']
+  if (handLog !== undefined) {
+    handWrittenLogCheck = verifyLog(readFileSyncSafe(handWrittenLog), {
+      expectedLines: handLog.expectedLines,
+      messagePattern: MESSAGE_PATTERN,
+      expectedMessages: expectedMessageList(handLog),
     })
   }
 
   if (compare !== undefined) console.log(`\n${formatCompare(compare)}`)
   if (overload !== undefined) console.log(`\n${formatOverload(overload)}`)
-  if (logCheck !== undefined) {
+  for (const [name, check, account] of [
+    ['app', logCheck, appLog],
+    ['hand-written', handWrittenLogCheck, handLog],
+  ] as const) {
+    if (check === undefined) continue
     console.log(
-      `\nlog check: ${int(logCheck.lines)} lines for ${int(logCheck.expectedLines)} 2xx replies, ${logCheck.duplicates} duplicates, ` +
-        `${logCheck.torn} torn, ${logCheck.missing} accepted messages missing: ${logCheck.ok ? 'OK' : `FAILED (${describeLogCheck(logCheck)})`}`,
+      `\nlog check (${name}): ${int(check.lines)} lines for ${int(check.expectedLines)} accepted messages, ${check.duplicates} duplicates, ` +
+        `${check.torn} torn, ${check.missing} accepted messages missing: ${check.ok ? 'OK' : `FAILED (${describeLogCheck(check)})`}`,
     )
-    if (compare !== undefined && !compare.allAccepted)
-      console.log('  (some requests were refused or failed: counts checked, but not every message by name)')
+    if (account !== undefined && !account.allAccepted)
+      console.log('  (wrk, or some requests were refused or failed: counts checked, but not every message by name)')
   }
 
   const profiles: Record<string, ProfileSummary> = {}
   if (profileDir !== undefined) {
-    for (const name of ['bare', 'app']) {
+    for (const name of ['bare', 'hand-written', 'app']) {
       const files = safeList(join(profileDir, name)).filter((file) => file.endsWith('.cpuprofile'))
       const file = files[0]
       if (file === undefined) continue
@@ -145,6 +170,7 @@ async function main(): Promise<number> {
         compare,
         overload: overload === undefined ? undefined : { ...overload, accepted: undefined, acceptedCount: overload.accepted.length },
         logCheck,
+        handWrittenLogCheck,
         profiles,
         failure,
       },
@@ -155,7 +181,8 @@ async function main(): Promise<number> {
   console.log(`\nresults: ${resultFile}`)
   if (options.keep) console.log(`run directory kept: ${dir}`)
   else rmSync(dir, { recursive: true, force: true })
-  return failure !== undefined || crashed || logCheck?.ok !== true ? 1 : 0
+  const logsOk = logCheck?.ok === true && handWrittenLogCheck?.ok !== false
+  return failure !== undefined || crashed || !logsOk ? 1 : 0
 }
 
 /** --threads: its own server and report (see bench/threads.ts). */
