@@ -56,7 +56,7 @@ describe('MemoryBackend: cancelled scheduled tasks do not pile up', () => {
   it('the due heap is compacted once most of what it holds was cancelled', () => {
     const backend = new MemoryBackend({ retention: { maxCount: 10, maxAgeMs: 60_000 } })
     const now = Date.now()
-    const heapSize = () => (backend as unknown as { delayed: DueHeap<unknown> }).delayed.length
+    const heapSize = () => (backend as unknown as { queues: { delayed: DueHeap<unknown> } }).queues.delayed.length
     for (let i = 0; i < 5000; i++) {
       const task = new Task({
         id: randomUUID(),

@@ -131,10 +131,6 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     }
   }
 
-  get maxPending(): number {
-    return this.admission.maxPending
-  }
-
   /** Make a defined task findable by name (stored tasks are claimed by name). */
   register(task: AnyTaskDefinition): void {
     this.registry.register(task)

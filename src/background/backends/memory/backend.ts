@@ -5,8 +5,7 @@
  * first), and a head that waits for a time (scheduled, or retrying) is in the due heap until then.
  * A finished task's record goes into a ring of typed arrays (FinishedRing) and the object is let go.
  */
-import { ReadyQueue } from './ready-queue.js'
-import { DueHeap } from './due-heap.js'
+import { TaskQueues } from './task-queues.js'
 import { FinishedRing } from './finished-ring.js'
 import {
   type BackendReadiness,
@@ -30,6 +29,7 @@ import { Task } from '../../task.js'
 import { countsOf, pageOf } from '../listing.js'
 import { type KeyEntry, KeyTable } from '../../idempotency.js'
 import { recordOf } from './record-of.js'
+import { restoreGroups } from './restore.js'
 
 export interface RetentionOptions {
   /** Finished tasks kept for `GET /tasks/:id`, at most. */
@@ -44,10 +44,8 @@ export class MemoryBackend implements TaskBackend {
   readonly execution: TaskExecution = 'local'
   /** Unfinished tasks, and cancelled ones still waiting in a queue to be skipped. */
   private readonly live = new Map<string, Task>()
-  private readonly readyQueue = new ReadyQueue<Task>()
-  private readonly delayed = new DueHeap<Task>()
-  /** Tasks left in the due heap by a cancel: compacted away once they are many. */
-  private deadDelayed = 0
+  /** Where unfinished tasks wait: each request's tasks in order, the ready ones by priority, the others by time. */
+  private readonly queues = new TaskQueues((task) => this.forgetSkipped(task))
   private readonly finished: FinishedRing
   private readonly retention: RetentionOptions
   /** Idempotency keys committed with their tasks: kept for the retention age (and count). */
@@ -72,7 +70,7 @@ export class MemoryBackend implements TaskBackend {
     let previous: Task | undefined
     for (const task of group) {
       this.live.set(task.id, task)
-      this.chainAfter(previous, task)
+      this.queues.chainAfter(previous, task)
       previous = task
       if (task.key !== undefined) this.keys.set(task.key.key, { taskId: task.id, fingerprint: task.key.fingerprint, at: task.createdAt })
     }
@@ -95,22 +93,15 @@ export class MemoryBackend implements TaskBackend {
 
   /** The earliest time a task waiting in the due heap becomes claimable (perhaps one cancelled since). */
   nextRunAt(): number | undefined {
-    const at = this.delayed.nextAt
-    return at === Infinity ? undefined : at
+    return this.queues.nextRunAt()
   }
 
   claim(now: number, limit: number): Task[] {
-    if (now >= this.delayed.nextAt) this.promoteDelayed(now)
+    this.queues.promoteDue(now)
     const claimed: Task[] = []
     while (claimed.length < limit) {
-      const task = this.readyQueue.shift()
+      const task = this.queues.shiftReady()
       if (task === undefined) break
-      task.inReady = false
-      if (task.status === 'cancelled') {
-        this.forgetSkipped(task)
-        this.releaseNext(task)
-        continue
-      }
       task.status = 'running'
       task.attempt++
       task.startedAt ??= now
@@ -133,17 +124,11 @@ export class MemoryBackend implements TaskBackend {
     if (options.retryAt !== undefined && options.status !== 'cancelled') {
       task.status = 'retrying'
       task.runAt = options.retryAt
-      this.pushDelayed(task)
+      this.queues.pushDelayed(task)
       return
     }
     task.status = options.status ?? 'failed'
     this.finish(task, options.now)
-  }
-
-  /** The unfinished task with this id (the object the runner holds), if any. */
-  task(id: string): Task | undefined {
-    const task = this.live.get(id)
-    return task === undefined || isFinished(task.status) ? undefined : task
   }
 
   get(id: string): TaskRecord | undefined {
@@ -162,14 +147,14 @@ export class MemoryBackend implements TaskBackend {
     if (isFinished(task.status)) return { outcome: 'finished', record: recordOf(task) }
     if (task.status === 'running') return { outcome: 'running', record: recordOf(task) }
     const wasDelayed = task.inDelayed
-    if (wasDelayed) this.removeDelayed(task)
+    if (wasDelayed) this.queues.removeDelayed(task)
     task.status = 'cancelled'
     task.runAt = undefined
     task.finishedAt = now
     this.keepFinished(task, now)
     // A task waiting in the ready queue (or behind an earlier task of its request) stays there
     // until skipped; a retrying or scheduled one is in neither, so its successor is released now.
-    if (wasDelayed) this.releaseNext(task)
+    if (wasDelayed) this.queues.releaseNext(task)
     if (!task.inReady && !task.linked) this.live.delete(task.id)
     cancelled?.(task)
     return { outcome: 'cancelled', record: recordOf(task) }
@@ -200,7 +185,7 @@ export class MemoryBackend implements TaskBackend {
     admit?.(task)
     // Cancelled before its turn, it still waits in the ready queue or behind an earlier task of
     // its request: it keeps its place. Otherwise its request went on without it: it runs alone.
-    if (!task.inReady && !task.linked) this.pushReady(task)
+    if (!task.inReady && !task.linked) this.queues.pushReady(task)
     return { outcome: 'retried', record: recordOf(task), task }
   }
 
@@ -228,43 +213,19 @@ export class MemoryBackend implements TaskBackend {
    * apart), and the ids of those whose record changed.
    */
   restore(groups: StoredTask[][], now: number): RecoveredTasks & { changed: string[] } {
-    const finished: StoredTask[] = []
-    const changed: string[] = []
-    const tasks: Task[] = []
-    let scheduled = 0
-    for (const group of groups) {
+    const restored = restoreGroups(groups, now)
+    for (const group of restored.groups) {
       let previous: Task | undefined
-      for (const stored of group) {
-        if (isFinished(stored.status)) {
-          finished.push(stored)
-          continue
-        }
-        const task = new Task({ ...stored, args: stored.args ?? [] })
-        task.status = stored.status === 'running' ? 'queued' : stored.status
-        task.attempt = stored.attempts
-        task.startedAt = stored.startedAt
-        task.lastError = stored.lastError
-        task.intent = stored.intent
-        task.runAt = stored.status === 'retrying' ? now : stored.runAt
-        if (task.status === 'scheduled') scheduled++
-        if (task.status !== stored.status || task.runAt !== stored.runAt) changed.push(task.id)
-        tasks.push(task)
+      for (const task of group) {
         this.live.set(task.id, task)
-        this.chainAfter(previous, task)
+        this.queues.chainAfter(previous, task)
         previous = task
       }
     }
-    finished.sort((a, b) => (a.finishedAt ?? now) - (b.finishedAt ?? now))
-    for (const stored of finished)
-      this.finished.push({
-        ...stored,
-        attempt: stored.attempts,
-        finishedAt: stored.finishedAt ?? now,
-        args: stored.status === 'succeeded' ? [] : (stored.args ?? []),
-        fn: undefined,
-      })
+    for (const record of restored.finished) this.finished.push(record)
     this.prune(now)
-    return { unfinished: tasks.length - scheduled, scheduled, tasks, changed }
+    const { unfinished, scheduled, tasks, changed } = restored
+    return { unfinished, scheduled, tasks, changed }
   }
 
   /** Keep what a running task recorded it is about to do (for the journal's index; see TaskBackend.recordIntent). */
@@ -304,60 +265,12 @@ export class MemoryBackend implements TaskBackend {
     return task
   }
 
-  private chainAfter(previous: Task | undefined, task: Task): void {
-    if (previous === undefined) return this.makeReady(task)
-    previous.next = task
-    task.linked = true
-  }
-
-  /** A group's head: claimable now, or once its time comes (scheduled, or retrying after a restart). */
-  private makeReady(task: Task): void {
-    task.linked = false
-    if (task.runAt !== undefined && (task.status === 'scheduled' || task.status === 'retrying')) this.pushDelayed(task)
-    else this.pushReady(task)
-  }
-
-  private pushReady(task: Task): void {
-    task.linked = false
-    task.inReady = true
-    this.readyQueue.push(task, task.priority)
-  }
-
-  private pushDelayed(task: Task): void {
-    task.inDelayed = true
-    this.delayed.push(task.runAt ?? 0, task)
-  }
-
-  /** Out of the due heap (lazily: its slot is skipped when it comes due, or compacted away). */
-  private removeDelayed(task: Task): void {
-    task.inDelayed = false
-    if (++this.deadDelayed > 1024 && this.deadDelayed * 2 > this.delayed.length) {
-      this.delayed.retain((held, at) => held.inDelayed && held.runAt === at)
-      this.deadDelayed = 0
-    }
-  }
-
-  /** What has come due moves to the ready queue, in time order: a scheduled task is `queued` from now on. */
-  private promoteDelayed(now: number): void {
-    for (let due = this.delayed.popDue(now); due !== undefined; due = this.delayed.popDue(now)) {
-      const task = due.item
-      // Cancelled since (or retried, and waiting for another time): not this slot's to promote.
-      if (!task.inDelayed || task.runAt !== due.at) {
-        if (this.deadDelayed > 0) this.deadDelayed--
-        continue
-      }
-      task.inDelayed = false
-      if (task.status === 'scheduled') task.status = 'queued'
-      this.pushReady(task)
-    }
-  }
-
   private finish(task: Task, now: number): void {
     task.finishedAt = now
     task.intent = undefined
     this.keepFinished(task, now)
     this.live.delete(task.id)
-    this.releaseNext(task)
+    this.queues.releaseNext(task)
   }
 
   /** Its record goes into the ring; a failed or cancelled task keeps what a retry needs. */
@@ -369,20 +282,6 @@ export class MemoryBackend implements TaskBackend {
   /** A cancelled task skipped in a queue: its record is in the ring, the object can go. */
   private forgetSkipped(task: Task): void {
     if (this.live.get(task.id) === task && isFinished(task.status)) this.live.delete(task.id)
-  }
-
-  /** The group's next task that is not cancelled becomes ready. */
-  private releaseNext(task: Task): void {
-    let next = task.next
-    task.next = undefined
-    while (next !== undefined && next.status === 'cancelled') {
-      const after: Task | undefined = next.next
-      next.next = undefined
-      next.linked = false
-      this.forgetSkipped(next)
-      next = after
-    }
-    if (next !== undefined) this.makeReady(next)
   }
 
   private prune(now: number): void {

@@ -10,7 +10,7 @@
  * up to `maxCount`, so a small retention costs little and a large one is paid as it fills.
  */
 import type { FinishedStatus, PlainTaskFn, TaskRecord, TaskStatus } from '../types.js'
-import { hashId, parseId, formatId } from './id-bits.js'
+import { defaultRequestNumber, hashId, parseId, formatId } from './id-bits.js'
 
 const STATUSES: readonly FinishedStatus[] = ['succeeded', 'failed', 'cancelled']
 const STATUS_CODE: Record<string, number> = { succeeded: 0, failed: 1, cancelled: 2 }
@@ -287,21 +287,3 @@ export class FinishedRing {
 
 /** A status code no record has: the slot's record was removed (its task is live again). */
 const REMOVED = 255
-
-/** Fastify's default request id, `req-<counter in base 36>`, as its counter; -1 for any other form. */
-function defaultRequestNumber(requestId: string): number {
-  const length = requestId.length
-  if (length < 5 || length > 14 || requestId.charCodeAt(0) !== 0x72 || !requestId.startsWith('req-')) return -1
-  let value = 0
-  for (let i = 4; i < length; i++) {
-    const c = requestId.charCodeAt(i)
-    let digit: number
-    if (c >= 0x30 && c <= 0x39) digit = c - 0x30
-    else if (c >= 0x61 && c <= 0x7a) digit = c - 0x61 + 10
-    else return -1
-    // A leading zero would not survive the round trip.
-    if (i === 4 && digit === 0 && length > 5) return -1
-    value = value * 36 + digit
-  }
-  return value
-}

@@ -2,6 +2,7 @@
  * A task id as numbers: a canonical UUID (`3b241101-e2bb-4255-8caf-4136c566a962`, lower case) is
  * 128 bits, kept as four 32-bit words in a typed array and written out again when a record is read.
  * Any other id is kept as its string (see FinishedRing); `hashId` spreads those over the buckets.
+ * Fastify's default request ids (`req-1z`) are kept as their counter.
  */
 
 /** Where each of the 32 hex digits is in the 36 characters. */
@@ -52,4 +53,22 @@ export function hashId(id: string): number {
     hash = Math.imul(hash, 0x01000193)
   }
   return hash >>> 0
+}
+
+/** Fastify's default request id, `req-<counter in base 36>`, as its counter; -1 for any other form. */
+export function defaultRequestNumber(requestId: string): number {
+  const length = requestId.length
+  if (length < 5 || length > 14 || requestId.charCodeAt(0) !== 0x72 || !requestId.startsWith('req-')) return -1
+  let value = 0
+  for (let i = 4; i < length; i++) {
+    const c = requestId.charCodeAt(i)
+    let digit: number
+    if (c >= 0x30 && c <= 0x39) digit = c - 0x30
+    else if (c >= 0x61 && c <= 0x7a) digit = c - 0x61 + 10
+    else return -1
+    // A leading zero would not survive the round trip.
+    if (i === 4 && digit === 0 && length > 5) return -1
+    value = value * 36 + digit
+  }
+  return value
 }
