@@ -77,7 +77,11 @@ async function appSide(url: string, concurrency: number) {
         { id: randomUUID(), name: 'log_message', args: [message], requestId: undefined, maxAttempts: 6, createdAt: Date.now() },
       ]),
     close: () => producer.close(),
-    worker: { nodeArgs: [join(ROOT, 'dist/worker.js')], env: { TASK_CONCURRENCY: String(concurrency) } },
+    // BENCH_APP_ROOT: the app's worker from another built checkout (an earlier build).
+    worker: {
+      nodeArgs: [join(process.env.BENCH_APP_ROOT ? resolve(process.env.BENCH_APP_ROOT) : ROOT, 'dist/worker.js')],
+      env: { TASK_CONCURRENCY: String(concurrency) },
+    },
   }
 }
 

@@ -124,7 +124,8 @@ async function waitForHealth(url: string, child: ChildProcess, timeoutMs: number
 async function count(name: Name, dir: string, opts: Options): Promise<Counted> {
   const port = await freePort()
   const logFile = join(dir, `${name}.log.txt`)
-  const script = join(ROOT, SCRIPTS[name])
+  // BENCH_APP_ROOT: the app from another built checkout (an earlier build, counted the same way).
+  const script = join(name === 'app' && process.env.BENCH_APP_ROOT ? resolve(process.env.BENCH_APP_ROOT) : ROOT, SCRIPTS[name])
   const child = spawn(
     'valgrind',
     [

@@ -20,6 +20,8 @@ export interface BenchOptions {
   keep: boolean
   /** Extra environment for the app (KEY=VALUE), after the bench's own. */
   env: Record<string, string>
+  /** Another built checkout whose dist/server.js is the app (an earlier build, measured in the same run's conditions). */
+  appRoot: string | undefined
 }
 
 export const USAGE = `npm run bench -- [options]
@@ -40,6 +42,7 @@ export const USAGE = `npm run bench -- [options]
   --env KEY=VALUE      extra environment for the app (repeatable), e.g. --env TASK_CONCURRENCY=64
   --profile            run the servers under node --cpu-prof and print where the time goes
   --keep               keep the run directory (log file, profiles)
+  --app DIR            run the app (and its bullmq workers) from another built checkout, e.g. the build before a change
   --help`
 
 export function parseOptions(argv: string[]): BenchOptions | 'help' {
@@ -61,6 +64,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       env: { type: 'string', multiple: true, default: [] },
       profile: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
+      app: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -90,6 +94,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     profile: values.profile,
     keep: values.keep,
     env,
+    appRoot: values.app,
   }
 }
 

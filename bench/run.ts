@@ -22,6 +22,11 @@ import { formatThreads, runThreads } from './threads.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 
+/** Where the app (and its workers) are run from: this checkout, or `--app DIR` (an earlier build). */
+function appRoot(options: BenchOptions): string {
+  return options.appRoot === undefined ? ROOT : resolve(options.appRoot)
+}
+
 function machine() {
   const cpu = cpus()
   return {
@@ -70,7 +75,7 @@ async function main(): Promise<number> {
       : {}),
     ...options.env,
   }
-  const backend = await backendDef.prepare({ dir, root: ROOT, appEnv, workers: options.workers })
+  const backend = await backendDef.prepare({ dir, root: appRoot(options), appEnv, workers: options.workers })
   Object.assign(appEnv, backend.env)
   const context: RunContext = { options, root: ROOT, dir, logFile, runId, backendName: backendDef.name, backend, appEnv, profileDir }
   const profileFlags = (name: string) => (profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, name)}`])
@@ -84,7 +89,7 @@ async function main(): Promise<number> {
   let failure: string | undefined
   try {
     const appFlags = [...profileFlags('app'), ...(options.mode === 'overload' ? ['--import', join(ROOT, 'dist-bench/slow-task.js')] : [])]
-    app = await startApp({ root: ROOT, env: appEnv, nodeFlags: appFlags })
+    app = await startApp({ root: appRoot(options), env: appEnv, nodeFlags: appFlags })
     if (options.mode === 'compare') {
       bare = await startBare({ root: ROOT, env: baseEnv, nodeFlags: profileFlags('bare') })
       handWritten = await startHandWritten({

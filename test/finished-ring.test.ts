@@ -109,4 +109,23 @@ describe('FinishedRing', () => {
     requestIds.forEach((requestId, i) => ring.push(finished(ids[i] as string, i, { requestId })))
     requestIds.forEach((requestId, i) => expect(ring.record(ring.find(ids[i] as string)).requestId).toBe(requestId))
   })
+
+  it('grows past records already forgotten (a head not at 0): every record and its error stay with their id', () => {
+    const ring = new FinishedRing(5000)
+    const ids: string[] = []
+    const push = (i: number): void => {
+      const id = i % 4 === 0 ? `custom-${i}` : randomUUID()
+      ids.push(id)
+      ring.push(finished(id, i, { status: 'failed', lastError: `e${i}`, args: [i], requestId: i % 2 === 0 ? `x-${i}` : `req-${i}` }))
+    }
+    for (let i = 0; i < 1500; i++) push(i)
+    for (let i = 0; i < 500; i++) ring.shift()
+    for (let i = 1500; i < 3000; i++) push(i)
+    expect(ring.size).toBe(2500)
+    for (let i = 500; i < 3000; i++) {
+      const slot = ring.find(ids[i] as string)
+      expect(ring.record(slot)).toMatchObject({ id: ids[i], lastError: `e${i}`, requestId: i % 2 === 0 ? `x-${i}` : `req-${i}` })
+      expect(ring.extrasAt(slot)?.args).toEqual([i])
+    }
+  })
 })

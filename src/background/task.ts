@@ -78,6 +78,8 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
   /** @internal a local backend's queues: waits behind an earlier task of its request. */
   linked = false
 
+  /** @internal a cancelled attempt in its grace: settle it now (the shutdown deadline passed). */
+  endGrace: (() => void) | undefined = undefined
   /** @internal set by the runner when the task is claimed. */
   environment: TaskEnvironment | undefined = undefined
   #abortReason: unknown = NOT_ABORTED
@@ -149,6 +151,7 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
     this.#abortReason = NOT_ABORTED
     this.#controller = undefined
     this.#onAbort = undefined
+    this.endGrace = undefined
   }
 
   // --- the run context ---

@@ -78,7 +78,11 @@ export class Executions {
         aborting.push(task)
       })
     }
-    for (const task of aborting) task.abort(new TaskShutdownError())
+    // A task cancelled and still in its grace ends now, cancelled; the others are cut off.
+    for (const task of aborting) {
+      if (task.aborted) task.endGrace?.()
+      else task.abort(new TaskShutdownError())
+    }
     await Promise.all(settling)
   }
 

@@ -11,8 +11,14 @@ import type { Task } from '../task.js'
 export function onAbortSettle(task: Task, cancelGraceMs: number, settle: (reason: unknown) => void): void {
   task.onAbort(() => {
     const reason = task.abortReason
-    if (reason instanceof TaskCancelledError && cancelGraceMs > 0) setTimeout(() => settle(reason), cancelGraceMs).unref()
-    else settle(reason)
+    if (!(reason instanceof TaskCancelledError) || cancelGraceMs <= 0) return settle(reason)
+    const end = (): void => {
+      clearTimeout(timer)
+      task.endGrace = undefined
+      settle(reason)
+    }
+    const timer = setTimeout(end, cancelGraceMs).unref()
+    task.endGrace = end
   })
 }
 

@@ -8,7 +8,7 @@ export interface RunnerOptions {
   backend: TaskBackend
   /** Tasks run at once. */
   concurrency: number
-  /** Bound on reserved + queued + retrying + running tasks; beyond it `reserve` throws `TASKS_BACKLOG_FULL`. */
+  /** Bound on reserved + queued + retrying + running tasks; beyond it `admit` throws `TASKS_BACKLOG_FULL`. */
   maxPending: number
   /** Bound on scheduled tasks not due yet (their own room); beyond it `TASKS_SCHEDULED_FULL`. Default 10000. */
   maxScheduled?: number

@@ -48,6 +48,8 @@ export class FinishedRing {
   /** Oldest record's position, and how many are held. */
   private head = 0
   private count = 0
+  /** Slots among `count` whose record was removed (its task is live again). */
+  private removed = 0
   private idWords = new Uint32Array(0)
   private created = new Float64Array(0)
   private started = new Float64Array(0)
@@ -73,8 +75,9 @@ export class FinishedRing {
     this.maxCount = maxCount
   }
 
+  /** Records held (removed ones not counted). */
   get size(): number {
-    return this.count
+    return this.count - this.removed
   }
 
   /** Keep a finished task's record (the oldest goes when the ring is full). */
@@ -176,6 +179,7 @@ export class FinishedRing {
   /** Forget the oldest record. */
   shift(): void {
     if (this.count === 0) return
+    if (this.status[this.head] === REMOVED) this.removed--
     this.unlink(this.head)
     this.head = (this.head + 1) % this.capacity
     this.count--
@@ -186,8 +190,10 @@ export class FinishedRing {
    * is the oldest, but no id finds it and no listing shows it.
    */
   remove(slot: number): void {
+    if (this.status[slot] === REMOVED) return
     this.unlink(slot)
     this.status[slot] = REMOVED
+    this.removed++
   }
 
   /** Taken out by `remove`: skipped by listings. */
@@ -259,10 +265,11 @@ export class FinishedRing {
     this.status = move(this.status, (n) => new Uint8Array(n))
     this.nameIndex = move(this.nameIndex, (n) => new Uint16Array(n))
     this.requestNumber = move(this.requestNumber, (n) => new Float64Array(n))
+    const { head, capacity: oldCapacity } = this
     const remap = <V>(map: Map<number, V>): void => {
       const entries = [...map]
       map.clear()
-      for (const [from, value] of entries) map.set(order.indexOf(from), value)
+      for (const [from, value] of entries) map.set((from - head + oldCapacity) % oldCapacity, value)
     }
     remap(this.otherIds)
     remap(this.otherRequestIds)
