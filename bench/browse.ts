@@ -6,7 +6,7 @@
  * `--seconds`, first alone (idle p99) and then while `--pollers` clients each ask for
  * GET /tasks/stats and GET /tasks?limit=50 in turn, `--interval` ms apart (0: back to back, harder
  * than the dashboard's 2 s). Prints the senders' p50/p99, their non-200 replies, the polls answered
- * and the server's peak RSS. Figures are recorded in the README, never asserted.
+ * and the server's peak RSS. Figures are recorded in docs/performance.md, never asserted.
  */
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'

@@ -1,6 +1,6 @@
 /**
  * Listing, counting and retrying jobs through BullMQ's public API, with work bounded whatever the
- * queue holds (see the README's BullMQ notes under "Listing, stats and retry"):
+ * queue holds (see the BullMQ notes under "Listing, stats and retry" in docs/http-api.md):
  *
  * - a list reads each state the filter can match from its newest end, in chunks
  *   (`queue.getRanges`, then the chunk's jobs), until it has a page past the cursor or has read
