@@ -1,7 +1,7 @@
 /**
  * ThreadBacklog: the threaded tasks a route added and that have not finished, bounded by what
  * the thread pool can work through: `threads × perThread`. Past it the route refuses with
- * `503 THREAD_BACKLOG_FULL` instead of accepting work that would wait in the pool's queue until
+ * `503 HASH_BACKLOG_FULL` instead of accepting work that would wait in the pool's queue until
  * its timeout (which counts from the hand-over to the pool) and fail. Ids leave when the runner
  * reports them finished (any final status, cancel included), or at once when their request
  * answered ≥ 400 (its tasks were dropped). A process-local count: with BullMQ the tasks run in
