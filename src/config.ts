@@ -34,6 +34,7 @@ export const ConfigSchema = Type.Object({
   TASK_MAX_PENDING: Integer(1, 10_000_000, TASK_DEFAULTS.maxPending),
   TASK_MAX_SCHEDULED: Integer(1, 10_000_000, TASK_DEFAULTS.maxScheduled),
   TASK_TIMEOUT_MS: Integer(1, 86_400_000, TASK_DEFAULTS.defaultTimeoutMs),
+  TASK_CANCEL_GRACE_MS: Integer(0, 600_000, TASK_DEFAULTS.cancelGraceMs),
   TASK_RETENTION_COUNT: Integer(1, 10_000_000, TASK_DEFAULTS.retention.maxCount),
   TASK_RETENTION_MS: Integer(1, 604_800_000, TASK_DEFAULTS.retention.maxAgeMs),
   TASK_BACKEND_TIMEOUT_MS: Integer(100, 600_000, TASK_DEFAULTS.backendTimeoutMs),

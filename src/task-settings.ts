@@ -17,6 +17,7 @@ export interface RunnerSettings {
   maxPending: number
   maxScheduled: number
   defaultTimeoutMs: number
+  cancelGraceMs: number
   shutdownTimeoutMs: number
   backendTimeoutMs: number
   retention: RetentionOptions
@@ -30,6 +31,7 @@ export function runnerSettings(config: Config): RunnerSettings {
     maxPending: config.TASK_MAX_PENDING,
     maxScheduled: config.TASK_MAX_SCHEDULED,
     defaultTimeoutMs: config.TASK_TIMEOUT_MS,
+    cancelGraceMs: config.TASK_CANCEL_GRACE_MS,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     backendTimeoutMs: config.TASK_BACKEND_TIMEOUT_MS,
     retention: { maxCount: config.TASK_RETENTION_COUNT, maxAgeMs: config.TASK_RETENTION_MS },

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { Type } from '@sinclair/typebox'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
-import { MemoryBackend, TaskRunner, defineTask, type TaskBackend } from '../src/background/index.js'
+import { MemoryBackend, TaskRunner, defineTask, type AnyTaskDefinition, type TaskBackend } from '../src/background/index.js'
 import { tempDir } from './helpers/app.js'
 import { openBackend } from './helpers/journal.js'
 import { expectNoLeakedRoom } from './helpers/idle-invariant.js'
@@ -37,6 +37,21 @@ afterEach(async () => {
   }
 })
 
+/** A started runner over `backend` with the default cancel grace, closed after the test. */
+async function startRunner(backend: TaskBackend, task: AnyTaskDefinition): Promise<TaskRunner> {
+  const runner = new TaskRunner({
+    backend,
+    concurrency: 4,
+    maxPending: 10_000,
+    defaultTimeoutMs: 10_000,
+    logger: pino({ level: 'silent' }),
+    tasks: [task],
+  })
+  runners.push(runner)
+  await runner.start()
+  return runner
+}
+
 /** Like log_message: the batch takes its items' lines at once, then waits for the write to land. */
 function lineWriter(lines: Map<string, number>, random: () => number) {
   return defineTask({
@@ -60,16 +75,7 @@ describe.each(backends)('cancel and retry racing on the %s backend', (_name, mak
     const random = seeded(seed)
     const lines = new Map<string, number>()
     const task = lineWriter(lines, random)
-    const runner = new TaskRunner({
-      backend: makeBackend(),
-      concurrency: 4,
-      maxPending: 10_000,
-      defaultTimeoutMs: 10_000,
-      logger: pino({ level: 'silent' }),
-      tasks: [task],
-    })
-    runners.push(runner)
-    await runner.start()
+    const runner = await startRunner(makeBackend(), task)
     const ids = await Promise.all(Array.from({ length: 40 }, (_, i) => runner.add(task, [`m${i}`], `req-${i}`)))
     const tooLate: string[] = []
     const calls: Array<Promise<unknown>> = []
@@ -118,16 +124,7 @@ describe('a cancel that comes after the batch handler took the task', () => {
         return items.map((item) => (item.args[0] && item.signal.aborted ? item.signal.reason : undefined))
       },
     })
-    const runner = new TaskRunner({
-      backend: new MemoryBackend({ retention: { maxCount: 100, maxAgeMs: 60_000 } }),
-      concurrency: 2,
-      maxPending: 100,
-      defaultTimeoutMs: 10_000,
-      logger: pino({ level: 'silent' }),
-      tasks: [writes],
-    })
-    runners.push(runner)
-    await runner.start()
+    const runner = await startRunner(new MemoryBackend({ retention: { maxCount: 100, maxAgeMs: 60_000 } }), writes)
     const done = await runner.add(writes, [false])
     const stops = await runner.add(writes, [true])
     await waitFor(() => taken.length === 2, { what: 'the batch to take both' })

@@ -7,19 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { startServer, type TestServer } from './helpers/app.js'
 import { TaskProbe, addTasksBody, testTaskRoutes } from './helpers/test-tasks.js'
 import { waitFor } from './helpers/wait.js'
-
-interface View {
-  id: string
-  name: string
-  status: string
-  attempts: number
-  maxAttempts: number
-  requestId?: string
-  createdAt: string
-  startedAt?: string
-  finishedAt?: string
-  lastError?: string
-}
+import type { TaskView as View } from './helpers/task-view.js'
 
 describe('finished tasks kept within the retention bound', () => {
   let server: TestServer

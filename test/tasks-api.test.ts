@@ -6,20 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { startServer, type TestServer } from './helpers/app.js'
 import { TaskProbe, addTasksBody, testTaskRoutes } from './helpers/test-tasks.js'
 import { waitFor } from './helpers/wait.js'
-
-interface View {
-  id: string
-  name: string
-  status: string
-  attempts: number
-  maxAttempts: number
-  requestId?: string
-  createdAt: string
-  startedAt?: string
-  finishedAt?: string
-  nextAttemptAt?: string
-  lastError?: string
-}
+import type { TaskView as View } from './helpers/task-view.js'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
