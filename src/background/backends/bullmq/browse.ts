@@ -43,6 +43,28 @@ const STATES_OF: Record<TaskStatus, JobState[]> = {
 /** The sets BullMQ scores by finish time: a job found there finished before `since` was created before it too. */
 const BY_FINISH_TIME: ReadonlySet<JobState> = new Set(['completed', 'failed'])
 
+/** Rounds a retry reads the job again when another process changed it between the read and the write. */
+const UNMARK_ROUNDS = 5
+
+/**
+ * Compare-and-set of a job's data (KEYS[1], field `data`) from ARGV[2] to ARGV[3], only if the job
+ * (ARGV[1]) is in the failed set (KEYS[3]) for ARGV[4] = 'failed', or for 'waiting' in none of
+ * active (KEYS[2]), failed and completed (KEYS[4]). Atomic with BullMQ's own scripts, so with a
+ * worker moving the job to active. JSON.stringify of the data as read gives back the stored string
+ * (BullMQ and updateData store JSON.stringify of it). 1 if set, else 0.
+ */
+const UNMARK = `
+if redis.call('HGET', KEYS[1], 'data') ~= ARGV[2] then return 0 end
+local failed = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if ARGV[4] == 'failed' then
+  if not failed then return 0 end
+elseif failed or redis.call('ZSCORE', KEYS[4], ARGV[1]) or redis.call('LPOS', KEYS[2], ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'data', ARGV[3])
+return 1
+`
+
 interface CachedCounts {
   since: number
   counts: TaskCounts
@@ -91,19 +113,69 @@ export class JobBrowser {
     }
   }
 
+  /**
+   * Other web processes may cancel or retry the same job, and a worker may take it, between the
+   * reads and the writes here: the cancel mark is taken off only by a compare-and-set that also
+   * checks where the job is (UNMARK), and `job.retry` moves it only out of `failed`. A step that
+   * finds the job changed reads it again and decides anew; one that finds it retried by someone
+   * else, or taken by a worker, answers `not_retryable` with the job as it is now.
+   */
   private async retryJob(id: string): Promise<RetryOutcome> {
-    const job = (await this.queue.getJob(id)) as Job<JobData> | undefined
-    if (job === undefined) return { outcome: 'not_found' }
-    const state = await job.getState()
-    const record = toRecord(job, state)
-    if (record.status !== 'failed' && record.status !== 'cancelled') return { outcome: 'not_retryable', record }
-    if (job.data.cancelledAt !== undefined) {
-      const { cancelledAt: _cancelled, ...data } = job.data
-      await job.updateData(data)
+    for (let round = 0; ; round++) {
+      const job = (await this.queue.getJob(id)) as Job<JobData> | undefined
+      if (job === undefined) return { outcome: 'not_found' }
+      const state = await job.getState()
+      const record = toRecord(job, state)
+      if (record.status !== 'failed' && record.status !== 'cancelled') return { outcome: 'not_retryable', record }
+      // Marked, but the job moved before the mark came off: read it again (a few times at most;
+      // each round means another process changed the job meanwhile).
+      if (job.data.cancelledAt !== undefined && !(await this.unmark(job, state === 'failed' ? 'failed' : 'waiting'))) {
+        if (round < UNMARK_ROUNDS) continue
+        return { outcome: 'not_retryable', record: await this.current(id, record) }
+      }
+      if (state === 'failed') {
+        try {
+          await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
+        } catch (error) {
+          // Another retry moved it first (BullMQ: not in the failed set): that one retried it.
+          if ((await this.queue.getJobState(id)) === 'failed') throw error
+          return { outcome: 'not_retryable', record: await this.current(id, record) }
+        }
+      }
+      const [after, now] = await Promise.all([this.queue.getJob(id), this.queue.getJobState(id)])
+      return after === undefined ? { outcome: 'not_found' } : { outcome: 'retried', record: toRecord(after, now) }
     }
-    if (state === 'failed') await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
-    const [after, now] = await Promise.all([this.queue.getJob(id), this.queue.getJobState(id)])
-    return after === undefined ? { outcome: 'not_found' } : { outcome: 'retried', record: toRecord(after, now) }
+  }
+
+  /**
+   * Take the cancel mark off `job` if its data is still what was read and it is still `failed`, or
+   * still not started (not active, not finished): a worker that takes it afterwards runs it, and
+   * one that took it before (its copy marked) fails it as cancelled, which a later retry retries.
+   */
+  private async unmark(job: Job<JobData>, where: 'failed' | 'waiting'): Promise<boolean> {
+    const { cancelledAt: _cancelled, ...data } = job.data
+    const { keys } = this.queue
+    const id = job.id as string
+    const done = await this.redis.eval(
+      UNMARK,
+      4,
+      this.queue.toKey(id),
+      keys.active as string,
+      keys.failed as string,
+      keys.completed as string,
+      id,
+      JSON.stringify(job.data),
+      JSON.stringify(data),
+      where,
+    )
+    if (done !== 1) return false
+    job.data = data
+    return true
+  }
+
+  private async current(id: string, last: TaskRecord): Promise<TaskRecord> {
+    const [job, state] = await Promise.all([this.queue.getJob(id), this.queue.getJobState(id)])
+    return job === undefined ? last : toRecord(job, state)
   }
 
   private async readPage(query: TaskListQuery): Promise<TaskPage> {

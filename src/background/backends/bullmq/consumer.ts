@@ -8,7 +8,7 @@
  * `complete` resolves and `fail` rejects (a retry at the time the runner drew, or an
  * UnrecoverableError); both resolve once BullMQ has recorded the outcome.
  */
-import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq'
+import { Job, UnrecoverableError, WaitingError, Worker } from 'bullmq'
 import { type BackendHooks, type FailOptions, type MaybePromise, isPromise } from '../types.js'
 import { Task } from '../../task.js'
 import type { ConnectionLog } from './connection.js'
@@ -144,9 +144,17 @@ export class JobConsumer {
     return 'cancelled'
   }
 
-  /** Another process asked to cancel this job: settle it, or abort it if the runner runs it. */
+  /**
+   * Another process asked to cancel this job: settle it, or abort it if the runner runs it. Only
+   * while the job still carries the cancel mark: a retry takes the mark off only while no worker
+   * holds the job, so a job held here without it is a later attempt than the one the cancel was
+   * for (cancelled, then retried before this message landed), and it runs on.
+   */
   cancelLocal(id: string): void {
-    this.cancelHeld(id).then((here) => here === 'running' && this.hooks?.cancelLocal(id), this.log.error)
+    if (!this.claimed.has(id) && !this.handOff.has((h) => h.job.id === id)) return
+    Job.fromId<JobData>(this.worker, id)
+      .then((job) => (job?.data.cancelledAt === undefined ? undefined : this.cancelHeld(id)))
+      .then((here) => here === 'running' && this.hooks?.cancelLocal(id), this.log.error)
   }
 
   /** The runner is closing: take no new job, and give back those it has not claimed. */

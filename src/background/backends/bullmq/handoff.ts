@@ -28,6 +28,11 @@ export class HandOff<T> {
     })
   }
 
+  /** Whether an item kept matches. */
+  has(matches: (item: T) => boolean): boolean {
+    return this.items.some(matches)
+  }
+
   /** Take out the first item that matches, if any. */
   remove(matches: (item: T) => boolean): T | undefined {
     const index = this.items.findIndex(matches)
