@@ -21,6 +21,27 @@ export function journalStatuses(path: string): Record<string, number> {
   }
 }
 
+/** A task's row as a journal holds it: only when no server holds it. */
+export interface JournalRow {
+  id: string
+  status: string
+  attempts: number
+  /** The message, for `log_message` (null once succeeded: arguments are cleared then). */
+  args: string | null
+  intent: string | null
+}
+
+/** Every task row of a journal, by id: only when no server holds it. */
+export function journalRows(path: string): Map<string, JournalRow> {
+  const db = sqliteDriver().open(path)
+  try {
+    const rows = db.prepare('SELECT id, status, attempts, args, intent FROM tasks').all() as unknown as JournalRow[]
+    return new Map(rows.map((row) => [row.id, { ...row, attempts: Number(row.attempts) }]))
+  } finally {
+    db.close()
+  }
+}
+
 /** Task counts by status in what a `kill -9` right now would leave: the file and its WAL, copied aside and read there. */
 export function statusesAfterKill(path: string): Record<string, number> {
   const snapshot = join(path, '..', 'snapshot.db')
