@@ -1,7 +1,7 @@
 /** buildApp(config): the Fastify instance with its plugins, the background-tasks plugin and the routes. */
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { backgroundTasks, type TaskBackend } from './background/index.js'
+import { backgroundTasks, taskRoutes, TaskView, type TaskBackend } from './background/index.js'
 import type { Config } from './config.js'
 import { docs } from './plugins/docs.js'
 import { metrics } from './plugins/metrics.js'
@@ -10,12 +10,8 @@ import { clientErrorHandler } from './client-errors.js'
 import { hashRoutes } from './routes/hash.js'
 import { healthRoutes } from './routes/health.js'
 import { sendMessageRoutes } from './routes/send-message.js'
-import { taskListRoutes } from './routes/task-list.js'
-import { taskStatsRoutes } from './routes/task-stats.js'
-import { taskRoutes } from './routes/tasks.js'
 import { dashboardRoutes } from './routes/dashboard.js'
 import { registerProcessBasics } from './process-basics.js'
-import { TaskView } from './schemas.js'
 import { createTaskBackend, runnerSettings } from './task-settings.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
@@ -109,9 +105,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   if (config.METRICS_ENABLED) await app.register(metrics)
   if (options.beforeRoutes !== undefined) await options.beforeRoutes(app)
   await app.register(sendMessageRoutes, { logMessage, messageMaxLength: config.MESSAGE_MAX_LENGTH })
-  await app.register(taskListRoutes)
-  await app.register(taskStatsRoutes)
-  await app.register(taskRoutes)
+  // The package's task routes, marked admin (admin-auth.ts checks ADMIN_TOKEN; docs.ts documents
+  // the 401); a retry takes no body (request-guard.ts).
+  await app.register(taskRoutes, {
+    prefix: '/tasks',
+    routeConfig: (method) => (method === 'POST' ? { admin: true, bodyNotAllowed: true } : { admin: true }),
+  })
   const hashBacklog = new ThreadBacklog(app.taskRunner, config.TASK_THREADS, config.HASH_QUEUE_PER_THREAD)
   await app.register(hashRoutes, { hashPassword, results: hashResults, backlog: hashBacklog })
   await app.register(dashboardRoutes)

@@ -6,6 +6,14 @@
 import createError from '@fastify/error'
 
 export * as taskErrors from './background/errors.js'
+// The task routes' codes, raised by the package's taskRoutes plugin; the admin token's too (admin-auth.ts).
+export {
+  AdminTokenInvalidError,
+  AdminTokenRequiredError,
+  TaskCursorInvalidError,
+  TaskFilterInvalidError,
+  TaskNotRetryableError,
+} from './background/errors.js'
 
 export const QueryParamRepeatedError = createError<[string, number]>(
   'QUERY_PARAM_REPEATED',
@@ -72,33 +80,6 @@ export const HashBacklogFullError = createError<[number]>(
   'The hashing thread pool has %d hashes to work through; retry later',
   503,
 )
-
-/** `GET /tasks`: a filter the schema cannot check (a `since` that is not an ISO 8601 time). */
-export const TaskFilterInvalidError = createError<[string, string]>('TASK_FILTER_INVALID', 'querystring/%s %s', 400)
-
-/** `GET /tasks`: a `cursor` that is not one a previous page gave out. */
-export const TaskCursorInvalidError = createError(
-  'TASK_CURSOR_INVALID',
-  'querystring/cursor is not a cursor this server gave out: pass nextCursor from the previous page as it is',
-  400,
-)
-
-/** `POST /tasks/:id/retry` on a task that is not failed or cancelled (or whose arguments are gone). */
-export const TaskNotRetryableError = createError<[string, string]>(
-  'TASK_NOT_RETRYABLE',
-  'Task "%s" has status "%s": only a failed or cancelled task can be retried',
-  409,
-)
-
-/** ADMIN_TOKEN is set and the request carries no token (no `Authorization: Bearer`, no sign-in cookie). */
-export const AdminTokenRequiredError = createError(
-  'ADMIN_TOKEN_REQUIRED',
-  'This route needs the admin token: send Authorization: Bearer <ADMIN_TOKEN>',
-  401,
-)
-
-/** ADMIN_TOKEN is set and the request's token is not it. */
-export const AdminTokenInvalidError = createError('ADMIN_TOKEN_INVALID', 'The admin token is not valid', 401)
 
 /** A request that changes state, signed in only by the dashboard's cookie, came from another origin (or says not where it came from). */
 export const AdminCrossOriginError = createError(

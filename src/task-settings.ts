@@ -52,7 +52,7 @@ export async function createTaskBackend(config: Config, role: 'web' | 'worker', 
     case 'memory':
       return new MemoryBackend({ retention })
     case 'sqlite': {
-      const { SqliteBackend, JournalOpenError } = await import('./background/backends/sqlite/backend.js')
+      const { SqliteBackend, JournalOpenError } = await import('./background/backends/sqlite/index.js')
       try {
         return new SqliteBackend({ path: config.TASK_DB, sync: config.TASK_DB_SYNC, retention, logger })
       } catch (error) {
@@ -61,7 +61,7 @@ export async function createTaskBackend(config: Config, role: 'web' | 'worker', 
       }
     }
     case 'bullmq': {
-      const { BullMQBackend } = await import('./background/backends/bullmq/backend.js')
+      const { BullMQBackend } = await import('./background/backends/bullmq/index.js')
       return new BullMQBackend({
         role: role === 'web' ? 'producer' : 'worker',
         url: config.REDIS_URL,

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import { escapeControlCharacters, formatLogLine } from '../src/tasks/log-line.js'
 import { ConfigError, loadConfig } from '../src/config.js'
-import { redactPaths } from '../src/redact-paths.js'
+import { redactPaths } from '../src/background/redact-paths.js'
 
 describe('log line', () => {
   it('formats `<ISO timestamp>: <message>\\n`', () => {

@@ -96,3 +96,37 @@ export const ScheduledFullError = createError<[number]>(
   'Too many scheduled tasks (%d waiting for their time); retry later',
   503,
 )
+
+/** `GET /tasks`: a filter the schema cannot check (a `since` that is not an ISO 8601 time). */
+export const TaskFilterInvalidError = createError<[string, string]>('TASK_FILTER_INVALID', 'querystring/%s %s', 400)
+
+/** `GET /tasks`: a `cursor` that is not one a previous page gave out. */
+export const TaskCursorInvalidError = createError(
+  'TASK_CURSOR_INVALID',
+  'querystring/cursor is not a cursor this server gave out: pass nextCursor from the previous page as it is',
+  400,
+)
+
+/** `POST /tasks/:id/retry` on a task that is not failed or cancelled (or whose arguments are gone). */
+export const TaskNotRetryableError = createError<[string, string]>(
+  'TASK_NOT_RETRYABLE',
+  'Task "%s" has status "%s": only a failed or cancelled task can be retried',
+  409,
+)
+
+/** An admin route (the task routes' `adminToken`, the app's ADMIN_TOKEN) was called without a token. */
+export const AdminTokenRequiredError = createError(
+  'ADMIN_TOKEN_REQUIRED',
+  'This route needs the admin token: send Authorization: Bearer <ADMIN_TOKEN>',
+  401,
+)
+
+/** An admin route was called with a token that is not the admin token. */
+export const AdminTokenInvalidError = createError('ADMIN_TOKEN_INVALID', 'The admin token is not valid', 401)
+
+/** `taskRoutes` registered where the background-tasks plugin is not (no `fastify.taskRunner`). */
+export const TaskRoutesWithoutRunnerError = createError(
+  'TASKS_ROUTES_WITHOUT_RUNNER',
+  'taskRoutes needs fastify.taskRunner: register the background-tasks plugin (backgroundTasks) before it, in the same or a parent context',
+  500,
+)

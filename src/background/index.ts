@@ -1,7 +1,8 @@
 /**
- * The background-tasks plugin's public surface: the plugin, `defineTask`, the runner, the
- * backend interface and the memory backend, and the error codes. The sqlite and BullMQ
- * backends are imported from their own folders, so their drivers load only when chosen.
+ * The background-tasks plugin's public surface (the package's `.` entry): the plugin, the task
+ * routes plugin, `defineTask`, the runner, the backend interface and the memory backend, and the
+ * error codes. The sqlite and BullMQ backends are imported from their own entries
+ * (`./backends/sqlite/index.ts`, `./backends/bullmq/index.ts`), so their drivers load only when chosen.
  */
 export { backgroundTasks, backgroundTasks as default } from './plugin.js'
 export { type BackgroundTasksOptions, DEFAULTS } from './options.js'
@@ -30,6 +31,11 @@ export * from './backends/types.js'
 export { Task, type TaskInit } from './task.js'
 export * as errors from './errors.js'
 export { settleWithin } from './settle-within.js'
+export { redactPaths } from './redact-paths.js'
+export { taskRoutes, bearerCheck, type TaskRoutesOptions, type TaskRouteMethod, type TaskRouteConfigOf } from './routes/task-routes.js'
+export { ErrorReply, TaskView, MalformedQueryReply, UnavailableReply, errorResponse, ref } from './routes/schemas.js'
+export { toTaskView } from './routes/task-view.js'
+export { encodeCursor, decodeCursor } from './routes/task-cursor.js'
 export type { BackoffPolicy } from './backoff.js'
 export { TaskCounters, DurationHistogram, DURATION_BUCKETS, type AttemptEnd } from './runner/counters.js'
 export type { BatchItem, BatchContext, BatchOutcomes } from './define-task.js'

@@ -1,8 +1,9 @@
-/** GET /tasks/stats: counts by status and by name, and how many tasks finished per second lately. */
+/** GET /tasks/stats (under taskRoutes' prefix): counts by status and by name, and how many tasks finished per second lately. */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { TASK_STATUSES } from '../background/index.js'
-import { MalformedQueryReply, UnavailableReply } from '../schemas.js'
+import { TASK_STATUSES } from '../backends/types.js'
+import { MalformedQueryReply, UnavailableReply } from './schemas.js'
+import type { TaskRouteConfig } from './task-routes.js'
 
 export const THROUGHPUT = { windowSeconds: 300, bucketSeconds: 10 }
 
@@ -47,11 +48,11 @@ export function throughput(finishedTimes: number[], now: number) {
   }
 }
 
-export const taskStatsRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const taskStatsRoutes: FastifyPluginAsyncTypebox<TaskRouteConfig> = async (app, { routeConfig }) => {
   app.get(
-    '/tasks/stats',
+    '/stats',
     {
-      config: { admin: true },
+      config: routeConfig('GET', '/stats'),
       schema: {
         summary: 'Task counts and throughput',
         description: `Counts by status and by task name over the tasks the backend holds, and the tasks finished per second over the last ${THROUGHPUT.windowSeconds / 60} minutes, in ${THROUGHPUT.bucketSeconds}-second buckets.`,

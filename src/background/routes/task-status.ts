@@ -1,10 +1,10 @@
-/** GET /tasks/:id (status), DELETE /tasks/:id (cancel) and POST /tasks/:id/retry. */
+/** GET /tasks/:id (status), DELETE /tasks/:id (cancel) and POST /tasks/:id/retry (paths under taskRoutes' prefix). */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { TaskRecord } from '../background/index.js'
-import { TaskNotRetryableError, taskErrors } from '../errors.js'
-import { redactPaths } from '../redact-paths.js'
-import { TaskView, UnavailableReply, errorResponse, ref } from '../schemas.js'
+import { TaskAlreadyFinishedError, TaskNotFoundError, TaskNotRetryableError } from '../errors.js'
+import { TaskView, UnavailableReply, errorResponse, ref } from './schemas.js'
+import type { TaskRouteConfig } from './task-routes.js'
+import { toTaskView } from './task-view.js'
 
 const Params = Type.Object({
   id: Type.String({
@@ -28,31 +28,11 @@ const NotFound = errorResponse(
   'No task with id "3f1c5e0e-8a53-4a3e-9a43-1f0f3c1b2d4e" (unknown, or finished long enough ago to be pruned)',
 )
 
-const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
-
-export function toTaskView(record: TaskRecord): TaskView {
-  return {
-    id: record.id,
-    name: record.name,
-    status: record.status,
-    attempts: record.attempts,
-    maxAttempts: record.maxAttempts,
-    requestId: record.requestId,
-    createdAt: new Date(record.createdAt).toISOString(),
-    startedAt: iso(record.startedAt),
-    finishedAt: iso(record.finishedAt),
-    nextAttemptAt: record.status === 'retrying' ? iso(record.runAt) : undefined,
-    runAt: record.status === 'scheduled' ? iso(record.runAt) : undefined,
-    priority: record.priority,
-    lastError: record.lastError === undefined ? undefined : redactPaths(record.lastError),
-  }
-}
-
-export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const taskStatusRoutes: FastifyPluginAsyncTypebox<TaskRouteConfig> = async (app, { routeConfig }) => {
   app.get(
-    '/tasks/:id',
+    '/:id',
     {
-      config: { admin: true },
+      config: routeConfig('GET', '/:id'),
       schema: {
         summary: "A background task's status",
         description:
@@ -64,15 +44,15 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const record = await app.taskRunner.get(request.params.id)
-      if (record === undefined) throw new taskErrors.TaskNotFoundError(request.params.id)
+      if (record === undefined) throw new TaskNotFoundError(request.params.id)
       return toTaskView(record)
     },
   )
 
   app.delete(
-    '/tasks/:id',
+    '/:id',
     {
-      config: { admin: true },
+      config: routeConfig('DELETE', '/:id'),
       schema: {
         summary: 'Cancel a background task',
         description:
@@ -100,18 +80,18 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const outcome = await app.taskRunner.cancel(request.params.id)
-      if (outcome.outcome === 'not_found') throw new taskErrors.TaskNotFoundError(request.params.id)
+      if (outcome.outcome === 'not_found') throw new TaskNotFoundError(request.params.id)
       if (outcome.outcome === 'finished') {
-        throw new taskErrors.TaskAlreadyFinishedError(request.params.id, outcome.record.status)
+        throw new TaskAlreadyFinishedError(request.params.id, outcome.record.status)
       }
       return toTaskView(outcome.record)
     },
   )
 
   app.post(
-    '/tasks/:id/retry',
+    '/:id/retry',
     {
-      config: { admin: true, bodyNotAllowed: true },
+      config: routeConfig('POST', '/:id/retry'),
       schema: {
         summary: 'Retry a failed or cancelled task',
         description:
@@ -139,7 +119,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const outcome = await app.taskRunner.retry(request.params.id)
-      if (outcome.outcome === 'not_found') throw new taskErrors.TaskNotFoundError(request.params.id)
+      if (outcome.outcome === 'not_found') throw new TaskNotFoundError(request.params.id)
       if (outcome.outcome === 'not_retryable') throw new TaskNotRetryableError(request.params.id, outcome.record.status)
       return toTaskView(outcome.record)
     },

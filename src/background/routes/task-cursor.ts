@@ -2,8 +2,8 @@
  * The opaque `cursor` of `GET /tasks`: where the next page starts (the last task of this one),
  * base64url-encoded JSON. Anything else is refused with 400 TASK_CURSOR_INVALID.
  */
-import type { ListPosition } from './background/index.js'
-import { TaskCursorInvalidError } from './errors.js'
+import type { ListPosition } from '../backends/types.js'
+import { TaskCursorInvalidError } from '../errors.js'
 
 export function encodeCursor(position: ListPosition): string {
   return Buffer.from(JSON.stringify([position.createdAt, position.id])).toString('base64url')

@@ -1,11 +1,13 @@
-/** GET /tasks: the tasks the backend holds, newest first, filtered, a page at a time. */
+/** GET /tasks (taskRoutes' prefix): the tasks the backend holds, newest first, filtered, a page at a time. */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { TASK_STATUSES, parseIsoInstant, type TaskStatus } from '../background/index.js'
+import { TASK_STATUSES, type TaskStatus } from '../backends/types.js'
 import { TaskFilterInvalidError } from '../errors.js'
-import { TaskView, UnavailableReply, errorResponse, ref } from '../schemas.js'
-import { decodeCursor, encodeCursor } from '../task-cursor.js'
-import { toTaskView } from './tasks.js'
+import { parseIsoInstant } from '../iso-time.js'
+import { TaskView, UnavailableReply, errorResponse, ref } from './schemas.js'
+import { decodeCursor, encodeCursor } from './task-cursor.js'
+import type { TaskRouteConfig } from './task-routes.js'
+import { toTaskView } from './task-view.js'
 
 export const LIST_LIMIT = { default: 50, max: 500 }
 
@@ -50,11 +52,11 @@ export function parseSince(since: string | undefined): number | undefined {
   return time
 }
 
-export const taskListRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const taskListRoutes: FastifyPluginAsyncTypebox<TaskRouteConfig> = async (app, { routeConfig }) => {
   app.get(
-    '/tasks',
+    '/',
     {
-      config: { admin: true },
+      config: routeConfig('GET', '/'),
       schema: {
         summary: 'List background tasks',
         description: [
