@@ -7,7 +7,7 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     // The dashboard's script runs in the browser.
-    files: ['public/**/*.js'],
+    files: ['src/background/dashboard/assets/*.js'],
     languageOptions: {
       sourceType: 'script',
       globals: { window: 'readonly', document: 'readonly', fetch: 'readonly', URLSearchParams: 'readonly', setInterval: 'readonly' },

@@ -1,4 +1,4 @@
-/** `npm start` serves the dashboard: the built server (dist/server.js) finds the page's files in public/. */
+/** `npm start` serves the dashboard: the built server (dist/server.js) finds the page's files that `npm run build` copied to dist/background/dashboard/assets/. */
 import { join } from 'node:path'
 import { request } from 'undici'
 import { afterEach, beforeAll, expect, it } from 'vitest'

@@ -29,6 +29,7 @@ async function main() {
   const app = Fastify()
   await app.register(backgroundTasks, { tasks: [greet] })
   await app.register(taskRoutes, { prefix: '/tasks', adminToken: 'let-me-in' })
+  await app.register(dashboard, { prefix: '/admin/dashboard', tasksPrefix: '/tasks' })
   app.post('/greet', async (request) => {
     const task = request.backgroundTasks.add(greet, 'world')
     return { id: task.id }
@@ -50,6 +51,13 @@ async function main() {
   const list = await (await fetch(base + '/tasks?status=succeeded', { headers: auth })).json()
   const stats = await (await fetch(base + '/tasks/stats', { headers: auth })).json()
   const missing = await (await fetch(base + '/tasks/nope', { headers: auth })).json()
+  // The dashboard's files, read from the installed package's dist/background/dashboard/assets/.
+  const dashboardFiles = {}
+  for (const path of ['/admin/dashboard', '/admin/dashboard/dashboard.js', '/admin/dashboard/dashboard.css']) {
+    const reply = await fetch(base + path)
+    const body = await reply.text()
+    dashboardFiles[path] = { status: reply.status, type: reply.headers.get('content-type'), length: body.length, body: path.endsWith('dashboard') ? body : '' }
+  }
   await app.close()
   console.log(JSON.stringify({
     header, id, view, seen,
@@ -57,6 +65,7 @@ async function main() {
     listed: list.tasks.map((task) => task.id),
     succeeded: stats.byStatus.succeeded,
     missing: missing.code,
+    dashboardFiles,
     entries: { sqlite: typeof sqlite.SqliteBackend, bullmq: typeof bullmq.BullMQBackend },
   }))
 }
@@ -65,7 +74,7 @@ async function main() {
 const ESM = `
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { backgroundTasks, defineTask, taskRoutes } from 'fastify-background-tasks'
+import { backgroundTasks, dashboard, defineTask, taskRoutes } from 'fastify-background-tasks'
 import * as sqlite from 'fastify-background-tasks/sqlite'
 import * as bullmq from 'fastify-background-tasks/bullmq'
 ${APP_BODY}
@@ -76,7 +85,7 @@ const CJS = `
 'use strict'
 const Fastify = require('fastify')
 const { Type } = require('@sinclair/typebox')
-const { backgroundTasks, defineTask, taskRoutes } = require('fastify-background-tasks')
+const { backgroundTasks, dashboard, defineTask, taskRoutes } = require('fastify-background-tasks')
 const sqlite = require('fastify-background-tasks/sqlite')
 const bullmq = require('fastify-background-tasks/bullmq')
 ${APP_BODY}
@@ -126,6 +135,7 @@ async function runConsumer(file: string, source: string) {
     listed: string[]
     succeeded: number
     missing: string
+    dashboardFiles: Record<string, { status: number; type: string; length: number; body: string }>
     entries: Record<string, string>
   }
 }
@@ -139,15 +149,29 @@ function expectWorked(result: Awaited<ReturnType<typeof runConsumer>>) {
   expect(result.succeeded).toBe(1)
   expect(result.missing).toBe('TASK_NOT_FOUND')
   expect(result.entries).toEqual({ sqlite: 'function', bullmq: 'function' })
+  const files = result.dashboardFiles
+  expect(Object.keys(files)).toHaveLength(3)
+  for (const [path, { status, length }] of Object.entries(files)) {
+    expect(status, path).toBe(200)
+    expect(length, path).toBeGreaterThan(100)
+  }
+  expect(files['/admin/dashboard']?.type).toMatch(/^text\/html/)
+  expect(files['/admin/dashboard/dashboard.js']?.type).toMatch(/^text\/javascript/)
+  expect(files['/admin/dashboard/dashboard.css']?.type).toMatch(/^text\/css/)
+  // The page loads its files under its own prefix and reads the task routes at tasksPrefix.
+  expect(files['/admin/dashboard']?.body).toContain('<html lang="en" data-tasks="/tasks">')
+  expect(files['/admin/dashboard']?.body).toContain('src="/admin/dashboard/dashboard.js"')
 }
 
 describe('the packed package', () => {
-  it('holds the built plugin, its types and README, and no tests, bench, demo app or secrets', () => {
+  it("holds the built plugin, its types, the dashboard's files and README, and no tests, bench, demo app or secrets", () => {
     expect(packed).toContain('package.json')
     expect(packed).toContain('README.md')
     for (const file of packed.filter((path) => !['package.json', 'README.md'].includes(path))) {
-      expect(file).toMatch(/^dist\/background\/.*\.(js|d\.ts)$/)
+      expect(file).toMatch(/^dist\/background\/(.*\.(js|d\.ts)|dashboard\/assets\/[\w-]+\.(html|js|css))$/)
     }
+    for (const asset of ['index.html', 'dashboard.js', 'dashboard.css'])
+      expect(packed).toContain(`dist/background/dashboard/assets/${asset}`)
     expect(packed.some((path) => /(^|\/)(test|bench|src|public|logs)\/|\.env|\.map$/.test(path))).toBe(false)
     // Every entry of `exports` (and main/types) is in the tarball.
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {

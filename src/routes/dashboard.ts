@@ -1,29 +1,17 @@
 /**
- * /dashboard: one page (plain HTML, a small vanilla script and a stylesheet from
- * `public/dashboard/`, read once at start) that shows and steers the tasks through the JSON
- * routes. With ADMIN_TOKEN set, a request without a valid token gets the sign-in page (401); its
- * form posts the token (at most SIGN_IN_LIMIT attempts a minute per address) and gets a new
- * session's id in an HttpOnly, SameSite=Strict cookie; signing out ends the session.
+ * /dashboard: the package's dashboard plugin (the page, its script and stylesheet), reading the
+ * task routes at /tasks, plus what this app adds around it: with ADMIN_TOKEN set, a request for
+ * the page without a valid token gets the sign-in page (401); its form posts the token (at most
+ * SIGN_IN_LIMIT attempts a minute per address) and gets a new session's id in an HttpOnly,
+ * SameSite=Strict cookie; signing out ends the session.
  */
-import { readFileSync } from 'node:fs'
 import rateLimit from '@fastify/rate-limit'
 import querystring from 'fast-querystring'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify'
+import { DASHBOARD_SECURITY_HEADERS, dashboard } from '../background/index.js'
 import { AdminCrossOriginError, SignInRateLimitedError } from '../errors.js'
 import { crossOriginCookieRequest, SESSION_COOKIE } from '../plugins/admin-auth.js'
-
-// src/routes/ and dist/routes/ are both two levels below the package root.
-const ASSETS = new URL('../../public/dashboard/', import.meta.url)
-const read = (name: string): string => readFileSync(new URL(name, ASSETS), 'utf8')
-
-/** The page loads nothing but its own script and stylesheet, and is never framed. */
-const SECURITY_HEADERS = {
-  'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'cache-control': 'no-store',
-}
+import { SIGN_IN_PAGE } from './sign-in-page.js'
 
 /** Sign-in attempts per client address and minute (a constant: a person types far fewer). */
 export const SIGN_IN_LIMIT = 10
@@ -33,15 +21,29 @@ const SIGN_IN_ERRORS = {
   invalid: '<p class="error" role="alert">That token is not valid.</p>',
 }
 
+const SIGN_OUT_FORM = '<form method="post" action="/dashboard/sign-out"><button type="submit">Sign out</button></form>'
+
 export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
-  const signOut =
-    app.adminToken === undefined ? '' : '<form method="post" action="/dashboard/sign-out"><button type="submit">Sign out</button></form>'
-  const page = read('index.html').replace('<!-- sign-out -->', signOut)
-  const signIn = read('sign-in.html')
-  const assets: Record<string, [string, string]> = {
-    'dashboard.js': [read('dashboard.js'), 'text/javascript; charset=utf-8'],
-    'dashboard.css': [read('dashboard.css'), 'text/css; charset=utf-8'],
+  const signInPage = (reply: FastifyReply, why: 'missing' | 'invalid') =>
+    reply
+      .code(401)
+      .header('www-authenticate', 'Bearer realm="tasks"')
+      .headers(DASHBOARD_SECURITY_HEADERS)
+      .type('text/html; charset=utf-8')
+      .send(SIGN_IN_PAGE.replace('<!-- error -->', SIGN_IN_ERRORS[why]))
+
+  // The page needs the token (bearer or the session cookie); without it, the sign-in page.
+  const signedIn: onRequestHookHandler = (request, reply, done) => {
+    const check = app.adminCheck(request)
+    if (check === 'missing' || check === 'invalid') return void signInPage(reply, check)
+    done()
   }
+  await app.register(dashboard, {
+    prefix: '/dashboard',
+    tasksPrefix: '/tasks',
+    onRequest: signedIn,
+    headerHtml: app.adminToken === undefined ? '' : SIGN_OUT_FORM,
+  })
 
   // Only the routes that ask for it (sign-in) are limited; the store is in memory, bounded (LRU).
   await app.register(rateLimit, {
@@ -49,27 +51,10 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
     errorResponseBuilder: (_request, context) => new SignInRateLimitedError(context.max, Math.ceil(context.ttl / 1000)),
   })
 
-  const html = (reply: FastifyReply, body: string) => reply.headers(SECURITY_HEADERS).type('text/html; charset=utf-8').send(body)
-  const signInPage = (reply: FastifyReply, why: 'missing' | 'invalid') =>
-    html(reply.code(401).header('www-authenticate', 'Bearer realm="tasks"'), signIn.replace('<!-- error -->', SIGN_IN_ERRORS[why]))
-
   // The sign-in form posts application/x-www-form-urlencoded: parsed here only.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_request, body, done) => {
     done(null, querystring.parse(body as string))
   })
-
-  app.get('/dashboard', { schema: { hide: true } }, async (request: FastifyRequest, reply) => {
-    const check = app.adminCheck(request)
-    if (check === 'missing' || check === 'invalid') return signInPage(reply, check)
-    return html(reply, page)
-  })
-
-  // The script and stylesheet hold no data: they load on the sign-in page too.
-  for (const [name, [body, type]] of Object.entries(assets)) {
-    app.get(`/dashboard/${name}`, { schema: { hide: true } }, async (_request, reply) =>
-      reply.headers(SECURITY_HEADERS).type(type).send(body),
-    )
-  }
 
   const signInOptions = { schema: { hide: true }, config: { rateLimit: { max: SIGN_IN_LIMIT, timeWindow: 60_000 } } }
   app.post('/dashboard/sign-in', signInOptions, async (request, reply) => {

@@ -63,10 +63,13 @@ export function ensureBuilt(): void {
       return Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs)
     }, 0)
   const built = existsSync(resolve(ROOT, 'dist/server.js')) ? newest(resolve(ROOT, 'dist')) : 0
-  if (built < newest(resolve(ROOT, 'src'))) {
+  const assets = existsSync(resolve(ROOT, 'dist/background/dashboard/assets/index.html'))
+  if (built < newest(resolve(ROOT, 'src')) || !assets) {
+    // What `npm run build` does: tsc, then the dashboard's files copied next to the built plugin.
     execFileSync(process.execPath, [resolve(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
       cwd: ROOT,
       stdio: 'inherit',
     })
+    execFileSync(process.execPath, [resolve(ROOT, 'scripts/copy-dashboard-assets.mjs')], { cwd: ROOT, stdio: 'inherit' })
   }
 }

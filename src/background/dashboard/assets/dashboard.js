@@ -1,5 +1,6 @@
-// The dashboard: reads /tasks/stats and /tasks every few seconds and renders them; the buttons
-// call DELETE /tasks/:id and POST /tasks/:id/retry. Plain DOM, no framework, no build step.
+// The dashboard: reads <tasks>/stats and <tasks> every few seconds and renders them; the buttons
+// call DELETE <tasks>/:id and POST <tasks>/:id/retry, where <tasks> is the task routes' prefix
+// the server wrote into <html data-tasks>. Plain DOM, no framework, no build step.
 // Every value from the server goes in as text (textContent), never as HTML.
 'use strict'
 
@@ -9,6 +10,7 @@ const STATUSES = ['scheduled', 'queued', 'running', 'retrying', 'succeeded', 'fa
 const CANCELLABLE = new Set(['scheduled', 'queued', 'running', 'retrying'])
 const RETRYABLE = new Set(['failed', 'cancelled'])
 const SVG = 'http://www.w3.org/2000/svg'
+const TASKS = document.documentElement.dataset.tasks || '/tasks'
 
 const state = { filters: { name: '', status: '' }, cursors: [undefined], page: 0, nextCursor: undefined, busy: false }
 const $ = (id) => document.getElementById(id)
@@ -84,8 +86,8 @@ function renderChart(throughput) {
 
 function actionButtons(task) {
   const buttons = []
-  if (CANCELLABLE.has(task.status)) buttons.push(actionButton('Cancel', task, 'DELETE', `/tasks/${encodeURIComponent(task.id)}`))
-  if (RETRYABLE.has(task.status)) buttons.push(actionButton('Retry', task, 'POST', `/tasks/${encodeURIComponent(task.id)}/retry`))
+  if (CANCELLABLE.has(task.status)) buttons.push(actionButton('Cancel', task, 'DELETE', `${TASKS}/${encodeURIComponent(task.id)}`))
+  if (RETRYABLE.has(task.status)) buttons.push(actionButton('Retry', task, 'POST', `${TASKS}/${encodeURIComponent(task.id)}/retry`))
   return buttons
 }
 
@@ -152,7 +154,7 @@ function listPath() {
   if (state.filters.status) query.set('status', state.filters.status)
   const cursor = state.cursors[state.page]
   if (cursor) query.set('cursor', cursor)
-  return `/tasks?${query}`
+  return `${TASKS}?${query}`
 }
 
 function say(text) {
@@ -163,7 +165,7 @@ async function refresh() {
   if (state.busy) return
   state.busy = true
   try {
-    const [stats, failures, page] = await Promise.all([api('/tasks/stats'), api('/tasks?status=failed&limit=5'), api(listPath())])
+    const [stats, failures, page] = await Promise.all([api(`${TASKS}/stats`), api(`${TASKS}?status=failed&limit=5`), api(listPath())])
     renderCounts(stats)
     renderChart(stats.throughput)
     renderFailures(failures)

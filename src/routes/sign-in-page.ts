@@ -1,4 +1,5 @@
-<!doctype html>
+/** The demo app's sign-in page for /dashboard (ADMIN_TOKEN set), answered with 401 by routes/dashboard.ts. */
+export const SIGN_IN_PAGE = `<!doctype html>
 <html lang="en">
   <head>
     <meta charset="utf-8" />
@@ -18,4 +19,4 @@
       </form>
     </main>
   </body>
-</html>
+</html>`
