@@ -11,6 +11,7 @@ import { hashRoutes } from './routes/hash.js'
 import { healthRoutes } from './routes/health.js'
 import { sendMessageRoutes } from './routes/send-message.js'
 import { dashboardRoutes } from './routes/dashboard.js'
+import { indexRoutes } from './routes/index-route.js'
 import { registerProcessBasics } from './process-basics.js'
 import { createTaskBackend, runnerSettings } from './task-settings.js'
 import { LogFile } from './tasks/log-file.js'
@@ -114,6 +115,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   const hashBacklog = new ThreadBacklog(app.taskRunner, config.TASK_THREADS, config.HASH_QUEUE_PER_THREAD)
   await app.register(hashRoutes, { hashPassword, results: hashResults, backlog: hashBacklog })
   await app.register(dashboardRoutes)
+  await app.register(indexRoutes, { name: 'fastify-background-tasks', docs: config.DOCS_ENABLED, metrics: config.METRICS_ENABLED })
   await app.register(healthRoutes, { sink: { check: () => logFile.health() } })
   return app
 }

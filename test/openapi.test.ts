@@ -24,6 +24,7 @@ type Spec = {
 /** Every documented route and every status it can answer. */
 // 408 and 431 come from Node's HTTP parser, on any route (client-errors.ts).
 const EXPECTED: Record<string, string[]> = {
+  'GET /': ['200', '400', '408', '431', '503'],
   'POST /send-message': ['200', '400', '408', '409', '415', '422', '431', '503'],
   'GET /tasks': ['200', '400', '401', '408', '431', '503'],
   'GET /tasks/stats': ['200', '400', '401', '408', '431', '503'],
@@ -63,7 +64,7 @@ describe('GET /openapi.json', () => {
     const { spec } = await fetchSpec()
     expect(spec.openapi).toBe('3.1.0')
     const validated = await SwaggerParser.validate(structuredClone(spec) as never)
-    expect(Object.keys(validated.paths ?? {})).toHaveLength(10)
+    expect(Object.keys(validated.paths ?? {})).toHaveLength(11)
   })
 
   it('lists every route with every status it can answer, each with a description and a schema', async () => {
@@ -176,6 +177,42 @@ describe('GET /openapi.json', () => {
         expect(security, key).toEqual([{ adminToken: [] }])
       else expect(security, key).toBeUndefined()
     }
+  })
+
+  it('answers GET / with the paths to go to: /docs, /dashboard, /tasks, /health; without the disabled ones', async () => {
+    const { server, spec } = await fetchSpec()
+    const reply = await server.request('/', { method: 'GET' })
+    expect(reply.status).toBe(200)
+    expect(reply.headers['content-type']).toMatch(/^application\/json/)
+    expect(reply.json()).toEqual({
+      name: 'fastify-background-tasks',
+      links: {
+        docs: '/docs',
+        openapi: '/openapi.json',
+        dashboard: '/dashboard',
+        tasks: '/tasks',
+        sendMessage: '/send-message',
+        health: '/health',
+        ready: '/ready',
+        metrics: '/metrics',
+      },
+    })
+    // Every path it points to answers (the dashboard and the task routes are open without ADMIN_TOKEN).
+    for (const path of Object.values(reply.json<{ links: Record<string, string> }>().links)) {
+      if (path === '/send-message') continue
+      expect((await server.request(path, { method: 'GET' })).status, path).toBe(200)
+    }
+    expect(spec.paths['/']?.get?.tags).toEqual(['operations'])
+
+    const bare = await startServer({ DOCS_ENABLED: 'false', METRICS_ENABLED: 'false' })
+    servers.push(bare)
+    expect(Object.keys((await bare.request('/', { method: 'GET' })).json<{ links: object }>().links)).toEqual([
+      'dashboard',
+      'tasks',
+      'sendMessage',
+      'health',
+      'ready',
+    ])
   })
 
   it('leaves /metrics out of the spec when METRICS_ENABLED=false', async () => {
