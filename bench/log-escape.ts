@@ -1,6 +1,6 @@
 /**
  * The app's own escaping of a message for its log line (`escapeControlCharacters` of
- * dist/tasks/log-line.js, which the bench builds first), loaded at run time so that the
+ * dist/app/tasks/log-line.js, which the bench builds first), loaded at run time so that the
  * hand-written references escape exactly as the app does and the bench does not compile
  * against src/. If that module moves, this says so at start-up.
  */
@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url'
 type Escape = (message: string) => string
 
 export async function loadAppEscape(): Promise<Escape> {
-  const file = resolve(import.meta.dirname, '../dist/tasks/log-line.js')
+  const file = resolve(import.meta.dirname, '../dist/app/tasks/log-line.js')
   try {
     const module = (await import(pathToFileURL(file).href)) as { escapeControlCharacters?: Escape }
     if (typeof module.escapeControlCharacters !== 'function') throw new Error('no escapeControlCharacters export')

@@ -5,8 +5,8 @@
  */
 import { setTimeout } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
-import { buildApp } from './app.js'
-import { loadConfig, loadDotEnv } from './config.js'
+import { buildApp } from './app/app.js'
+import { loadConfig, loadDotEnv } from './app/config.js'
 
 async function main(): Promise<void> {
   loadDotEnv()

@@ -10,9 +10,9 @@
  * second signal exits at once.
  */
 import closeWithGrace from 'close-with-grace'
-import { loadConfig, loadDotEnv } from './config.js'
-import { runnerSettings } from './task-settings.js'
-import { buildWorker } from './worker-app.js'
+import { loadConfig, loadDotEnv } from './app/config.js'
+import { runnerSettings } from './app/runner-from-config.js'
+import { buildWorker } from './app/worker-app.js'
 
 async function main(): Promise<void> {
   loadDotEnv()

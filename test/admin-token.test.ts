@@ -5,13 +5,13 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
-import { AdminToken } from '../src/admin-token.js'
-import { AdminSessions } from '../src/admin-sessions.js'
+import { AdminToken } from '../src/app/admin-token.js'
+import { AdminSessions } from '../src/app/admin-sessions.js'
 import { createHash } from 'node:crypto'
-import type { BuildOptions } from '../src/app.js'
+import type { BuildOptions } from '../src/app/app.js'
 import { MemoryBackend } from '../src/background/index.js'
-import { buildWorker } from '../src/worker-app.js'
-import { ConfigError, loadConfig } from '../src/config.js'
+import { buildWorker } from '../src/app/worker-app.js'
+import { ConfigError, loadConfig } from '../src/app/config.js'
 import { startServer, tempDir, type TestServer } from './helpers/app.js'
 import { SteeredTasks, steeredBody } from './helpers/steered-tasks.js'
 

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { TaskRunner } from '../src/background/index.js'
-import { ThreadBacklog } from '../src/tasks/thread-backlog.js'
+import { ThreadBacklog } from '../src/app/tasks/thread-backlog.js'
 import { startServer, type TestServer } from './helpers/app.js'
 import { waitFor } from './helpers/wait.js'
 

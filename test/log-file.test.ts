@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { LogFile } from '../src/tasks/log-file.js'
+import { LogFile } from '../src/app/tasks/log-file.js'
 import { tempDir } from './helpers/app.js'
 import { waitFor } from './helpers/wait.js'
 

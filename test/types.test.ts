@@ -6,9 +6,9 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyRequest } from 'fastify'
 import { describe, expect, it } from 'vitest'
 import { MAX_DELAY_MS, MAX_PRIORITY, defineTask, type ThreadRun } from '../src/background/index.js'
-import { createHashPasswordTask } from '../src/tasks/hash-password.js'
-import { HashResults } from '../src/tasks/hash-results.js'
-import type { HashPasswordArgs } from '../src/tasks/hash-password-args.js'
+import { createHashPasswordTask } from '../src/app/tasks/hash-password.js'
+import { HashResults } from '../src/app/tasks/hash-results.js'
+import type { HashPasswordArgs } from '../src/app/tasks/hash-password-args.js'
 
 const greet = defineTask({ name: 'greet', args: Type.Tuple([Type.String(), Type.Integer()]), run: () => {} })
 const plain = (to: string, times: number): void => void [to, times]

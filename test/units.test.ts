@@ -1,7 +1,7 @@
 /** Pure parts: the line format, the configuration loader, the backoff curve. */
 import { describe, expect, it } from 'vitest'
-import { escapeControlCharacters, formatLogLine } from '../src/tasks/log-line.js'
-import { ConfigError, loadConfig } from '../src/config.js'
+import { escapeControlCharacters, formatLogLine } from '../src/app/tasks/log-line.js'
+import { ConfigError, loadConfig } from '../src/app/config.js'
 import { redactPaths } from '../src/background/redact-paths.js'
 
 describe('log line', () => {

@@ -6,7 +6,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { TaskBackend, TaskSummary } from '../backends/types.js'
 import type { Admission } from './admission.js'
-import type { ExecutionPolicy } from './execution.js'
+import type { ExecutionPolicy } from './execution-policy.js'
 import type { Executions } from './executions.js'
 import { type ShutdownReport, logUnfinished } from './shutdown.js'
 

@@ -5,7 +5,7 @@ import type { Admission } from './admission.js'
 import type { BackendCalls } from './backend-calls.js'
 import type { TaskCounters } from './counters.js'
 import type { RunnerEvents } from './events.js'
-import type { ExecutionPolicy } from './execution.js'
+import type { ExecutionPolicy } from './execution-policy.js'
 import type { Executions } from './executions.js'
 import type { KeysInFlight } from './keys-in-flight.js'
 

@@ -13,8 +13,8 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { AdminTokenReply, HeadersTooLargeReply, RequestTimeoutReply } from '../schemas.js'
 
-// src/plugins/docs.ts and dist/plugins/docs.js are both two levels below the package root.
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string; version: string }
+// src/app/plugins/docs.ts and dist/app/plugins/docs.js are both three levels below the package root.
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { name: string; version: string }
 
 const DESCRIPTION = [
   "Runs work **after the response**, like FastAPI's `BackgroundTasks`, with retries, timeouts,",

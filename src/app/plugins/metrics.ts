@@ -23,7 +23,7 @@ import type { FastifyInstance, onResponseHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, type Metric, Registry, collectDefaultMetrics } from 'prom-client'
 import { MalformedQueryReply } from '../schemas.js'
-import { DurationHistogram } from '../background/index.js'
+import { DurationHistogram } from '../../background/index.js'
 import { HistogramMetric } from './histogram-metric.js'
 
 declare module 'fastify' {

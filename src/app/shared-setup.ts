@@ -16,7 +16,7 @@ import type { LogFile } from './tasks/log-file.js'
  * `adminHost`: where the instance serves (for the open-routes warning); undefined when it serves
  * nothing. `adminClock`: the admin sessions' clock in ms (tests), Date.now by default.
  */
-export async function registerProcessBasics(
+export async function registerSharedSetup(
   app: FastifyInstance,
   config: Config,
   logFile: LogFile,

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import { defineTask, type BatchItem } from '../background/index.js'
+import { defineTask, type BatchItem } from '../../background/index.js'
 import type { LogFile } from './log-file.js'
 import { formatLogLine } from './log-line.js'
 

@@ -8,7 +8,7 @@ import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import { InternalError, RouteNotFoundError } from '../errors.js'
-import { redactPaths } from '../background/index.js'
+import { redactPaths } from '../../background/index.js'
 import { RefusalSummary } from './refusal-summary.js'
 
 export interface ErrorRepliesOptions {

@@ -1,7 +1,7 @@
 /** buildApp(config): the Fastify instance with its plugins, the background-tasks plugin and the routes. */
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { backgroundTasks, taskRoutes, TaskView, type TaskBackend } from './background/index.js'
+import { backgroundTasks, taskRoutes, TaskView, type TaskBackend } from '../background/index.js'
 import type { Config } from './config.js'
 import { docs } from './plugins/docs.js'
 import { metrics } from './plugins/metrics.js'
@@ -12,8 +12,8 @@ import { healthRoutes } from './routes/health.js'
 import { sendMessageRoutes } from './routes/send-message.js'
 import { dashboardRoutes } from './routes/dashboard.js'
 import { indexRoutes } from './routes/index-route.js'
-import { registerProcessBasics } from './process-basics.js'
-import { createTaskBackend, runnerSettings } from './task-settings.js'
+import { registerSharedSetup } from './shared-setup.js'
+import { createTaskBackend, runnerSettings } from './runner-from-config.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
 import { createHashPasswordTask } from './tasks/hash-password.js'
@@ -92,7 +92,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
 
   // Beyond MAX_CONNECTIONS (0: no limit) new connections are closed at once.
   if (config.MAX_CONNECTIONS > 0) app.server.maxConnections = config.MAX_CONNECTIONS
-  await registerProcessBasics(app, config, logFile, config.HOST, options.adminClock)
+  await registerSharedSetup(app, config, logFile, config.HOST, options.adminClock)
   app.addSchema(TaskView)
 
   const backend = options.backend ?? (await createTaskBackend(config, 'web', app.log))

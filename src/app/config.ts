@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
 import { type Static, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import { DEFAULTS as TASK_DEFAULTS } from './background/index.js'
+import { DEFAULTS as TASK_DEFAULTS } from '../background/index.js'
 
 const Integer = (minimum: number, maximum: number, defaultValue: number) => Type.Integer({ minimum, maximum, default: defaultValue })
 const Flag = (defaultValue: boolean) => Type.Boolean({ default: defaultValue })

@@ -1,7 +1,7 @@
 /** GET /health (the process is alive) and GET /ready (it can take work). */
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { type BackendReadiness, type TaskBackend, redactPaths, settleWithin } from '../background/index.js'
+import { type BackendReadiness, type TaskBackend, redactPaths, settleWithin } from '../../background/index.js'
 import { MalformedQueryReply } from '../schemas.js'
 
 /** A check of the app's own that /ready runs: the task's sink, for example. Synchronous and cheap. */

@@ -1,11 +1,11 @@
 /**
  * Every error a client of this service can get, in one place: the application's own
- * codes here, the background-tasks plugin's codes re-exported from `background/errors.ts`.
+ * codes here, the background-tasks plugin's codes re-exported from `src/background/errors.ts`.
  * Replies have the shape `{ statusCode, code, error, message }`.
  */
 import createError from '@fastify/error'
 
-export * as taskErrors from './background/errors.js'
+export * as taskErrors from '../background/errors.js'
 // The task routes' codes, raised by the package's taskRoutes plugin; the admin token's too (admin-auth.ts).
 export {
   AdminTokenInvalidError,
@@ -13,7 +13,7 @@ export {
   TaskCursorInvalidError,
   TaskFilterInvalidError,
   TaskNotRetryableError,
-} from './background/errors.js'
+} from '../background/errors.js'
 
 export const QueryParamRepeatedError = createError<[string, number]>(
   'QUERY_PARAM_REPEATED',
@@ -52,7 +52,7 @@ export const InternalError = createError('INTERNAL_ERROR', 'Internal server erro
 
 /**
  * Requests Node's HTTP parser refuses before Fastify sees them: they are answered by
- * `plugins/client-errors.ts` with the same reply shape.
+ * `client-errors.ts` with the same reply shape.
  */
 export const RequestMalformedError = createError('REQUEST_MALFORMED', 'The request is not valid HTTP/1.1', 400)
 

@@ -4,7 +4,7 @@
  * takes one observation a call and hashes its labels each time; this costs the observed path a
  * few additions. Registered with `registry.registerMetric`, it is formatted like prom-client's own.
  */
-import type { DurationHistogram } from '../background/index.js'
+import type { DurationHistogram } from '../../background/index.js'
 
 interface Value {
   metricName: string

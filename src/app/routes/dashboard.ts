@@ -8,7 +8,7 @@
 import rateLimit from '@fastify/rate-limit'
 import querystring from 'fast-querystring'
 import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify'
-import { DASHBOARD_SECURITY_HEADERS, dashboard } from '../background/index.js'
+import { DASHBOARD_SECURITY_HEADERS, dashboard } from '../../background/index.js'
 import { AdminCrossOriginError, SignInRateLimitedError } from '../errors.js'
 import { crossOriginCookieRequest, SESSION_COOKIE } from '../plugins/admin-auth.js'
 import { SIGN_IN_PAGE } from './sign-in-page.js'

@@ -4,7 +4,7 @@
  */
 import type { ResourceLimits } from 'node:worker_threads'
 import type { FastifyBaseLogger } from 'fastify'
-import { MemoryBackend, type RetentionOptions, type TaskBackend } from './background/index.js'
+import { MemoryBackend, type RetentionOptions, type TaskBackend } from '../background/index.js'
 import type { Config } from './config.js'
 
 /** The journal named by TASK_DB cannot be used: the start stops, the file is left as it was. */
@@ -52,7 +52,7 @@ export async function createTaskBackend(config: Config, role: 'web' | 'worker', 
     case 'memory':
       return new MemoryBackend({ retention })
     case 'sqlite': {
-      const { SqliteBackend, JournalOpenError } = await import('./background/backends/sqlite/index.js')
+      const { SqliteBackend, JournalOpenError } = await import('../background/backends/sqlite/index.js')
       try {
         return new SqliteBackend({ path: config.TASK_DB, sync: config.TASK_DB_SYNC, retention, logger })
       } catch (error) {
@@ -61,7 +61,7 @@ export async function createTaskBackend(config: Config, role: 'web' | 'worker', 
       }
     }
     case 'bullmq': {
-      const { BullMQBackend } = await import('./background/backends/bullmq/index.js')
+      const { BullMQBackend } = await import('../background/backends/bullmq/index.js')
       return new BullMQBackend({
         role: role === 'web' ? 'producer' : 'worker',
         url: config.REDIS_URL,

@@ -2,9 +2,9 @@
  * The app's shared route schemas. The error reply, the task view and errorResponse() come from
  * the background-tasks package (its task routes use them); the replies below are the app's own.
  */
-import { errorResponse } from './background/index.js'
+import { errorResponse } from '../background/index.js'
 
-export { ErrorReply, MalformedQueryReply, TaskView, UnavailableReply, errorResponse, ref } from './background/index.js'
+export { ErrorReply, MalformedQueryReply, TaskView, UnavailableReply, errorResponse, ref } from '../background/index.js'
 
 /** Replies every route can give, from Node's HTTP parser (`client-errors.ts`), before any route is chosen. */
 export const RequestTimeoutReply = errorResponse(

@@ -4,12 +4,12 @@
  * `role="worker"`), `/health` and `/ready`, served on `WORKER_PORT` when it is not 0.
  */
 import Fastify, { type FastifyServerOptions } from 'fastify'
-import { backgroundTasks, type TaskBackend } from './background/index.js'
+import { backgroundTasks, type TaskBackend } from '../background/index.js'
 import type { Config } from './config.js'
 import { metrics } from './plugins/metrics.js'
 import { healthRoutes } from './routes/health.js'
-import { registerProcessBasics } from './process-basics.js'
-import { createTaskBackend, runnerSettings } from './task-settings.js'
+import { registerSharedSetup } from './shared-setup.js'
+import { createTaskBackend, runnerSettings } from './runner-from-config.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
 import { createHashPasswordTask } from './tasks/hash-password.js'
@@ -30,7 +30,7 @@ export async function buildWorker(config: Config, options: BuildWorkerOptions = 
     ...options.fastify,
   })
   // /metrics needs ADMIN_TOKEN here too, when it is set.
-  await registerProcessBasics(app, config, logFile, config.WORKER_PORT > 0 ? config.HOST : undefined)
+  await registerSharedSetup(app, config, logFile, config.WORKER_PORT > 0 ? config.HOST : undefined)
 
   const backend = options.backend ?? (await createTaskBackend(config, 'worker', app.log))
   // The threaded example runs here too, in this worker's own thread pool; its hash stays in this process.

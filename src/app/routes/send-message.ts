@@ -5,7 +5,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { SwaggerTransform } from '@fastify/swagger'
-import { type CallOptions, ISO_INSTANT_PATTERN, MAX_DELAY_MS, MAX_KEY_LENGTH, MAX_PRIORITY } from '../background/index.js'
+import { type CallOptions, ISO_INSTANT_PATTERN, MAX_DELAY_MS, MAX_KEY_LENGTH, MAX_PRIORITY } from '../../background/index.js'
 import { MethodNotAllowedError } from '../errors.js'
 import { errorResponse } from '../schemas.js'
 import type { LogMessageTask } from '../tasks/log-message.js'

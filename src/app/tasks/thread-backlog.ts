@@ -7,7 +7,7 @@
  * answered ≥ 400 (its tasks were dropped). A process-local count: with BullMQ the tasks run in
  * the workers' pools, so there is no bound here (`enabled` is false).
  */
-import type { TaskFinishedEvent, TaskRunner } from '../background/index.js'
+import type { TaskFinishedEvent, TaskRunner } from '../../background/index.js'
 
 export class ThreadBacklog {
   readonly capacity: number

@@ -4,7 +4,7 @@
  * loop. Only types are imported: the thread loads nothing else of the app.
  */
 import { pbkdf2Sync, randomBytes } from 'node:crypto'
-import type { ThreadRun } from '../background/index.js'
+import type { ThreadRun } from '../../background/index.js'
 import type { HashPasswordArgs } from './hash-password-args.js'
 
 /** `pbkdf2-sha512$<iterations>$<salt, base64>$<hash, base64>` */

@@ -3,7 +3,7 @@
  * module is `hash-password.thread.ts`). Arguments are checked at `add()` against the schema, as
  * for any task; the hash comes back to `onResult`, on the event loop, which keeps it for GET /hash/:id.
  */
-import { defineTask } from '../background/index.js'
+import { defineTask } from '../../background/index.js'
 import { HashPasswordArgs } from './hash-password-args.js'
 import type { HashResults } from './hash-results.js'
 
