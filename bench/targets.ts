@@ -1,6 +1,6 @@
 /**
  * The targets `npm run bench` judges, and how: a pure function of the backend, the connection
- * count and the measured medians, so that it can be unit-tested (test/bench-targets.test.ts).
+ * count and the measured medians, so that it can be unit-tested (test/bench/bench-targets.test.ts).
  *
  * Against the bare route (same schema and reply, no task) and against the hand-written
  * reference (what a user writes without this project: one `WriteStream.write` in `onResponse`,

@@ -1,4 +1,4 @@
-// Loaded into the built server with `node --import` (test/failpoints.test.ts): kills the process
+// Loaded into the built server with `node --import` (test/background/failpoints.test.ts): kills the process
 // (SIGKILL, as `kill -9` would) inside the windows that exactly once for `log_message` rests on.
 // Each point is off unless its variable is set to N > 0; src/ has no hook for them:
 //
