@@ -9,7 +9,7 @@ export { type BackgroundTasksOptions, DEFAULTS } from './options.js'
 export { BackgroundTasks, type TaskHandle } from './request-tasks.js'
 export { TaskRunner, type RunnerOptions, type RunnerStats } from './runner/runner.js'
 export type { TaskFinishedEvent, TaskRetriedEvent, RunnerEvents } from './runner/events.js'
-export type { ShutdownReport } from './runner/shutdown.js'
+export type { ShutdownReport } from './runner/shutdown-report.js'
 export type { TaskTarget } from './registry.js'
 export {
   defineTask,

@@ -8,7 +8,7 @@ import type { TaskBackend, TaskSummary } from '../backends/types.js'
 import type { Admission } from './admission.js'
 import type { ExecutionPolicy } from './execution-policy.js'
 import type { Executions } from './executions.js'
-import { type ShutdownReport, logUnfinished } from './shutdown.js'
+import { type ShutdownReport, logUnfinished } from './shutdown-report.js'
 
 export interface DrainParts {
   backend: TaskBackend
