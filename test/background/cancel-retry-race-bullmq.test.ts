@@ -8,25 +8,13 @@
  * (no timeout, no throw), so no task may end `failed` either, and no cancel or retry may fail.
  */
 import { randomUUID } from 'node:crypto'
-import { Type } from '@sinclair/typebox'
 import pino from 'pino'
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
-import { TaskRunner, defineTask } from '../../src/background/index.js'
+import { TaskRunner } from '../../src/background/index.js'
 import { BullMQBackend } from '../../src/background/backends/bullmq/backend.js'
 import { describeWithRedis, startRedis, type RedisServer } from '../helpers/redis.js'
 import { waitFor } from '../helpers/wait.js'
-
-/** A seeded generator (mulberry32): a failing sequence of calls can be made again. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { lineWriter, seeded } from '../helpers/race.js'
 
 const silent = pino({ level: 'silent' })
 const retention = { maxCount: 10_000, maxAgeMs: 3_600_000 }
@@ -34,19 +22,6 @@ const TASKS = 40
 const ROUNDS = 300
 /** Two at a time: the tasks run for most of the rounds, so that many cancels and retries meet a running one. */
 const WORKER_CONCURRENCY = 2
-
-/** Like log_message: the batch takes its items' lines at once, then waits for the write to land. */
-function lineWriter(lines: Map<string, number>, random: () => number) {
-  return defineTask({
-    name: 'race_line',
-    args: Type.Tuple([Type.String()]),
-    retries: 0,
-    batch: async (items) => {
-      for (const item of items) lines.set(item.taskId, (lines.get(item.taskId) ?? 0) + 1)
-      await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 30)))
-    },
-  })
-}
 
 describeWithRedis('cancel and retry racing on the bullmq backend (web runner → worker runner)', () => {
   let redis: RedisServer
@@ -82,7 +57,7 @@ describeWithRedis('cancel and retry racing on the bullmq backend (web runner →
   it.each([1, 2, 3, 4, 5, 6])('seed %i: status agrees with the work, and no line is written twice', async (seed) => {
     const random = seeded(seed)
     const lines = new Map<string, number>()
-    const task = lineWriter(lines, random)
+    const task = lineWriter(lines, random, 30)
     const queueName = `race-${seed}-${randomUUID()}`
     const worker = await runner('worker', queueName, task)
     const web = await runner('producer', queueName, task)

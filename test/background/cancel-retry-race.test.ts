@@ -13,18 +13,7 @@ import { tempDir } from '../helpers/app.js'
 import { openBackend } from '../helpers/journal.js'
 import { expectNoLeakedRoom } from '../helpers/idle-invariant.js'
 import { waitFor } from '../helpers/wait.js'
-
-/** A seeded generator (mulberry32): a failing interleaving can be run again. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { lineWriter, seeded } from '../helpers/race.js'
 
 const runners: TaskRunner[] = []
 afterEach(async () => {
@@ -52,19 +41,6 @@ async function startRunner(backend: TaskBackend, task: AnyTaskDefinition): Promi
   return runner
 }
 
-/** Like log_message: the batch takes its items' lines at once, then waits for the write to land. */
-function lineWriter(lines: Map<string, number>, random: () => number) {
-  return defineTask({
-    name: 'race_line',
-    args: Type.Tuple([Type.String()]),
-    retries: 0,
-    batch: async (items) => {
-      for (const item of items) lines.set(item.taskId, (lines.get(item.taskId) ?? 0) + 1)
-      await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 15)))
-    },
-  })
-}
-
 const backends: Array<[string, () => TaskBackend]> = [
   ['memory', () => new MemoryBackend({ retention: { maxCount: 10_000, maxAgeMs: 3_600_000 } })],
   ['sqlite', () => openBackend(join(tempDir(), 'race.db'))],
@@ -74,7 +50,7 @@ describe.each(backends)('cancel and retry racing on the %s backend', (_name, mak
   it.each([1, 2, 3])('seed %i: status agrees with the work, and no line is written twice', async (seed) => {
     const random = seeded(seed)
     const lines = new Map<string, number>()
-    const task = lineWriter(lines, random)
+    const task = lineWriter(lines, random, 15)
     const runner = await startRunner(makeBackend(), task)
     const ids = await Promise.all(Array.from({ length: 40 }, (_, i) => runner.add(task, [`m${i}`], `req-${i}`)))
     const tooLate: string[] = []
