@@ -2,9 +2,8 @@
  * The one place the configuration becomes the task runner's settings and the task backend,
  * for the web process (`server.ts`, through `app.ts`) and for `npm run worker` alike.
  */
-import type { ResourceLimits } from 'node:worker_threads'
 import type { FastifyBaseLogger } from 'fastify'
-import { MemoryBackend, type RetentionOptions, type TaskBackend } from '../background/index.js'
+import { MemoryBackend, type ResolvedOptions, type TaskBackend } from '../background/index.js'
 import type { Config } from './config.js'
 
 /** The journal named by TASK_DB cannot be used: the start stops, the file is left as it was. */
@@ -12,18 +11,8 @@ export class TaskDbError extends Error {
   override name = 'TaskDbError'
 }
 
-export interface RunnerSettings {
-  concurrency: number
-  maxPending: number
-  maxScheduled: number
-  defaultTimeoutMs: number
-  cancelGraceMs: number
-  shutdownTimeoutMs: number
-  backendTimeoutMs: number
-  retention: RetentionOptions
-  threads: number
-  threadResourceLimits: ResourceLimits | undefined
-}
+/** The plugin's resolved options that come from the configuration. */
+export type RunnerSettings = Omit<ResolvedOptions, 'backend' | 'tasks' | 'taskIdHeader'>
 
 export function runnerSettings(config: Config): RunnerSettings {
   return {

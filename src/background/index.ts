@@ -5,7 +5,7 @@
  * (`./backends/sqlite/index.ts`, `./backends/bullmq/index.ts`), so their drivers load only when chosen.
  */
 export { backgroundTasks, backgroundTasks as default } from './plugin.js'
-export { type BackgroundTasksOptions, DEFAULTS } from './options.js'
+export { type BackgroundTasksOptions, type ResolvedOptions, DEFAULTS } from './options.js'
 export { BackgroundTasks, type TaskHandle } from './request-tasks.js'
 export { TaskRunner, type RunnerOptions, type RunnerStats } from './runner/runner.js'
 export type { TaskFinishedEvent, TaskRetriedEvent, RunnerEvents } from './runner/events.js'

@@ -74,7 +74,7 @@ export type CancelOutcome =
   | { outcome: 'not_found' }
 
 export type RetryOutcome =
-  | { outcome: 'retried'; record: TaskRecord; task?: Task | undefined } // queued again, attempts from 0
+  | { outcome: 'retried'; record: TaskRecord } // queued again, attempts from 0 (a local backend hands the task to `admit`)
   | { outcome: 'not_retryable'; record: TaskRecord } // not failed or cancelled (or its arguments are gone)
   | { outcome: 'not_found' }
 

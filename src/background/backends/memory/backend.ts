@@ -186,7 +186,7 @@ export class MemoryBackend implements TaskBackend {
     // Cancelled before its turn, it still waits in the ready queue or behind an earlier task of
     // its request: it keeps its place. Otherwise its request went on without it: it runs alone.
     if (!task.inReady && !task.linked) this.queues.pushReady(task)
-    return { outcome: 'retried', record: recordOf(task), task }
+    return { outcome: 'retried', record: recordOf(task) }
   }
 
   list(query: TaskListQuery): TaskPage {
