@@ -69,10 +69,13 @@ export class NextRunTimer {
     private readonly now: () => number,
   ) {}
 
+  /**
+   * Wake at `at`. A time already past still wakes (at once): the claim that asked may have read
+   * the clock just before it, and nothing else would wake the runner for that task.
+   */
   at(at: number): void {
     if (this.stopped || at >= this.armedAt) return
     const now = this.now()
-    if (at <= now) return
     clearTimeout(this.timer)
     this.armedAt = at
     this.timer = setTimeout(
