@@ -14,7 +14,10 @@ import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { defineTask } from '../../src/background/index.js'
-import { startServer, tempDir, type TestServer } from '../helpers/app.js'
+import { buildWorker } from '../../src/app/worker-app.js'
+import { loadConfig } from '../../src/app/config.js'
+import { readLogLines, startServer, tempDir, type TestServer } from '../helpers/app.js'
+import { describeWithRedis, startRedis, type RedisServer } from '../helpers/redis.js'
 import { TaskProbe, addTasksBody, testTaskRoutes } from '../helpers/test-tasks.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -23,11 +26,11 @@ const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcess
 provider.register()
 
 const servers: TestServer[] = []
-const cleanups: Array<() => void> = []
+const cleanups: Array<() => void | Promise<void>> = []
 
 afterEach(async () => {
   for (const server of servers.splice(0)) await server.close()
-  for (const cleanup of cleanups.splice(0)) cleanup()
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
   exporter.reset()
 })
 
@@ -174,5 +177,30 @@ describe('tracing: each attempt is a span in the trace of the request that added
     expect(succeeded.startTime[0] * 1000 + succeeded.startTime[1] / 1e6).toBeGreaterThanOrEqual(closedAt - 1)
     expectChildOfRequest(succeeded, traceId)
     expect(second.readLines()).toHaveLength(1)
+  })
+})
+
+describeWithRedis('tracing on bullmq without BullMQ telemetry in the worker', () => {
+  it("the attempt's parent comes from the job's data: the request's span in the web process", async () => {
+    const redis: RedisServer = await startRedis()
+    cleanups.push(() => redis.stop())
+    const dir = tempDir()
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+    const web = await server({ TASK_BACKEND: 'bullmq', REDIS_URL: redis.url })
+    // In this process, so its spans reach the in-memory exporter; no bullmq-otel: no consumer span.
+    const logFile = join(dir, 'worker.txt')
+    const { app: worker } = await buildWorker(
+      loadConfig({ TASK_BACKEND: 'bullmq', REDIS_URL: redis.url, LOG_FILE: logFile, LOG_LEVEL: 'warn' }),
+    )
+    cleanups.push(() => worker.close())
+    await worker.ready()
+    const { traceId, headers } = clientTrace()
+    const reply = await web.request('/send-message?message=via-job-data', { headers })
+    const id = String(reply.headers['task-id'])
+    const [attempt] = await waitForAttempts(id, 1)
+    expect(attempt?.attributes['task.outcome']).toBe('succeeded')
+    expectChildOfRequest(attempt as ReadableSpan, traceId)
+    expect(inTrace(traceId).some((span) => span.name.startsWith('process '))).toBe(false)
+    await waitFor(() => readLogLines(logFile).length === 1, { what: "the worker's line" })
   })
 })

@@ -103,6 +103,11 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     endpoint: `http://127.0.0.1:${address.port}`,
     spans,
     refused,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        // An exporter keeps its connection alive: do not wait for it to time out.
+        server.closeAllConnections()
+      }),
   }
 }
