@@ -1,8 +1,9 @@
 /**
  * A local stand-in for an OTLP/HTTP collector, for benchmarks with tracing on: it accepts every
- * export on `/v1/traces` (protobuf or JSON), answers 200 at once and keeps only counts, so the
- * app's cost of tracing — spans, batching, encoding, the HTTP export — is measured, not a
- * collector's.
+ * export (protobuf or JSON), answers 200 at once and keeps only counts, so the app's cost of
+ * tracing — spans, batching, encoding, the HTTP export — is measured, not a collector's. The
+ * tests' receiver (test/helpers/otlp-receiver.ts) is this sink with an `onExport` that reads the
+ * spans.
  */
 import { createServer } from 'node:http'
 import { once } from 'node:events'
@@ -15,16 +16,23 @@ export interface OtlpSink {
   close: () => Promise<void>
 }
 
-export async function startOtlpSink(): Promise<OtlpSink> {
+/** One export as received; the status to answer (200 by default). */
+export type OnExport = (received: { method: string; url: string; contentType: string; body: Buffer }) => number | void
+
+export async function startOtlpSink(onExport?: OnExport): Promise<OtlpSink> {
   let exports = 0
   let bytes = 0
   const server = createServer((request, response) => {
+    const chunks: Buffer[] = []
     request.on('data', (chunk: Buffer) => {
       bytes += chunk.length
+      if (onExport !== undefined) chunks.push(chunk)
     })
     request.on('end', () => {
       exports++
-      response.writeHead(200, { 'content-type': String(request.headers['content-type'] ?? 'application/json') }).end()
+      const contentType = String(request.headers['content-type'] ?? '')
+      const status = onExport?.({ method: request.method ?? '', url: request.url ?? '', contentType, body: Buffer.concat(chunks) }) ?? 200
+      response.writeHead(status, { 'content-type': contentType || 'application/json' }).end()
     })
   })
   server.listen(0, '127.0.0.1')

@@ -1,10 +1,10 @@
 /**
  * A stand-in OTLP/HTTP trace receiver (JSON protocol) on a free port: what an operator's
  * collector would be, for tests that spawn the built server or worker with
- * `OTEL_EXPORTER_OTLP_ENDPOINT` pointing here. Every span received, flattened.
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` pointing here (the bench's sink, reading what it receives). Every
+ * span received, flattened.
  */
-import { createServer, type Server } from 'node:http'
-import { once } from 'node:events'
+import { startOtlpSink } from '../../bench/otlp-sink.js'
 
 export interface ReceivedSpan {
   traceId: string
@@ -64,50 +64,32 @@ function attributesOf(list: OtlpAttribute[] | undefined): Record<string, unknown
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = []
   const refused: string[] = []
-  const server: Server = createServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      if (request.url !== '/v1/traces' || !String(request.headers['content-type']).startsWith('application/json')) {
-        refused.push(`${request.method} ${request.url} ${request.headers['content-type']}`)
-        response.writeHead(415).end()
-        return
+  const sink = await startOtlpSink(({ method, url, contentType, body }) => {
+    if (url !== '/v1/traces' || !contentType.startsWith('application/json')) {
+      refused.push(`${method} ${url} ${contentType}`)
+      return 415
+    }
+    for (const resourceSpans of (JSON.parse(body.toString('utf8')) as OtlpRequest).resourceSpans ?? []) {
+      const service = attributesOf(resourceSpans.resource?.attributes)['service.name'] as string | undefined
+      for (const scope of resourceSpans.scopeSpans ?? []) {
+        for (const span of scope.spans ?? []) spans.push(received(span, service))
       }
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpRequest
-      for (const resourceSpans of body.resourceSpans ?? []) {
-        const service = attributesOf(resourceSpans.resource?.attributes)['service.name'] as string | undefined
-        for (const scope of resourceSpans.scopeSpans ?? []) {
-          for (const span of scope.spans ?? []) {
-            spans.push({
-              traceId: span.traceId,
-              spanId: span.spanId,
-              parentSpanId: span.parentSpanId === '' ? undefined : span.parentSpanId,
-              name: span.name,
-              service,
-              attributes: attributesOf(span.attributes),
-              statusCode: span.status?.code,
-              events: (span.events ?? []).map((event) => ({ name: event.name, attributes: attributesOf(event.attributes) })),
-              links: (span.links ?? []).map((link) => ({ traceId: link.traceId, spanId: link.spanId })),
-            })
-          }
-        }
-      }
-      response.writeHead(200, { 'content-type': 'application/json' }).end('{}')
-    })
+    }
+    return 200
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
+  return { endpoint: sink.endpoint, spans, refused, close: sink.close }
+}
+
+function received(span: OtlpSpan, service: string | undefined): ReceivedSpan {
   return {
-    endpoint: `http://127.0.0.1:${address.port}`,
-    spans,
-    refused,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        // An exporter keeps its connection alive: do not wait for it to time out.
-        server.closeAllConnections()
-      }),
+    traceId: span.traceId,
+    spanId: span.spanId,
+    parentSpanId: span.parentSpanId === '' ? undefined : span.parentSpanId,
+    name: span.name,
+    service,
+    attributes: attributesOf(span.attributes),
+    statusCode: span.status?.code,
+    events: (span.events ?? []).map((event) => ({ name: event.name, attributes: attributesOf(event.attributes) })),
+    links: (span.links ?? []).map((link) => ({ traceId: link.traceId, spanId: link.spanId })),
   }
 }
