@@ -89,6 +89,14 @@ function expectChildOfRequest(attempt: ReadableSpan, traceId: string): void {
   expect(requestSpans.map((span) => span.spanContext().spanId)).toContain(attempt.parentSpanContext?.spanId)
 }
 
+/** POST one flaky task (failing its first `failures` attempts) in a trace the client started. */
+async function addFlaky(app: TestServer, key: string, failures: number): Promise<{ traceId: string; id: string }> {
+  const { traceId, headers } = clientTrace()
+  const body = addTasksBody(['flaky', key, failures])
+  const reply = await app.request('/test/tasks', { ...body, headers: { ...body.headers, ...headers } })
+  return { traceId, id: reply.json<{ ids: string[] }>().ids[0] as string }
+}
+
 describe('tracing: each attempt is a span in the trace of the request that added the task', () => {
   it('memory: the task span is a child of the request span; the batch span links it', async () => {
     const app = await server()
@@ -120,13 +128,7 @@ describe('tracing: each attempt is a span in the trace of the request that added
   })
 
   it("a failing task's spans record the error; its retried attempts share the request's trace", async () => {
-    const app = await server()
-    const { traceId, headers } = clientTrace()
-    const reply = await app.request('/test/tasks', {
-      ...addTasksBody(['flaky', 'always', 99]),
-      headers: { ...addTasksBody().headers, ...headers },
-    })
-    const id = reply.json<{ ids: string[] }>().ids[0] as string
+    const { traceId, id } = await addFlaky(await server(), 'always', 99)
     const attempts = await waitForAttempts(id, 4)
     expect(attempts.map((span) => span.attributes['task.outcome'])).toEqual(['retrying', 'retrying', 'retrying', 'failed'])
     for (const attempt of attempts) {
@@ -139,13 +141,7 @@ describe('tracing: each attempt is a span in the trace of the request that added
   })
 
   it('a retried task that then succeeds: a failed span, then a succeeded one, in one trace', async () => {
-    const app = await server()
-    const { traceId, headers } = clientTrace()
-    const reply = await app.request('/test/tasks', {
-      ...addTasksBody(['flaky', 'once', 1]),
-      headers: { ...addTasksBody().headers, ...headers },
-    })
-    const id = reply.json<{ ids: string[] }>().ids[0] as string
+    const { traceId, id } = await addFlaky(await server(), 'once', 1)
     const [first, second] = await waitForAttempts(id, 2)
     expect(first?.attributes['task.outcome']).toBe('retrying')
     expect(second?.attributes['task.outcome']).toBe('succeeded')
