@@ -18,8 +18,13 @@
  * re-optimizes a few large functions in every window (its timers see other batches than at full
  * speed), where a real run barely compiles after its warm-up: the ratio without it is printed too.
  *
+ * `--tracing` runs the app with tracing on: OTEL_EXPORTER_OTLP_ENDPOINT points at a local stand-in
+ * collector (bench/otlp-sink.ts, in this process, not counted) that accepts every export; the
+ * SDK's own defaults otherwise (http/protobuf, the batch processor's queue of 2,048 spans), which
+ * `--env OTEL_…=…` overrides.
+ *
  *   npm run bench:instructions -- [--requests N (20000)] [--warmup N (20000)] [--connections N] [--env KEY=VALUE]
- *                                  [--servers bare,hand-written,app]
+ *                                  [--servers bare,hand-written,app] [--tracing]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -31,6 +36,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { callgrindControl, dumpedInstructions, type Dumped } from './callgrind.js'
 import { freePort } from './processes.js'
+import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 import { boundMark, INSTRUCTION_TARGETS } from './targets.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -56,6 +62,8 @@ interface Options {
   env: Record<string, string>
   /** Which servers to count (`--servers app` to compare app variants). */
   servers: Name[]
+  /** The app traces, exporting to a local stand-in collector. */
+  tracing: boolean
 }
 
 function options(): Options {
@@ -66,6 +74,7 @@ function options(): Options {
       connections: { type: 'string', default: '20' },
       env: { type: 'string', multiple: true, default: [] },
       servers: { type: 'string', default: NAMES.join(',') },
+      tracing: { type: 'boolean', default: false },
     },
   })
   const env: Record<string, string> = {}
@@ -75,7 +84,14 @@ function options(): Options {
     env[pair.slice(0, at)] = pair.slice(at + 1)
   }
   const servers = values.servers.split(',').filter((name): name is Name => (NAMES as readonly string[]).includes(name))
-  return { requests: Number(values.requests), warmup: Number(values.warmup), connections: Number(values.connections), env, servers }
+  return {
+    requests: Number(values.requests),
+    warmup: Number(values.warmup),
+    connections: Number(values.connections),
+    env,
+    servers,
+    tracing: values.tracing,
+  }
 }
 
 /**
@@ -207,6 +223,11 @@ async function main(): Promise<void> {
   const opts = options()
   if (spawnSync('valgrind', ['--version']).status !== 0) throw new Error('valgrind is not installed (apt-get install valgrind)')
   const dir = mkdtempSync(join(tmpdir(), 'bench-instructions-'))
+  let sink: OtlpSink | undefined
+  if (opts.tracing) {
+    sink = await startOtlpSink()
+    opts.env = { OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, ...opts.env }
+  }
   console.log(
     `npm run bench:instructions: ${opts.requests} requests after ${opts.warmup} of warm-up, ${opts.connections} connections; ` +
       `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, load average ${loadavg()
@@ -245,7 +266,12 @@ async function main(): Promise<void> {
       )
       console.log(`  ${`app/${label} without TurboFan`.padEnd(LABEL)} ${fixed(plain)}${judged(plain, targets?.[1])}`)
     }
+    if (sink !== undefined) {
+      const { exports, bytes } = sink.stats()
+      console.log(`  tracing: ${exports} exports to the stand-in collector, ${Math.round(bytes / 1024).toLocaleString('en-US')} KiB`)
+    }
   } finally {
+    await sink?.close()
     if (process.env.BENCH_KEEP === undefined) rmSync(dir, { recursive: true, force: true })
   }
 }

@@ -7,11 +7,14 @@ import { setTimeout } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app/app.js'
 import { loadConfig, loadDotEnv } from './app/config.js'
+import { startTracing } from './app/tracing.js'
 
 async function main(): Promise<void> {
   loadDotEnv()
   const config = loadConfig(process.env)
-  const app = await buildApp(config)
+  // Before the app: its spans need the provider (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set).
+  const tracing = await startTracing(process.env, 'fastify-background-tasks')
+  const app = await buildApp(config, { tracing: tracing !== undefined })
 
   closeWithGrace(
     {
@@ -30,6 +33,8 @@ async function main(): Promise<void> {
       }
       if (err === undefined) app.log.info({ signal }, 'shutting down: draining requests and background tasks')
       await app.close()
+      // The drained tasks' spans too: flushed before the process ends.
+      await tracing?.shutdown().catch((error: unknown) => app.log.warn({ err: error }, 'flushing traces failed'))
       app.log.info('shutdown complete')
     },
   )

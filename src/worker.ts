@@ -13,12 +13,14 @@ import closeWithGrace from 'close-with-grace'
 import { loadConfig, loadDotEnv } from './app/config.js'
 import { runnerSettings } from './app/runner-from-config.js'
 import { buildWorker } from './app/worker-app.js'
+import { startTracing } from './app/tracing.js'
 
 async function main(): Promise<void> {
   loadDotEnv()
   // A worker always takes its tasks from the BullMQ queue, whatever the web processes' TASK_BACKEND says.
   const config = { ...loadConfig(process.env), TASK_BACKEND: 'bullmq' as const }
-  const { app, logFile } = await buildWorker(config)
+  const tracing = await startTracing(process.env, 'fastify-background-tasks-worker')
+  const { app, logFile } = await buildWorker(config, { tracing: tracing !== undefined })
   const logger = app.log
 
   closeWithGrace(
@@ -30,6 +32,7 @@ async function main(): Promise<void> {
       if (err !== undefined) logger.error({ err }, 'closing after an uncaught error')
       else logger.info({ signal }, 'worker shutting down: finishing running tasks')
       await app.close()
+      await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, 'flushing traces failed'))
       logger.info('worker stopped')
     },
   )

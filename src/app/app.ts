@@ -20,6 +20,7 @@ import { createLogMessageTask } from './tasks/log-message.js'
 import { createHashPasswordTask } from './tasks/hash-password.js'
 import { HashResults } from './tasks/hash-results.js'
 import { ThreadBacklog } from './tasks/thread-backlog.js'
+import { requestSpans } from './tracing.js'
 
 export interface BuildOptions {
   /** Extra Fastify options (tests: a logger stream). */
@@ -30,6 +31,8 @@ export interface BuildOptions {
   beforeRoutes?: (app: FastifyInstance) => void | Promise<void>
   /** The dashboard sessions' clock in ms (tests move time instead of waiting); Date.now by default. */
   adminClock?: () => number
+  /** A trace SDK is registered (tracing.ts): request spans from @fastify/otel, BullMQ's own spans. */
+  tracing?: boolean
 }
 
 /**
@@ -95,10 +98,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
 
   // Beyond MAX_CONNECTIONS (0: no limit) new connections are closed at once.
   if (config.MAX_CONNECTIONS > 0) app.server.maxConnections = config.MAX_CONNECTIONS
+  // First: every later hook and handler runs inside the request's span.
+  if (options.tracing === true) await app.register(await requestSpans())
   await registerSharedSetup(app, config, logFile, config.HOST, options.adminClock)
   app.addSchema(TaskView)
 
-  const backend = options.backend ?? (await createTaskBackend(config, 'web', app.log))
+  const backend = options.backend ?? (await createTaskBackend(config, 'web', app.log, options.tracing))
   const logMessage = createLogMessageTask(logFile)
   const hashResults = new HashResults()
   const hashPassword = createHashPasswordTask(hashResults)

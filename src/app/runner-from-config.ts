@@ -5,6 +5,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { MemoryBackend, type ResolvedOptions, type TaskBackend } from '../background/index.js'
 import type { Config } from './config.js'
+import { bullmqTelemetry } from './tracing.js'
 
 /** The journal named by TASK_DB cannot be used: the start stops, the file is left as it was. */
 export class TaskDbError extends Error {
@@ -33,9 +34,15 @@ export function runnerSettings(config: Config): RunnerSettings {
 /**
  * The backend TASK_BACKEND names. A web process only stores BullMQ jobs (`npm run worker`
  * processes run them); a worker also claims them. The sqlite and BullMQ modules are loaded
- * only when chosen: the others do not need their drivers.
+ * only when chosen: the others do not need their drivers. With `tracing`, BullMQ's own spans
+ * (bullmq-otel) are on too.
  */
-export async function createTaskBackend(config: Config, role: 'web' | 'worker', logger?: FastifyBaseLogger): Promise<TaskBackend> {
+export async function createTaskBackend(
+  config: Config,
+  role: 'web' | 'worker',
+  logger?: FastifyBaseLogger,
+  tracing = false,
+): Promise<TaskBackend> {
   const { retention } = runnerSettings(config)
   switch (config.TASK_BACKEND) {
     case 'memory':
@@ -60,6 +67,7 @@ export async function createTaskBackend(config: Config, role: 'web' | 'worker', 
         concurrency: config.TASK_CONCURRENCY,
         lockDurationMs: config.TASK_LOCK_DURATION_MS,
         stalledIntervalMs: config.TASK_STALLED_INTERVAL_MS,
+        ...(tracing ? { telemetry: await bullmqTelemetry() } : {}),
       })
     }
   }

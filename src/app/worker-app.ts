@@ -20,6 +20,8 @@ export interface BuildWorkerOptions {
   fastify?: Partial<FastifyServerOptions>
   /** Use this backend instead of the BullMQ worker backend. */
   backend?: TaskBackend
+  /** A trace SDK is registered (tracing.ts): BullMQ's own spans around each job. */
+  tracing?: boolean
 }
 
 export async function buildWorker(config: Config, options: BuildWorkerOptions = {}) {
@@ -32,7 +34,7 @@ export async function buildWorker(config: Config, options: BuildWorkerOptions = 
   // /metrics needs ADMIN_TOKEN here too, when it is set.
   await registerSharedSetup(app, config, logFile, config.WORKER_PORT > 0 ? config.HOST : undefined)
 
-  const backend = options.backend ?? (await createTaskBackend(config, 'worker', app.log))
+  const backend = options.backend ?? (await createTaskBackend(config, 'worker', app.log, options.tracing))
   // The threaded example runs here too, in this worker's own thread pool; its hash stays in this process.
   const tasks = [createLogMessageTask(logFile), createHashPasswordTask(new HashResults())]
   await app.register(backgroundTasks, { backend, tasks, ...runnerSettings(config), taskIdHeader: false })

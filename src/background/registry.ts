@@ -10,6 +10,7 @@ import { nonJsonValue } from './json-args.js'
 import { DuplicateTaskNameError, InvalidTaskArgsError, NotDurableTaskError, UnregisteredTaskError } from './errors.js'
 import type { PlainTaskFn } from './backends/types.js'
 import { Task } from './task.js'
+import { activeTraceCarrier } from './tracing/trace-carrier.js'
 
 /** What `add()` takes: a defined task (perhaps with call options: `task.with({ key, delay })`), or a plain function (memory backend only). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -66,10 +67,28 @@ export class TaskRegistry {
         if (this.durable) throw new UnregisteredTaskError(target.name)
         this.register(target)
       }
-      return new Task({ id: newTaskId(), name: target.name, args, requestId, maxAttempts: target.retries + 1, createdAt: now })
+      return new Task({
+        id: newTaskId(),
+        name: target.name,
+        args,
+        requestId,
+        maxAttempts: target.retries + 1,
+        createdAt: now,
+        // The request's span, when tracing is on: the parent of every attempt's span.
+        traceContext: activeTraceCarrier(),
+      })
     }
     const name = target.name || 'anonymous'
     if (this.durable) throw new NotDurableTaskError(name, this.backendKind)
-    return new Task({ id: newTaskId(), name, args, requestId, maxAttempts: 1, createdAt: now, fn: target })
+    return new Task({
+      id: newTaskId(),
+      name,
+      args,
+      requestId,
+      maxAttempts: 1,
+      createdAt: now,
+      fn: target,
+      traceContext: activeTraceCarrier(),
+    })
   }
 }

@@ -7,6 +7,9 @@
  * Everything a task needs only sometimes (an AbortSignal, a child logger) is made on first use.
  */
 import type { FastifyBaseLogger } from 'fastify'
+import type { Span } from '@opentelemetry/api'
+import type { TraceCarrier } from './tracing/trace-carrier.js'
+import { traceFields } from './tracing/attempt-spans.js'
 import type { BatchItem, TaskContext } from './define-task.js'
 import type { TaskStatus, TaskKey, PlainTaskFn } from './backends/types.js'
 
@@ -36,6 +39,8 @@ export interface TaskInit {
   key?: TaskKey | undefined
   runAt?: number | undefined
   priority?: number | undefined
+  /** The W3C trace context of the request that added it (tracing on), stored with the task. */
+  traceContext?: TraceCarrier | undefined
 }
 
 const NOT_ABORTED: unique symbol = Symbol('not aborted')
@@ -66,6 +71,8 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
   lastError: string | undefined
   /** What its last attempt recorded it was about to do, while unfinished (see recordIntent). */
   intent: unknown
+  /** The W3C trace context of the request that added it: its attempts' spans are children of that span. */
+  readonly traceContext: TraceCarrier | undefined
 
   /** @internal the runner's admission: which bound this task holds room in. */
   room: Room = ROOM_NONE
@@ -80,12 +87,18 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
 
   /** @internal a cancelled attempt in its grace: settle it now (the shutdown deadline passed). */
   endGrace: (() => void) | undefined = undefined
+  /** @internal the running attempt's span (tracing on; see tracing/attempt-spans.ts). */
+  span: Span | undefined = undefined
+  /** @internal when its previous attempt ended in this process (the next one's wait is counted from it). */
+  attemptEndedAt: number | undefined = undefined
   /** @internal set by the runner when the task is claimed. */
   environment: TaskEnvironment | undefined = undefined
   #abortReason: unknown = NOT_ABORTED
   #controller: AbortController | undefined = undefined
   #onAbort: (() => void) | undefined = undefined
   #log: FastifyBaseLogger | undefined = undefined
+  /** The span #log was bound to: a new attempt's span makes a new logger. */
+  #logSpan: Span | undefined = undefined
 
   constructor(init: TaskInit) {
     this.id = init.id
@@ -104,6 +117,7 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
     this.finishedAt = undefined
     this.lastError = undefined
     this.intent = undefined
+    this.traceContext = init.traceContext
   }
 
   /** BatchItem and TaskContext name it so. */
@@ -156,9 +170,13 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
 
   // --- the run context ---
 
-  /** A pino child logger bound to the request id, task id and task name. */
+  /** A pino child logger bound to the request id, task id and task name, and the attempt's trace_id and span_id when traced. */
   get log(): FastifyBaseLogger {
-    this.#log ??= (this.environment as TaskEnvironment).logger.child({ reqId: this.requestId, taskId: this.id, task: this.name })
+    if (this.#log === undefined || this.#logSpan !== this.span) {
+      const bindings = { reqId: this.requestId, taskId: this.id, task: this.name, ...traceFields(this) }
+      this.#log = (this.environment as TaskEnvironment).logger.child(bindings)
+      this.#logSpan = this.span
+    }
     return this.#log
   }
 

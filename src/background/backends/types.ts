@@ -5,6 +5,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Task } from '../task.js'
+import type { TraceCarrier } from '../tracing/trace-carrier.js'
 
 /** Every status a task can have, in the order of its life; the one list the code and the API use. */
 export const TASK_STATUSES = ['scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'] as const
@@ -155,6 +156,8 @@ export interface StoredTask extends TaskRecord {
   args: unknown[] | undefined
   /** The intent its last attempt recorded, while unfinished. */
   intent?: unknown
+  /** The W3C trace context of the request that added it (tracing on). */
+  traceContext?: TraceCarrier | undefined
 }
 
 /** A finished task's short form, for the shutdown report. */

@@ -13,6 +13,7 @@ import { type AttemptOutcome, runBatch, runSingle } from './attempt.js'
 import { Deadlines } from './deadlines.js'
 import { SettleWaiters } from './events.js'
 import { type Execution, Outcomes, type OutcomesContext } from './outcomes.js'
+import { endBatchSpan, runInSpan, startAttemptSpan, startBatchSpan } from '../tracing/attempt-spans.js'
 
 const noop = (): void => {}
 
@@ -207,15 +208,20 @@ export class Executions {
       for (const task of tasks) task.abort(new TaskTimeoutError(timeoutMs))
     })
     const startedAt = this.context.now()
+    for (const task of tasks) startAttemptSpan(task, startedAt)
+    const batchSpan = batch ? startBatchSpan(tasks, (definition as AnyTaskDefinition).name, startedAt) : undefined
     return new Promise<void>((resolve) => {
       let left = tasks.length
+      let failed = 0
       const settled = (count: number): void => {
         left -= count
         if (left > 0) return
         this.deadlines.cancel(deadline)
+        endBatchSpan(batchSpan, failed, this.context.now())
         resolve()
       }
       const onOutcome = (i: number, outcome: AttemptOutcome): void => {
+        if (!outcome.ok) failed++
         const recorded = this.outcomes.record(execution, slotOf(i), outcome, startedAt)
         if (recorded === undefined) settled(1)
         else void recorded.then(() => settled(1))
@@ -226,8 +232,14 @@ export class Executions {
         else void recorded.then(() => settled(live.length))
       }
       const grace = this.context.cancelGraceMs
-      if (batch) runBatch(tasks, definition as AnyTaskDefinition, this.context.environment, grace, onOutcome, onAllSucceeded)
-      else runSingle(tasks[0] as Task, definition, this.context.threads, grace, (outcome) => onOutcome(0, outcome))
+      if (batch)
+        runInSpan(batchSpan, () =>
+          runBatch(tasks, definition as AnyTaskDefinition, this.context.environment, grace, onOutcome, onAllSucceeded),
+        )
+      else {
+        const task = tasks[0] as Task
+        runInSpan(task.span, () => runSingle(task, definition, this.context.threads, grace, (outcome) => onOutcome(0, outcome)))
+      }
     })
   }
 

@@ -15,6 +15,7 @@ import type { AttemptOutcome } from './attempt.js'
 import type { TaskCounters } from './counters.js'
 import type { RunnerEvents, TaskRetriedEvent } from './events.js'
 import { retryDelay } from './retry.js'
+import { endAttemptSpan, traceFields } from '../tracing/attempt-spans.js'
 
 /** What one concurrency slot runs: one task, or a batch of tasks of one batch-capable definition. */
 export interface Execution {
@@ -129,14 +130,18 @@ export class Outcomes {
     const durationMs = now - startedAt
     this.context.counters.observe(name, 'succeeded', durationMs / 1000, slots.length)
     for (const slot of slots) {
-      this.context.settled(execution.tasks[slot] as Task, 'succeeded', durationMs)
+      const task = execution.tasks[slot] as Task
+      endAttemptSpan(task, 'succeeded', now)
+      this.context.settled(task, 'succeeded', durationMs)
       this.settle(execution, slot)
     }
   }
 
   /** Recording a task's outcome threw: logged; the task is no longer running. */
   private bookkeepingFailed(error: unknown, execution: Execution, slot: number): void {
-    this.logBookkeepingFailure(error, execution.tasks[slot] as Task)
+    const task = execution.tasks[slot] as Task
+    endAttemptSpan(task, 'unrecorded', this.context.now(), error)
+    this.logBookkeepingFailure(error, task)
     this.settle(execution, slot)
   }
 
@@ -153,8 +158,9 @@ export class Outcomes {
   ): Promise<void> {
     const { backend, counters, logger, events } = this.context
     const error = describeError(failure)
-    const fields = { taskId: task.id, task: task.name, reqId: task.requestId, attempt: task.attempt }
+    const fields = { taskId: task.id, task: task.name, reqId: task.requestId, attempt: task.attempt, ...traceFields(task) }
     if (failure instanceof TaskShutdownError) {
+      endAttemptSpan(task, 'aborted', now, failure)
       // Past the shutdown deadline: a durable journal keeps the task `running`, and the next
       // start runs it again; in memory it is reported by close() as abandoned.
       this.abortedByShutdown.push({ id: task.id, name: task.name, status: 'running' })
@@ -163,6 +169,7 @@ export class Outcomes {
       return
     }
     if (failure instanceof TaskCancelledError) {
+      endAttemptSpan(task, 'cancelled', now, failure)
       await backend.fail(task, { error, now, status: 'cancelled' })
       logger.info(fields, 'task cancelled while running')
       counters.observe(task.name, 'cancelled', durationMs / 1000)
@@ -172,6 +179,7 @@ export class Outcomes {
     const delayMs = retryDelay(task, definition, this.context.random)
     if (delayMs !== undefined) {
       const retryAt = now + delayMs
+      endAttemptSpan(task, 'retrying', now, failure)
       await backend.fail(task, { error, now, retryAt })
       logger.warn({ ...fields, err: failure, delayMs }, 'task failed; will retry')
       counters.countRetried(task.name)
@@ -182,6 +190,7 @@ export class Outcomes {
       this.context.wakeAt(retryAt)
       return
     }
+    endAttemptSpan(task, 'failed', now, failure)
     await backend.fail(task, { error, now })
     logger.error({ ...fields, err: failure }, 'task failed')
     counters.observe(task.name, 'failed', durationMs / 1000)

@@ -18,7 +18,7 @@
  * when Redis is unreachable `enqueue` rejects at once with a 503, never a false 200. A worker
  * (`role: 'worker'`) also claims.
  */
-import { Queue } from 'bullmq'
+import { Queue, type Telemetry } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { BackendUnavailableError } from '../../errors.js'
 import type { Task } from '../../task.js'
@@ -74,6 +74,13 @@ export interface BullMQBackendOptions {
    * callers always share one read). A cancel or retry through this process clears it. Default 1000.
    */
   browseCacheMs?: number
+  /**
+   * BullMQ's own tracing (e.g. `new BullMQOtel(name)` from bullmq-otel): its producer and consumer
+   * spans around each job, the consumer's a child of the request that added the task, and each
+   * attempt's span a child of the consumer's. Without it, attempts are still traced (the trace
+   * context travels in the job's data). See docs/tracing.md.
+   */
+  telemetry?: Telemetry
 }
 
 /** How often a process cleans the queue of expired finished jobs, and how many per call. */
@@ -106,9 +113,10 @@ export class BullMQBackend implements TaskBackend {
     this.execution = options.role === 'worker' ? 'shared' : 'remote'
     const whileLost = options.role === 'producer' ? 'requests get 503 until it is back' : 'tasks wait until it is back'
     this.redis = producerConnection(options.url, options.commandTimeoutMs ?? 3_000, this.log, whileLost)
-    this.queue = new Queue<JobData>(this.queueName, { connection: this.redis })
+    const telemetry = options.telemetry
+    this.queue = new Queue<JobData>(this.queueName, { connection: this.redis, ...(telemetry === undefined ? {} : { telemetry }) })
     this.queue.on('error', this.log.error)
-    this.producer = new JobProducer(this.queue, this.redis, options.retention, this.log.error)
+    this.producer = new JobProducer(this.queue, this.redis, options.retention, this.log.error, telemetry)
     this.browser = new JobBrowser(this.queue, this.redis, options.browseCacheMs ?? 1_000)
     this.keys = new QueueKeys(this.redis, this.queue, options.retention.maxAgeMs)
     this.cancels = new CancelChannel(this.queue, this.redis, options.cancelWaitMs ?? 2_000, this.log.error)
@@ -120,6 +128,7 @@ export class BullMQBackend implements TaskBackend {
           concurrency: options.concurrency ?? 1,
           lockDurationMs: options.lockDurationMs ?? 30_000,
           stalledIntervalMs: options.stalledIntervalMs ?? 30_000,
+          telemetry,
         },
         this.log,
       )

@@ -8,12 +8,13 @@
  * `complete` resolves and `fail` rejects (a retry at the time the runner drew, or an
  * UnrecoverableError); both resolve once BullMQ has recorded the outcome.
  */
-import { Job, UnrecoverableError, WaitingError, Worker } from 'bullmq'
+import { Job, type Telemetry, UnrecoverableError, WaitingError, Worker } from 'bullmq'
 import { type BackendHooks, type FailOptions, type MaybePromise, isPromise } from '../types.js'
 import { Task } from '../../task.js'
 import type { ConnectionLog } from './connection.js'
 import { HandOff } from './handoff.js'
 import { type JobData, type RetryProgress, SKIPPED_REASON } from './records.js'
+import { type TraceCarrier, activeTraceCarrier, parseTraceCarrier } from '../../tracing/trace-carrier.js'
 
 export interface ConsumerOptions {
   url: string
@@ -22,6 +23,8 @@ export interface ConsumerOptions {
   concurrency: number
   lockDurationMs: number
   stalledIntervalMs: number
+  /** BullMQ's tracing: the processor runs inside its consumer span, the parent of the attempt's. */
+  telemetry?: Telemetry | undefined
 }
 
 /** A job the processor holds, with what settles the processor's promise. */
@@ -30,6 +33,8 @@ interface Held {
   token: string | undefined
   resolve: () => void
   reject: (error: Error) => void
+  /** The attempt's parent: BullMQ's consumer span (its telemetry on), else the request's from the job's data. */
+  trace: TraceCarrier | undefined
 }
 
 /** Without a runner to wake, how long a claim waits for the worker to hand over a job before it answers none. */
@@ -61,6 +66,8 @@ export class JobConsumer {
   private running = false
   /** Takes no new job: the runner is closing. */
   private stopped = false
+  /** BullMQ's telemetry is on: its consumer span is active in the processor. */
+  private readonly traced: boolean
 
   constructor(
     options: ConsumerOptions,
@@ -74,12 +81,14 @@ export class JobConsumer {
       lockDuration: options.lockDurationMs,
       stalledInterval: options.stalledIntervalMs,
       maxStalledCount: 1,
+      ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
       settings: {
         // The runner drew the delay from the task's policy; BullMQ applies it.
         backoffStrategy: (_attemptsMade: number, _type: string | undefined, error: Error | undefined) =>
           error instanceof RetryAt ? Math.max(0, error.retryAt - Date.now()) : 0,
       },
     })
+    this.traced = options.telemetry !== undefined
     this.worker.on('error', log.error)
     this.worker.on('lockRenewalFailed', (taskIds) => log.warn({ taskIds }, 'lost the lock on tasks: another worker may run them again'))
     this.worker.on('completed', (job) => this.recorded(job.id))
@@ -188,7 +197,8 @@ export class JobConsumer {
     // Cancelled before it started: failed as cancelled, never run.
     if (job.data.cancelledAt !== undefined) return Promise.reject(new UnrecoverableError(SKIPPED_REASON))
     return new Promise<void>((resolve, reject) => {
-      const held: Held = { job, token, resolve, reject }
+      const trace = (this.traced ? activeTraceCarrier() : undefined) ?? parseTraceCarrier(job.data.trace)
+      const held: Held = { job, token, resolve, reject, trace }
       if (this.stopped) return void this.handBack(held)
       this.handOff.put(held)
       this.hooks?.wake()
@@ -207,6 +217,7 @@ export class JobConsumer {
       requestId: job.data.requestId,
       maxAttempts: job.opts.attempts ?? 1,
       createdAt: job.timestamp,
+      traceContext: held.trace,
     })
     task.status = 'running'
     task.attempt = job.attemptsStarted

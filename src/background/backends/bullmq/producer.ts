@@ -8,7 +8,7 @@
  * task before it finishes, so it runs no earlier than its time, and perhaps later. Every job has a
  * BullMQ priority (see `bullPriorityOf`): FIFO within a priority, as BullMQ keeps it.
  */
-import { FlowProducer, type FlowJob, type JobsOptions, type Queue } from 'bullmq'
+import { FlowProducer, type FlowJob, type JobsOptions, type Queue, type Telemetry } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Task } from '../../task.js'
 import { type JobData, bullPriorityOf, dataOf } from './records.js'
@@ -22,14 +22,18 @@ export class JobProducer {
   private readonly flows: FlowProducer
   private readonly single: TurnBatch<JobData>
   private readonly keep: { count: number; age: number }
+  /** BullMQ's tracing is on: each job names its request's trace as its parent (see optionsFor). */
+  private readonly traced: boolean
 
   constructor(
     private readonly queue: Queue<JobData>,
     connection: Redis,
     retention: { maxCount: number; maxAgeMs: number },
     onError: (error: Error) => void,
+    telemetry?: Telemetry,
   ) {
-    this.flows = new FlowProducer({ connection })
+    this.flows = new FlowProducer({ connection, ...(telemetry === undefined ? {} : { telemetry }) })
+    this.traced = telemetry !== undefined
     this.single = new TurnBatch(queue)
     this.flows.on('error', onError)
     // Finished jobs are kept for `GET /tasks/:id`, then forgotten (404).
@@ -66,6 +70,9 @@ export class JobProducer {
       priority: bullPriorityOf(task.priority),
     }
     if (task.runAt !== undefined) options.delay = Math.max(1, task.runAt - task.createdAt)
+    // BullMQ's consumer span continues the trace of the request that added the task, not the one
+    // active when the turn's jobs were sent (bullmq-otel's metadata: the W3C fields as JSON).
+    if (this.traced && task.traceContext !== undefined) options.telemetry = { metadata: JSON.stringify(task.traceContext) }
     return options
   }
 

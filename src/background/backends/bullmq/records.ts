@@ -5,6 +5,7 @@
 import type { Job, JobState } from 'bullmq'
 import type { TaskRecord, TaskStatus } from '../types.js'
 import type { Task } from '../../task.js'
+import type { TraceCarrier } from '../../tracing/trace-carrier.js'
 
 /** What a job carries besides its name; never the arguments in a record. */
 export interface JobData {
@@ -14,6 +15,8 @@ export interface JobData {
   cancelledAt?: number
   /** Set for a task added with a delay or run-at time: not run before it (BullMQ's `delay`). */
   runAt?: number
+  /** The W3C trace context of the request that added the task (tracing on). */
+  trace?: TraceCarrier
 }
 
 /**
@@ -48,6 +51,7 @@ export const UNFINISHED_STATES = ['active', 'waiting', 'prioritized', 'waiting-c
 export function dataOf(task: Task): JobData {
   const data: JobData = task.requestId === undefined ? { args: task.args } : { args: task.args, requestId: task.requestId }
   if (task.runAt !== undefined) data.runAt = task.runAt
+  if (task.traceContext !== undefined) data.trace = task.traceContext
   return data
 }
 

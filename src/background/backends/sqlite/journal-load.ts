@@ -3,6 +3,7 @@ import type { SqlDatabase } from './driver.js'
 import type { StoredTask, TaskStatus } from '../types.js'
 import type { KeyEntry } from '../../idempotency.js'
 import { isFinished } from '../types.js'
+import { parseTraceCarrier } from '../../tracing/trace-carrier.js'
 
 export interface LoadedJournal {
   /** Every row, grouped by request in insertion order. */
@@ -30,6 +31,7 @@ interface Row {
   last_error: string | null
   intent?: string | null
   priority: number
+  trace_context?: string | null
 }
 
 interface KeyRow {
@@ -74,5 +76,6 @@ function toStoredTask(row: Row): StoredTask {
     priority: row.priority,
     lastError: row.last_error ?? undefined,
     ...(row.intent === null || row.intent === undefined ? {} : { intent: JSON.parse(row.intent) as unknown }),
+    ...(row.trace_context === null || row.trace_context === undefined ? {} : { traceContext: parseTraceCarrier(row.trace_context) }),
   }
 }

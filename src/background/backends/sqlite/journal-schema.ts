@@ -6,7 +6,7 @@ import type { SqlDatabase } from './driver.js'
 import { TASK_STATUSES } from '../types.js'
 import { APPLICATION_ID, SCHEMA_VERSION } from './journal-file.js'
 
-/** The tasks table (schema 4: the `scheduled` status and `priority`). */
+/** The tasks table (schema 4: the `scheduled` status and `priority`; schema 5: `trace_context`). */
 const TASKS_TABLE = `
   CREATE TABLE tasks (
     id           TEXT    NOT NULL,          -- the task id (random UUID)
@@ -24,7 +24,8 @@ const TASKS_TABLE = `
     run_at       INTEGER,                   -- next attempt (retrying), or the first (scheduled)
     last_error   TEXT,
     intent       TEXT,                      -- JSON: what the running attempt recorded it was about to do
-    priority     INTEGER NOT NULL DEFAULT 0 -- higher runs first among waiting tasks
+    priority     INTEGER NOT NULL DEFAULT 0, -- higher runs first among waiting tasks
+    trace_context TEXT                      -- JSON: the W3C trace context of the request that added it (tracing on)
   );
 `
 const FINISHED_INDEX = 'CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;'
@@ -70,6 +71,8 @@ export function migrate(db: SqlDatabase): void {
       db.exec('DROP TABLE tasks_v3')
       db.exec(FINISHED_INDEX)
     }
+    // 4 → 5: the trace context (a journal rebuilt just above has the column already).
+    if (version === 4) db.exec('ALTER TABLE tasks ADD COLUMN trace_context TEXT')
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
   })()
 }

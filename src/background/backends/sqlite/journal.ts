@@ -37,6 +37,8 @@ export type JournalInsert = {
   status: 'queued' | 'scheduled'
   runAt: number | null
   priority: number
+  /** JSON: the trace context of the request that added it; null when none. */
+  traceContext: string | null
 }
 
 /** A change to write: the task's whole current record, or null to delete its row. */
@@ -139,8 +141,8 @@ export class Journal {
     this.retention = options.retention
     this.identity = statSync(path)
     this.insertStatement = db.prepare(
-      `INSERT INTO tasks (id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at, run_at, priority)
-       VALUES (@id, @grp, @seq, @name, @args, @status, 0, @maxAttempts, @requestId, @createdAt, @runAt, @priority)`,
+      `INSERT INTO tasks (id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at, run_at, priority, trace_context)
+       VALUES (@id, @grp, @seq, @name, @args, @status, 0, @maxAttempts, @requestId, @createdAt, @runAt, @priority, @traceContext)`,
     )
     this.updateStatement = db.prepare(
       `UPDATE tasks SET status = @status, attempts = @attempts, started_at = @startedAt, finished_at = @finishedAt,

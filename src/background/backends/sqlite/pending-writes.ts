@@ -48,6 +48,7 @@ export class PendingWrites {
         status: task.runAt === undefined ? 'queued' : 'scheduled',
         runAt: task.runAt ?? null,
         priority: task.priority ?? 0,
+        traceContext: task.traceContext === undefined ? null : JSON.stringify(task.traceContext),
       }
     })
     let keys: JournalKeyInsert[] | undefined
