@@ -8,7 +8,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { BatchItem, TaskContext } from './define-task.js'
-import type { TaskStatus, TaskKey, PlainTaskFn } from './backends/types.js'
+import type { TaskStatus, TaskKey, PlainTaskFn, ScheduleOccurrence } from './backends/types.js'
 
 /** Which bound of the runner's admission a task holds room in; only the runner sets it. */
 export const ROOM_NONE = 0
@@ -57,6 +57,8 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
   runAt: number | undefined
   /** Higher runs first among waiting tasks. */
   priority: number
+  /** The schedule occurrence it was added for: a durable store records it with the task. */
+  occurrence: ScheduleOccurrence | undefined = undefined
 
   status: TaskStatus
   /** Attempts started so far; during an attempt, its number (1 for the first). */

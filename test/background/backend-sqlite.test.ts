@@ -344,7 +344,7 @@ describe('sqlite journal', () => {
       expect(Number(check.value('PRAGMA user_version'))).toBe(SCHEMA_VERSION)
       expect(Number(check.value('SELECT count(*) FROM idempotency_keys'))).toBe(1)
       check.close()
-      expect(SCHEMA_VERSION).toBe(4)
+      expect(SCHEMA_VERSION).toBe(5)
     })
   })
 
@@ -379,7 +379,7 @@ describe('sqlite journal', () => {
     await upgraded.enqueue([later])
     upgraded.close()
     const check = sqliteDriver().open(path)
-    expect(Number(check.value('PRAGMA user_version'))).toBe(4)
+    expect(Number(check.value('PRAGMA user_version'))).toBe(SCHEMA_VERSION)
     expect(check.prepare('SELECT rowid, id FROM tasks WHERE rowid <= 3 ORDER BY rowid').all()).toEqual(rowidsBefore)
     check.close()
     expect(backendAt(path).get(later.id)).toMatchObject({ status: 'scheduled', runAt: later.runAt, priority: 4 })

@@ -21,7 +21,7 @@ export class JournalOpenError extends Error {
 /** Written in the file header (offset 68): how a journal is told from another application's database. */
 export const APPLICATION_ID = 0x42475453 // "BGTS"
 /** 2: the tasks' intent column; 3: the `idempotency_keys` table. Older journals are migrated when opened. */
-export const SCHEMA_VERSION = 4
+export const SCHEMA_VERSION = 5
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1')
 

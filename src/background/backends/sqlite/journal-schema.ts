@@ -41,6 +41,15 @@ const KEYS_SCHEMA = `
   CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);
 `
 
+/** Schema 5: the last occurrence of each recurring schedule, written in the same transaction as its task. */
+const SCHEDULE_RUNS_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS schedule_runs (
+    schedule_id  TEXT    NOT NULL PRIMARY KEY,
+    occurrence   INTEGER NOT NULL,         -- epoch ms: the instant the occurrence was due
+    task_id      TEXT    NOT NULL          -- the task it was added as
+  );
+`
+
 /** A new journal: its header fields and tables, in one transaction, before WAL is on (so the header is in the main file). */
 export function createSchema(db: SqlDatabase): void {
   db.transaction(() => {
@@ -48,6 +57,7 @@ export function createSchema(db: SqlDatabase): void {
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
     db.exec(SCHEMA)
     db.exec(KEYS_SCHEMA)
+    db.exec(SCHEDULE_RUNS_SCHEMA)
   })()
 }
 
@@ -70,6 +80,8 @@ export function migrate(db: SqlDatabase): void {
       db.exec('DROP TABLE tasks_v3')
       db.exec(FINISHED_INDEX)
     }
+    // 4 → 5: the schedules' last occurrences.
+    if (version < 5) db.exec(SCHEDULE_RUNS_SCHEMA)
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
   })()
 }

@@ -23,6 +23,13 @@ export type JournalKeyInsert = {
   createdAt: number
 }
 
+/** A schedule's occurrence, recorded with its task (a type: it binds as SQL parameters). */
+export type JournalScheduleRun = {
+  scheduleId: string
+  occurrence: number
+  taskId: string
+}
+
 /** A new row: one task of a request's group (a type, not an interface: it binds as SQL parameters). */
 export type JournalInsert = {
   id: string
@@ -46,6 +53,8 @@ export interface JournalWrite {
   inserts: JournalInsert[][]
   /** Idempotency keys of the inserted tasks: committed with them. */
   keys?: JournalKeyInsert[]
+  /** Schedule occurrences of the inserted tasks: committed with them. */
+  scheduleRuns?: JournalScheduleRun[]
   /** Keys to forget (their tasks' commit was not acknowledged). */
   keyDeletes?: string[]
   changes: JournalChange[]
@@ -87,6 +96,7 @@ export class Journal {
   private readonly keyDeleteStatement: SqlStatement
   private readonly keyPruneAgeStatement: SqlStatement
   private readonly keyPruneCountStatement: SqlStatement
+  private readonly scheduleRunStatement: SqlStatement
   private finishedRows: number
   /** Rows in idempotency_keys: pruned only when there are any, so a journal without keys does no more work. */
   private keyRows: number
@@ -165,8 +175,19 @@ export class Journal {
     this.keyPruneCountStatement = db.prepare(
       'DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys ORDER BY created_at LIMIT ?)',
     )
+    this.scheduleRunStatement = db.prepare(
+      'INSERT OR REPLACE INTO schedule_runs (schedule_id, occurrence, task_id) VALUES (@scheduleId, @occurrence, @taskId)',
+    )
     this.keyRows = Number(db.value('SELECT count(*) FROM idempotency_keys'))
     this.writeTransaction = db.transaction((write: JournalWrite) => this.applyWrite(write))
+  }
+
+  /** The last recorded occurrence of each schedule. */
+  scheduleRuns(): JournalScheduleRun[] {
+    return this.db
+      .prepare('SELECT schedule_id, occurrence, task_id FROM schedule_runs')
+      .all()
+      .map((row) => ({ scheduleId: String(row.schedule_id), occurrence: Number(row.occurrence), taskId: String(row.task_id) }))
   }
 
   /** Every row, for the in-memory index. */
@@ -237,8 +258,9 @@ export class Journal {
     this.db.close()
   }
 
-  private applyWrite({ inserts, keys, keyDeletes, changes, intents, now }: JournalWrite): WriteResult {
+  private applyWrite({ inserts, keys, scheduleRuns, keyDeletes, changes, intents, now }: JournalWrite): WriteResult {
     const rowids = inserts.map((group) => group.map((row) => Number(this.insertStatement.run(row).lastInsertRowid)))
+    if (scheduleRuns !== undefined) for (const run of scheduleRuns) this.scheduleRunStatement.run(run)
     let keyDelta = 0
     if (keys !== undefined) for (const key of keys) keyDelta += this.keyInsertStatement.run(key).changes > 0 ? 1 : 0
     if (keyDeletes !== undefined) for (const key of keyDeletes) keyDelta -= this.keyDeleteStatement.run(key).changes
