@@ -12,7 +12,7 @@ export class TaskDbError extends Error {
 }
 
 /** The plugin's resolved options that come from the configuration. */
-export type RunnerSettings = Omit<ResolvedOptions, 'backend' | 'tasks' | 'taskIdHeader'>
+export type RunnerSettings = Omit<ResolvedOptions, 'backend' | 'tasks' | 'taskIdHeader' | 'schedules' | 'missedRuns' | 'rateLimits'>
 
 export function runnerSettings(config: Config): RunnerSettings {
   return {

@@ -14,6 +14,8 @@ export interface JobData {
   cancelledAt?: number
   /** Set for a task added with a delay or run-at time: not run before it (BullMQ's `delay`). */
   runAt?: number
+  /** Set when a worker put the job back because its name was over its rate limit: delayed until then, but `queued`. */
+  rateLimitedUntil?: number
 }
 
 /**
@@ -39,6 +41,9 @@ export interface RetryProgress {
 /** The failed reason of a job a worker took after it was cancelled: failed without running. */
 export const SKIPPED_REASON = 'TASK_CANCELLED: cancelled before it started'
 
+/** The failed reason of a schedule's occurrence not run under the `skip` policy: a later one was due already. */
+export const MISSED_REASON = 'SCHEDULE_MISSED: a later occurrence was due already when a worker took it (missedRuns: skip)'
+
 /** The BullMQ states a job ends in. */
 export const FINISHED: ReadonlySet<string> = new Set(['completed', 'failed'])
 
@@ -57,16 +62,25 @@ function statusOf(job: Job<JobData>, state: JobState | 'unknown'): TaskStatus {
     case 'completed':
       return 'succeeded'
     case 'failed':
-      return cancelled ? 'cancelled' : 'failed'
+      return cancelled || job.failedReason === MISSED_REASON ? 'cancelled' : 'failed'
     case 'active':
       return 'running'
     default:
       // waiting, prioritized, waiting-children, delayed: not started, or between attempts.
       if (cancelled) return 'cancelled'
+      if (state === 'delayed' && rateLimited(job)) return 'queued'
       if (job.attemptsMade > 0) return 'retrying'
       // Waiting for its time (or, in a request's later task, for the task before it first).
       return job.data.runAt !== undefined && (state === 'delayed' || state === 'waiting-children') ? 'scheduled' : 'queued'
   }
+}
+
+/** Delayed by a rate limit, not by a retry drawn after it. */
+function rateLimited(job: Job<JobData>): boolean {
+  const until = job.data.rateLimitedUntil
+  if (until === undefined) return false
+  const retryAt = (job.progress as RetryProgress | undefined)?.retryAt
+  return retryAt === undefined || retryAt <= until
 }
 
 export function toRecord(job: Job<JobData>, state: JobState | 'unknown'): TaskRecord {

@@ -84,8 +84,7 @@ export class SqliteBackend implements TaskBackend {
       this.writer = new JournalWriter(this.journal, this.index, this.rowids, this.now, options.logger, this.walSync)
       const restored = this.index.restore(loaded.groups, this.now())
       this.index.restoreKeys(loaded.keys, this.now())
-      for (const run of this.journal.scheduleRuns())
-        this.occurrencesAtOpen.set(run.scheduleId, { scheduleId: run.scheduleId, at: run.occurrence, taskId: run.taskId })
+      for (const occurrence of loaded.occurrences) this.occurrencesAtOpen.set(occurrence.scheduleId, occurrence)
       this.unfinishedAtOpen = { unfinished: restored.unfinished, scheduled: restored.scheduled, tasks: restored.tasks }
       // What a dead process left running is queued again: say so in the file too.
       for (const id of restored.changed) this.writer.touch(id)

@@ -182,14 +182,6 @@ export class Journal {
     this.writeTransaction = db.transaction((write: JournalWrite) => this.applyWrite(write))
   }
 
-  /** The last recorded occurrence of each schedule. */
-  scheduleRuns(): JournalScheduleRun[] {
-    return this.db
-      .prepare('SELECT schedule_id, occurrence, task_id FROM schedule_runs')
-      .all()
-      .map((row) => ({ scheduleId: String(row.schedule_id), occurrence: Number(row.occurrence), taskId: String(row.task_id) }))
-  }
-
   /** Every row, for the in-memory index. */
   load(): LoadedJournal {
     return loadJournal(this.db)

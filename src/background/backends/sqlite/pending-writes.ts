@@ -55,7 +55,8 @@ export class PendingWrites {
     let scheduleRuns: JournalScheduleRun[] | undefined
     for (const task of group) {
       const { key, occurrence } = task
-      if (occurrence !== undefined) (scheduleRuns ??= []).push({ scheduleId: occurrence.scheduleId, occurrence: occurrence.at, taskId: task.id })
+      if (occurrence !== undefined)
+        (scheduleRuns ??= []).push({ scheduleId: occurrence.scheduleId, occurrence: occurrence.at, taskId: task.id })
       if (key === undefined) continue
       ;(keys ??= []).push({ key: key.key, fingerprint: key.fingerprint, taskId: task.id, createdAt: task.createdAt })
     }
