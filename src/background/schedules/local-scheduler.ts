@@ -85,7 +85,7 @@ export class LocalScheduler {
   /** Add the occurrence due at `at` as a task, then wait for the next one (an occurrence passed meanwhile is not run). */
   private fire(schedule: Schedule, at: number): void {
     if (this.stopped) return
-    const { runner, logger } = this.options
+    const { runner } = this.options
     const definition = this.options.definitions.get(schedule.task) as AnyTaskDefinition
     try {
       const task = runner.prepare(definition, schedule.args, undefined)
