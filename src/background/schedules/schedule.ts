@@ -103,7 +103,12 @@ export function toSchedule(options: ScheduleOptions): Schedule {
     ...base,
     cron: options.cron,
     nextAfter: (after: number) => cron.nextRun(new Date(after))?.getTime(),
-    // croner's previous runs are strictly before the reference: one millisecond later includes `atOrBefore`.
-    latestAtOrBefore: (atOrBefore: number) => cron.previousRuns(1, new Date(atOrBefore + 1))[0]?.getTime(),
+    // croner's previous runs are strictly before the reference, which it takes to the second: a
+    // second later includes `atOrBefore`, and a run found after it (within that second) is stepped back.
+    latestAtOrBefore: (atOrBefore: number) => {
+      const found = cron.previousRuns(1, new Date(atOrBefore + 1000))[0]
+      if (found === undefined || found.getTime() <= atOrBefore) return found?.getTime()
+      return cron.previousRuns(1, found)[0]?.getTime()
+    },
   })
 }
