@@ -46,7 +46,12 @@ export class JobSchedulers {
     this.schedules = new Map(list.map(({ schedule }) => [schedule.id, schedule]))
     this.missed = missed
     for (const { schedule, maxAttempts } of list) {
-      const repeat = schedule.cron === undefined ? { every: schedule.everyMs } : { pattern: schedule.cron, tz: schedule.tz ?? 'UTC' }
+      const every = schedule.everyMs
+      // `every` starts from the first upsert's time unless given a start: a multiple of it, as the local backends keep.
+      const repeat =
+        every === undefined
+          ? { pattern: schedule.cron, tz: schedule.tz ?? 'UTC' }
+          : { every, startDate: Math.ceil(Date.now() / every) * every }
       await this.queue.upsertJobScheduler(schedule.id, repeat, {
         name: schedule.task,
         data: { args: schedule.args },

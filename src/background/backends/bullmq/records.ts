@@ -86,16 +86,18 @@ function rateLimited(job: Job<JobData>): boolean {
 export function toRecord(job: Job<JobData>, state: JobState | 'unknown'): TaskRecord {
   const status = statusOf(job, state)
   const skipped = job.failedReason === SKIPPED_REASON
+  // Taken by a worker but never run (cancelled before it started, or a missed occurrence): no attempt.
+  const notRun = skipped || job.failedReason === MISSED_REASON
   const progress = typeof job.progress === 'object' && job.progress !== null ? (job.progress as RetryProgress) : {}
   return {
     id: job.id as string,
     name: job.name,
     status,
-    attempts: Math.max(0, job.attemptsStarted - (skipped ? 1 : 0)),
+    attempts: Math.max(0, job.attemptsStarted - (notRun ? 1 : 0)),
     maxAttempts: job.opts.attempts ?? 1,
     requestId: job.data.requestId,
     createdAt: job.timestamp,
-    startedAt: skipped ? undefined : job.processedOn,
+    startedAt: notRun ? undefined : job.processedOn,
     finishedAt: job.finishedOn ?? (status === 'cancelled' ? job.data.cancelledAt : undefined),
     runAt: status === 'retrying' ? progress.retryAt : status === 'scheduled' ? job.data.runAt : undefined,
     priority: taskPriorityOf(job),
