@@ -97,6 +97,19 @@ describe('occurrences in time', () => {
     expect(iso(schedule.latestAtOrBefore(at('2026-03-29T06:59:59Z')) as number)).toBe('2026-03-28T08:00:00.000Z')
   })
 
+  it('a wall-clock time that does not exist runs after the gap; one that happens twice runs once (America/New_York)', () => {
+    const next = (cron: string, after: string, count: number) => {
+      const schedule = toSchedule({ id: 'ny', task: 'tick', cron, tz: 'America/New_York' })
+      const times: string[] = []
+      for (let t = schedule.nextAfter(at(after)); times.length < count; t = schedule.nextAfter(t as number)) times.push(iso(t as number))
+      return times
+    }
+    // 8 March 2026: 02:00 EST jumps to 03:00 EDT; 02:30 that day is taken as 03:30 EDT.
+    expect(next('30 2 * * *', '2026-03-07T12:00:00Z', 2)).toEqual(['2026-03-08T07:30:00.000Z', '2026-03-09T06:30:00.000Z'])
+    // 1 November 2026: 01:30 happens twice (EDT, then EST); it runs at the first.
+    expect(next('30 1 * * *', '2026-10-31T12:00:00Z', 2)).toEqual(['2026-11-01T05:30:00.000Z', '2026-11-02T06:30:00.000Z'])
+  })
+
   it('everyMs: at multiples of the interval since the epoch, whenever the process started', () => {
     const schedule = toSchedule({ id: 'often', task: 'tick', everyMs: 60_000 })
     expect(iso(schedule.nextAfter(at('2026-01-01T00:00:30.500Z')) as number)).toBe('2026-01-01T00:01:00.000Z')
