@@ -14,7 +14,7 @@ import { sendMessageRoutes } from './routes/send-message.js'
 import { dashboardRoutes } from './routes/dashboard.js'
 import { indexRoutes } from './routes/index-route.js'
 import { registerSharedSetup } from './shared-setup.js'
-import { createTaskBackend, runnerSettings } from './runner-from-config.js'
+import { createTaskBackend, runnerSettings, scheduleSettings } from './runner-from-config.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
 import { createHashPasswordTask } from './tasks/hash-password.js'
@@ -107,7 +107,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   const logMessage = createLogMessageTask(logFile)
   const hashResults = new HashResults()
   const hashPassword = createHashPasswordTask(hashResults)
-  await app.register(backgroundTasks, { backend, tasks: [logMessage, hashPassword], ...runnerSettings(config) })
+  const tasks = [logMessage, hashPassword]
+  await app.register(backgroundTasks, { backend, tasks, ...runnerSettings(config), ...scheduleSettings(config, tasks) })
 
   // Docs first: swagger collects the routes added after it, /metrics included.
   if (config.DOCS_ENABLED) await app.register(docs)

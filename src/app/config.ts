@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
 import { type Static, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import { DEFAULTS as TASK_DEFAULTS } from '../background/index.js'
+import { DEFAULTS as TASK_DEFAULTS, type RateLimit, type ScheduleOptions } from '../background/index.js'
+import { type ParsedSetting, parseTaskRateLimits, parseTaskSchedules } from './schedules-config.js'
 import { TRUST_PROXY_FORMS, parseTrustProxy } from './trust-proxy.js'
 
 const Integer = (minimum: number, maximum: number, defaultValue: number) => Type.Integer({ minimum, maximum, default: defaultValue })
@@ -48,6 +49,10 @@ export const ConfigSchema = Type.Object({
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
   TASK_QUEUE: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,100}$', default: 'background-tasks' }),
   TASK_LOCK_DURATION_MS: Integer(1000, 3_600_000, 30_000),
+  /** JSON: recurring schedules and per-name rate limits (schedules-config.ts checks them). */
+  TASK_SCHEDULES: Type.String({ default: '[]' }),
+  TASK_SCHEDULE_MISSED: Type.Union([Type.Literal('run-once'), Type.Literal('skip')], { default: TASK_DEFAULTS.missedRuns }),
+  TASK_RATE_LIMITS: Type.String({ default: '{}' }),
   TASK_STALLED_INTERVAL_MS: Integer(100, 3_600_000, 30_000),
   /** Unset: the task routes, /dashboard and /metrics are open. */
   ADMIN_TOKEN: Type.Optional(
@@ -62,7 +67,17 @@ export const ConfigSchema = Type.Object({
   METRICS_ENABLED: Flag(true),
 })
 
-export type Config = Static<typeof ConfigSchema>
+/** The configuration: the JSON variables parsed. */
+export type Config = Omit<Static<typeof ConfigSchema>, 'TASK_SCHEDULES' | 'TASK_RATE_LIMITS'> & {
+  TASK_SCHEDULES: ScheduleOptions[]
+  TASK_RATE_LIMITS: Record<string, RateLimit>
+}
+
+/** The JSON variables, parsed and checked after the schema's own check. */
+const JSON_SETTINGS: Record<string, (raw: string) => ParsedSetting<unknown>> = {
+  TASK_SCHEDULES: parseTaskSchedules,
+  TASK_RATE_LIMITS: parseTaskRateLimits,
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -138,6 +153,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const further = FURTHER_CHECKS[name as keyof Config]
     if (further !== undefined && raw !== undefined && raw !== '' && !further.check(raw)) {
       throw new ConfigError(`Invalid configuration: ${name} must be ${further.expected}, got ${JSON.stringify(raw)}`)
+    }
+    const parseJson = JSON_SETTINGS[name]
+    if (parseJson !== undefined) {
+      const parsed = parseJson(config[name] as string)
+      if ('problem' in parsed) throw new ConfigError(`Invalid configuration: ${parsed.problem}`)
+      config[name] = parsed.value
     }
   }
   return config as Config

@@ -3,8 +3,15 @@
  * for the web process (`server.ts`, through `app.ts`) and for `npm run worker` alike.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import { MemoryBackend, type ResolvedOptions, type TaskBackend } from '../background/index.js'
-import type { Config } from './config.js'
+import {
+  type AnyTaskDefinition,
+  type BackgroundTasksOptions,
+  MemoryBackend,
+  type ResolvedOptions,
+  type TaskBackend,
+  scheduleTaskProblem,
+} from '../background/index.js'
+import { type Config, ConfigError } from './config.js'
 import { bullmqTelemetry } from './tracing.js'
 
 /** The journal named by TASK_DB cannot be used: the start stops, the file is left as it was. */
@@ -13,7 +20,7 @@ export class TaskDbError extends Error {
 }
 
 /** The plugin's resolved options that come from the configuration. */
-export type RunnerSettings = Omit<ResolvedOptions, 'backend' | 'tasks' | 'taskIdHeader'>
+export type RunnerSettings = Omit<ResolvedOptions, 'backend' | 'tasks' | 'taskIdHeader' | 'schedules' | 'missedRuns' | 'rateLimits'>
 
 export function runnerSettings(config: Config): RunnerSettings {
   return {
@@ -29,6 +36,28 @@ export function runnerSettings(config: Config): RunnerSettings {
     // 0: Node's own heap limit for each worker thread.
     threadResourceLimits: config.TASK_THREAD_MAX_HEAP_MB > 0 ? { maxOldGenerationSizeMb: config.TASK_THREAD_MAX_HEAP_MB } : undefined,
   }
+}
+
+/**
+ * TASK_SCHEDULES, TASK_SCHEDULE_MISSED and TASK_RATE_LIMITS as the plugin's options, once the
+ * tasks they name are checked against the app's tasks (a ConfigError naming the variable and the entry).
+ */
+export function scheduleSettings(
+  config: Config,
+  tasks: AnyTaskDefinition[],
+): Required<Pick<BackgroundTasksOptions, 'schedules' | 'missedRuns' | 'rateLimits'>> {
+  for (const [index, schedule] of config.TASK_SCHEDULES.entries()) {
+    const problem = scheduleTaskProblem(schedule, tasks)
+    if (problem !== undefined)
+      throw new ConfigError(`Invalid configuration: TASK_SCHEDULES[${index}] (${JSON.stringify(schedule.id)}): ${problem}`)
+  }
+  for (const name of Object.keys(config.TASK_RATE_LIMITS)) {
+    if (!tasks.some((task) => task.name === name)) {
+      const known = tasks.map((task) => task.name).join(', ')
+      throw new ConfigError(`Invalid configuration: TASK_RATE_LIMITS[${JSON.stringify(name)}]: not a defined task of this app (${known})`)
+    }
+  }
+  return { schedules: config.TASK_SCHEDULES, missedRuns: config.TASK_SCHEDULE_MISSED, rateLimits: config.TASK_RATE_LIMITS }
 }
 
 /**

@@ -9,7 +9,7 @@ import type { Config } from './config.js'
 import { metrics } from './plugins/metrics.js'
 import { healthRoutes } from './routes/health.js'
 import { registerSharedSetup } from './shared-setup.js'
-import { createTaskBackend, runnerSettings } from './runner-from-config.js'
+import { createTaskBackend, runnerSettings, scheduleSettings } from './runner-from-config.js'
 import { LogFile } from './tasks/log-file.js'
 import { createLogMessageTask } from './tasks/log-message.js'
 import { createHashPasswordTask } from './tasks/hash-password.js'
@@ -37,7 +37,13 @@ export async function buildWorker(config: Config, options: BuildWorkerOptions = 
   const backend = options.backend ?? (await createTaskBackend(config, 'worker', app.log, options.tracing))
   // The threaded example runs here too, in this worker's own thread pool; its hash stays in this process.
   const tasks = [createLogMessageTask(logFile), createHashPasswordTask(new HashResults())]
-  await app.register(backgroundTasks, { backend, tasks, ...runnerSettings(config), taskIdHeader: false })
+  await app.register(backgroundTasks, {
+    backend,
+    tasks,
+    ...runnerSettings(config),
+    ...scheduleSettings(config, tasks),
+    taskIdHeader: false,
+  })
   if (config.METRICS_ENABLED) await app.register(metrics, { role: 'worker' })
   await app.register(healthRoutes, { sink: { check: () => logFile.health() }, checkBacklog: false })
   return { app, logFile }

@@ -9,6 +9,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { InvalidOptionError } from './errors.js'
 import { type BackoffPolicy, MAX_TIMER_MS, validateBackoff } from './backoff.js'
 import { type CallOptions, type CheckedCallOptions, checkCallOptions } from './call-options.js'
+import { type RateLimit, rateLimitProblem } from './rate-limits/rate-limits.js'
 
 export type { CallOptions } from './call-options.js'
 
@@ -90,6 +91,8 @@ export interface TaskOptions<A extends TTuple<TSchema[]>> {
   backoff?: Partial<BackoffPolicy>
   /** Per-attempt limit; the signal is aborted when it passes. Default: the plugin's `defaultTimeoutMs`. */
   timeoutMs?: number
+  /** At most `max` starts per `perMs` of this task (the plugin's `rateLimits` overrides it); others wait `queued`. */
+  rateLimit?: RateLimit
   /** Runs one task. A task needs `run`, `batch`, or both. */
   run?: (args: Static<A>, context: TaskContext) => unknown
   /**
@@ -128,6 +131,7 @@ export interface TaskDefinition<A extends TTuple<TSchema[]> = TTuple<TSchema[]>>
   readonly retries: number
   readonly backoff: BackoffPolicy
   readonly timeoutMs: number | undefined
+  readonly rateLimit: RateLimit | undefined
   readonly check: TypeCheck<A>
   readonly run: ((args: Static<A>, context: TaskContext) => unknown) | undefined
   readonly batch: ((items: Array<BatchItem<Static<A>>>, context: BatchContext) => BatchOutcomes | Promise<BatchOutcomes>) | undefined
@@ -201,6 +205,8 @@ export function defineTask<A extends TTuple<TSchema[]>>(options: TaskOptions<A>)
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
     throw new InvalidOptionError('timeoutMs', `task "${name}": timeoutMs must be an integer from 1 to ${MAX_TIMER_MS}`)
   }
+  const rateProblem = options.rateLimit === undefined ? undefined : rateLimitProblem(options.rateLimit)
+  if (rateProblem !== undefined) throw new InvalidOptionError('rateLimit', `task "${name}": ${rateProblem}`)
   const backoff = validateBackoff({ ...DEFAULT_BACKOFF, ...options.backoff }, name)
   const definition: TaskDefinition<A> = Object.freeze({
     kind: 'task-definition' as const,
@@ -209,6 +215,7 @@ export function defineTask<A extends TTuple<TSchema[]>>(options: TaskOptions<A>)
     retries,
     backoff,
     timeoutMs: options.timeoutMs,
+    rateLimit: options.rateLimit === undefined ? undefined : { max: options.rateLimit.max, perMs: options.rateLimit.perMs },
     check: TypeCompiler.Compile(args),
     run,
     batch,

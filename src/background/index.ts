@@ -39,4 +39,15 @@ export { encodeCursor, decodeCursor } from './routes/task-cursor.js'
 export type { BackoffPolicy } from './backoff.js'
 export { TaskCounters, DurationHistogram, DURATION_BUCKETS, type AttemptEnd } from './runner/counters.js'
 export type { BatchItem, BatchContext, BatchOutcomes } from './define-task.js'
+export {
+  type ScheduleOptions,
+  type MissedRunPolicy,
+  type Schedule,
+  MISSED_RUN_POLICIES,
+  scheduleProblem,
+  toSchedule,
+} from './schedules/schedule.js'
+export { scheduleTaskProblem } from './schedules/resolve-schedules.js'
+export { TaskSchedules, type ScheduleState } from './schedules/task-schedules.js'
+export { type RateLimit, RateLimits, rateLimitProblem } from './rate-limits/rate-limits.js'
 export { dashboard, DASHBOARD_SECURITY_HEADERS, type DashboardOptions } from './dashboard/dashboard.js'

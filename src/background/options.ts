@@ -8,6 +8,9 @@ import type { AnyTaskDefinition } from './define-task.js'
 import { InvalidOptionError } from './errors.js'
 import type { RetentionOptions } from './backends/memory/backend.js'
 import type { TaskBackend } from './backends/types.js'
+import { type RateLimit, rateLimitProblem } from './rate-limits/rate-limits.js'
+import { MISSED_RUN_POLICIES, type MissedRunPolicy, type Schedule, type ScheduleOptions } from './schedules/schedule.js'
+import { resolveSchedules } from './schedules/resolve-schedules.js'
 
 export interface BackgroundTasksOptions {
   /** Where tasks wait and their status is kept. Default: a new in-memory backend. */
@@ -36,6 +39,12 @@ export interface BackgroundTasksOptions {
   threads?: number
   /** Limits of each worker thread (`maxOldGenerationSizeMb`…): a thread past one dies and its task fails. */
   threadResourceLimits?: ResourceLimits
+  /** Recurring schedules of defined tasks (in `tasks`): `cron` (+ `tz`) or `everyMs`. */
+  schedules?: ScheduleOptions[]
+  /** Occurrences that fell while no process ran: `run-once` (default: the latest runs once at start) or `skip`. */
+  missedRuns?: MissedRunPolicy
+  /** At most `max` starts per `perMs`, by task name (over a definition's own `rateLimit`). */
+  rateLimits?: Record<string, RateLimit>
 }
 
 export const DEFAULTS = Object.freeze({
@@ -49,6 +58,7 @@ export const DEFAULTS = Object.freeze({
   backendTimeoutMs: 5_000,
   retention: Object.freeze({ maxCount: 10_000, maxAgeMs: 3_600_000 }),
   taskIdHeader: 'task-id',
+  missedRuns: 'run-once' as MissedRunPolicy,
   /** The cores less one (the event loop keeps one), at least 1. */
   threads: Math.max(1, availableParallelism() - 1),
 })
@@ -67,6 +77,9 @@ export interface ResolvedOptions {
   taskIdHeader: string | false
   threads: number
   threadResourceLimits: ResourceLimits | undefined
+  schedules: Schedule[]
+  missedRuns: MissedRunPolicy
+  rateLimits: Map<string, RateLimit>
 }
 
 function positiveInteger(name: string, value: number | undefined, fallback: number, minimum = 1): number {
@@ -74,6 +87,19 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   if (!Number.isInteger(chosen) || chosen < minimum)
     throw new InvalidOptionError(name, `must be an integer >= ${minimum}, got ${String(value)}`)
   return chosen
+}
+
+function resolveRateLimits(limits: Record<string, RateLimit> | undefined): Map<string, RateLimit> {
+  if (limits === undefined) return new Map()
+  if (typeof limits !== 'object' || limits === null)
+    throw new InvalidOptionError('rateLimits', 'an object { "<task name>": { max, perMs } }')
+  const byName = new Map<string, RateLimit>()
+  for (const [name, limit] of Object.entries(limits)) {
+    const problem = rateLimitProblem(limit)
+    if (problem !== undefined) throw new InvalidOptionError(`rateLimits.${name}`, problem)
+    byName.set(name, { max: limit.max, perMs: limit.perMs })
+  }
+  return byName
 }
 
 /** Fill in the defaults and check every option, or throw `TASKS_INVALID_OPTION` naming it. */
@@ -99,5 +125,14 @@ export function resolveOptions(options: BackgroundTasksOptions): ResolvedOptions
     taskIdHeader: header,
     threads: positiveInteger('threads', options.threads, DEFAULTS.threads),
     threadResourceLimits: options.threadResourceLimits,
+    schedules: resolveSchedules(options.schedules, options.tasks ?? []),
+    missedRuns: missedRunsOf(options.missedRuns),
+    rateLimits: resolveRateLimits(options.rateLimits),
   }
+}
+
+function missedRunsOf(policy: MissedRunPolicy | undefined): MissedRunPolicy {
+  if (policy === undefined) return DEFAULTS.missedRuns
+  if (!MISSED_RUN_POLICIES.includes(policy)) throw new InvalidOptionError('missedRuns', `one of ${MISSED_RUN_POLICIES.join(', ')}`)
+  return policy
 }

@@ -16,11 +16,14 @@ import { BackgroundTasks } from './request-tasks.js'
 import { TaskRunner } from './runner/runner.js'
 import { MemoryBackend } from './backends/memory/backend.js'
 import { type BackgroundTasksOptions, resolveOptions } from './options.js'
+import { TaskSchedules } from './schedules/task-schedules.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The app's task runner: status, cancel, stats, events. */
     taskRunner: TaskRunner
+    /** The recurring schedules (`schedules` option): `list()` for `GET /tasks/schedules`. */
+    taskSchedules: TaskSchedules
   }
   interface FastifyRequest {
     /** This request's background tasks: they run after the response is sent. */
@@ -47,10 +50,19 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     tasks: options.tasks,
     threads: options.threads,
     threadResourceLimits: options.threadResourceLimits,
+    rateLimits: options.rateLimits,
   })
   const durable = runner.backend.durable
+  const schedules = new TaskSchedules({
+    schedules: options.schedules,
+    definitions: new Map(options.tasks.map((task) => [task.name, task])),
+    runner,
+    missed: options.missedRuns,
+    logger: fastify.log,
+  })
 
   fastify.decorate('taskRunner', runner)
+  fastify.decorate('taskSchedules', schedules)
   fastify.decorateRequest(kTasks, null)
   fastify.decorateRequest('backgroundTasks', {
     getter(this: FastifyRequest) {
@@ -119,9 +131,11 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
 
   fastify.addHook('onReady', async function startRunner() {
     await runner.start()
+    await schedules.start()
   })
 
   fastify.addHook('onClose', async function closeRunner() {
+    schedules.stop()
     await runner.close(options.shutdownTimeoutMs)
   })
 }

@@ -11,7 +11,7 @@ import type { Span } from '@opentelemetry/api'
 import type { TraceCarrier } from './tracing/trace-carrier.js'
 import { traceFields } from './tracing/attempt-spans.js'
 import type { BatchItem, TaskContext } from './define-task.js'
-import type { TaskStatus, TaskKey, PlainTaskFn } from './backends/types.js'
+import type { TaskStatus, TaskKey, PlainTaskFn, ScheduleOccurrence } from './backends/types.js'
 
 /** Which bound of the runner's admission a task holds room in; only the runner sets it. */
 export const ROOM_NONE = 0
@@ -62,6 +62,8 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
   runAt: number | undefined
   /** Higher runs first among waiting tasks. */
   priority: number
+  /** The schedule occurrence it was added for: a durable store records it with the task. */
+  occurrence: ScheduleOccurrence | undefined = undefined
 
   status: TaskStatus
   /** Attempts started so far; during an attempt, its number (1 for the first). */

@@ -28,6 +28,7 @@ const EXPECTED: Record<string, string[]> = {
   'POST /send-message': ['200', '400', '408', '409', '415', '422', '431', '503'],
   'GET /tasks': ['200', '400', '401', '408', '431', '503'],
   'GET /tasks/stats': ['200', '400', '401', '408', '431', '503'],
+  'GET /tasks/schedules': ['200', '400', '401', '408', '431', '503'],
   'GET /tasks/{id}': ['200', '400', '401', '404', '408', '431', '503'],
   'DELETE /tasks/{id}': ['200', '400', '401', '404', '408', '409', '431', '503'],
   'POST /tasks/{id}/retry': ['200', '400', '401', '404', '408', '409', '431', '503'],
@@ -64,7 +65,7 @@ describe('GET /openapi.json', () => {
     const { spec } = await fetchSpec()
     expect(spec.openapi).toBe('3.1.0')
     const validated = await SwaggerParser.validate(structuredClone(spec) as never)
-    expect(Object.keys(validated.paths ?? {})).toHaveLength(11)
+    expect(Object.keys(validated.paths ?? {})).toHaveLength(12)
   })
 
   it('lists every route with every status it can answer, each with a description and a schema', async () => {

@@ -344,7 +344,7 @@ describe('sqlite journal', () => {
       expect(Number(check.value('PRAGMA user_version'))).toBe(SCHEMA_VERSION)
       expect(Number(check.value('SELECT count(*) FROM idempotency_keys'))).toBe(1)
       check.close()
-      expect(SCHEMA_VERSION).toBe(5)
+      expect(SCHEMA_VERSION).toBe(6)
     })
   })
 
@@ -392,7 +392,7 @@ describe('sqlite journal', () => {
     await old.enqueue([queued])
     old.close()
     const db = sqliteDriver().open(path)
-    db.exec('ALTER TABLE tasks DROP COLUMN trace_context; PRAGMA user_version = 4')
+    db.exec('ALTER TABLE tasks DROP COLUMN trace_context; DROP TABLE schedule_runs; PRAGMA user_version = 4')
     db.close()
     const upgraded = backendAt(path)
     expect(upgraded.get(queued.id)?.status).toBe('queued')
@@ -409,6 +409,25 @@ describe('sqlite journal', () => {
     expect(claimed.find((t) => t.id === traced.id)?.traceContext).toEqual(traceContext)
     expect(claimed.find((t) => t.id === queued.id)?.traceContext).toBeUndefined()
     reopened.close()
+  })
+
+  it('a version 5 journal gets the schedule_runs table when opened (schema 6), its tasks kept', async () => {
+    const path = journalPath()
+    const old = backendAt(path)
+    const queued = task('v5-queued')
+    await old.enqueue([queued])
+    old.close()
+    const db = sqliteDriver().open(path)
+    db.exec('DROP TABLE schedule_runs; PRAGMA user_version = 5')
+    db.close()
+    const upgraded = backendAt(path)
+    expect(upgraded.get(queued.id)?.status).toBe('queued')
+    expect(upgraded.recordedOccurrences().size).toBe(0)
+    upgraded.close()
+    const check = sqliteDriver().open(path)
+    expect(Number(check.value('PRAGMA user_version'))).toBe(SCHEMA_VERSION)
+    expect(Number(check.value('SELECT count(*) FROM schedule_runs'))).toBe(0)
+    check.close()
   })
 
   it('a journal of the first schema (no intent column) is migrated when opened, its tasks kept', async () => {

@@ -121,6 +121,29 @@ async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Pro
       )
     },
   })
+  const rateLimits = runner.rateLimits
+  new Counter({
+    name: 'background_tasks_rate_limited_total',
+    help: "Starts put off by the task name's rate limit (TASK_RATE_LIMITS): the task waited, queued",
+    labelNames: ['task'],
+    registers,
+    collect() {
+      setCounts(
+        this,
+        [...rateLimits.deferrals].map(([task, value]) => [{ task }, value]),
+      )
+    },
+  })
+  new Gauge({
+    name: 'background_tasks_rate_limit_waiting',
+    help: "Tasks held back by their name's rate limit now, in this process (memory and sqlite; BullMQ puts them back in Redis)",
+    labelNames: ['task'],
+    registers,
+    collect() {
+      this.reset()
+      for (const [task, value] of rateLimits.waiting) this.set({ task }, value)
+    },
+  })
   // Metrics of our own, formatted by the registry like its histograms.
   const register = (metric: HistogramMetric) => registry.registerMetric(metric as unknown as Metric)
   register(

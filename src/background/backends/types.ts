@@ -6,6 +6,8 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Task } from '../task.js'
 import type { TraceCarrier } from '../tracing/trace-carrier.js'
+import type { MissedRunPolicy, Schedule } from '../schedules/schedule.js'
+import type { RateLimits } from '../rate-limits/rate-limits.js'
 
 /** Every status a task can have, in the order of its life; the one list the code and the API use. */
 export const TASK_STATUSES = ['scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'] as const
@@ -125,6 +127,29 @@ export type MaybePromise<T> = T | Promise<T>
  */
 export type TaskExecution = 'local' | 'remote' | 'shared'
 
+/** One occurrence of a recurring schedule: the schedule and the instant it was due (epoch ms). */
+export interface ScheduleOccurrence {
+  scheduleId: string
+  at: number
+}
+
+/** An occurrence a store recorded as run: the task it was added as. */
+export interface RecordedOccurrence extends ScheduleOccurrence {
+  taskId: string
+}
+
+/** A schedule as a shared queue keeps it: with the attempts each occurrence's task gets. */
+export interface QueueSchedule {
+  schedule: Schedule
+  maxAttempts: number
+}
+
+/** What a store knows of a schedule: the next occurrence it will add, and the last one added. */
+export interface StoredScheduleState {
+  nextRunAt: number | undefined
+  last: RecordedOccurrence | undefined
+}
+
 /** What the runner hands a backend when it starts. */
 export interface BackendHooks {
   /** Work may be claimable now (a task arrived from another process): the runner claims at the end of this turn, if there is room. */
@@ -133,6 +158,8 @@ export interface BackendHooks {
   cancelLocal(id: string): void
   /** The runner's logger, for the backend's own warnings (a lost connection, a failed lock renewal). */
   logger: FastifyBaseLogger
+  /** Starts per task name (`rateLimits`): a local backend holds back a task over its name's limit, a shared queue across processes. */
+  rateLimits?: RateLimits | undefined
 }
 
 /** What a durable backend's `start` found unfinished: tasks to run now or once due, and scheduled ones not started yet. */
@@ -250,6 +277,19 @@ export interface TaskBackend {
    * Should answer within a second or two; a throw counts as not ready.
    */
   ready(): MaybePromise<BackendReadiness>
+  /**
+   * Local durable backends: the last occurrence of each schedule recorded as run (the journal
+   * writes it in the same transaction as its task), so that a restart neither runs it again nor
+   * loses track of what was missed.
+   */
+  recordedOccurrences?(): Map<string, RecordedOccurrence>
+  /**
+   * Shared queues that run recurring schedules themselves (BullMQ's job schedulers): make the
+   * queue's schedules these (added or updated; others removed). Every process may call it.
+   */
+  syncSchedules?(schedules: QueueSchedule[], missed: MissedRunPolicy): Promise<void>
+  /** The queue's state of each of its schedules, by id. */
+  scheduleStates?(): Promise<Map<string, StoredScheduleState>>
   /** Safe to call twice. */
   close(): MaybePromise<void>
 }

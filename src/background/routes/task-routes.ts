@@ -5,7 +5,7 @@
  *   await app.register(backgroundTasks, { tasks: [...] })
  *   await app.register(taskRoutes, { prefix: '/tasks', adminToken: process.env.ADMIN_TOKEN })
  *
- * GET / (list), GET /stats, GET /:id, DELETE /:id (cancel), POST /:id/retry. Protection is the
+ * GET / (list), GET /stats, GET /schedules, GET /:id, DELETE /:id (cancel), POST /:id/retry. Protection is the
  * app's choice: `adminToken` (a bearer token checked here), `onRequest` hooks of its own, and/or
  * `routeConfig` (merged into each route's `config`, for an app-wide hook that reads it).
  */
@@ -15,6 +15,7 @@ import { AdminTokenInvalidError, AdminTokenRequiredError, TaskRoutesWithoutRunne
 import { ErrorReply, TaskView, errorResponse } from './schemas.js'
 import { taskListRoutes } from './task-list.js'
 import { taskStatsRoutes } from './task-stats.js'
+import { taskScheduleRoutes } from './task-schedules.js'
 import { taskStatusRoutes } from './task-status.js'
 
 export type TaskRouteMethod = 'GET' | 'DELETE' | 'POST'
@@ -91,5 +92,6 @@ export const taskRoutes: FastifyPluginAsync<TaskRoutesOptions> = async (app, opt
   const routeConfig = configOf(options.routeConfig)
   await app.register(taskListRoutes, { routeConfig })
   await app.register(taskStatsRoutes, { routeConfig })
+  await app.register(taskScheduleRoutes, { routeConfig })
   await app.register(taskStatusRoutes, { routeConfig })
 }

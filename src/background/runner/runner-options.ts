@@ -3,6 +3,7 @@ import type { ResourceLimits } from 'node:worker_threads'
 import type { FastifyBaseLogger } from 'fastify'
 import type { AnyTaskDefinition } from '../define-task.js'
 import type { TaskBackend } from '../backends/types.js'
+import type { RateLimit } from '../rate-limits/rate-limits.js'
 
 export interface RunnerOptions {
   backend: TaskBackend
@@ -29,6 +30,8 @@ export interface RunnerOptions {
   threads?: number
   /** Limits of each worker thread (`maxOldGenerationSizeMb`…): a thread past one dies, its task fails. */
   threadResourceLimits?: ResourceLimits
+  /** At most `max` starts per `perMs`, by task name; over the definitions' own `rateLimit`. */
+  rateLimits?: ReadonlyMap<string, RateLimit>
   /** Injectable for tests. */
   now?: () => number
   random?: () => number

@@ -40,14 +40,15 @@ import { cancelTask, retryTask } from './task-control.js'
 import type { RunnerParts } from './parts.js'
 import type { RunnerOptions, RunnerStats } from './runner-options.js'
 import { taskEnvironment } from './task-environment.js'
+import { RateLimits, rateLimitsByName } from '../rate-limits/rate-limits.js'
 
 export type { RunnerOptions, RunnerStats } from './runner-options.js'
 
 export class TaskRunner extends EventEmitter<RunnerEvents> {
   readonly backend: TaskBackend
   readonly concurrency: number
-  /** Tasks added, retried, finished, and attempt durations, for metrics. */
-  readonly counters = new TaskCounters()
+  readonly counters = new TaskCounters() // tasks added, retried, finished, and attempt durations, for metrics
+  readonly rateLimits: RateLimits // starts per task name, and the tasks they hold back (metrics)
   private readonly policy: ExecutionPolicy
   private readonly admission: Admission
   private readonly registry: TaskRegistry
@@ -73,6 +74,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.admission = new Admission(options.maxPending, options.maxScheduled ?? DEFAULTS.maxScheduled)
     this.registry = new TaskRegistry({ durable: options.backend.durable, backendKind: options.backend.kind, tasks: options.tasks })
     this.logger = options.logger
+    this.rateLimits = new RateLimits(rateLimitsByName(options.tasks ?? [], options.rateLimits))
     this.now = options.now ?? Date.now
     this.calls = new BackendCalls(this.backend, options.backendTimeoutMs ?? 5000, this.logger)
     this.threads = new ThreadPool({
@@ -143,6 +145,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
       wake: () => this.claims.schedule(),
       cancelLocal: (id) => this.executions.cancelLocal(id),
       logger: this.logger,
+      rateLimits: this.rateLimits,
     })
     this.admission.recovered(recovered)
     if (recovered.unfinished > 0 || recovered.scheduled > 0) {

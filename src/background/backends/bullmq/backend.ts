@@ -7,10 +7,9 @@
  *   claims idempotency keys (`keys.ts`) before storing;
  * - `consumer.ts` (workers only) runs a BullMQ Worker whose processor hands each job to the
  *   runner's `claim`, and records the outcome the runner reports;
- * - `handoff.ts` is where those jobs wait for the claim;
- * - `cancel.ts` marks jobs cancelled and tells the worker running one;
+ * - `handoff.ts` is where those jobs wait for the claim; `cancel.ts` marks jobs cancelled and tells the worker running one;
  * - `records.ts` maps a job onto the task status model;
- * - `browse.ts` lists, counts and retries jobs;
+ * - `browse.ts` lists, counts and retries jobs; `job-schedulers.ts` the recurring schedules;
  * - `connection.ts` is the producer's Redis client, its readiness and the rate-limited warnings.
  *
  * A web process (`role: 'producer'`) only stores tasks, answers status and cancels: the runner
@@ -23,6 +22,8 @@ import type { Redis } from 'ioredis'
 import { BackendUnavailableError } from '../../errors.js'
 import type { Task } from '../../task.js'
 import type {
+  QueueSchedule,
+  StoredScheduleState,
   RecoveredTasks,
   BackendHooks,
   BackendReadiness,
@@ -47,7 +48,10 @@ import { enqueueKeyed } from './keyed-enqueue.js'
 import { JobProducer } from './producer.js'
 import { QueueKeys } from './keys.js'
 import { FINISHED, type JobData, UNFINISHED_STATES, toRecord } from './records.js'
-
+import { JobSchedulers } from './job-schedulers.js'
+import { JobGate } from './job-gate.js'
+import { RateWindow } from './rate-window.js'
+import type { MissedRunPolicy } from '../../schedules/schedule.js'
 export { TASK_BACKOFF } from './producer.js'
 
 export interface BullMQBackendOptions {
@@ -102,6 +106,7 @@ export class BullMQBackend implements TaskBackend {
   private readonly browser: JobBrowser
   private readonly consumer: JobConsumer | undefined
   private readonly keys: QueueKeys
+  private readonly schedulers: JobSchedulers
   private closePromise: Promise<void> | undefined
   private readonly retentionAgeMs: number
   private nextClean = 0
@@ -120,7 +125,9 @@ export class BullMQBackend implements TaskBackend {
     this.browser = new JobBrowser(this.queue, this.redis, options.browseCacheMs ?? 1_000)
     this.keys = new QueueKeys(this.redis, this.queue, options.retention.maxAgeMs)
     this.cancels = new CancelChannel(this.queue, this.redis, options.cancelWaitMs ?? 2_000, this.log.error)
+    this.schedulers = new JobSchedulers(this.queue, this.redis, options.retention)
     if (options.role === 'worker') {
+      const rateWindow = new RateWindow(this.redis, (suffix) => this.queue.toKey(suffix))
       this.consumer = new JobConsumer(
         {
           url: options.url,
@@ -131,6 +138,7 @@ export class BullMQBackend implements TaskBackend {
           telemetry,
         },
         this.log,
+        new JobGate(this.schedulers, rateWindow, this.log),
       )
     }
   }
@@ -164,6 +172,15 @@ export class BullMQBackend implements TaskBackend {
     }
     this.consumer?.start(hooks)
     return { unfinished: 0, scheduled: 0 }
+  }
+
+  /** Make the queue's job schedulers these schedules (see `job-schedulers.ts`). */
+  syncSchedules(schedules: QueueSchedule[], missed: MissedRunPolicy): Promise<void> {
+    return this.guarded(() => this.schedulers.sync(schedules, missed))
+  }
+
+  scheduleStates(): Promise<Map<string, StoredScheduleState>> {
+    return this.guarded(() => this.schedulers.states())
   }
 
   /** For `GET /ready`: the producer connection's state. */

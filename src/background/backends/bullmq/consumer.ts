@@ -13,6 +13,7 @@ import { type BackendHooks, type FailOptions, type MaybePromise, isPromise } fro
 import { Task } from '../../task.js'
 import type { ConnectionLog } from './connection.js'
 import { HandOff } from './handoff.js'
+import type { JobGate } from './job-gate.js'
 import { type JobData, type RetryProgress, SKIPPED_REASON } from './records.js'
 import { type TraceCarrier, activeTraceCarrier, parseTraceCarrier } from '../../tracing/trace-carrier.js'
 
@@ -72,6 +73,8 @@ export class JobConsumer {
   constructor(
     options: ConsumerOptions,
     private readonly log: ConnectionLog,
+    /** Schedules' occurrences and rate-limited names, checked before a job is handed over. */
+    private readonly gate?: JobGate,
   ) {
     this.worker = new Worker<JobData>(options.queueName, (job, token) => this.process(job, token), {
       // BullMQ owns these connections: they wait for Redis to come back (maxRetriesPerRequest: null).
@@ -102,6 +105,7 @@ export class JobConsumer {
   /** The runner has started: take jobs, and wake it when one is handed over. */
   start(hooks: BackendHooks): void {
     this.hooks = hooks
+    if (this.gate !== undefined) this.gate.limits = hooks.rateLimits
     this.run()
   }
 
@@ -196,6 +200,18 @@ export class JobConsumer {
   private process(job: Job<JobData>, token: string | undefined): Promise<void> {
     // Cancelled before it started: failed as cancelled, never run.
     if (job.data.cancelledAt !== undefined) return Promise.reject(new UnrecoverableError(SKIPPED_REASON))
+    if (this.gate?.concerns(job) !== true) return this.handOver(job, token)
+    return this.gate.check(job, token).then(
+      (refused) => (refused === undefined ? this.handOver(job, token) : Promise.reject(refused)),
+      (error: unknown) => {
+        // The check could not be made (Redis away): back to `wait`, not run and not failed.
+        this.log.error(error as Error)
+        return new Promise<void>((resolve, reject) => void this.handBack({ job, token, resolve, reject, trace: undefined }))
+      },
+    )
+  }
+
+  private handOver(job: Job<JobData>, token: string | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const trace = (this.traced ? activeTraceCarrier() : undefined) ?? parseTraceCarrier(job.data.trace)
       const held: Held = { job, token, resolve, reject, trace }

@@ -17,6 +17,8 @@ export interface JobData {
   runAt?: number
   /** The W3C trace context of the request that added the task (tracing on). */
   trace?: TraceCarrier
+  /** Set when a worker put the job back because its name was over its rate limit: delayed until then, but `queued`. */
+  rateLimitedUntil?: number
 }
 
 /**
@@ -42,6 +44,9 @@ export interface RetryProgress {
 /** The failed reason of a job a worker took after it was cancelled: failed without running. */
 export const SKIPPED_REASON = 'TASK_CANCELLED: cancelled before it started'
 
+/** The failed reason of a schedule's occurrence not run under the `skip` policy: a later one was due already. */
+export const MISSED_REASON = 'SCHEDULE_MISSED: a later occurrence was due already when a worker took it (missedRuns: skip)'
+
 /** The BullMQ states a job ends in. */
 export const FINISHED: ReadonlySet<string> = new Set(['completed', 'failed'])
 
@@ -61,31 +66,42 @@ function statusOf(job: Job<JobData>, state: JobState | 'unknown'): TaskStatus {
     case 'completed':
       return 'succeeded'
     case 'failed':
-      return cancelled ? 'cancelled' : 'failed'
+      return cancelled || job.failedReason === MISSED_REASON ? 'cancelled' : 'failed'
     case 'active':
       return 'running'
     default:
       // waiting, prioritized, waiting-children, delayed: not started, or between attempts.
       if (cancelled) return 'cancelled'
+      if (state === 'delayed' && rateLimited(job)) return 'queued'
       if (job.attemptsMade > 0) return 'retrying'
       // Waiting for its time (or, in a request's later task, for the task before it first).
       return job.data.runAt !== undefined && (state === 'delayed' || state === 'waiting-children') ? 'scheduled' : 'queued'
   }
 }
 
+/** Delayed by a rate limit, not by a retry drawn after it. */
+function rateLimited(job: Job<JobData>): boolean {
+  const until = job.data.rateLimitedUntil
+  if (until === undefined) return false
+  const retryAt = (job.progress as RetryProgress | undefined)?.retryAt
+  return retryAt === undefined || retryAt <= until
+}
+
 export function toRecord(job: Job<JobData>, state: JobState | 'unknown'): TaskRecord {
   const status = statusOf(job, state)
   const skipped = job.failedReason === SKIPPED_REASON
+  // Taken by a worker but never run (cancelled before it started, or a missed occurrence): no attempt.
+  const notRun = skipped || job.failedReason === MISSED_REASON
   const progress = typeof job.progress === 'object' && job.progress !== null ? (job.progress as RetryProgress) : {}
   return {
     id: job.id as string,
     name: job.name,
     status,
-    attempts: Math.max(0, job.attemptsStarted - (skipped ? 1 : 0)),
+    attempts: Math.max(0, job.attemptsStarted - (notRun ? 1 : 0)),
     maxAttempts: job.opts.attempts ?? 1,
     requestId: job.data.requestId,
     createdAt: job.timestamp,
-    startedAt: skipped ? undefined : job.processedOn,
+    startedAt: notRun ? undefined : job.processedOn,
     finishedAt: job.finishedOn ?? (status === 'cancelled' ? job.data.cancelledAt : undefined),
     runAt: status === 'retrying' ? progress.retryAt : status === 'scheduled' ? job.data.runAt : undefined,
     priority: taskPriorityOf(job),

@@ -8,6 +8,7 @@
 import { TaskQueues } from './task-queues.js'
 import { FinishedRing } from './finished-ring.js'
 import {
+  type BackendHooks,
   type BackendReadiness,
   type CancelOutcome,
   type FailOptions,
@@ -57,8 +58,9 @@ export class MemoryBackend implements TaskBackend {
     this.keys = new KeyTable(options.retention)
   }
 
-  /** Nothing to recover: a new process starts empty. */
-  start(): RecoveredTasks {
+  /** Nothing to recover: a new process starts empty. Tasks over their name's rate limit are held back from now on. */
+  start(hooks?: Pick<BackendHooks, 'rateLimits'>): RecoveredTasks {
+    if (hooks?.rateLimits !== undefined) this.queues.useRateLimits(hooks.rateLimits)
     return { unfinished: 0, scheduled: 0 }
   }
 
@@ -100,7 +102,7 @@ export class MemoryBackend implements TaskBackend {
     this.queues.promoteDue(now)
     const claimed: Task[] = []
     while (claimed.length < limit) {
-      const task = this.queues.shiftReady()
+      const task = this.queues.shiftReady(now)
       if (task === undefined) break
       task.status = 'running'
       task.attempt++

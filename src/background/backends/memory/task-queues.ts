@@ -7,32 +7,56 @@
 import { ReadyQueue } from './ready-queue.js'
 import { DueHeap } from './due-heap.js'
 import type { Task } from '../../task.js'
+import type { RateLimits } from '../../rate-limits/rate-limits.js'
+import { ThrottledTasks } from './throttled-tasks.js'
 
 export class TaskQueues {
   private readonly readyQueue = new ReadyQueue<Task>()
   private readonly delayed = new DueHeap<Task>()
   /** Tasks left in the due heap by a cancel: compacted away once they are many. */
   private deadDelayed = 0
+  /** Ready tasks held back by their name's rate limit (none without limits). */
+  private throttled: ThrottledTasks | undefined
 
   /** @param skipped a cancelled task passed over in a queue: it waits nowhere any more. */
   constructor(private readonly skipped: (task: Task) => void) {}
 
-  /** The earliest time a task waiting in the due heap becomes claimable (perhaps one cancelled since). */
+  /** Hold ready tasks back by their name's rate limit from now on. */
+  useRateLimits(limits: RateLimits): void {
+    if (limits.size > 0) this.throttled = new ThrottledTasks(limits, (task) => this.skip(task))
+  }
+
+  /** The earliest time a task waiting in the due heap (perhaps one cancelled since), or held by a rate limit, becomes claimable. */
   nextRunAt(): number | undefined {
-    const at = this.delayed.nextAt
+    const due = this.delayed.nextAt
+    const throttled = this.throttled?.nextAt() ?? Infinity
+    const at = Math.min(due, throttled)
     return at === Infinity ? undefined : at
   }
 
-  /** The next ready task, highest priority first; a cancelled one is passed over (its successor released). */
-  shiftReady(): Task | undefined {
+  /**
+   * The next task to start: a task held by a rate limit whose window has room, else the next ready
+   * task, highest priority first, unless its name is over its limit (then it is held). A
+   * cancelled one is passed over (its successor released).
+   */
+  shiftReady(now: number): Task | undefined {
+    const released = this.throttled?.release(now)
+    if (released !== undefined) return released
     for (;;) {
       const task = this.readyQueue.shift()
       if (task === undefined) return undefined
       task.inReady = false
-      if (task.status !== 'cancelled') return task
-      this.skipped(task)
-      this.releaseNext(task)
+      if (task.status === 'cancelled') {
+        this.skip(task)
+        continue
+      }
+      if (this.throttled === undefined || this.throttled.admits(task, now)) return task
     }
+  }
+
+  private skip(task: Task): void {
+    this.skipped(task)
+    this.releaseNext(task)
   }
 
   /** What has come due by `now` moves to the ready queue. */

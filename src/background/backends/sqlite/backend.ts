@@ -21,7 +21,9 @@ import { type JournalLogger, JournalWriter } from './journal-writer.js'
 import { MemoryBackend, type RetentionOptions } from '../memory/backend.js'
 import type { Task } from '../../task.js'
 import {
+  type BackendHooks,
   type BackendReadiness,
+  type RecordedOccurrence,
   type CancelOutcome,
   type FailOptions,
   type RecoveredTasks,
@@ -63,6 +65,8 @@ export class SqliteBackend implements TaskBackend {
   /** The file row of each unfinished task. */
   private readonly rowids: Map<string, number>
   private readonly unfinishedAtOpen: RecoveredTasks
+  /** The schedules' last occurrences, as the file had them when opened. */
+  private readonly occurrencesAtOpen = new Map<string, RecordedOccurrence>()
   /** Every write to the file goes through it; it also knows whether the file is writable, and closed. */
   private readonly writer: JournalWriter
   /** `sync: 'full'`: the WAL is fsynced off the event loop before a commit is acknowledged. */
@@ -80,6 +84,7 @@ export class SqliteBackend implements TaskBackend {
       this.writer = new JournalWriter(this.journal, this.index, this.rowids, this.now, options.logger, this.walSync)
       const restored = this.index.restore(loaded.groups, this.now())
       this.index.restoreKeys(loaded.keys, this.now())
+      for (const occurrence of loaded.occurrences) this.occurrencesAtOpen.set(occurrence.scheduleId, occurrence)
       this.unfinishedAtOpen = { unfinished: restored.unfinished, scheduled: restored.scheduled, tasks: restored.tasks }
       // What a dead process left running is queued again: say so in the file too.
       for (const id of restored.changed) this.writer.touch(id)
@@ -197,9 +202,15 @@ export class SqliteBackend implements TaskBackend {
     return this.writer.writable() ? { ok: true } : { ok: false, reason: `the task journal cannot be written: ${this.writer.failure}` }
   }
 
-  /** The file was read back when opened: what a dead process left running is queued again. */
-  start(): RecoveredTasks {
+  /** The file was read back when opened: what a dead process left running is queued again. Rate limits hold tasks back from now on. */
+  start(hooks?: Pick<BackendHooks, 'rateLimits'>): RecoveredTasks {
+    this.index.start(hooks)
     return this.unfinishedAtOpen
+  }
+
+  /** Each schedule's last occurrence recorded in the file (with its task, in one transaction) when it was opened. */
+  recordedOccurrences(): Map<string, RecordedOccurrence> {
+    return new Map(this.occurrencesAtOpen)
   }
 
   /**

@@ -22,9 +22,9 @@ export class JournalOpenError extends Error {
 export const APPLICATION_ID = 0x42475453 // "BGTS"
 /**
  * 2: the tasks' intent column; 3: the `idempotency_keys` table; 4: the `scheduled` status and
- * `priority`; 5: `trace_context`. Older journals are migrated when opened.
+ * `priority`; 5: `trace_context`; 6: the `schedule_runs` table. Older journals are migrated when opened.
  */
-export const SCHEMA_VERSION = 5
+export const SCHEMA_VERSION = 6
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1')
 

@@ -1,6 +1,6 @@
 /** Reading the journal back when it is opened: every task row, grouped by request, and the idempotency keys. */
 import type { SqlDatabase } from './driver.js'
-import type { StoredTask, TaskStatus } from '../types.js'
+import type { RecordedOccurrence, StoredTask, TaskStatus } from '../types.js'
 import type { KeyEntry } from '../../idempotency.js'
 import { isFinished } from '../types.js'
 import { parseTraceCarrier } from '../../tracing/trace-carrier.js'
@@ -12,6 +12,8 @@ export interface LoadedJournal {
   rowids: Map<string, number>
   /** Idempotency keys within the retention age, oldest first. */
   keys: Array<[key: string, entry: KeyEntry]>
+  /** The last recorded occurrence of each schedule. */
+  occurrences: RecordedOccurrence[]
 }
 
 interface Row {
@@ -57,7 +59,11 @@ export function loadJournal(db: SqlDatabase): LoadedJournal {
     .prepare('SELECT key, fingerprint, task_id, created_at FROM idempotency_keys ORDER BY created_at')
     .all() as unknown as KeyRow[]
   for (const row of keyRows) keys.push([row.key, { taskId: row.task_id, fingerprint: row.fingerprint, at: row.created_at }])
-  return { groups: [...groups.values()], rowids, keys }
+  const occurrences = db
+    .prepare('SELECT schedule_id, occurrence, task_id FROM schedule_runs')
+    .all()
+    .map((row) => ({ scheduleId: String(row.schedule_id), at: Number(row.occurrence), taskId: String(row.task_id) }))
+  return { groups: [...groups.values()], rowids, keys, occurrences }
 }
 
 function toStoredTask(row: Row): StoredTask {

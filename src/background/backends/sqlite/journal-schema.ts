@@ -42,6 +42,15 @@ const KEYS_SCHEMA = `
   CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);
 `
 
+/** Schema 6: the last occurrence of each recurring schedule, written in the same transaction as its task. */
+const SCHEDULE_RUNS_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS schedule_runs (
+    schedule_id  TEXT    NOT NULL PRIMARY KEY,
+    occurrence   INTEGER NOT NULL,         -- epoch ms: the instant the occurrence was due
+    task_id      TEXT    NOT NULL          -- the task it was added as
+  );
+`
+
 /** A new journal: its header fields and tables, in one transaction, before WAL is on (so the header is in the main file). */
 export function createSchema(db: SqlDatabase): void {
   db.transaction(() => {
@@ -49,6 +58,7 @@ export function createSchema(db: SqlDatabase): void {
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
     db.exec(SCHEMA)
     db.exec(KEYS_SCHEMA)
+    db.exec(SCHEDULE_RUNS_SCHEMA)
   })()
 }
 
@@ -73,6 +83,8 @@ export function migrate(db: SqlDatabase): void {
     }
     // 4 → 5: the trace context (a journal rebuilt just above has the column already).
     if (version === 4) db.exec('ALTER TABLE tasks ADD COLUMN trace_context TEXT')
+    // 5 → 6: the schedules' last occurrences.
+    if (version < 6) db.exec(SCHEDULE_RUNS_SCHEMA)
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
   })()
 }

@@ -23,6 +23,13 @@ export type JournalKeyInsert = {
   createdAt: number
 }
 
+/** A schedule's occurrence, recorded with its task (a type: it binds as SQL parameters). */
+export type JournalScheduleRun = {
+  scheduleId: string
+  occurrence: number
+  taskId: string
+}
+
 /** A new row: one task of a request's group (a type, not an interface: it binds as SQL parameters). */
 export type JournalInsert = {
   id: string
@@ -48,6 +55,8 @@ export interface JournalWrite {
   inserts: JournalInsert[][]
   /** Idempotency keys of the inserted tasks: committed with them. */
   keys?: JournalKeyInsert[]
+  /** Schedule occurrences of the inserted tasks: committed with them. */
+  scheduleRuns?: JournalScheduleRun[]
   /** Keys to forget (their tasks' commit was not acknowledged). */
   keyDeletes?: string[]
   changes: JournalChange[]
@@ -89,6 +98,7 @@ export class Journal {
   private readonly keyDeleteStatement: SqlStatement
   private readonly keyPruneAgeStatement: SqlStatement
   private readonly keyPruneCountStatement: SqlStatement
+  private readonly scheduleRunStatement: SqlStatement
   private finishedRows: number
   /** Rows in idempotency_keys: pruned only when there are any, so a journal without keys does no more work. */
   private keyRows: number
@@ -167,6 +177,9 @@ export class Journal {
     this.keyPruneCountStatement = db.prepare(
       'DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys ORDER BY created_at LIMIT ?)',
     )
+    this.scheduleRunStatement = db.prepare(
+      'INSERT OR REPLACE INTO schedule_runs (schedule_id, occurrence, task_id) VALUES (@scheduleId, @occurrence, @taskId)',
+    )
     this.keyRows = Number(db.value('SELECT count(*) FROM idempotency_keys'))
     this.writeTransaction = db.transaction((write: JournalWrite) => this.applyWrite(write))
   }
@@ -239,8 +252,9 @@ export class Journal {
     this.db.close()
   }
 
-  private applyWrite({ inserts, keys, keyDeletes, changes, intents, now }: JournalWrite): WriteResult {
+  private applyWrite({ inserts, keys, scheduleRuns, keyDeletes, changes, intents, now }: JournalWrite): WriteResult {
     const rowids = inserts.map((group) => group.map((row) => Number(this.insertStatement.run(row).lastInsertRowid)))
+    if (scheduleRuns !== undefined) for (const run of scheduleRuns) this.scheduleRunStatement.run(run)
     let keyDelta = 0
     if (keys !== undefined) for (const key of keys) keyDelta += this.keyInsertStatement.run(key).changes > 0 ? 1 : 0
     if (keyDeletes !== undefined) for (const key of keyDeletes) keyDelta -= this.keyDeleteStatement.run(key).changes

@@ -5,12 +5,13 @@
  */
 import type { Task } from '../../task.js'
 import type { TaskRecord } from '../types.js'
-import type { JournalChange, JournalInsert, JournalKeyInsert, JournalWrite } from './journal.js'
+import type { JournalChange, JournalInsert, JournalKeyInsert, JournalScheduleRun, JournalWrite } from './journal.js'
 
 export interface PendingGroup {
   group: Task[]
   rows: JournalInsert[]
   keys: JournalKeyInsert[] | undefined
+  scheduleRuns: JournalScheduleRun[] | undefined
   resolve: () => void
   reject: (error: Error) => void
 }
@@ -52,11 +53,15 @@ export class PendingWrites {
       }
     })
     let keys: JournalKeyInsert[] | undefined
+    let scheduleRuns: JournalScheduleRun[] | undefined
     for (const task of group) {
-      if (task.key === undefined) continue
-      ;(keys ??= []).push({ key: task.key.key, fingerprint: task.key.fingerprint, taskId: task.id, createdAt: task.createdAt })
+      const { key, occurrence } = task
+      if (occurrence !== undefined)
+        (scheduleRuns ??= []).push({ scheduleId: occurrence.scheduleId, occurrence: occurrence.at, taskId: task.id })
+      if (key === undefined) continue
+      ;(keys ??= []).push({ key: key.key, fingerprint: key.fingerprint, taskId: task.id, createdAt: task.createdAt })
     }
-    return new Promise((resolve, reject) => this.groups.push({ group, rows, keys, resolve, reject }))
+    return new Promise((resolve, reject) => this.groups.push({ group, rows, keys, scheduleRuns, resolve, reject }))
   }
 
   /** Nothing to write (there may still be waiters: they are answered at once). */
@@ -77,10 +82,15 @@ export class PendingWrites {
       if (rowid !== undefined) intentRows.push([rowid, intent])
     }
     let keys: JournalKeyInsert[] | undefined
-    for (const pending of this.groups) if (pending.keys !== undefined) (keys ??= []).push(...pending.keys)
+    let scheduleRuns: JournalScheduleRun[] | undefined
+    for (const pending of this.groups) {
+      if (pending.keys !== undefined) (keys ??= []).push(...pending.keys)
+      if (pending.scheduleRuns !== undefined) (scheduleRuns ??= []).push(...pending.scheduleRuns)
+    }
     return {
       inserts: this.groups.map((pending) => pending.rows),
       ...(keys === undefined ? {} : { keys }),
+      ...(scheduleRuns === undefined ? {} : { scheduleRuns }),
       ...(this.keyDeletes.length === 0 ? {} : { keyDeletes: this.keyDeletes }),
       changes,
       intents: intentRows,

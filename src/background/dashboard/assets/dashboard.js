@@ -1,4 +1,4 @@
-// The dashboard: reads <tasks>/stats and <tasks> every few seconds and renders them; the buttons
+// The dashboard: reads <tasks>/stats, <tasks>/schedules and <tasks> every few seconds and renders them; the buttons
 // call DELETE <tasks>/:id and POST <tasks>/:id/retry, where <tasks> is the task routes' prefix
 // the server wrote into <html data-tasks>. Plain DOM, no framework, no build step.
 // Every value from the server goes in as text (textContent), never as HTML.
@@ -106,6 +106,30 @@ function actionButton(label, task, method, path) {
   return button
 }
 
+function cadence(schedule) {
+  if (schedule.everyMs !== undefined) return `every ${schedule.everyMs / 1000} s`
+  return `${schedule.cron} (${schedule.tz ?? 'UTC'})`
+}
+
+function renderSchedules(list) {
+  const schedules = list.schedules
+  $('schedules-empty').hidden = schedules.length > 0
+  $('schedules').hidden = schedules.length === 0
+  const rows = schedules.map((schedule) => {
+    const last = schedule.last
+    const lastCell = last === undefined ? 'not yet' : [time(last.at), ' ', last.task === undefined ? '' : statusBadge(last.task.status)]
+    return el(
+      'tr',
+      { 'data-schedule-id': schedule.id },
+      el('td', {}, el('span', { class: 'name' }, schedule.id), el('br'), el('code', {}, schedule.task)),
+      el('td', {}, cadence(schedule)),
+      el('td', { class: 'next-run' }, schedule.nextRunAt === undefined ? 'never' : time(schedule.nextRunAt)),
+      el('td', { class: 'last-run' }, ...[lastCell].flat()),
+    )
+  })
+  $('schedules').tBodies[0].replaceChildren(...rows)
+}
+
 function renderFailures(page) {
   $('failures-empty').hidden = page.tasks.length > 0
   const items = page.tasks.map((task) =>
@@ -165,8 +189,15 @@ async function refresh() {
   if (state.busy) return
   state.busy = true
   try {
-    const [stats, failures, page] = await Promise.all([api(`${TASKS}/stats`), api(`${TASKS}?status=failed&limit=5`), api(listPath())])
+    const [stats, failures, page, schedules] = await Promise.all([
+      api(`${TASKS}/stats`),
+      api(`${TASKS}?status=failed&limit=5`),
+      api(listPath()),
+      // Task routes from before schedules answer 404 here: no schedules to show.
+      api(`${TASKS}/schedules`).catch(() => ({ schedules: [] })),
+    ])
     renderCounts(stats)
+    renderSchedules(schedules)
     renderChart(stats.throughput)
     renderFailures(failures)
     renderTable(page)

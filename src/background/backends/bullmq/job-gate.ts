@@ -1,0 +1,45 @@
+/**
+ * What a worker checks before it hands a job to the runner, for the jobs it concerns: a schedule's
+ * occurrence (missed under `skip`: not run; else recorded as the schedule's last), and a task name
+ * with a rate limit (over it: the job goes back to `delayed` until its window has room, `queued`
+ * in its status, its attempt not counted — `moveToDelayed` then `DelayedError`, BullMQ's pattern).
+ */
+import { DelayedError, type Job, UnrecoverableError } from 'bullmq'
+import type { RateLimits } from '../../rate-limits/rate-limits.js'
+import type { ConnectionLog } from './connection.js'
+import type { JobSchedulers } from './job-schedulers.js'
+import type { RateWindow } from './rate-window.js'
+import { type JobData, MISSED_REASON } from './records.js'
+
+export class JobGate {
+  /** The runner's rate limits, once it started. */
+  limits: RateLimits | undefined
+
+  constructor(
+    private readonly schedulers: JobSchedulers,
+    private readonly window: RateWindow,
+    private readonly log: ConnectionLog,
+  ) {}
+
+  /** False for most jobs: then `check` has nothing to do. */
+  concerns(job: Job<JobData>): boolean {
+    return job.repeatJobKey !== undefined || this.limits?.limitOf(job.name) !== undefined
+  }
+
+  /** Undefined: hand the job to the runner. Else the error that settles the processor (the job was dealt with). */
+  async check(job: Job<JobData>, token: string | undefined): Promise<Error | undefined> {
+    if (job.repeatJobKey !== undefined) {
+      if (this.schedulers.isMissed(job, Date.now())) return new UnrecoverableError(MISSED_REASON)
+      this.schedulers.recordTaken(job).catch(this.log.error)
+    }
+    const limit = this.limits?.limitOf(job.name)
+    if (limit === undefined) return undefined
+    const waitMs = await this.window.startOrWait(job.name, job.id as string, limit)
+    if (waitMs === 0) return undefined
+    this.limits?.deferred(job.name)
+    const until = Date.now() + waitMs
+    await job.updateData({ ...job.data, rateLimitedUntil: until })
+    await job.moveToDelayed(until, token)
+    return new DelayedError()
+  }
+}
