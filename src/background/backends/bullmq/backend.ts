@@ -1,6 +1,6 @@
 /**
- * The BullMQ backend: one Redis-backed queue shared by any number of web processes and
- * `npm run worker` processes. It composes the parts, one job per file:
+ * The BullMQ backend: Redis-backed queues (one, or one per shard) shared by any number of web
+ * processes and `npm run worker` processes. It composes the parts, one job per file:
  *
  * - `producer.ts` stores tasks (a job, or a flow for a request's ordered group), and
  *   `turn-batch.ts` sends the single jobs of one event-loop turn together; `keyed-enqueue.ts`
@@ -11,15 +11,16 @@
  * - `cancel.ts` marks jobs cancelled and tells the worker running one;
  * - `records.ts` maps a job onto the task status model;
  * - `browse.ts` lists, counts and retries jobs;
- * - `connection.ts` is the producer's Redis client, its readiness and the rate-limited warnings.
+ * - `connection.ts` is the producer's Redis (or Redis Cluster) client, its readiness and the
+ *   rate-limited warnings;
+ * - `shards.ts` places tasks on shards (one queue each, hash-tagged for a Redis Cluster) and
+ *   `shard-queues.ts` holds the shards' queues and producers.
  *
  * A web process (`role: 'producer'`) only stores tasks, answers status and cancels: the runner
  * sees `execution: 'remote'` and never claims. Its Redis client fails fast (no offline queue):
  * when Redis is unreachable `enqueue` rejects at once with a 503, never a false 200. A worker
  * (`role: 'worker'`) also claims.
  */
-import { Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
 import { BackendUnavailableError } from '../../errors.js'
 import type { Task } from '../../task.js'
 import type {
@@ -41,22 +42,40 @@ import type {
 } from '../types.js'
 import { JobBrowser } from './browse.js'
 import { CancelChannel } from './cancel.js'
-import { ConnectionLog, closeConnection, producerConnection, readiness, unavailable } from './connection.js'
+import {
+  ConnectionLog,
+  type RedisClient,
+  type RedisTarget,
+  checkedTarget,
+  closeConnection,
+  producerConnection,
+  readiness,
+  unavailable,
+} from './connection.js'
 import { JobConsumer } from './consumer.js'
 import { enqueueKeyed } from './keyed-enqueue.js'
-import { JobProducer } from './producer.js'
 import { QueueKeys } from './keys.js'
-import { FINISHED, type JobData, UNFINISHED_STATES, toRecord } from './records.js'
+import { ShardQueues } from './shard-queues.js'
+import { ShardPlan } from './shards.js'
 
 export { TASK_BACKOFF } from './producer.js'
 
 export interface BullMQBackendOptions {
   /** `producer`: a web process (stores, status, cancel). `worker`: also claims and runs. */
   role: 'producer' | 'worker'
-  /** `redis://` or `rediss://` URL. */
-  url: string
+  /** `redis://` or `rediss://` URL of one Redis; or give `clusterNodes`. */
+  url?: string
+  /** Seeds of a Redis Cluster (instead of `url`): BullMQ's keys are then hash-tagged per shard. */
+  clusterNodes?: ReadonlyArray<{ host: string; port: number }>
   /** BullMQ queue name; every web process and worker of one app uses the same. */
   queueName?: string
+  /**
+   * Queues the tasks are spread over (default 1: one queue, as before). On a Redis Cluster each
+   * lands on its own slot range, so on its own master. Every process of an app must use the same.
+   */
+  shards?: number
+  /** The shards a worker consumes (default: all). */
+  consumeShards?: readonly number[]
   /** Finished jobs kept for `GET /tasks/:id` (BullMQ `removeOnComplete`/`removeOnFail`). */
   retention: { maxCount: number; maxAgeMs: number }
   /** Jobs a worker holds at once (BullMQ `concurrency`): the runner's concurrency. Default 1. */
@@ -76,21 +95,19 @@ export interface BullMQBackendOptions {
   browseCacheMs?: number
 }
 
-/** How often a process cleans the queue of expired finished jobs, and how many per call. */
+/** How often a process cleans the queue of expired finished jobs. */
 const CLEAN_INTERVAL_MS = 5_000
-const CLEAN_BATCH = 1_000
 
 export class BullMQBackend implements TaskBackend {
   readonly kind = 'bullmq'
   readonly durable = true
   readonly execution: TaskExecution
   readonly queueName: string
-  private readonly url: string
+  private readonly target: RedisTarget
   private readonly log = new ConnectionLog(this.kind)
   /** The producer side's client: no offline queue, so a command fails at once while Redis is away. */
-  private readonly redis: Redis
-  private readonly queue: Queue<JobData>
-  private readonly producer: JobProducer
+  private readonly redis: RedisClient
+  private readonly shards: ShardQueues
   private readonly cancels: CancelChannel
   private readonly browser: JobBrowser
   private readonly consumer: JobConsumer | undefined
@@ -100,23 +117,30 @@ export class BullMQBackend implements TaskBackend {
   private nextClean = 0
 
   constructor(options: BullMQBackendOptions) {
-    this.url = options.url
+    this.target = checkedTarget(options)
     this.retentionAgeMs = options.retention.maxAgeMs
     this.queueName = options.queueName ?? 'background-tasks'
     this.execution = options.role === 'worker' ? 'shared' : 'remote'
     const whileLost = options.role === 'producer' ? 'requests get 503 until it is back' : 'tasks wait until it is back'
-    this.redis = producerConnection(options.url, options.commandTimeoutMs ?? 3_000, this.log, whileLost)
-    this.queue = new Queue<JobData>(this.queueName, { connection: this.redis })
-    this.queue.on('error', this.log.error)
-    this.producer = new JobProducer(this.queue, this.redis, options.retention, this.log.error)
-    this.browser = new JobBrowser(this.queue, this.redis, options.browseCacheMs ?? 1_000)
-    this.keys = new QueueKeys(this.redis, this.queue, options.retention.maxAgeMs)
-    this.cancels = new CancelChannel(this.queue, this.redis, options.cancelWaitMs ?? 2_000, this.log.error)
+    this.redis = producerConnection(this.target, options.commandTimeoutMs ?? 3_000, this.log, whileLost)
+    const plan = new ShardPlan(this.queueName, options.shards ?? 1, !('url' in this.target), options.consumeShards)
+    this.shards = new ShardQueues(plan, this.queueName, this.redis, options.retention, this.log.error)
+    this.browser = new JobBrowser(this.shards, this.redis, options.browseCacheMs ?? 1_000)
+    this.keys = new QueueKeys(this.redis, this.shards, options.retention.maxAgeMs)
+    this.cancels = new CancelChannel(
+      this.queueName,
+      (id) => this.shards.queueOf(id),
+      this.redis,
+      options.cancelWaitMs ?? 2_000,
+      this.log.error,
+    )
     if (options.role === 'worker') {
       this.consumer = new JobConsumer(
         {
-          url: options.url,
+          target: this.target,
           queueName: this.queueName,
+          prefixes: new Map(plan.consumed.map((shard) => [shard, plan.prefixes[shard] as string])),
+          shardOf: (id) => plan.shardOf(id),
           concurrency: options.concurrency ?? 1,
           lockDurationMs: options.lockDurationMs ?? 30_000,
           stalledIntervalMs: options.stalledIntervalMs ?? 30_000,
@@ -128,7 +152,7 @@ export class BullMQBackend implements TaskBackend {
 
   /** Resolves once the producer connection is ready (the worker's connects on its own). */
   async waitUntilReady(): Promise<void> {
-    await this.queue.waitUntilReady()
+    await this.shards.waitUntilReady()
     await this.consumer?.waitUntilReady()
   }
 
@@ -140,7 +164,7 @@ export class BullMQBackend implements TaskBackend {
   async start(hooks: BackendHooks): Promise<RecoveredTasks> {
     this.log.logger = hooks.logger
     const consumer = this.consumer
-    if (consumer !== undefined) this.cancels.listen(this.url, (id) => consumer.cancelLocal(id))
+    if (consumer !== undefined) this.cancels.listen(this.target, (id) => consumer.cancelLocal(id))
     const connected = async (): Promise<true> => {
       await this.waitUntilReady()
       await this.cancels.waitUntilReady()
@@ -159,14 +183,19 @@ export class BullMQBackend implements TaskBackend {
 
   /** For `GET /ready`: the producer connection's state. */
   ready(): BackendReadiness {
-    return readiness(this.redis, this.url)
+    return readiness(this.redis, this.target)
+  }
+
+  /** A task's id names its shard: the shard of `sibling` (the first task of its request), or the next one in turn. */
+  newTaskId(sibling: string | undefined): string {
+    return this.shards.plan.newId(sibling)
   }
 
   async enqueue(group: Task[]): Promise<void | Deduplicated> {
     this.requireConnection()
-    if (group.some((task) => task.key !== undefined)) return enqueueKeyed(group, this.keys, this.producer, this.log.error)
+    if (group.some((task) => task.key !== undefined)) return enqueueKeyed(group, this.keys, this.shards, this.log.error)
     try {
-      await this.producer.add(group)
+      await this.shards.add(group)
     } catch (error) {
       throw unavailable(error)
     }
@@ -190,19 +219,8 @@ export class BullMQBackend implements TaskBackend {
     return this.consumer?.fail(task, options)
   }
 
-  async get(id: string): Promise<TaskRecord | undefined> {
-    this.requireConnection()
-    try {
-      // Two reads, not one: the state first, then the job. A job that finished between them
-      // shows finishedOn with an older state, so the state is read again (it only moves forward).
-      let state = await this.queue.getJobState(id)
-      const job = await this.queue.getJob(id)
-      if (job === undefined) return undefined
-      if (job.finishedOn !== undefined && !FINISHED.has(state)) state = await this.queue.getJobState(id)
-      return toRecord(job, state)
-    } catch (error) {
-      throw unavailable(error)
-    }
+  get(id: string): Promise<TaskRecord | undefined> {
+    return this.guarded(() => this.shards.record(id))
   }
 
   async cancel(id: string, now: number): Promise<CancelOutcome> {
@@ -238,16 +256,8 @@ export class BullMQBackend implements TaskBackend {
     }
   }
 
-  async unfinished(): Promise<TaskSummary[]> {
-    const out: TaskSummary[] = []
-    for (const state of UNFINISHED_STATES) {
-      for (const job of await this.queue.getJobs([state], 0, 999)) {
-        if (job?.id === undefined) continue
-        const { status } = toRecord(job, state)
-        if (status !== 'cancelled') out.push({ id: job.id, name: job.name, status })
-      }
-    }
-    return out
+  unfinished(): Promise<TaskSummary[]> {
+    return this.shards.unfinished()
   }
 
   /**
@@ -258,8 +268,7 @@ export class BullMQBackend implements TaskBackend {
   async sweep(now: number): Promise<void> {
     if (now < this.nextClean || this.redis.status !== 'ready' || this.log.closing) return
     this.nextClean = now + Math.min(CLEAN_INTERVAL_MS, this.retentionAgeMs)
-    await this.queue.clean(this.retentionAgeMs, CLEAN_BATCH, 'completed')
-    await this.queue.clean(this.retentionAgeMs, CLEAN_BATCH, 'failed')
+    await this.shards.clean(this.retentionAgeMs)
   }
 
   /** Fail at once while Redis is away: BullMQ's own calls would wait for the connection without end. */
@@ -275,9 +284,7 @@ export class BullMQBackend implements TaskBackend {
   private async shutdown(): Promise<void> {
     this.log.closing = true
     await this.consumer?.close()
-    // The producer first: a batch of single jobs still on its way needs the queue's connection.
-    await this.producer.close().catch(this.log.error)
-    await Promise.allSettled([this.queue.close(), this.cancels.close()])
+    await Promise.allSettled([this.shards.close(this.log.error), this.cancels.close()])
     await closeConnection(this.redis)
   }
 }
