@@ -53,10 +53,11 @@ describeWithRedis(
       TASK_QUEUE_SHARDS: String(SHARDS),
     })
 
-    async function backend(role: 'producer' | 'worker', queueName: string): Promise<BullMQBackend> {
+    async function backend(role: 'producer' | 'worker', queueName: string, on = cluster): Promise<BullMQBackend> {
       const created = new BullMQBackend({
         role,
-        clusterNodes: cluster.nodes,
+        clusterNodes: on.nodes,
+        commandTimeoutMs: 1000,
         queueName,
         shards: SHARDS,
         retention,
@@ -69,9 +70,9 @@ describeWithRedis(
     }
 
     /** A started runner on a cluster backend of `queue`: a web process's (producer) or a worker's. */
-    async function runner(role: 'producer' | 'worker', queue: string, tasks: AnyTaskDefinition[]): Promise<TaskRunner> {
+    async function runner(role: 'producer' | 'worker', queue: string, tasks: AnyTaskDefinition[], on = cluster): Promise<TaskRunner> {
       const started = new TaskRunner({
-        backend: await backend(role, queue),
+        backend: await backend(role, queue, on),
         concurrency: 4,
         maxPending: 100,
         defaultTimeoutMs: 5000,
@@ -244,6 +245,27 @@ describeWithRedis(
       await waitFor(() => ran.length === 9, { timeoutMs: 15_000, what: 'the nine tasks to run' })
       for (const request of ['a', 'b', 'c'])
         expect(ran.filter((label) => label.startsWith(request))).toEqual([`${request}1`, `${request}2`, `${request}3`])
+    }, 30_000)
+
+    it('a master lost: a task for one of its shards gets 503 (TASKS_BACKEND_UNAVAILABLE), never a false acknowledgement', async () => {
+      const own = await startRedisCluster()
+      try {
+        const noop = defineTask({ name: 'noop', args: Type.Tuple([Type.Number()]), run: async () => {} })
+        const web = await runner('producer', `lost-${randomUUID().slice(0, 8)}`, [noop], own)
+        // The first master holds the first third of the slots: shards 0 and 1 of 6.
+        await own.stopNode(0)
+        const outcomes = await Promise.allSettled(Array.from({ length: SHARDS }, (_, i) => web.add(noop, [i])))
+        for (const outcome of outcomes.slice(0, 2)) {
+          expect(outcome).toMatchObject({ status: 'rejected', reason: { statusCode: 503, code: 'TASKS_BACKEND_UNAVAILABLE' } })
+        }
+        // The other masters answer until the cluster marks the slots down (then they refuse too): stored, or 503.
+        for (const outcome of outcomes.slice(2)) {
+          if (outcome.status === 'rejected') expect(outcome.reason).toMatchObject({ statusCode: 503 })
+        }
+      } finally {
+        await Promise.all(opened.splice(0).map((thing) => thing.close()))
+        await own.stop()
+      }
     }, 30_000)
   },
   { needsOwnServer: true },

@@ -21,6 +21,8 @@ export interface RedisCluster {
   nodes: Array<{ host: string; port: number }>
   /** The same, comma-separated. */
   seeds: string
+  /** Stop one master (SIGTERM): its slots have no replica to fail over to. */
+  stopNode: (index: number) => Promise<void>
   stop: () => Promise<void>
 }
 
@@ -81,7 +83,8 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       }
     }
     const nodes = ports.map((port) => ({ host: '127.0.0.1', port }))
-    return { nodes, seeds: nodes.map((node) => `${node.host}:${node.port}`).join(','), stop }
+    const stopNode = (index: number) => stopChild(children[index])
+    return { nodes, seeds: nodes.map((node) => `${node.host}:${node.port}`).join(','), stopNode, stop }
   } catch (error) {
     await stop()
     throw error
