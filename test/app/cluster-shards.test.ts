@@ -247,6 +247,32 @@ describeWithRedis(
         expect(ran.filter((label) => label.startsWith(request))).toEqual([`${request}1`, `${request}2`, `${request}3`])
     }, 30_000)
 
+    it('a task running on a worker in another shard than 0 is cancelled through the control stream', async () => {
+      const queue = `cancel-${randomUUID().slice(0, 8)}`
+      const started = new Set<string>()
+      const aborted = new Map<string, unknown>()
+      const hold = defineTask({
+        name: 'hold',
+        args: Type.Tuple([]),
+        run: async (_args, { signal, taskId }) => {
+          started.add(taskId)
+          await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))
+          aborted.set(taskId, (signal.reason as { code?: string }).code)
+          throw signal.reason
+        },
+      })
+      const [web] = await Promise.all([runner('producer', queue, [hold]), runner('worker', queue, [hold])])
+      const ids = [await web.add(hold, []), await web.add(hold, [])]
+      const id = ids.find((each) => new ShardPlan(queue, SHARDS, true).shardOf(each) !== 0) as string
+      await waitFor(() => started.has(id), { what: 'the task to start on the worker' })
+      expect(['running', 'cancelled']).toContain((await web.cancel(id)).outcome)
+      // Aborted as cancelled, not by its 5 s timeout.
+      expect(await waitFor(() => aborted.get(id), { what: 'the running task to see its signal aborted' })).toBe('TASK_CANCELLED')
+      await waitFor(async () => (await web.get(id))?.status === 'cancelled', { what: 'the task to read cancelled' })
+      // The other one (shard 0) too, so the worker closes at once.
+      await web.cancel(ids.find((each) => each !== id) as string)
+    }, 30_000)
+
     it('a master lost: a task for one of its shards gets 503 (TASKS_BACKEND_UNAVAILABLE), never a false acknowledgement', async () => {
       const own = await startRedisCluster()
       try {
