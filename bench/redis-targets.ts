@@ -51,6 +51,8 @@ async function startNode(port: number, extra: string[]): Promise<ChildProcess> {
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra]
   const child = spawn('redis-server', args, { stdio: 'ignore' })
   const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null })
+  // Refused until the server listens: connect() rejects, and that is what is awaited.
+  client.on('error', () => {})
   for (let attempt = 0; ; attempt++) {
     if (child.exitCode !== null) throw new Error(`redis-server on ${port} exited`)
     try {
