@@ -9,14 +9,13 @@
  * be logged exactly once across the workers' log files, or the run exits non-zero.
  */
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { pathToFileURL } from 'node:url'
-import { LOG_LINE } from './log-verify.js'
-import { BenchProcess } from './processes.js'
+import { timeWorkers } from './drain-workers.js'
+import type { BenchProcess } from './processes.js'
 import { type RedisTargetRun, perJob, readCounters, startLocalCluster, startPlainRedis } from './redis-targets.js'
 import { median } from './stats.js'
 
@@ -54,16 +53,6 @@ async function loadBackend(): Promise<ProducerClass> {
   return module.BullMQBackend
 }
 
-function countLines(files: string[]): number {
-  let total = 0
-  for (const file of files) {
-    if (!existsSync(file)) continue
-    const text = readFileSync(file, 'utf8')
-    for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) total++
-  }
-  return total
-}
-
 async function drain(mode: Mode, workers: number, jobs: number, concurrency: number): Promise<RunResult> {
   const redis: RedisTargetRun = mode.cluster ? await startLocalCluster() : await startPlainRedis()
   const dir = mkdtempSync(join(tmpdir(), 'bench-cluster-'))
@@ -98,48 +87,26 @@ async function drain(mode: Mode, workers: number, jobs: number, concurrency: num
       await Promise.all(batch)
     }
     const filled = await readCounters(redis.ports)
-    const files = Array.from({ length: workers }, (_, i) => join(dir, `worker-${i + 1}.txt`))
-    for (const [i, file] of files.entries()) {
-      processes.push(
-        new BenchProcess({
-          name: `worker ${i + 1}`,
-          nodeArgs: [join(ROOT, 'dist/worker.js')],
-          env: {
-            ...redis.env,
-            TASK_QUEUE_SHARDS: String(mode.shards),
-            LOG_FILE: file,
-            LOG_LEVEL: 'warn',
-            TASK_CONCURRENCY: String(concurrency),
-          },
-          cwd: ROOT,
-        }),
-      )
-    }
-    let firstAt: number | undefined
-    const deadline = Date.now() + 300_000
-    for (;;) {
-      const lines = countLines(files)
-      if (lines > 0) firstAt ??= performance.now()
-      if (lines >= jobs) break
-      if (Date.now() > deadline) throw new Error(`only ${lines} of ${jobs} jobs logged within 300 s`)
-      await sleep(10)
-    }
-    const seconds = (performance.now() - (firstAt ?? performance.now())) / 1000
-    const drained = await readCounters(redis.ports)
-    await Promise.all(processes.map((proc) => proc.stop()))
-    const seen = new Map<string, number>()
-    for (const file of files) {
-      for (const line of readFileSync(file, 'utf8').split('\n')) {
-        const message = LOG_LINE.exec(line)?.[2]
-        if (message !== undefined) seen.set(message, (seen.get(message) ?? 0) + 1)
-      }
-    }
+    let drained = filled
+    const { seconds, duplicates, missing } = await timeWorkers({
+      name: 'worker',
+      workers,
+      dir,
+      nodeArgs: [join(ROOT, 'dist/worker.js')],
+      env: { ...redis.env, TASK_QUEUE_SHARDS: String(mode.shards), TASK_CONCURRENCY: String(concurrency) },
+      cwd: ROOT,
+      expected,
+      processes,
+      beforeStop: async () => {
+        drained = await readCounters(redis.ports)
+      },
+    })
     return {
       mode,
       seconds,
       jobsPerSecond: jobs / seconds,
-      duplicates: [...seen.values()].reduce((sum, n) => sum + Math.max(0, n - 1), 0),
-      missing: [...expected].filter((message) => !seen.has(message)).length,
+      duplicates,
+      missing,
       fill: perJob(start, filled, jobs),
       drain: perJob(filled, drained, jobs),
     }
