@@ -11,7 +11,7 @@ import type { TaskTarget } from './registry.js'
 
 export interface TaskHandle {
   /**
-   * Unguessable (a random version-4 UUID, see task-id.ts); `GET /tasks/:id` reports on it. For a keyed task whose key
+   * Unguessable (a random version-4 UUID, see task-id.ts; a sharded backend adds its shard, `.s<k>`); `GET /tasks/:id` reports on it. For a keyed task whose key
    * was used already, the id of the task stored then; on a backend shared by several processes
    * (BullMQ) that is known only once the request's tasks are committed, before the reply is sent.
    */
