@@ -53,9 +53,10 @@ describeWithRedis(
       TASK_QUEUE_SHARDS: String(SHARDS),
     })
 
-    async function backend(role: 'producer' | 'worker', queueName: string, on = cluster): Promise<BullMQBackend> {
+    async function backend(role: 'producer' | 'worker', queueName: string, on = cluster, consumeShards?: number[]): Promise<BullMQBackend> {
       const created = new BullMQBackend({
         role,
+        consumeShards,
         clusterNodes: on.nodes,
         commandTimeoutMs: 1000,
         queueName,
@@ -70,9 +71,15 @@ describeWithRedis(
     }
 
     /** A started runner on a cluster backend of `queue`: a web process's (producer) or a worker's. */
-    async function runner(role: 'producer' | 'worker', queue: string, tasks: AnyTaskDefinition[], on = cluster): Promise<TaskRunner> {
+    async function runner(
+      role: 'producer' | 'worker',
+      queue: string,
+      tasks: AnyTaskDefinition[],
+      on = cluster,
+      consumeShards?: number[],
+    ): Promise<TaskRunner> {
       const started = new TaskRunner({
-        backend: await backend(role, queue, on),
+        backend: await backend(role, queue, on, consumeShards),
         concurrency: 4,
         maxPending: 100,
         defaultTimeoutMs: 5000,
@@ -271,6 +278,20 @@ describeWithRedis(
       await waitFor(async () => (await web.get(id))?.status === 'cancelled', { what: 'the task to read cancelled' })
       // The other one (shard 0) too, so the worker closes at once.
       await web.cancel(ids.find((each) => each !== id) as string)
+    }, 30_000)
+
+    it('a worker on a subset of the shards (WORKER_SHARDS) runs only theirs', async () => {
+      const queue = `subset-${randomUUID().slice(0, 8)}`
+      const noop = defineTask({ name: 'noop', args: Type.Tuple([Type.Number()]), run: async () => {} })
+      const [web] = await Promise.all([runner('producer', queue, [noop]), runner('worker', queue, [noop], cluster, [0])])
+      const [first, second] = [await web.add(noop, [0]), await web.add(noop, [1])]
+      const plan = new ShardPlan(queue, SHARDS, true)
+      expect([plan.shardOf(first), plan.shardOf(second)]).toEqual([0, 1])
+      await waitFor(async () => (await web.get(first))?.status === 'succeeded', { what: 'the task in shard 0 to run' })
+      expect(await web.get(second)).toMatchObject({ status: 'queued' })
+      // A worker on shard 1 runs it.
+      await runner('worker', queue, [noop], cluster, [1])
+      await waitFor(async () => (await web.get(second))?.status === 'succeeded', { what: 'the task in shard 1 to run' })
     }, 30_000)
 
     it('a master lost: a task for one of its shards gets 503 (TASKS_BACKEND_UNAVAILABLE), never a false acknowledgement', async () => {
