@@ -16,7 +16,7 @@ import { BullMQBackend } from '../../src/background/backends/bullmq/backend.js'
 import { ShardPlan, keySlot } from '../../src/background/backends/bullmq/shards.js'
 import { LINE, readLogLines, tempDir } from '../helpers/app.js'
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
-import { describeWithRedis } from '../helpers/redis.js'
+import { describeWithRedis, startRedis, type RedisServer } from '../helpers/redis.js'
 import { ensureBuilt, spawnServer, type SpawnedServer } from '../helpers/spawn.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -53,11 +53,16 @@ describeWithRedis(
       TASK_QUEUE_SHARDS: String(SHARDS),
     })
 
-    async function backend(role: 'producer' | 'worker', queueName: string, on = cluster, consumeShards?: number[]): Promise<BullMQBackend> {
+    async function backend(
+      role: 'producer' | 'worker',
+      queueName: string,
+      on: RedisCluster | RedisServer = cluster,
+      consumeShards?: number[],
+    ): Promise<BullMQBackend> {
       const created = new BullMQBackend({
         role,
         consumeShards,
-        clusterNodes: on.nodes,
+        ...('url' in on ? { url: on.url } : { clusterNodes: on.nodes }),
         commandTimeoutMs: 1000,
         queueName,
         shards: SHARDS,
@@ -75,7 +80,7 @@ describeWithRedis(
       role: 'producer' | 'worker',
       queue: string,
       tasks: AnyTaskDefinition[],
-      on = cluster,
+      on: RedisCluster | RedisServer = cluster,
       consumeShards?: number[],
     ): Promise<TaskRunner> {
       const started = new TaskRunner({
@@ -292,6 +297,27 @@ describeWithRedis(
       // A worker on shard 1 runs it.
       await runner('worker', queue, [noop], cluster, [1])
       await waitFor(async () => (await web.get(second))?.status === 'succeeded', { what: 'the task in shard 1 to run' })
+    }, 30_000)
+
+    it('on one plain Redis, 6 shards: shard 0 is the queue as it was (prefix bull), the others tagged, all run', async () => {
+      const plain = await startRedis()
+      try {
+        const queue = `plain-${randomUUID().slice(0, 8)}`
+        const noop = defineTask({ name: 'noop', args: Type.Tuple([Type.Number()]), run: async () => {} })
+        const [web] = await Promise.all([runner('producer', queue, [noop], plain), runner('worker', queue, [noop], plain)])
+        const ids = await Promise.all(Array.from({ length: SHARDS }, (_, i) => web.add(noop, [i])))
+        for (const id of ids) await waitFor(async () => (await web.get(id))?.status === 'succeeded', { what: `task ${id} to run` })
+        const client = new Redis(plain.url)
+        try {
+          expect(await client.exists(`bull:${queue}:id`)).toBe(1)
+          expect((await client.keys(`bull:{${queue}-*:id`)).length).toBe(SHARDS - 1)
+        } finally {
+          client.disconnect()
+        }
+      } finally {
+        await Promise.all(opened.splice(0).map((thing) => thing.close()))
+        await plain.stop()
+      }
     }, 30_000)
 
     it('a master lost: a task for one of its shards gets 503 (TASKS_BACKEND_UNAVAILABLE), never a false acknowledgement', async () => {
