@@ -12,14 +12,14 @@
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pathToFileURL } from 'node:url'
-import { BenchProcess, freePort } from './processes.js'
-import { LOG_LINE } from './log-verify.js'
+import { type BenchProcess, freePort } from './processes.js'
+import { timeWorkers } from './drain-workers.js'
 import { HAND_WRITTEN_QUEUE, plainQueue, WORKER_CONCURRENCY } from './hand-written-queue.js'
 import { median } from './stats.js'
 import { DRAIN_TARGET, judgeDrain } from './targets.js'
@@ -54,16 +54,6 @@ interface DrainResult {
   jobsPerSecond: number
   duplicates: number
   missing: number
-}
-
-function countLines(files: string[]): number {
-  let total = 0
-  for (const file of files) {
-    if (!existsSync(file)) continue
-    const text = readFileSync(file, 'utf8')
-    for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) total++
-  }
-  return total
 }
 
 /** The app's worker: jobs through the app's own BullMQ backend, consumed by dist/worker.js. */
@@ -125,37 +115,16 @@ async function drain(kind: Kind, workers: number, jobs: number, concurrency: num
       }
       await Promise.all(batch)
     }
-    const files = Array.from({ length: workers }, (_, i) => join(dir, `worker-${i + 1}.txt`))
-    for (const [i, file] of files.entries()) {
-      processes.push(
-        new BenchProcess({
-          name: `${kind} worker ${i + 1}`,
-          nodeArgs: side.worker.nodeArgs,
-          env: { REDIS_URL: url, LOG_FILE: file, LOG_LEVEL: 'warn', ...side.worker.env },
-          cwd: ROOT,
-        }),
-      )
-    }
-    let firstAt: number | undefined
-    const deadline = Date.now() + 300_000
-    for (;;) {
-      const lines = countLines(files)
-      if (lines > 0) firstAt ??= performance.now()
-      if (lines >= jobs) break
-      if (Date.now() > deadline) throw new Error(`only ${lines} of ${jobs} jobs logged within 300 s`)
-      await sleep(10)
-    }
-    const seconds = (performance.now() - (firstAt ?? performance.now())) / 1000
-    await Promise.all(processes.map((proc) => proc.stop()))
-    const seen = new Map<string, number>()
-    for (const file of files) {
-      for (const line of readFileSync(file, 'utf8').split('\n')) {
-        const message = LOG_LINE.exec(line)?.[2]
-        if (message !== undefined) seen.set(message, (seen.get(message) ?? 0) + 1)
-      }
-    }
-    const duplicates = [...seen.values()].reduce((sum, n) => sum + Math.max(0, n - 1), 0)
-    const missing = [...expected].filter((message) => !seen.has(message)).length
+    const { seconds, duplicates, missing } = await timeWorkers({
+      name: `${kind} worker`,
+      workers,
+      dir,
+      nodeArgs: side.worker.nodeArgs,
+      env: { REDIS_URL: url, ...side.worker.env },
+      cwd: ROOT,
+      expected,
+      processes,
+    })
     return { kind, workers, jobs, seconds, jobsPerSecond: jobs / seconds, duplicates, missing }
   } finally {
     await Promise.all(processes.map((proc) => proc.stop()))

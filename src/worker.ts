@@ -52,7 +52,13 @@ async function main(): Promise<void> {
   }
   const settings = runnerSettings(config)
   logger.info(
-    { queue: config.TASK_QUEUE, concurrency: settings.concurrency, logFile: logFile.path, port: config.WORKER_PORT || undefined },
+    {
+      queue: config.TASK_QUEUE,
+      shards: config.WORKER_SHARDS ?? `all ${config.TASK_QUEUE_SHARDS}`,
+      concurrency: settings.concurrency,
+      logFile: logFile.path,
+      port: config.WORKER_PORT || undefined,
+    },
     'worker started',
   )
 }

@@ -47,7 +47,19 @@ export const ConfigSchema = Type.Object({
   TASK_DB: Type.String({ minLength: 1, default: 'logs/tasks.db' }),
   TASK_DB_SYNC: Type.Union([Type.Literal('normal'), Type.Literal('full')], { default: 'normal' }),
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
+  /** Seeds of a Redis Cluster, instead of REDIS_URL: `host:port,host:port`. */
+  REDIS_CLUSTER_NODES: Type.Optional(
+    Type.String({
+      pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$',
+      description: 'comma-separated host:port seeds of a Redis Cluster',
+    }),
+  ),
   TASK_QUEUE: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,100}$', default: 'background-tasks' }),
+  TASK_QUEUE_SHARDS: Integer(1, 1024, 1),
+  /** Unset: a worker consumes every shard. */
+  WORKER_SHARDS: Type.Optional(
+    Type.String({ pattern: '^\\d{1,4}(,\\d{1,4})*$', description: 'comma-separated shard numbers, e.g. 0,2,4' }),
+  ),
   TASK_LOCK_DURATION_MS: Integer(1000, 3_600_000, 30_000),
   /** JSON: recurring schedules and per-name rate limits (schedules-config.ts checks them). */
   TASK_SCHEDULES: Type.String({ default: '[]' }),
@@ -137,6 +149,10 @@ const FURTHER_CHECKS: Partial<Record<keyof Config, { check: (value: string) => b
     expected: 'a redis:// or rediss:// URL with a host and a port from 1 to 65535',
   },
   TRUST_PROXY: { check: (value) => parseTrustProxy(value) !== undefined, expected: TRUST_PROXY_FORMS },
+  REDIS_CLUSTER_NODES: {
+    check: (value) => clusterNodesOf(value).every(({ port }) => port >= 1 && port <= 65_535),
+    expected: 'comma-separated host:port seeds with ports from 1 to 65535',
+  },
   HOST: {
     // A name is resolved when the server listens; a dotted number must be an IPv4 address.
     check: (value) => !/^[\d.]+$/.test(value) || isIPv4(value),
@@ -161,7 +177,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       config[name] = parsed.value
     }
   }
+  if (env.REDIS_URL !== undefined && env.REDIS_URL !== '' && config.REDIS_CLUSTER_NODES !== undefined) {
+    throw new ConfigError('Invalid configuration: set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both')
+  }
+  const shards = config.TASK_QUEUE_SHARDS as number
+  const outside = workerShardsOf(config as Config)?.find((shard) => shard >= shards)
+  if (outside !== undefined) {
+    throw new ConfigError(
+      `Invalid configuration: WORKER_SHARDS names shard ${outside}, but TASK_QUEUE_SHARDS=${shards} has shards 0 to ${shards - 1}`,
+    )
+  }
   return config as Config
+}
+
+/** REDIS_CLUSTER_NODES as the seeds ioredis takes. */
+export function clusterNodesOf(value: string): Array<{ host: string; port: number }> {
+  return value.split(',').map((seed) => {
+    const at = seed.lastIndexOf(':')
+    return { host: seed.slice(0, at), port: Number(seed.slice(at + 1)) }
+  })
+}
+
+/** WORKER_SHARDS as a list, or undefined (every shard). */
+export function workerShardsOf(config: Config): number[] | undefined {
+  return config.WORKER_SHARDS === undefined ? undefined : config.WORKER_SHARDS.split(',').map(Number)
 }
 
 /** Load `.env` from the working directory into process.env; variables already set win. */

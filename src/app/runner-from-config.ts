@@ -11,7 +11,7 @@ import {
   type TaskBackend,
   scheduleTaskProblem,
 } from '../background/index.js'
-import { type Config, ConfigError } from './config.js'
+import { type Config, ConfigError, clusterNodesOf, workerShardsOf } from './config.js'
 import { bullmqTelemetry } from './tracing.js'
 
 /** The journal named by TASK_DB cannot be used: the start stops, the file is left as it was. */
@@ -89,8 +89,12 @@ export async function createTaskBackend(
       const { BullMQBackend } = await import('../background/backends/bullmq/index.js')
       return new BullMQBackend({
         role: role === 'web' ? 'producer' : 'worker',
-        url: config.REDIS_URL,
+        ...(config.REDIS_CLUSTER_NODES === undefined
+          ? { url: config.REDIS_URL }
+          : { clusterNodes: clusterNodesOf(config.REDIS_CLUSTER_NODES) }),
         queueName: config.TASK_QUEUE,
+        shards: config.TASK_QUEUE_SHARDS,
+        consumeShards: workerShardsOf(config),
         retention,
         // A worker's BullMQ Worker takes as many jobs at once as its runner runs.
         concurrency: config.TASK_CONCURRENCY,

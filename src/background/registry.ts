@@ -21,10 +21,18 @@ export class TaskRegistry {
   /** Stored tasks must be findable by name after a restart: every defined task is registered up front. */
   private readonly durable: boolean
   private readonly backendKind: string
+  /** Mints a task's id: the backend's (it may say where the task is stored), else a random UUID. */
+  private readonly newId: (sibling: string | undefined) => string
 
-  constructor(options: { durable: boolean; backendKind: string; tasks?: AnyTaskDefinition[] }) {
+  constructor(options: {
+    durable: boolean
+    backendKind: string
+    tasks?: AnyTaskDefinition[]
+    newId?: ((sibling: string | undefined) => string) | undefined
+  }) {
     this.durable = options.durable
     this.backendKind = options.backendKind
+    this.newId = options.newId ?? newTaskId
     for (const task of options.tasks ?? []) this.register(task)
   }
 
@@ -39,9 +47,9 @@ export class TaskRegistry {
   }
 
   /** Validate one `add()` call and build the task; nothing is stored yet. */
-  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined, now: number): Task {
+  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined, now: number, sibling?: string): Task {
     if (isTaskCall(target)) {
-      const task = this.prepare(target.task, args, requestId, now)
+      const task = this.prepare(target.task, args, requestId, now, sibling)
       const { key, priority } = target.options
       if (key !== undefined) task.key = taskKey(key, task.name, args)
       const runAt = runAtOf(target.options, now)
@@ -68,7 +76,7 @@ export class TaskRegistry {
         this.register(target)
       }
       return new Task({
-        id: newTaskId(),
+        id: this.newId(sibling),
         name: target.name,
         args,
         requestId,

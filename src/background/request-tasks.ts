@@ -11,7 +11,7 @@ import type { TaskTarget } from './registry.js'
 
 export interface TaskHandle {
   /**
-   * Unguessable (a random version-4 UUID, see task-id.ts); `GET /tasks/:id` reports on it. For a keyed task whose key
+   * Unguessable (a random version-4 UUID, see task-id.ts; a sharded backend adds its shard, `.s<k>`); `GET /tasks/:id` reports on it. For a keyed task whose key
    * was used already, the id of the task stored then; on a backend shared by several processes
    * (BullMQ) that is known only once the request's tasks are committed, before the reply is sent.
    */
@@ -49,7 +49,8 @@ export class BackgroundTasks {
   add<F extends (...args: never[]) => unknown>(fn: F, ...args: Parameters<F>): TaskHandle
   add(target: TaskTarget, ...args: unknown[]): TaskHandle {
     if (this.state !== 'open') throw new Error('background tasks can only be added before the reply is sent')
-    const task = this.runner.prepare(target, args, this.requestId)
+    // With the request's first task: a sharded backend keeps one request's tasks in one shard.
+    const task = this.runner.prepare(target, args, this.requestId, this.group[0]?.id)
     const stored = this.runner.admit(task)
     if (task.key === undefined) {
       this.group.push(task)

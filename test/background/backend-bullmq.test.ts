@@ -165,8 +165,8 @@ describeWithRedis('bullmq backend', () => {
     const inspector = await backend('producer', queueName)
     opened.push(inspector)
     const counts = await (
-      inspector as unknown as { queue: { getJobCounts: (...s: string[]) => Promise<Record<string, number>> } }
-    ).queue.getJobCounts('prioritized', 'active')
+      inspector as unknown as { shards: { queues: Array<{ getJobCounts: (...s: string[]) => Promise<Record<string, number>> }> } }
+    ).shards.queues[0]!.getJobCounts('prioritized', 'active')
     expect(counts).toEqual({ prioritized: 10, active: 0 })
   })
 

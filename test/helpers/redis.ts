@@ -72,8 +72,9 @@ export async function freePort(): Promise<number> {
   return port
 }
 
-async function launch(port: number, dir: string, persistent: boolean): Promise<ChildProcess> {
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--daemonize', 'no']
+/** Start a redis-server on `port` with its files in `dir`; `extraArgs` e.g. for cluster mode. Resolves once it accepts connections. */
+export async function launch(port: number, dir: string, persistent: boolean, extraArgs: string[] = []): Promise<ChildProcess> {
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--daemonize', 'no', ...extraArgs]
   args.push(...(persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']))
   const child = spawn(SERVER_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   const output: string[] = []
@@ -95,7 +96,7 @@ async function launch(port: number, dir: string, persistent: boolean): Promise<C
   return child
 }
 
-async function stopChild(child: ChildProcess | undefined): Promise<void> {
+export async function stopChild(child: ChildProcess | undefined): Promise<void> {
   if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
   const exited = once(child, 'exit')
   child.kill('SIGTERM')

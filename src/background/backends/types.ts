@@ -217,6 +217,12 @@ export interface TaskBackend {
    */
   enqueue(group: Task[]): MaybePromise<void | Deduplicated>
   /**
+   * Optional: a backend that places tasks (BullMQ's shards) mints their ids, so an id says where
+   * its task is. `sibling`: the id of the first task of the same request, which this one must sit
+   * with (their order is kept in one place). Without it, a random UUID.
+   */
+  newTaskId?(sibling: string | undefined): string
+  /**
    * Local backends (one process holds the store): the task committed under this key within the
    * retention age, synchronously, so that `add()` can answer at once. Backends without it check
    * keys in `enqueue`.

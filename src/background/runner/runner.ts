@@ -72,7 +72,12 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.policy = executionPolicy(options.backend.execution)
     this.concurrency = options.concurrency
     this.admission = new Admission(options.maxPending, options.maxScheduled ?? DEFAULTS.maxScheduled)
-    this.registry = new TaskRegistry({ durable: options.backend.durable, backendKind: options.backend.kind, tasks: options.tasks })
+    this.registry = new TaskRegistry({
+      durable: options.backend.durable,
+      backendKind: options.backend.kind,
+      tasks: options.tasks,
+      newId: options.backend.newTaskId?.bind(options.backend),
+    })
     this.logger = options.logger
     this.rateLimits = new RateLimits(rateLimitsByName(options.tasks ?? [], options.rateLimits))
     this.now = options.now ?? Date.now
@@ -159,9 +164,12 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     return recovered
   }
 
-  /** Validate one `add()` call and build the task; nothing is stored and no room is held yet. */
-  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined): Task {
-    return this.registry.prepare(target, args, requestId, this.now())
+  /**
+   * Validate one `add()` call and build the task; nothing is stored and no room is held yet.
+   * `sibling`: the id of the first task of the same request (a sharded backend keeps them together).
+   */
+  prepare(target: TaskTarget, args: unknown[], requestId: string | undefined, sibling?: string): Task {
+    return this.registry.prepare(target, args, requestId, this.now(), sibling)
   }
 
   /**

@@ -1,29 +1,30 @@
 /**
- * The BullMQ backend: one Redis-backed queue shared by any number of web processes and
- * `npm run worker` processes. It composes the parts, one job per file:
+ * The BullMQ backend: Redis-backed queues (one, or one per shard) shared by any number of web
+ * processes and `npm run worker` processes. It composes the parts, one job per file:
  *
  * - `producer.ts` stores tasks (a job, or a flow for a request's ordered group), and
  *   `turn-batch.ts` sends the single jobs of one event-loop turn together; `keyed-enqueue.ts`
  *   claims idempotency keys (`keys.ts`) before storing;
  * - `consumer.ts` (workers only) runs a BullMQ Worker whose processor hands each job to the
  *   runner's `claim`, and records the outcome the runner reports;
- * - `handoff.ts` is where those jobs wait for the claim; `cancel.ts` marks jobs cancelled and tells the worker running one;
+ * - `handoff.ts` is where those jobs wait for the claim;
+ * - `cancel.ts` marks jobs cancelled and tells the worker running one;
  * - `records.ts` maps a job onto the task status model;
  * - `browse.ts` lists, counts and retries jobs; `job-schedulers.ts` the recurring schedules;
- * - `connection.ts` is the producer's Redis client, its readiness and the rate-limited warnings.
+ * - `connection.ts` is the producer's Redis (or Redis Cluster) client, its readiness and the
+ *   rate-limited warnings;
+ * - `shards.ts` places tasks on shards (one queue each, hash-tagged for a Redis Cluster) and
+ *   `shard-queues.ts` holds the shards' queues and producers.
  *
  * A web process (`role: 'producer'`) only stores tasks, answers status and cancels: the runner
  * sees `execution: 'remote'` and never claims. Its Redis client fails fast (no offline queue):
  * when Redis is unreachable `enqueue` rejects at once with a 503, never a false 200. A worker
  * (`role: 'worker'`) also claims.
  */
-import { Queue, type Telemetry } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { BullMQBackendOptions } from './backend-options.js'
 import { BackendUnavailableError } from '../../errors.js'
 import type { Task } from '../../task.js'
 import type {
-  QueueSchedule,
-  StoredScheduleState,
   RecoveredTasks,
   BackendHooks,
   BackendReadiness,
@@ -39,113 +40,96 @@ import type {
   TaskExecution,
   TaskRecord,
   TaskSummary,
+  QueueSchedule,
+  StoredScheduleState,
 } from '../types.js'
 import { JobBrowser } from './browse.js'
 import { CancelChannel } from './cancel.js'
-import { ConnectionLog, closeConnection, producerConnection, readiness, unavailable } from './connection.js'
-import { JobConsumer } from './consumer.js'
+import {
+  ConnectionLog,
+  type RedisClient,
+  type RedisTarget,
+  checkedTarget,
+  closeConnection,
+  producerConnection,
+  readiness,
+  unavailable,
+} from './connection.js'
+import type { JobConsumer } from './consumer.js'
+import { createWorkerConsumer } from './worker-consumer.js'
 import { enqueueKeyed } from './keyed-enqueue.js'
-import { JobProducer } from './producer.js'
 import { QueueKeys } from './keys.js'
-import { FINISHED, type JobData, UNFINISHED_STATES, toRecord } from './records.js'
+import { ShardQueues } from './shard-queues.js'
+import { ShardPlan } from './shards.js'
 import { JobSchedulers } from './job-schedulers.js'
-import { JobGate } from './job-gate.js'
-import { RateWindow } from './rate-window.js'
 import type { MissedRunPolicy } from '../../schedules/schedule.js'
+
 export { TASK_BACKOFF } from './producer.js'
+export type { BullMQBackendOptions } from './backend-options.js'
 
-export interface BullMQBackendOptions {
-  /** `producer`: a web process (stores, status, cancel). `worker`: also claims and runs. */
-  role: 'producer' | 'worker'
-  /** `redis://` or `rediss://` URL. */
-  url: string
-  /** BullMQ queue name; every web process and worker of one app uses the same. */
-  queueName?: string
-  /** Finished jobs kept for `GET /tasks/:id` (BullMQ `removeOnComplete`/`removeOnFail`). */
-  retention: { maxCount: number; maxAgeMs: number }
-  /** Jobs a worker holds at once (BullMQ `concurrency`): the runner's concurrency. Default 1. */
-  concurrency?: number
-  /** How long a worker's lock on a job lasts without renewal (BullMQ renews it before half of it has passed). Default 30000. */
-  lockDurationMs?: number
-  /** How often workers look for jobs whose worker died (BullMQ `stalledInterval`). Default 30000. */
-  stalledIntervalMs?: number
-  /** How long a DELETE waits for a task running in another process to end. Default 2000. */
-  cancelWaitMs?: number
-  /** A Redis command that takes longer fails (the request gets a 503). Default 3000. */
-  commandTimeoutMs?: number
-  /**
-   * How long a list or count read from Redis serves the same list or count again (concurrent
-   * callers always share one read). A cancel or retry through this process clears it. Default 1000.
-   */
-  browseCacheMs?: number
-  /**
-   * BullMQ's own tracing (e.g. `new BullMQOtel(name)` from bullmq-otel): its producer and consumer
-   * spans around each job, the consumer's a child of the request that added the task, and each
-   * attempt's span a child of the consumer's. Without it, attempts are still traced (the trace
-   * context travels in the job's data). See docs/tracing.md.
-   */
-  telemetry?: Telemetry
-}
-
-/** How often a process cleans the queue of expired finished jobs, and how many per call. */
+/** How often a process cleans the queue of expired finished jobs. */
 const CLEAN_INTERVAL_MS = 5_000
-const CLEAN_BATCH = 1_000
 
 export class BullMQBackend implements TaskBackend {
   readonly kind = 'bullmq'
   readonly durable = true
   readonly execution: TaskExecution
   readonly queueName: string
-  private readonly url: string
+  private readonly target: RedisTarget
   private readonly log = new ConnectionLog(this.kind)
   /** The producer side's client: no offline queue, so a command fails at once while Redis is away. */
-  private readonly redis: Redis
-  private readonly queue: Queue<JobData>
-  private readonly producer: JobProducer
+  private readonly redis: RedisClient
+  private readonly shards: ShardQueues
   private readonly cancels: CancelChannel
   private readonly browser: JobBrowser
   private readonly consumer: JobConsumer | undefined
   private readonly keys: QueueKeys
+  /** Recurring schedules live in shard 0's queue (their occurrences are that shard's jobs). */
   private readonly schedulers: JobSchedulers
   private closePromise: Promise<void> | undefined
   private readonly retentionAgeMs: number
   private nextClean = 0
 
   constructor(options: BullMQBackendOptions) {
-    this.url = options.url
+    this.target = checkedTarget(options)
     this.retentionAgeMs = options.retention.maxAgeMs
     this.queueName = options.queueName ?? 'background-tasks'
     this.execution = options.role === 'worker' ? 'shared' : 'remote'
     const whileLost = options.role === 'producer' ? 'requests get 503 until it is back' : 'tasks wait until it is back'
-    this.redis = producerConnection(options.url, options.commandTimeoutMs ?? 3_000, this.log, whileLost)
+    this.redis = producerConnection(this.target, options.commandTimeoutMs ?? 3_000, this.log, whileLost)
+    const plan = new ShardPlan(this.queueName, options.shards ?? 1, !('url' in this.target), options.consumeShards)
     const telemetry = options.telemetry
-    this.queue = new Queue<JobData>(this.queueName, { connection: this.redis, ...(telemetry === undefined ? {} : { telemetry }) })
-    this.queue.on('error', this.log.error)
-    this.producer = new JobProducer(this.queue, this.redis, options.retention, this.log.error, telemetry)
-    this.browser = new JobBrowser(this.queue, this.redis, options.browseCacheMs ?? 1_000)
-    this.keys = new QueueKeys(this.redis, this.queue, options.retention.maxAgeMs)
-    this.cancels = new CancelChannel(this.queue, this.redis, options.cancelWaitMs ?? 2_000, this.log.error)
-    this.schedulers = new JobSchedulers(this.queue, this.redis, options.retention)
-    if (options.role === 'worker') {
-      const rateWindow = new RateWindow(this.redis, (suffix) => this.queue.toKey(suffix))
-      this.consumer = new JobConsumer(
-        {
-          url: options.url,
-          queueName: this.queueName,
-          concurrency: options.concurrency ?? 1,
-          lockDurationMs: options.lockDurationMs ?? 30_000,
-          stalledIntervalMs: options.stalledIntervalMs ?? 30_000,
-          telemetry,
-        },
-        this.log,
-        new JobGate(this.schedulers, rateWindow, this.log),
-      )
-    }
+    this.shards = new ShardQueues(plan, this.queueName, this.redis, options.retention, this.log.error, telemetry)
+    this.schedulers = new JobSchedulers(this.shards.queues[0]!, this.redis, options.retention)
+    this.browser = new JobBrowser(this.shards, this.redis, options.browseCacheMs ?? 1_000)
+    this.keys = new QueueKeys(this.redis, this.shards, options.retention.maxAgeMs)
+    this.cancels = new CancelChannel(
+      this.queueName,
+      (id) => this.shards.queueOf(id),
+      this.redis,
+      options.cancelWaitMs ?? 2_000,
+      this.log.error,
+    )
+    this.consumer =
+      options.role === 'worker'
+        ? createWorkerConsumer({
+            target: this.target,
+            queueName: this.queueName,
+            redis: this.redis,
+            shards: this.shards,
+            schedulers: this.schedulers,
+            log: this.log,
+            concurrency: options.concurrency ?? 1,
+            lockDurationMs: options.lockDurationMs ?? 30_000,
+            stalledIntervalMs: options.stalledIntervalMs ?? 30_000,
+            telemetry,
+          })
+        : undefined
   }
 
   /** Resolves once the producer connection is ready (the worker's connects on its own). */
   async waitUntilReady(): Promise<void> {
-    await this.queue.waitUntilReady()
+    await this.shards.waitUntilReady()
     await this.consumer?.waitUntilReady()
   }
 
@@ -157,7 +141,7 @@ export class BullMQBackend implements TaskBackend {
   async start(hooks: BackendHooks): Promise<RecoveredTasks> {
     this.log.logger = hooks.logger
     const consumer = this.consumer
-    if (consumer !== undefined) this.cancels.listen(this.url, (id) => consumer.cancelLocal(id))
+    if (consumer !== undefined) this.cancels.listen(this.target, (id) => consumer.cancelLocal(id))
     const connected = async (): Promise<true> => {
       await this.waitUntilReady()
       await this.cancels.waitUntilReady()
@@ -185,14 +169,19 @@ export class BullMQBackend implements TaskBackend {
 
   /** For `GET /ready`: the producer connection's state. */
   ready(): BackendReadiness {
-    return readiness(this.redis, this.url)
+    return readiness(this.redis, this.target)
+  }
+
+  /** A task's id names its shard: the shard of `sibling` (the first task of its request), or the next one in turn. */
+  newTaskId(sibling: string | undefined): string {
+    return this.shards.plan.newId(sibling)
   }
 
   async enqueue(group: Task[]): Promise<void | Deduplicated> {
     this.requireConnection()
-    if (group.some((task) => task.key !== undefined)) return enqueueKeyed(group, this.keys, this.producer, this.log.error)
+    if (group.some((task) => task.key !== undefined)) return enqueueKeyed(group, this.keys, this.shards, this.log.error)
     try {
-      await this.producer.add(group)
+      await this.shards.add(group)
     } catch (error) {
       throw unavailable(error)
     }
@@ -216,19 +205,8 @@ export class BullMQBackend implements TaskBackend {
     return this.consumer?.fail(task, options)
   }
 
-  async get(id: string): Promise<TaskRecord | undefined> {
-    this.requireConnection()
-    try {
-      // Two reads, not one: the state first, then the job. A job that finished between them
-      // shows finishedOn with an older state, so the state is read again (it only moves forward).
-      let state = await this.queue.getJobState(id)
-      const job = await this.queue.getJob(id)
-      if (job === undefined) return undefined
-      if (job.finishedOn !== undefined && !FINISHED.has(state)) state = await this.queue.getJobState(id)
-      return toRecord(job, state)
-    } catch (error) {
-      throw unavailable(error)
-    }
+  get(id: string): Promise<TaskRecord | undefined> {
+    return this.guarded(() => this.shards.record(id))
   }
 
   async cancel(id: string, now: number): Promise<CancelOutcome> {
@@ -264,16 +242,8 @@ export class BullMQBackend implements TaskBackend {
     }
   }
 
-  async unfinished(): Promise<TaskSummary[]> {
-    const out: TaskSummary[] = []
-    for (const state of UNFINISHED_STATES) {
-      for (const job of await this.queue.getJobs([state], 0, 999)) {
-        if (job?.id === undefined) continue
-        const { status } = toRecord(job, state)
-        if (status !== 'cancelled') out.push({ id: job.id, name: job.name, status })
-      }
-    }
-    return out
+  unfinished(): Promise<TaskSummary[]> {
+    return this.shards.unfinished()
   }
 
   /**
@@ -284,8 +254,7 @@ export class BullMQBackend implements TaskBackend {
   async sweep(now: number): Promise<void> {
     if (now < this.nextClean || this.redis.status !== 'ready' || this.log.closing) return
     this.nextClean = now + Math.min(CLEAN_INTERVAL_MS, this.retentionAgeMs)
-    await this.queue.clean(this.retentionAgeMs, CLEAN_BATCH, 'completed')
-    await this.queue.clean(this.retentionAgeMs, CLEAN_BATCH, 'failed')
+    await this.shards.clean(this.retentionAgeMs)
   }
 
   /** Fail at once while Redis is away: BullMQ's own calls would wait for the connection without end. */
@@ -301,9 +270,7 @@ export class BullMQBackend implements TaskBackend {
   private async shutdown(): Promise<void> {
     this.log.closing = true
     await this.consumer?.close()
-    // The producer first: a batch of single jobs still on its way needs the queue's connection.
-    await this.producer.close().catch(this.log.error)
-    await Promise.allSettled([this.queue.close(), this.cancels.close()])
+    await Promise.allSettled([this.shards.close(this.log.error), this.cancels.close()])
     await closeConnection(this.redis)
   }
 }

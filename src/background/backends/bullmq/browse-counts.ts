@@ -11,8 +11,8 @@
  *   and costs the same however many jobs finished.
  */
 import type { JobState, Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
 import { TASK_STATUSES, type TaskCounts, type TaskStatus } from '../types.js'
+import type { RedisClient } from './connection.js'
 import { type JobData, toRecord } from './records.js'
 
 /** Jobs read per state for the status and name split. */
@@ -23,7 +23,25 @@ export const FINISH_SLOTS = 600
 
 export const COUNTED_STATES: JobState[] = ['waiting', 'prioritized', 'waiting-children', 'delayed', 'active', 'completed', 'failed']
 
-export async function readCounts(queue: Queue<JobData>, redis: Redis, since: number, now: number): Promise<TaskCounts> {
+/** The counts of every shard's queue, added up. */
+export async function readAllCounts(
+  queues: ReadonlyArray<Queue<JobData>>,
+  redis: RedisClient,
+  since: number,
+  now: number,
+): Promise<TaskCounts> {
+  const each = await Promise.all(queues.map((queue) => readCounts(queue, redis, since, now)))
+  if (each.length === 1) return each[0] as TaskCounts
+  const byStatus = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<TaskStatus, number>
+  const byName: Record<string, number> = {}
+  for (const counts of each) {
+    for (const status of TASK_STATUSES) byStatus[status] += counts.byStatus[status]
+    for (const [name, n] of Object.entries(counts.byName)) byName[name] = (byName[name] ?? 0) + n
+  }
+  return { byStatus, byName, finishedTimes: each.flatMap((counts) => counts.finishedTimes) }
+}
+
+export async function readCounts(queue: Queue<JobData>, redis: RedisClient, since: number, now: number): Promise<TaskCounts> {
   const [totals, finishedTimes] = await Promise.all([queue.getJobCounts(...COUNTED_STATES), readFinishTimes(queue, redis, since, now)])
   const byStatus = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<TaskStatus, number>
   const byName = new Map<string, number>()
@@ -85,7 +103,7 @@ export function shareOut(total: number, sample: Map<string, number>): Array<[str
  * pipeline. Each finish is reported at its slot's last millisecond: never before it happened, and
  * (slots being whole seconds from the epoch) in the same 10-second bucket of `GET /tasks/stats`.
  */
-async function readFinishTimes(queue: Queue<JobData>, redis: Redis, since: number, now: number): Promise<number[]> {
+async function readFinishTimes(queue: Queue<JobData>, redis: RedisClient, since: number, now: number): Promise<number[]> {
   if (since > now) return []
   const slotMs = Math.max(1, Math.ceil((now - since) / 1000 / FINISH_SLOTS)) * 1000
   const starts: number[] = []

@@ -2,7 +2,7 @@
  * Listing, counting and retrying jobs through BullMQ's public API, with work bounded whatever the
  * queue holds (see the BullMQ notes under "Listing, stats and retry" in docs/http-api.md):
  *
- * - a list reads each state the filter can match from its newest end, in chunks
+ * - a list reads each state the filter can match (of every shard) from its newest end, in chunks
  *   (`queue.getRanges`, then the chunk's jobs), until it has a page past the cursor or has read
  *   LIST_SCAN_LIMIT jobs of that state, and merges the states newest first;
  * - counts come from BullMQ's counters and a bounded sample (browse-counts.ts);
@@ -10,12 +10,13 @@
  *   cost one read. A cancel or retry made through this process clears them.
  */
 import type { Job, JobState, Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
 import { matches, pageOf } from '../listing.js'
 import type { RetryOutcome, TaskCounts, TaskListQuery, TaskPage, TaskRecord, TaskStatus } from '../types.js'
 import { BrowseCache } from './browse-cache.js'
-import { readCounts } from './browse-counts.js'
+import { readAllCounts } from './browse-counts.js'
+import type { RedisClient } from './connection.js'
 import { type JobData, toRecord } from './records.js'
+import type { ShardQueues } from './shard-queues.js'
 
 /** Jobs a list reads per state, at most: a page is looked for among the newest this many of each state. */
 export const LIST_SCAN_LIMIT = 2_000
@@ -75,8 +76,8 @@ export class JobBrowser {
   private readonly stats: BrowseCache<CachedCounts>
 
   constructor(
-    private readonly queue: Queue<JobData>,
-    private readonly redis: Redis,
+    private readonly shards: Pick<ShardQueues, 'queues' | 'queueOf'>,
+    private readonly redis: RedisClient,
     cacheMs: number,
   ) {
     this.lists = new BrowseCache(cacheMs)
@@ -89,7 +90,10 @@ export class JobBrowser {
 
   /** Counts read for an earlier `since` serve a later one (the finish times are filtered); not the other way round. */
   async counts(since: number): Promise<TaskCounts> {
-    const read = async (): Promise<CachedCounts> => ({ since, counts: await readCounts(this.queue, this.redis, since, Date.now()) })
+    const read = async (): Promise<CachedCounts> => ({
+      since,
+      counts: await readAllCounts(this.shards.queues, this.redis, since, Date.now()),
+    })
     const cached = await this.stats.get('counts', read, (entry) => entry.since <= since)
     if (cached.since === since) return cached.counts
     return { ...cached.counts, finishedTimes: cached.counts.finishedTimes.filter((at) => at >= since) }
@@ -121,28 +125,30 @@ export class JobBrowser {
    * else, or taken by a worker, answers `not_retryable` with the job as it is now.
    */
   private async retryJob(id: string): Promise<RetryOutcome> {
+    const queue = this.shards.queueOf(id)
+    if (queue === undefined) return { outcome: 'not_found' }
     for (let round = 0; ; round++) {
-      const job = (await this.queue.getJob(id)) as Job<JobData> | undefined
+      const job = (await queue.getJob(id)) as Job<JobData> | undefined
       if (job === undefined) return { outcome: 'not_found' }
       const state = await job.getState()
       const record = toRecord(job, state)
       if (record.status !== 'failed' && record.status !== 'cancelled') return { outcome: 'not_retryable', record }
       // Marked, but the job moved before the mark came off: read it again (a few times at most;
       // each round means another process changed the job meanwhile).
-      if (job.data.cancelledAt !== undefined && !(await this.unmark(job, state === 'failed' ? 'failed' : 'waiting'))) {
+      if (job.data.cancelledAt !== undefined && !(await this.unmark(queue, job, state === 'failed' ? 'failed' : 'waiting'))) {
         if (round < UNMARK_ROUNDS) continue
-        return { outcome: 'not_retryable', record: await this.current(id, record) }
+        return { outcome: 'not_retryable', record: await this.current(queue, id, record) }
       }
       if (state === 'failed') {
         try {
           await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
         } catch (error) {
           // Another retry moved it first (BullMQ: not in the failed set): that one retried it.
-          if ((await this.queue.getJobState(id)) === 'failed') throw error
-          return { outcome: 'not_retryable', record: await this.current(id, record) }
+          if ((await queue.getJobState(id)) === 'failed') throw error
+          return { outcome: 'not_retryable', record: await this.current(queue, id, record) }
         }
       }
-      const [after, now] = await Promise.all([this.queue.getJob(id), this.queue.getJobState(id)])
+      const [after, now] = await Promise.all([queue.getJob(id), queue.getJobState(id)])
       return after === undefined ? { outcome: 'not_found' } : { outcome: 'retried', record: toRecord(after, now) }
     }
   }
@@ -152,14 +158,14 @@ export class JobBrowser {
    * still not started (not active, not finished): a worker that takes it afterwards runs it, and
    * one that took it before (its copy marked) fails it as cancelled, which a later retry retries.
    */
-  private async unmark(job: Job<JobData>, where: 'failed' | 'waiting'): Promise<boolean> {
+  private async unmark(queue: Queue<JobData>, job: Job<JobData>, where: 'failed' | 'waiting'): Promise<boolean> {
     const { cancelledAt: _cancelled, ...data } = job.data
-    const { keys } = this.queue
+    const { keys } = queue
     const id = job.id as string
     const done = await this.redis.eval(
       UNMARK,
       4,
-      this.queue.toKey(id),
+      queue.toKey(id),
       keys.active as string,
       keys.failed as string,
       keys.completed as string,
@@ -173,15 +179,15 @@ export class JobBrowser {
     return true
   }
 
-  private async current(id: string, last: TaskRecord): Promise<TaskRecord> {
-    const [job, state] = await Promise.all([this.queue.getJob(id), this.queue.getJobState(id)])
+  private async current(queue: Queue<JobData>, id: string, last: TaskRecord): Promise<TaskRecord> {
+    const [job, state] = await Promise.all([queue.getJob(id), queue.getJobState(id)])
     return job === undefined ? last : toRecord(job, state)
   }
 
   private async readPage(query: TaskListQuery): Promise<TaskPage> {
     const states = query.status === undefined ? ALL_STATES : STATES_OF[query.status]
     const found = new Map<string, TaskRecord>()
-    const cut = await Promise.all(states.map((state) => this.scan(state, query, found)))
+    const cut = await Promise.all(this.shards.queues.flatMap((queue) => states.map((state) => this.scan(queue, state, query, found))))
     const page = pageOf(found.values(), query)
     // A state read only up to LIST_SCAN_LIMIT may hold more: a full page then always offers the next.
     const last = page.tasks[page.tasks.length - 1]
@@ -198,7 +204,7 @@ export class JobBrowser {
    * as BullMQ holds them), ran out, or LIST_SCAN_LIMIT jobs were read. True when it stopped at
    * that limit with jobs left unread.
    */
-  private async scan(state: JobState, query: TaskListQuery, found: Map<string, TaskRecord>): Promise<boolean> {
+  private async scan(queue: Queue<JobData>, state: JobState, query: TaskListQuery, found: Map<string, TaskRecord>): Promise<boolean> {
     const wanted = query.limit + 1
     let matched = 0
     let boundary: number | undefined
@@ -210,8 +216,8 @@ export class JobBrowser {
       start += chunk, chunk = boundary === undefined ? Math.min(chunk * 2, MAX_CHUNK) : TIE_CHUNK
     ) {
       const end = Math.min(start + chunk, LIST_SCAN_LIMIT) - 1
-      const ids = await this.queue.getRanges([state], start, end)
-      const jobs = (await Promise.all(ids.map((id) => this.queue.getJob(id)))) as Array<Job<JobData> | undefined>
+      const ids = await queue.getRanges([state], start, end)
+      const jobs = (await Promise.all(ids.map((id) => queue.getJob(id)))) as Array<Job<JobData> | undefined>
       for (const job of jobs) {
         if (job?.id === undefined) continue // removed since its id was read
         if (boundary !== undefined && job.timestamp < boundary) return false

@@ -4,11 +4,11 @@
  * (removing it would lose its status and break the order of its request). A job running in
  * another process is told through a BullMQ event stream of its own (`<queue>-control`,
  * QueueEventsProducer → QueueEvents), and the cancel waits a bounded time for that worker to
- * record the end.
+ * record the end. One stream for every shard: a single key, so any cluster slot will do.
  */
 import { type Queue, QueueEvents, QueueEventsProducer } from 'bullmq'
-import type { Redis } from 'ioredis'
 import type { CancelOutcome, TaskRecord } from '../types.js'
+import { type RedisClient, type RedisTarget, blockingConnection, closeConnection } from './connection.js'
 import { FINISHED, type JobData, toRecord } from './records.js'
 
 const CANCEL_EVENT = 'task-cancel'
@@ -19,21 +19,27 @@ export type LocalCancel = (id: string) => Promise<'cancelled' | 'running' | unde
 export class CancelChannel {
   private readonly control: QueueEventsProducer
   private listener: QueueEvents | undefined
+  /** The listener's Cluster client, when it is one (closed here; BullMQ closes a client it made). */
+  private listenerClient: RedisClient | undefined
 
   constructor(
-    private readonly queue: Queue<JobData>,
-    connection: Redis,
+    private readonly queueName: string,
+    /** The queue holding a job (its id says which shard), or undefined for an id of no shard here. */
+    private readonly queueOf: (id: string) => Queue<JobData> | undefined,
+    connection: RedisClient,
     private readonly waitMs: number,
     private readonly onError: (error: Error) => void,
   ) {
-    this.control = new QueueEventsProducer(`${queue.name}-control`, { connection })
+    this.control = new QueueEventsProducer(`${queueName}-control`, { connection })
     this.control.on('error', onError)
   }
 
   /** A worker listens for cancels of the jobs it runs (its own connection: QueueEvents blocks on it). */
-  listen(url: string, onCancel: (id: string) => void): void {
+  listen(target: RedisTarget, onCancel: (id: string) => void): void {
     if (this.listener !== undefined) return
-    const events = new QueueEvents(`${this.queue.name}-control`, { connection: { url } })
+    const connection = blockingConnection(target)
+    if (!('url' in connection)) this.listenerClient = connection
+    const events = new QueueEvents(`${this.queueName}-control`, { connection })
     events.on('error', this.onError)
     ;(events as unknown as { on(event: string, listener: (args: { taskId?: string }) => void): void }).on(CANCEL_EVENT, ({ taskId }) => {
       if (taskId !== undefined) onCancel(taskId)
@@ -47,7 +53,8 @@ export class CancelChannel {
 
   /** Mark the job cancelled; a job that already runs is settled here (`local`) or told where it runs. */
   async cancel(id: string, now: number, local: LocalCancel): Promise<CancelOutcome> {
-    const job = await this.queue.getJob(id)
+    const queue = this.queueOf(id)
+    const job = await queue?.getJob(id)
     if (job === undefined) return { outcome: 'not_found' }
     const state = await job.getState()
     if (FINISHED.has(state)) return { outcome: 'finished', record: toRecord(job, state) }
@@ -55,7 +62,7 @@ export class CancelChannel {
     if (job.data.cancelledAt !== undefined && state !== 'active') return { outcome: 'finished', record: toRecord(job, state) }
     if (job.data.cancelledAt === undefined) await job.updateData({ ...job.data, cancelledAt: now })
     // From here on no worker starts it; it may have started before the mark, though.
-    const after = await this.queue.getJobState(id)
+    const after = await (queue as Queue<JobData>).getJobState(id)
     const record = toRecord(job, after)
     // Waiting for its time: due now, so that a worker ends it as cancelled without waiting for that time.
     if (after === 'delayed') await job.promote().catch(() => undefined)
@@ -71,6 +78,7 @@ export class CancelChannel {
 
   async close(): Promise<void> {
     await Promise.allSettled([this.control.close(), this.listener?.close()])
+    if (this.listenerClient !== undefined) await closeConnection(this.listenerClient)
   }
 
   /** Poll (with a deadline) until the worker running it has recorded the task's end. */
@@ -89,7 +97,9 @@ export class CancelChannel {
 
   /** Where the job is now: `running` until it is cancelled or has finished. */
   private async ended(id: string): Promise<CancelOutcome> {
-    const [job, state] = await Promise.all([this.queue.getJob(id), this.queue.getJobState(id)])
+    const queue = this.queueOf(id)
+    if (queue === undefined) return { outcome: 'not_found' }
+    const [job, state] = await Promise.all([queue.getJob(id), queue.getJobState(id)])
     if (job === undefined) return { outcome: 'not_found' }
     const record = toRecord(job, state)
     if (record.status === 'cancelled') return { outcome: 'cancelled', record }

@@ -1,12 +1,30 @@
 /**
  * The producer side's Redis client (fail fast: no offline queue), its readiness for `GET /ready`,
  * and the backend's warnings about the connection, rate-limited: connection errors repeat on
- * every reconnect attempt.
+ * every reconnect attempt. The target is one Redis (`url`) or a Redis Cluster (`clusterNodes`:
+ * seeds, ioredis finds the rest).
  */
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import { BackendUnavailableError } from '../../errors.js'
+import { BackendUnavailableError, InvalidOptionError } from '../../errors.js'
 import type { BackendReadiness } from '../types.js'
+
+/** One Redis, or a Redis Cluster reached through some of its nodes. */
+export type RedisTarget = { url: string } | { clusterNodes: ReadonlyArray<{ host: string; port: number }> }
+
+/** The backend's `url` or `clusterNodes`: exactly one of them. */
+export function checkedTarget(options: {
+  url?: string | undefined
+  clusterNodes?: ReadonlyArray<{ host: string; port: number }> | undefined
+}): RedisTarget {
+  const { url, clusterNodes } = options
+  if (url !== undefined && clusterNodes === undefined) return { url }
+  if (url === undefined && clusterNodes !== undefined && clusterNodes.length > 0) return { clusterNodes }
+  throw new InvalidOptionError('url', 'give either url (one Redis) or clusterNodes (a Redis Cluster, at least one node), not both')
+}
+
+/** A client of either: BullMQ and the backend use only what both offer. */
+export type RedisClient = Redis | Cluster
 
 export type BackendLogger = Pick<FastifyBaseLogger, 'warn' | 'info' | 'error'>
 
@@ -42,15 +60,18 @@ export class ConnectionLog {
  * The client a web process stores with: no offline queue and no retry of a command, so while
  * Redis is away a request fails at once (503) instead of hanging. It reconnects on its own.
  */
-export function producerConnection(url: string, commandTimeoutMs: number, log: ConnectionLog, whileLost: string): Redis {
-  const redis = new Redis(url, {
-    enableOfflineQueue: false,
+export function producerConnection(target: RedisTarget, commandTimeoutMs: number, log: ConnectionLog, whileLost: string): RedisClient {
+  const options = {
     // 0: a command in flight when the connection drops fails at once instead of waiting for a reconnect.
     maxRetriesPerRequest: 0,
     connectTimeout: 2_000,
     commandTimeout: commandTimeoutMs,
-    retryStrategy: (times) => Math.min(100 * times, 1_000),
-  })
+  }
+  const retry = (times: number) => Math.min(100 * times, 1_000)
+  const redis =
+    'url' in target
+      ? new Redis(target.url, { ...options, enableOfflineQueue: false, retryStrategy: retry })
+      : new Cluster([...target.clusterNodes], { enableOfflineQueue: false, clusterRetryStrategy: retry, redisOptions: options })
   let connected = false
   let connectedOnce = false
   redis.on('error', log.error)
@@ -66,13 +87,31 @@ export function producerConnection(url: string, commandTimeoutMs: number, log: C
   return redis
 }
 
-/** For `GET /ready`: the client's state (no round trip: it changes as soon as the socket drops). */
-export function readiness(redis: Redis, url: string): BackendReadiness {
-  if (redis.status === 'ready') return { ok: true }
-  return { ok: false, reason: `Redis at ${redactedUrl(url)} is not reachable (connection ${redis.status})` }
+/**
+ * A client for BullMQ's blocking readers (a Worker, QueueEvents): commands wait for Redis to come
+ * back (`maxRetriesPerRequest: null`, as BullMQ requires). For one Redis, connection options
+ * BullMQ makes its own client from (and closes); a Cluster client is made here, and its owner
+ * closes it.
+ */
+export function blockingConnection(target: RedisTarget): { url: string } | Cluster {
+  if ('url' in target) return { url: target.url }
+  return new Cluster([...target.clusterNodes], {
+    clusterRetryStrategy: (times) => Math.min(100 * times, 1_000),
+    redisOptions: { maxRetriesPerRequest: null },
+  })
 }
 
-export async function closeConnection(redis: Redis): Promise<void> {
+/** For `GET /ready`: the client's state (no round trip: it changes as soon as the socket drops). */
+export function readiness(redis: RedisClient, target: RedisTarget): BackendReadiness {
+  if (redis.status === 'ready') return { ok: true }
+  const where =
+    'url' in target
+      ? `Redis at ${redactedUrl(target.url)}`
+      : `Redis Cluster at ${target.clusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}`
+  return { ok: false, reason: `${where} is not reachable (connection ${redis.status})` }
+}
+
+export async function closeConnection(redis: RedisClient): Promise<void> {
   if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect())
   else redis.disconnect()
 }

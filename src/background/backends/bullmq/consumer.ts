@@ -4,23 +4,31 @@
  * BullMQ owns fetching (the next job comes with each completion), concurrency, lock renewal and
  * stalled-job recovery: a killed worker's jobs go back to `wait` and run on another worker.
  *
+ * With several shards, one Worker per shard consumed, each taking its share of the concurrency;
+ * they hand their jobs to the one runner through the same hand-off.
+ *
  * The processor leaves the job in a hand-off for the runner's `claim` and returns a promise that
  * `complete` resolves and `fail` rejects (a retry at the time the runner drew, or an
  * UnrecoverableError); both resolve once BullMQ has recorded the outcome.
  */
 import { Job, type Telemetry, UnrecoverableError, WaitingError, Worker } from 'bullmq'
+import type { Cluster } from 'ioredis'
 import { type BackendHooks, type FailOptions, type MaybePromise, isPromise } from '../types.js'
 import { Task } from '../../task.js'
-import type { ConnectionLog } from './connection.js'
+import { type ConnectionLog, type RedisTarget, blockingConnection, closeConnection } from './connection.js'
 import { HandOff } from './handoff.js'
 import type { JobGate } from './job-gate.js'
 import { type JobData, type RetryProgress, SKIPPED_REASON } from './records.js'
 import { type TraceCarrier, activeTraceCarrier, parseTraceCarrier } from '../../tracing/trace-carrier.js'
 
 export interface ConsumerOptions {
-  url: string
+  target: RedisTarget
   queueName: string
-  /** Jobs held at once: the runner's concurrency. */
+  /** The key prefix of each shard consumed here, by shard number. */
+  prefixes: ReadonlyMap<number, string>
+  /** The shard an id names. */
+  shardOf: (id: string) => number | undefined
+  /** Jobs held at once: the runner's concurrency, shared out over the shards' Workers. */
   concurrency: number
   lockDurationMs: number
   stalledIntervalMs: number
@@ -54,7 +62,10 @@ class RetryAt extends Error {
 }
 
 export class JobConsumer {
-  private readonly worker: Worker<JobData>
+  /** One Worker per shard consumed, by shard number. */
+  private readonly workers = new Map<number, Worker<JobData>>()
+  /** The Cluster client the Workers share (BullMQ makes and closes its own for one Redis). */
+  private readonly client: { url: string } | Cluster
   /** Taken by the worker, not yet claimed by the runner. */
   private readonly handOff = new HandOff<Held>()
   /** Claimed by the runner: running. */
@@ -71,35 +82,44 @@ export class JobConsumer {
   private readonly traced: boolean
 
   constructor(
-    options: ConsumerOptions,
+    private readonly options: ConsumerOptions,
     private readonly log: ConnectionLog,
     /** Schedules' occurrences and rate-limited names, checked before a job is handed over. */
     private readonly gate?: JobGate,
   ) {
-    this.worker = new Worker<JobData>(options.queueName, (job, token) => this.process(job, token), {
-      // BullMQ owns these connections: they wait for Redis to come back (maxRetriesPerRequest: null).
-      connection: { url: options.url },
+    // These connections wait for Redis to come back (maxRetriesPerRequest: null).
+    this.traced = options.telemetry !== undefined
+    this.client = blockingConnection(options.target)
+    const concurrency = Math.max(1, Math.ceil(options.concurrency / options.prefixes.size))
+    for (const [shard, prefix] of options.prefixes) this.workers.set(shard, this.createWorker(prefix, concurrency))
+  }
+
+  private createWorker(prefix: string, concurrency: number): Worker<JobData> {
+    const { log } = this
+    const worker = new Worker<JobData>(this.options.queueName, (job, token) => this.process(job, token), {
+      connection: this.client,
+      prefix,
       autorun: false,
-      concurrency: options.concurrency,
-      lockDuration: options.lockDurationMs,
-      stalledInterval: options.stalledIntervalMs,
+      concurrency,
+      lockDuration: this.options.lockDurationMs,
+      stalledInterval: this.options.stalledIntervalMs,
       maxStalledCount: 1,
-      ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
+      ...(this.options.telemetry === undefined ? {} : { telemetry: this.options.telemetry }),
       settings: {
         // The runner drew the delay from the task's policy; BullMQ applies it.
         backoffStrategy: (_attemptsMade: number, _type: string | undefined, error: Error | undefined) =>
           error instanceof RetryAt ? Math.max(0, error.retryAt - Date.now()) : 0,
       },
     })
-    this.traced = options.telemetry !== undefined
-    this.worker.on('error', log.error)
-    this.worker.on('lockRenewalFailed', (taskIds) => log.warn({ taskIds }, 'lost the lock on tasks: another worker may run them again'))
-    this.worker.on('completed', (job) => this.recorded(job.id))
-    this.worker.on('failed', (job) => this.recorded(job?.id))
+    worker.on('error', log.error)
+    worker.on('lockRenewalFailed', (taskIds) => log.warn({ taskIds }, 'lost the lock on tasks: another worker may run them again'))
+    worker.on('completed', (job) => this.recorded(job.id))
+    worker.on('failed', (job) => this.recorded(job?.id))
+    return worker
   }
 
-  waitUntilReady(): Promise<void> {
-    return this.worker.waitUntilReady()
+  async waitUntilReady(): Promise<void> {
+    await Promise.all([...this.workers.values()].map((worker) => worker.waitUntilReady()))
   }
 
   /** The runner has started: take jobs, and wake it when one is handed over. */
@@ -164,8 +184,9 @@ export class JobConsumer {
    * for (cancelled, then retried before this message landed), and it runs on.
    */
   cancelLocal(id: string): void {
-    if (!this.claimed.has(id) && !this.handOff.has((h) => h.job.id === id)) return
-    Job.fromId<JobData>(this.worker, id)
+    const worker = this.workers.get(this.options.shardOf(id) ?? -1)
+    if (worker === undefined || (!this.claimed.has(id) && !this.handOff.has((h) => h.job.id === id))) return
+    Job.fromId<JobData>(worker, id)
       .then((job) => (job?.data.cancelledAt === undefined ? undefined : this.cancelHeld(id)))
       .then((here) => here === 'running' && this.hooks?.cancelLocal(id), this.log.error)
   }
@@ -174,18 +195,19 @@ export class JobConsumer {
   stop(): void {
     if (this.stopped) return
     this.stopped = true
-    if (this.running) this.worker.pause(true).catch(this.log.error)
+    if (this.running) for (const worker of this.workers.values()) worker.pause(true).catch(this.log.error)
     for (const held of this.handOff.drain()) void this.handBack(held)
   }
 
   /** Jobs still held (cut off by the shutdown deadline) go back to `wait` now, not when their lock expires. */
   async close(): Promise<void> {
     this.stop()
-    const closed = this.worker.close()
+    const closed = Promise.all([...this.workers.values()].map((worker) => worker.close()))
     const held = [...this.claimed.values()]
     this.claimed.clear()
     await Promise.all(held.map((h) => this.handBack(h)))
     await closed.catch(this.log.error)
+    if (!('url' in this.client)) await closeConnection(this.client)
     for (const id of this.recording.keys()) this.recorded(id)
     clearInterval(this.recordingTimer)
   }
@@ -193,7 +215,7 @@ export class JobConsumer {
   private run(): void {
     if (this.running || this.stopped) return
     this.running = true
-    this.worker.run().catch(this.log.error)
+    for (const worker of this.workers.values()) worker.run().catch(this.log.error)
   }
 
   /** BullMQ's processor: the job waits for the runner, unless it must not run. */

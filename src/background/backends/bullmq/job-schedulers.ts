@@ -10,7 +10,7 @@
  * a job whose next occurrence was due already (`SCHEDULE_MISSED`, shown `cancelled`) without running it.
  */
 import type { Job, Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './connection.js'
 import type { MissedRunPolicy, Schedule } from '../../schedules/schedule.js'
 import type { QueueSchedule, RecordedOccurrence, StoredScheduleState } from '../types.js'
 import { type JobData, bullPriorityOf } from './records.js'
@@ -35,7 +35,7 @@ export class JobSchedulers {
 
   constructor(
     private readonly queue: Queue<JobData>,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     retention: { maxCount: number; maxAgeMs: number },
   ) {
     this.lastKey = queue.toKey('schedules:last')

@@ -6,13 +6,12 @@ import type { Task } from '../../task.js'
 import type { Deduplicated } from '../types.js'
 import { unavailable } from './connection.js'
 import type { QueueKeys } from './keys.js'
-import type { JobProducer } from './producer.js'
 
 /** Claim the keys, store the rest, then mark the keys committed; a failed store releases them. */
 export async function enqueueKeyed(
   group: Task[],
   keys: QueueKeys,
-  producer: JobProducer,
+  producer: { add(group: Task[]): Promise<void> },
   logError: (error: Error) => void,
 ): Promise<Deduplicated> {
   const claimed = await keys.claim(group).catch((error: unknown) => {

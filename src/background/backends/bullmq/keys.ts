@@ -9,12 +9,11 @@
  * has not marked it yet); one whose job does not exist is in flight (409) for `PENDING_STALE_MS`,
  * after which its process is taken to have died before adding the job, and the key is taken over.
  */
-import type { Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
 import { IdempotencyKeyInFlightError, IdempotencyKeyReusedError } from '../../errors.js'
 import type { Deduplicated } from '../types.js'
 import type { Task } from '../../task.js'
-import type { JobData } from './records.js'
+import type { RedisClient } from './connection.js'
+import type { ShardQueues } from './shard-queues.js'
 
 /** How long a pending key without its job blocks the key (the time a process may take to add a job, with room to spare). */
 export const PENDING_STALE_MS = 10_000
@@ -51,16 +50,13 @@ export interface ClaimedKeys {
 }
 
 export class QueueKeys {
-  private readonly prefix: string
-
   constructor(
-    private readonly redis: Redis,
-    private readonly queue: Queue<JobData>,
+    private readonly redis: RedisClient,
+    /** A key's marker sits in the shard the key hashes to; its task may be in any shard (its id says which). */
+    private readonly shards: Pick<ShardQueues, 'keyPrefix' | 'getJob'>,
     private readonly retentionMs: number,
     private readonly now: () => number = Date.now,
-  ) {
-    this.prefix = `${queue.opts.prefix ?? 'bull'}:${queue.name}:idempotency:`
-  }
+  ) {}
 
   /**
    * Claim the keys of a group's keyed tasks, or throw `IDEMPOTENCY_KEY_REUSED` /
@@ -95,7 +91,7 @@ export class QueueKeys {
 
   private async claimOne(task: Task, claimed: ClaimedKeys): Promise<void> {
     const { key, fingerprint } = task.key as NonNullable<Task['key']>
-    const redisKey = this.prefix + key
+    const redisKey = this.shards.keyPrefix(key) + key
     const marker: Marker = { f: fingerprint, i: task.id, s: 'p', t: this.now() }
     const value = JSON.stringify(marker)
     let expected = ''
@@ -107,7 +103,7 @@ export class QueueKeys {
       }
       const held = JSON.parse(current) as Marker
       if (held.f !== fingerprint) throw new IdempotencyKeyReusedError()
-      if (held.s === 'c' || (await this.queue.getJob(held.i)) !== undefined) {
+      if (held.s === 'c' || (await this.shards.getJob(held.i)) !== undefined) {
         claimed.deduplicated.set(task.id, held.i)
         return
       }

@@ -9,8 +9,8 @@
  * BullMQ priority (see `bullPriorityOf`): FIFO within a priority, as BullMQ keeps it.
  */
 import { FlowProducer, type FlowJob, type JobsOptions, type Queue, type Telemetry } from 'bullmq'
-import type { Redis } from 'ioredis'
 import type { Task } from '../../task.js'
+import type { RedisClient } from './connection.js'
 import { type JobData, bullPriorityOf, dataOf } from './records.js'
 import { TurnBatch } from './turn-batch.js'
 
@@ -27,12 +27,13 @@ export class JobProducer {
 
   constructor(
     private readonly queue: Queue<JobData>,
-    connection: Redis,
+    connection: RedisClient,
     retention: { maxCount: number; maxAgeMs: number },
     onError: (error: Error) => void,
     telemetry?: Telemetry,
   ) {
-    this.flows = new FlowProducer({ connection, ...(telemetry === undefined ? {} : { telemetry }) })
+    // The queue's own prefix: a flow's keys are the queue's, in its cluster slot.
+    this.flows = new FlowProducer({ connection, prefix: queue.opts.prefix, ...(telemetry === undefined ? {} : { telemetry }) })
     this.traced = telemetry !== undefined
     this.single = new TurnBatch(queue)
     this.flows.on('error', onError)
