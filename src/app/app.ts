@@ -5,6 +5,7 @@ import { backgroundTasks, taskRoutes, TaskView, type TaskBackend } from '../back
 import type { Config } from './config.js'
 import { docs } from './plugins/docs.js'
 import { metrics } from './plugins/metrics.js'
+import { parseTrustProxy } from './trust-proxy.js'
 import { parseQuerystring } from './querystring.js'
 import { clientErrorHandler } from './client-errors.js'
 import { hashRoutes } from './routes/hash.js'
@@ -72,6 +73,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     // The closing plugin answers 503 with a code and Retry-After while closing.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // TRUST_PROXY: whose X-Forwarded-For/-Proto/-Host set request.ip, .protocol and .host.
+    trustProxy: parseTrustProxy(config.TRUST_PROXY) ?? false,
     // A client has REQUEST_TIMEOUT_MS to send a whole request (then 408 and the socket is
     // closed), checked every half of it, not every 30 s as Node does by default; an idle
     // keep-alive connection is closed after KEEP_ALIVE_TIMEOUT_MS.

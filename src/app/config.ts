@@ -9,6 +9,7 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { DEFAULTS as TASK_DEFAULTS, type RateLimit, type ScheduleOptions } from '../background/index.js'
 import { type ParsedSetting, parseTaskRateLimits, parseTaskSchedules } from './schedules-config.js'
+import { TRUST_PROXY_FORMS, parseTrustProxy } from './trust-proxy.js'
 
 const Integer = (minimum: number, maximum: number, defaultValue: number) => Type.Integer({ minimum, maximum, default: defaultValue })
 const Flag = (defaultValue: boolean) => Type.Boolean({ default: defaultValue })
@@ -59,6 +60,8 @@ export const ConfigSchema = Type.Object({
   ),
   /** A dashboard session's lifetime from sign-in: 1 minute to 30 days, default 8 hours. */
   ADMIN_SESSION_TTL_SECONDS: Integer(60, 2_592_000, 28_800),
+  /** Which proxies' X-Forwarded-* headers to believe (see trust-proxy.ts); none by default. */
+  TRUST_PROXY: Type.String({ minLength: 1, default: 'false' }),
   LOG_QUERY: Flag(false),
   DOCS_ENABLED: Flag(true),
   METRICS_ENABLED: Flag(true),
@@ -133,6 +136,7 @@ const FURTHER_CHECKS: Partial<Record<keyof Config, { check: (value: string) => b
     },
     expected: 'a redis:// or rediss:// URL with a host and a port from 1 to 65535',
   },
+  TRUST_PROXY: { check: (value) => parseTrustProxy(value) !== undefined, expected: TRUST_PROXY_FORMS },
   HOST: {
     // A name is resolved when the server listens; a dotted number must be an IPv4 address.
     check: (value) => !/^[\d.]+$/.test(value) || isIPv4(value),

@@ -173,6 +173,11 @@ describe('the packed package', () => {
     for (const asset of ['index.html', 'dashboard.js', 'dashboard.css'])
       expect(packed).toContain(`dist/background/dashboard/assets/${asset}`)
     expect(packed.some((path) => /(^|\/)(test|bench|src|public|logs)\/|\.env|\.map$/.test(path))).toBe(false)
+    // Every module packed is built from a source file of today's tree: none left by an earlier build.
+    const withoutSource = packed
+      .filter((path) => /\.(js|d\.ts)$/.test(path) && !path.includes('/dashboard/assets/'))
+      .filter((path) => !existsSync(join(ROOT, path.replace(/^dist\//, 'src/').replace(/\.(js|d\.ts)$/, '.ts'))))
+    expect(withoutSource).toEqual([])
     // Every entry of `exports` (and main/types) is in the tarball.
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
       main: string
