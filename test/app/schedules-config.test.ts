@@ -118,3 +118,23 @@ it("a rate limit's wait shows in /metrics: the task held back, and the starts pu
   // Close without waiting a minute for it: cancelled, it is skipped.
   expect((await server.request(`/tasks/${held}`, { method: 'DELETE' })).status).toBe(200)
 })
+
+it('GET /tasks/schedules needs the admin token, like the other task routes', async () => {
+  const token = 'schedules-admin-token-0123456789'
+  const server = await startServer({
+    ADMIN_TOKEN: token,
+    TASK_SCHEDULES: JSON.stringify([{ id: 'nightly', task: 'log_message', args: ['n'], cron: '0 3 * * *', tz: 'Europe/Paris' }]),
+  })
+  servers.push(server)
+  const refused = await server.request('/tasks/schedules', { method: 'GET' })
+  expect(refused.status).toBe(401)
+  expect(refused.json()).toMatchObject({ code: 'ADMIN_TOKEN_REQUIRED' })
+  const listed = await server.request('/tasks/schedules', { method: 'GET', headers: { authorization: `Bearer ${token}` } })
+  expect(listed.status).toBe(200)
+  const [nightly] = listed.json<ScheduleList>().schedules
+  expect(nightly).toMatchObject({ id: 'nightly', task: 'log_message', cron: '0 3 * * *', tz: 'Europe/Paris' })
+  expect(nightly?.last).toBeUndefined()
+  // 03:00 in Paris is 02:00 UTC in winter, 01:00 UTC in summer.
+  expect(nightly?.nextRunAt).toMatch(/T0[12]:00:00\.000Z$/)
+  expect(Date.parse(nightly!.nextRunAt!)).toBeGreaterThan(Date.now())
+})

@@ -148,6 +148,7 @@ describeWithRedis('bullmq: schedules and rate limits', () => {
       return undefined
     })
     expect(waiting.attempts).toBe(0)
+    expect(waiting.startedAt).toBeUndefined()
     await waitFor(() => names.every((name) => starts[name]!.length === 12), { timeoutMs: 8000, what: 'every task to start' })
     const finished = await Promise.all(
       ids.map((id) =>

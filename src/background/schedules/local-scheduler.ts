@@ -91,9 +91,19 @@ export class LocalScheduler {
       const task = runner.prepare(definition, schedule.args, undefined)
       task.occurrence = { scheduleId: schedule.id, at }
       runner.admit(task)
+      const before = this.last.get(schedule.id)
       this.last.set(schedule.id, { scheduleId: schedule.id, at, taskId: task.id })
       const stored = runner.submit([task])
-      if (stored instanceof Promise) stored.catch((error: unknown) => this.failed(schedule, at, error))
+      if (stored instanceof Promise) {
+        stored.catch((error: unknown) => {
+          // Not stored (the journal could not be written): it is not the last occurrence.
+          if (this.last.get(schedule.id)?.taskId === task.id) {
+            if (before === undefined) this.last.delete(schedule.id)
+            else this.last.set(schedule.id, before)
+          }
+          this.failed(schedule, at, error)
+        })
+      }
     } catch (error) {
       this.failed(schedule, at, error)
     }

@@ -45,29 +45,40 @@ export class JobSchedulers {
   async sync(list: QueueSchedule[], missed: MissedRunPolicy): Promise<void> {
     this.schedules = new Map(list.map(({ schedule }) => [schedule.id, schedule]))
     this.missed = missed
+    // One schedule BullMQ refuses (a cron form only croner reads) does not keep the others from the queue.
+    const refused: string[] = []
     for (const { schedule, maxAttempts } of list) {
-      const every = schedule.everyMs
-      // `every` starts from the first upsert's time unless given a start: a multiple of it, as the local backends keep.
-      const repeat =
-        every === undefined
-          ? { pattern: schedule.cron, tz: schedule.tz ?? 'UTC' }
-          : { every, startDate: Math.ceil(Date.now() / every) * every }
-      await this.queue.upsertJobScheduler(schedule.id, repeat, {
-        name: schedule.task,
-        data: { args: schedule.args },
-        opts: {
-          attempts: maxAttempts,
-          backoff: { type: TASK_BACKOFF },
-          removeOnComplete: this.keep,
-          removeOnFail: this.keep,
-          priority: bullPriorityOf(0),
-        },
-      })
+      try {
+        await this.upsert(schedule, maxAttempts)
+      } catch (error) {
+        refused.push(`${schedule.id}: ${error instanceof Error ? error.message : String(error)}`)
+      }
     }
     for (const stored of await this.queue.getJobSchedulers(0, -1)) {
       const id = stored.id ?? stored.key
       if (!this.schedules.has(id)) await this.queue.removeJobScheduler(id)
     }
+    if (refused.length > 0) throw new Error(`BullMQ refused schedules: ${refused.join('; ')}`)
+  }
+
+  private async upsert(schedule: Schedule, maxAttempts: number): Promise<void> {
+    const every = schedule.everyMs
+    // `every` starts from the first upsert's time unless given a start: a multiple of it, as the local backends keep.
+    const repeat =
+      every === undefined
+        ? { pattern: schedule.cron, tz: schedule.tz ?? 'UTC' }
+        : { every, startDate: Math.ceil(Date.now() / every) * every }
+    await this.queue.upsertJobScheduler(schedule.id, repeat, {
+      name: schedule.task,
+      data: { args: schedule.args },
+      opts: {
+        attempts: maxAttempts,
+        backoff: { type: TASK_BACKOFF },
+        removeOnComplete: this.keep,
+        removeOnFail: this.keep,
+        priority: bullPriorityOf(0),
+      },
+    })
   }
 
   /** Under `skip`: this scheduler job's next occurrence was due already when a worker took it. */

@@ -101,7 +101,8 @@ export function toRecord(job: Job<JobData>, state: JobState | 'unknown'): TaskRe
     maxAttempts: job.opts.attempts ?? 1,
     requestId: job.data.requestId,
     createdAt: job.timestamp,
-    startedAt: notRun ? undefined : job.processedOn,
+    // A job put back by its rate limit was taken, not started.
+    startedAt: notRun || (status === 'queued' && job.data.rateLimitedUntil !== undefined) ? undefined : job.processedOn,
     finishedAt: job.finishedOn ?? (status === 'cancelled' ? job.data.cancelledAt : undefined),
     runAt: status === 'retrying' ? progress.retryAt : status === 'scheduled' ? job.data.runAt : undefined,
     priority: taskPriorityOf(job),
