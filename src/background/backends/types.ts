@@ -6,7 +6,9 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Task } from '../task.js'
 import type { TraceCarrier } from '../tracing/trace-carrier.js'
-import type { MissedRunPolicy, Schedule } from '../schedules/schedule.js'
+import type { MissedRunPolicy } from '../schedules/schedule.js'
+import type { QueueSchedule, RecordedOccurrence, StoredScheduleState } from '../schedules/stored-schedules.js'
+export type { QueueSchedule, RecordedOccurrence, ScheduleOccurrence, StoredScheduleState } from '../schedules/stored-schedules.js'
 import type { RateLimits } from '../rate-limits/rate-limits.js'
 
 /** Every status a task can have, in the order of its life; the one list the code and the API use. */
@@ -126,29 +128,6 @@ export type MaybePromise<T> = T | Promise<T>
  *   retry goes back to the queue), and a closing runner stops claiming at once.
  */
 export type TaskExecution = 'local' | 'remote' | 'shared'
-
-/** One occurrence of a recurring schedule: the schedule and the instant it was due (epoch ms). */
-export interface ScheduleOccurrence {
-  scheduleId: string
-  at: number
-}
-
-/** An occurrence a store recorded as run: the task it was added as. */
-export interface RecordedOccurrence extends ScheduleOccurrence {
-  taskId: string
-}
-
-/** A schedule as a shared queue keeps it: with the attempts each occurrence's task gets. */
-export interface QueueSchedule {
-  schedule: Schedule
-  maxAttempts: number
-}
-
-/** What a store knows of a schedule: the next occurrence it will add, and the last one added. */
-export interface StoredScheduleState {
-  nextRunAt: number | undefined
-  last: RecordedOccurrence | undefined
-}
 
 /** What the runner hands a backend when it starts. */
 export interface BackendHooks {

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { AnyTaskDefinition } from '../define-task.js'
 import type { TaskBackend } from '../backends/types.js'
 import type { RateLimit } from '../rate-limits/rate-limits.js'
+import type { Admission } from './admission.js'
 
 export interface RunnerOptions {
   backend: TaskBackend
@@ -48,4 +49,10 @@ export interface RunnerStats {
   concurrency: number
   full: boolean
   closing: boolean
+}
+
+/** The stats of a runner whose admission is `admission`. */
+export function runnerStats(running: number, admission: Admission, concurrency: number, closing: boolean): RunnerStats {
+  const { pending, maxPending, scheduled, maxScheduled, full } = admission
+  return { running, pending, maxPending, scheduled, maxScheduled, concurrency, full, closing }
 }

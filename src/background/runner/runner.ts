@@ -38,7 +38,7 @@ import { drainAndClose } from './drain.js'
 import { submitTasks } from './submission.js'
 import { cancelTask, retryTask } from './task-control.js'
 import type { RunnerParts } from './parts.js'
-import type { RunnerOptions, RunnerStats } from './runner-options.js'
+import { type RunnerOptions, type RunnerStats, runnerStats } from './runner-options.js'
 import { taskEnvironment } from './task-environment.js'
 import { RateLimits, rateLimitsByName } from '../rate-limits/rate-limits.js'
 
@@ -72,21 +72,19 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
     this.policy = executionPolicy(options.backend.execution)
     this.concurrency = options.concurrency
     this.admission = new Admission(options.maxPending, options.maxScheduled ?? DEFAULTS.maxScheduled)
+    const { backend, tasks } = options
     this.registry = new TaskRegistry({
-      durable: options.backend.durable,
-      backendKind: options.backend.kind,
-      tasks: options.tasks,
-      newId: options.backend.newTaskId?.bind(options.backend),
+      durable: backend.durable,
+      backendKind: backend.kind,
+      tasks,
+      newId: backend.newTaskId?.bind(backend),
     })
     this.logger = options.logger
     this.rateLimits = new RateLimits(rateLimitsByName(options.tasks ?? [], options.rateLimits))
     this.now = options.now ?? Date.now
     this.calls = new BackendCalls(this.backend, options.backendTimeoutMs ?? 5000, this.logger)
-    this.threads = new ThreadPool({
-      threads: options.threads ?? DEFAULTS.threads,
-      resourceLimits: options.threadResourceLimits,
-      logger: this.logger,
-    })
+    const threads = options.threads ?? DEFAULTS.threads
+    this.threads = new ThreadPool({ threads, resourceLimits: options.threadResourceLimits, logger: this.logger })
     this.sweeper = new Sweeper(this.backend, this.now, this.logger)
     const environment = taskEnvironment(this.backend, this.logger)
     this.executions = new Executions({
@@ -249,16 +247,7 @@ export class TaskRunner extends EventEmitter<RunnerEvents> {
   }
 
   stats(): RunnerStats {
-    return {
-      running: this.executions.running,
-      pending: this.admission.pending,
-      maxPending: this.admission.maxPending,
-      scheduled: this.admission.scheduled,
-      maxScheduled: this.admission.maxScheduled,
-      concurrency: this.concurrency,
-      full: this.admission.full,
-      closing: this.closing,
-    }
+    return runnerStats(this.executions.running, this.admission, this.concurrency, this.closing)
   }
 
   /** Claim as many tasks as there are free slots, and start them. */

@@ -17,6 +17,7 @@ import { type BackendHooks, type FailOptions, type MaybePromise, isPromise } fro
 import { Task } from '../../task.js'
 import { type ConnectionLog, type RedisTarget, blockingConnection, closeConnection } from './connection.js'
 import { HandOff } from './handoff.js'
+import { OutcomeWaits } from './outcome-waits.js'
 import type { JobGate } from './job-gate.js'
 import { type JobData, type RetryProgress, SKIPPED_REASON } from './records.js'
 import { type TraceCarrier, activeTraceCarrier, parseTraceCarrier } from '../../tracing/trace-carrier.js'
@@ -48,8 +49,6 @@ interface Held {
 
 /** Without a runner to wake, how long a claim waits for the worker to hand over a job before it answers none. */
 const CLAIM_WAIT_MS = 150
-/** How long `complete`/`fail` wait for BullMQ to record the outcome (longer: Redis is away, or the lock was lost). */
-const RECORD_WAIT_MS = 5_000
 
 /** The error a retry fails the job with: it carries the time the runner chose. */
 class RetryAt extends Error {
@@ -70,10 +69,8 @@ export class JobConsumer {
   private readonly handOff = new HandOff<Held>()
   /** Claimed by the runner: running. */
   private readonly claimed = new Map<string, Held>()
-  /** `complete`/`fail` calls waiting for BullMQ's `completed`/`failed` event, by job id, oldest first. */
-  private readonly recording = new Map<string, { since: number; resolve: () => void }>()
-  /** Ends the waits BullMQ's event never came for; runs only while some wait. */
-  private recordingTimer: NodeJS.Timeout | undefined
+  /** `complete`/`fail` calls waiting for BullMQ's `completed`/`failed` event. */
+  private readonly outcomes: OutcomeWaits
   private hooks: BackendHooks | undefined
   private running = false
   /** Takes no new job: the runner is closing. */
@@ -87,8 +84,9 @@ export class JobConsumer {
     /** Schedules' occurrences and rate-limited names, checked before a job is handed over. */
     private readonly gate?: JobGate,
   ) {
-    // These connections wait for Redis to come back (maxRetriesPerRequest: null).
     this.traced = options.telemetry !== undefined
+    this.outcomes = new OutcomeWaits(log)
+    // These connections wait for Redis to come back (maxRetriesPerRequest: null).
     this.client = blockingConnection(options.target)
     const concurrency = Math.max(1, Math.ceil(options.concurrency / options.prefixes.size))
     for (const [shard, prefix] of options.prefixes) this.workers.set(shard, this.createWorker(prefix, concurrency))
@@ -113,8 +111,8 @@ export class JobConsumer {
     })
     worker.on('error', log.error)
     worker.on('lockRenewalFailed', (taskIds) => log.warn({ taskIds }, 'lost the lock on tasks: another worker may run them again'))
-    worker.on('completed', (job) => this.recorded(job.id))
-    worker.on('failed', (job) => this.recorded(job?.id))
+    worker.on('completed', (job) => this.outcomes.recorded(job.id))
+    worker.on('failed', (job) => this.outcomes.recorded(job?.id))
     return worker
   }
 
@@ -208,8 +206,7 @@ export class JobConsumer {
     await Promise.all(held.map((h) => this.handBack(h)))
     await closed.catch(this.log.error)
     if (!('url' in this.client)) await closeConnection(this.client)
-    for (const id of this.recording.keys()) this.recorded(id)
-    clearInterval(this.recordingTimer)
+    this.outcomes.endAll()
   }
 
   private run(): void {
@@ -273,31 +270,10 @@ export class JobConsumer {
   /** Settle the processor, and resolve once BullMQ has recorded the outcome (or after a bounded wait). */
   private finish(held: Held, error?: Error): Promise<void> {
     const id = held.job.id as string
-    const recorded = new Promise<void>((resolve) => this.recording.set(id, { since: Date.now(), resolve }))
-    this.recordingTimer ??= setInterval(() => this.endOverdueWaits(), 1_000).unref()
+    const recorded = this.outcomes.waitFor(id)
     if (error === undefined) held.resolve()
     else held.reject(error)
     return recorded
-  }
-
-  private recorded(id: string | undefined): void {
-    const waiting = id === undefined ? undefined : this.recording.get(id)
-    if (waiting === undefined) return
-    this.recording.delete(id as string)
-    waiting.resolve()
-  }
-
-  /** BullMQ records an outcome at once, unless Redis is away (it retries) or the lock was lost: do not hold the runner. */
-  private endOverdueWaits(): void {
-    const overdue = Date.now() - RECORD_WAIT_MS
-    for (const [id, { since }] of this.recording) {
-      if (since > overdue) break
-      this.log.limited({ taskId: id }, 'BullMQ has not recorded the end of a task yet (Redis unreachable, or the lock was lost)')
-      this.recorded(id)
-    }
-    if (this.recording.size > 0) return
-    clearInterval(this.recordingTimer)
-    this.recordingTimer = undefined
   }
 
   /** Back to `wait` for another worker at once (BullMQ's manual pattern: moveToWait, then WaitingError). */

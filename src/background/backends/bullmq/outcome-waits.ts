@@ -1,0 +1,52 @@
+/**
+ * The worker's `complete`/`fail` calls waiting for BullMQ to record the outcome (its `completed` /
+ * `failed` event for the job), bounded: BullMQ records at once unless Redis is away (it retries)
+ * or the lock was lost, and the runner must not be held for that.
+ */
+import type { ConnectionLog } from './connection.js'
+
+/** How long a wait lasts at most. */
+const RECORD_WAIT_MS = 5_000
+
+export class OutcomeWaits {
+  /** By job id, oldest first. */
+  private readonly waits = new Map<string, { since: number; resolve: () => void }>()
+  /** Ends the waits whose event never came; runs only while some wait. */
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(private readonly log: ConnectionLog) {}
+
+  /** Resolves once the job's outcome is recorded, or after the bound. */
+  waitFor(id: string): Promise<void> {
+    const recorded = new Promise<void>((resolve) => this.waits.set(id, { since: Date.now(), resolve }))
+    this.timer ??= setInterval(() => this.endOverdue(), 1_000).unref()
+    return recorded
+  }
+
+  /** BullMQ recorded the job's outcome. */
+  recorded(id: string | undefined): void {
+    const waiting = id === undefined ? undefined : this.waits.get(id)
+    if (waiting === undefined) return
+    this.waits.delete(id as string)
+    waiting.resolve()
+  }
+
+  /** Closing: nobody waits any more. */
+  endAll(): void {
+    for (const id of this.waits.keys()) this.recorded(id)
+    clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  private endOverdue(): void {
+    const overdue = Date.now() - RECORD_WAIT_MS
+    for (const [id, { since }] of this.waits) {
+      if (since > overdue) break
+      this.log.limited({ taskId: id }, 'BullMQ has not recorded the end of a task yet (Redis unreachable, or the lock was lost)')
+      this.recorded(id)
+    }
+    if (this.waits.size > 0) return
+    clearInterval(this.timer)
+    this.timer = undefined
+  }
+}
