@@ -69,10 +69,15 @@ export async function startTracing(env: Env, serviceName: string): Promise<Traci
   return { shutdown: () => provider.shutdown() }
 }
 
-/** Fastify's official instrumentation as a plugin: a SERVER span per request, the handler's context active. */
+/**
+ * Fastify's official instrumentation as a plugin: a SERVER span per request and one for its
+ * handler (whose context is active when tasks are added). Not a span per hook: this app runs
+ * about ten hooks a request (guard, auth, metrics, the plugin's own), and a span for each made
+ * tracing cost several times a request's work (docs/performance.md#tracing).
+ */
 export async function requestSpans(): Promise<FastifyPluginCallback> {
   const { FastifyOtelInstrumentation } = await import('@fastify/otel')
-  return new FastifyOtelInstrumentation().plugin()
+  return new FastifyOtelInstrumentation({ instrumentHooks: false }).plugin()
 }
 
 /** BullMQ's own telemetry (bullmq-otel): its producer and consumer spans around each job. */

@@ -5,7 +5,16 @@
  * item's trace. Only `@opentelemetry/api`: with no SDK registered, the tracer is the API's no-op
  * one, its spans do not record, and nothing is kept on the task.
  */
-import { type Link, type Span, type TracerProvider, type Tracer, SpanStatusCode, context, trace } from '@opentelemetry/api'
+import {
+  type Link,
+  type Span,
+  type TracerProvider,
+  type Tracer,
+  ProxyTracerProvider,
+  SpanStatusCode,
+  context,
+  trace,
+} from '@opentelemetry/api'
 import type { Task } from '../task.js'
 import { describeError } from '../describe-error.js'
 import { contextOf, spanContextOf } from './trace-carrier.js'
@@ -16,12 +25,19 @@ export const TRACER_NAME = 'fastify-background-tasks'
 /** What an attempt ended as (its span's `task.outcome`). */
 export type AttemptSpanOutcome = 'succeeded' | 'retrying' | 'failed' | 'cancelled' | 'aborted' | 'unrecorded'
 
+/** The API's no-op provider: what the global proxy delegates to while no SDK is registered. */
+const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate()
+
 let provider: TracerProvider | undefined
 let tracer: Tracer | undefined
 
-/** The tracer of the provider registered now (a provider registered later, or replaced, is picked up). */
-function currentTracer(): Tracer {
+/**
+ * The tracer of the SDK registered now (one registered later, or replaced, is picked up);
+ * undefined while none is: then no span is even asked for (no name, options or no-op span made).
+ */
+function currentTracer(): Tracer | undefined {
   const current = trace.getTracerProvider()
+  if ((current instanceof ProxyTracerProvider ? current.getDelegate() : current) === NOOP_PROVIDER) return undefined
   if (current !== provider || tracer === undefined) {
     provider = current
     tracer = current.getTracer(TRACER_NAME)
@@ -31,7 +47,8 @@ function currentTracer(): Tracer {
 
 /** Start the span of `task`'s attempt beginning `now`, a child of the trace context stored with the task. */
 export function startAttemptSpan(task: Task, now: number): void {
-  const span = currentTracer().startSpan(`task ${task.name}`, { startTime: now }, contextOf(task.traceContext))
+  const span = currentTracer()?.startSpan(`task ${task.name}`, { startTime: now }, contextOf(task.traceContext))
+  if (span === undefined) return
   if (!span.isRecording()) return
   span.setAttributes({
     'task.name': task.name,
@@ -74,13 +91,16 @@ export function runInSpan<T>(span: Span | undefined, fn: () => T): T {
 /** The span of one batch call: linked to every item's request trace; undefined when tracing is off. */
 export function startBatchSpan(tasks: Task[], name: string, now: number): Span | undefined {
   // No item records: no SDK (or none sampled), and no links to make.
-  if (!tasks.some((task) => task.span !== undefined)) return undefined
+  let recording = false
+  for (const task of tasks) if (task.span !== undefined) recording = true
+  const batchTracer = recording ? currentTracer() : undefined
+  if (batchTracer === undefined) return undefined
   const links: Link[] = []
   for (const task of tasks) {
     const linked = spanContextOf(task.traceContext)
     if (linked !== undefined) links.push({ context: linked, attributes: { 'task.id': task.id } })
   }
-  const span = currentTracer().startSpan(`task.batch ${name}`, { startTime: now, links, root: true })
+  const span = batchTracer.startSpan(`task.batch ${name}`, { startTime: now, links, root: true })
   span.setAttributes({ 'task.name': name, 'task.batch_size': tasks.length })
   return span
 }
