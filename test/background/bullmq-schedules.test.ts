@@ -7,17 +7,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
-import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
-import { type AnyTaskDefinition, type MissedRunPolicy, TaskRunner, TaskSchedules, defineTask } from '../../src/background/index.js'
-import { BullMQBackend } from '../../src/background/backends/bullmq/backend.js'
-import { resolveSchedules } from '../../src/background/schedules/resolve-schedules.js'
+import { type AnyTaskDefinition, defineTask } from '../../src/background/index.js'
 import { describeWithRedis, startRedis, type RedisServer } from '../helpers/redis.js'
 import { windowViolations } from '../helpers/rate-windows.js'
 import { waitFor } from '../helpers/wait.js'
-
-const retention = { maxCount: 1000, maxAgeMs: 60_000 }
-const silent = pino({ level: 'silent' })
+import { type SchedulingRunnerOptions, startSchedulingRunner } from '../helpers/scheduling-runner.js'
 
 describeWithRedis('bullmq: schedules and rate limits', () => {
   let redis: RedisServer
@@ -33,39 +28,8 @@ describeWithRedis('bullmq: schedules and rate limits', () => {
     await redis?.stop()
   })
 
-  /** A runner over its own BullMQ backend; with schedules, they are handed to the queue as the plugin does. */
-  async function runner(
-    role: 'producer' | 'worker',
-    queueName: string,
-    tasks: AnyTaskDefinition[],
-    options: { schedules?: unknown[]; missed?: MissedRunPolicy; rateLimits?: Map<string, { max: number; perMs: number }> } = {},
-  ) {
-    const backend = new BullMQBackend({ role, url: redis.url, queueName, retention, concurrency: 8, stalledIntervalMs: 60_000 })
-    await backend.waitUntilReady()
-    const taskRunner = new TaskRunner({
-      backend,
-      concurrency: 8,
-      maxPending: 1000,
-      defaultTimeoutMs: 5000,
-      logger: silent,
-      tasks,
-      rateLimits: options.rateLimits,
-    })
-    await taskRunner.start()
-    const schedules = new TaskSchedules({
-      schedules: resolveSchedules((options.schedules ?? []) as never, tasks),
-      definitions: new Map(tasks.map((task) => [task.name, task])),
-      runner: taskRunner,
-      missed: options.missed ?? 'run-once',
-      logger: silent,
-    })
-    await schedules.start()
-    opened.push(async () => {
-      schedules.stop()
-      await taskRunner.close(2000)
-    })
-    return { runner: taskRunner, schedules }
-  }
+  const runner = (role: 'producer' | 'worker', queueName: string, tasks: AnyTaskDefinition[], options: SchedulingRunnerOptions = {}) =>
+    startSchedulingRunner({ url: redis.url }, role, queueName, tasks, options, opened)
 
   it('an occurrence runs once, whichever of two workers takes it; GET /tasks/schedules sees its next run and last one', async () => {
     const queue = `schedules-${randomUUID()}`

@@ -6,19 +6,15 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
-import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
-import { type AnyTaskDefinition, TaskRunner, TaskSchedules, defineTask } from '../../src/background/index.js'
-import { BullMQBackend } from '../../src/background/backends/bullmq/backend.js'
-import { resolveSchedules } from '../../src/background/schedules/resolve-schedules.js'
+import { type AnyTaskDefinition, defineTask } from '../../src/background/index.js'
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
 import { describeWithRedis } from '../helpers/redis.js'
 import { windowViolations } from '../helpers/rate-windows.js'
 import { waitFor } from '../helpers/wait.js'
+import { type SchedulingRunnerOptions, startSchedulingRunner } from '../helpers/scheduling-runner.js'
 
 const SHARDS = 3
-const retention = { maxCount: 1000, maxAgeMs: 60_000 }
-const silent = pino({ level: 'silent' })
 
 describeWithRedis('a Redis Cluster with shards: schedules and rate limits', () => {
   let cluster: RedisCluster
@@ -34,46 +30,8 @@ describeWithRedis('a Redis Cluster with shards: schedules and rate limits', () =
     await cluster?.stop()
   })
 
-  async function runner(
-    role: 'producer' | 'worker',
-    queueName: string,
-    tasks: AnyTaskDefinition[],
-    options: { schedules?: unknown[]; rateLimits?: Map<string, { max: number; perMs: number }> } = {},
-  ) {
-    const backend = new BullMQBackend({
-      role,
-      clusterNodes: cluster.nodes,
-      shards: SHARDS,
-      queueName,
-      retention,
-      concurrency: 8,
-      stalledIntervalMs: 60_000,
-    })
-    await backend.waitUntilReady()
-    const taskRunner = new TaskRunner({
-      backend,
-      concurrency: 8,
-      maxPending: 1000,
-      defaultTimeoutMs: 5000,
-      logger: silent,
-      tasks,
-      rateLimits: options.rateLimits,
-    })
-    await taskRunner.start()
-    const schedules = new TaskSchedules({
-      schedules: resolveSchedules((options.schedules ?? []) as never, tasks),
-      definitions: new Map(tasks.map((task) => [task.name, task])),
-      runner: taskRunner,
-      missed: 'run-once',
-      logger: silent,
-    })
-    await schedules.start()
-    opened.push(async () => {
-      schedules.stop()
-      await taskRunner.close(2000)
-    })
-    return { runner: taskRunner, schedules }
-  }
+  const runner = (role: 'producer' | 'worker', queueName: string, tasks: AnyTaskDefinition[], options: SchedulingRunnerOptions = {}) =>
+    startSchedulingRunner({ clusterNodes: cluster.nodes, shards: SHARDS }, role, queueName, tasks, options, opened)
 
   it('an occurrence runs once, whichever of two workers takes it, and the web process sees the schedule', async () => {
     const queue = `schedules-${randomUUID()}`
