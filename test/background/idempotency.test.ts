@@ -8,6 +8,7 @@ import { once } from 'node:events'
 import { join, resolve } from 'node:path'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
 import { Agent, request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import { defineTask } from '../../src/background/index.js'
@@ -319,6 +320,17 @@ describeWithRedis('Idempotency-Key (bullmq) across web processes', () => {
     const first = await post(a!, 'shared', 'key-b')
     expect(first.status).toBe(200)
     const second = await post(b!, 'shared', 'key-b')
+    if (second.taskId !== first.taskId) {
+      // Seen once in CI (Node 22, loaded): say what Redis held, so the cause can be found.
+      const redisClient = new Redis(redis.url)
+      const marker = await redisClient.get('bull:background-tasks:idempotency:key-b')
+      const keys = await redisClient.keys('*idempotency*')
+      redisClient.disconnect()
+      const stderr = children.map((child) => child.stderr?.join('') ?? '').join('\n---\n')
+      expect.fail(
+        `second reply ${JSON.stringify(second)} after ${JSON.stringify(first)}; marker ${marker}; keys ${keys.join(', ')}; stderr: ${stderr}`,
+      )
+    }
     expect(second).toEqual(first)
     const reused = await post(b!, 'not shared', 'key-b')
     expect(reused.status).toBe(422)
