@@ -2,10 +2,8 @@
  * Scale-out end to end, as separate processes: the built web server (`dist/server.js`) with
  * TASK_BACKEND=bullmq, `dist/worker.js` workers, and a redis-server of the test's own.
  */
-import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { once } from 'node:events'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { afterEach, beforeAll, expect, it } from 'vitest'
 import { LINE, readLogLines, tempDir } from '../helpers/app.js'
@@ -41,40 +39,18 @@ async function redisServer(options: { persistent?: boolean } = {}): Promise<Redi
 }
 
 /**
- * The built web server with TASK_BACKEND=bullmq. It logs at `warn` (two info lines per request
- * would cost more CPU than the requests), so readiness is polled on /health.
+ * The built web server with TASK_BACKEND=bullmq, on a port the system picks: the URL is the one
+ * the process itself says it listens on (a port picked here and probed on /health could be taken
+ * meanwhile by another test's server, which would then answer for it).
  */
 async function web(redis: RedisServer, dir: string): Promise<SpawnedServer> {
-  const port = await freePort()
-  const env = {
-    PATH: process.env.PATH ?? '',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    LOG_LEVEL: 'warn',
+  const server = await spawnServer({
     TASK_BACKEND: 'bullmq',
     REDIS_URL: redis.url,
     LOG_FILE: join(dir, 'web.txt'),
     RETRY_AFTER_SECONDS: '2',
-  }
-  const child = spawn(process.execPath, [resolve(import.meta.dirname, '../../dist/server.js')], {
-    env,
-    stdio: ['ignore', 'ignore', 'pipe'],
   })
-  const stderr: string[] = []
-  child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk.toString()))
-  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
-  const server: SpawnedServer = { child, url: `http://127.0.0.1:${port}`, logs: [], stderr, exited }
   children.push(server)
-  const probe = client()
-  await waitFor(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`the web process exited: ${stderr.join('')}`)
-      const response = await request(`${server.url}/health`, { dispatcher: probe }).catch(() => undefined)
-      await response?.body.dump()
-      return response?.statusCode === 200
-    },
-    { timeoutMs: 30_000, intervalMs: 50, what: 'the web process to listen' },
-  )
   return server
 }
 

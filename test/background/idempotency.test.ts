@@ -3,9 +3,7 @@
  * sqlite (a restart, and a `kill -9` of the built server), and BullMQ with two web processes and
  * a worker on a redis-server of the test's own.
  */
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
@@ -13,7 +11,7 @@ import { Agent, request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import { defineTask } from '../../src/background/index.js'
 import { LINE, readLogLines, startServer, tempDir, type Reply, type TestServer } from '../helpers/app.js'
-import { describeWithRedis, freePort, startRedis, type RedisServer } from '../helpers/redis.js'
+import { describeWithRedis, startRedis, type RedisServer } from '../helpers/redis.js'
 import { ensureBuilt, spawnServer, type SpawnedServer } from '../helpers/spawn.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -261,36 +259,11 @@ describe('Idempotency-Key (sqlite) across kill -9 of the built server', () => {
 })
 
 describeWithRedis('Idempotency-Key (bullmq) across web processes', () => {
+  /** The built web server, on a port the system picks: the URL is the one the process itself says it listens on. */
   async function web(redis: RedisServer, dir: string): Promise<string> {
-    const port = await freePort()
-    const env = {
-      PATH: process.env.PATH ?? '',
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      TASK_BACKEND: 'bullmq',
-      REDIS_URL: redis.url,
-      LOG_FILE: join(dir, 'web.txt'),
-    }
-    const child = spawn(process.execPath, [resolve(import.meta.dirname, '../../dist/server.js')], {
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
-    const stderr: string[] = []
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk.toString()))
-    const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
-    children.push({ child, url: `http://127.0.0.1:${port}`, logs: [], stderr, exited })
-    const url = `http://127.0.0.1:${port}`
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`the web process exited: ${stderr.join('')}`)
-        const response = await request(`${url}/health`).catch(() => undefined)
-        await response?.body.dump()
-        return response?.statusCode === 200
-      },
-      { timeoutMs: 30_000, intervalMs: 50, what: 'the web process to listen' },
-    )
-    return url
+    const server = await spawnServer({ TASK_BACKEND: 'bullmq', REDIS_URL: redis.url, LOG_FILE: join(dir, 'web.txt') })
+    children.push(server)
+    return server.url
   }
 
   it('two web processes given the same key store one job: one line, the same Task-Id; another message gets 422', async () => {
