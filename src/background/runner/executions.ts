@@ -11,6 +11,7 @@ import type { TaskSummary } from '../backends/types.js'
 import type { Task } from '../task.js'
 import { type AttemptOutcome, runBatch, runSingle } from './attempt.js'
 import { Deadlines } from './deadlines.js'
+import { ClaimedExecutions } from './claimed-executions.js'
 import { SettleWaiters } from './events.js'
 import { type Execution, Outcomes, type OutcomesContext } from './outcomes.js'
 import { endBatchSpan, runInSpan, startAttemptSpan, startBatchSpan } from '../tracing/attempt-spans.js'
@@ -18,7 +19,7 @@ import { endBatchSpan, runInSpan, startAttemptSpan, startBatchSpan } from '../tr
 const noop = (): void => {}
 
 function newExecution(tasks: Task[], definition: AnyTaskDefinition | undefined, batch: boolean): Execution {
-  return { tasks, definition, batch, settled: EMPTY_FLAGS, unsettled: 0 }
+  return { tasks, definition, batch, settled: EMPTY_FLAGS, unsettled: 0, previous: undefined, next: undefined }
 }
 
 const EMPTY_FLAGS = new Uint8Array(0)
@@ -33,7 +34,7 @@ export class Executions {
    * Executions claimed and not wholly recorded yet. A task is found by id only to abort it (a
    * cancel, the shutdown): a scan of these, instead of a map entry made and deleted per task.
    */
-  private readonly claimed = new Set<Execution>()
+  private readonly claimed = new ClaimedExecutions()
   /** Tasks claimed whose outcome is not recorded yet. */
   private unsettled = 0
 

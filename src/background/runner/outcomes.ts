@@ -26,6 +26,9 @@ export interface Execution {
   settled: Uint8Array
   /** Tasks whose outcome is not recorded yet. */
   unsettled: number
+  /** Its neighbours among the claimed executions (see claimed-executions.ts). */
+  previous: Execution | undefined
+  next: Execution | undefined
 }
 
 /** What the executions need from the runner that owns them. */

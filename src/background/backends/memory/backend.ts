@@ -31,6 +31,7 @@ import { countsOf, pageOf } from '../listing.js'
 import { type KeyEntry, KeyTable } from '../../idempotency.js'
 import { recordOf } from './record-of.js'
 import { restoreGroups } from './restore.js'
+import { LiveTasks } from './live-tasks.js'
 
 export interface RetentionOptions {
   /** Finished tasks kept for `GET /tasks/:id`, at most. */
@@ -43,8 +44,8 @@ export class MemoryBackend implements TaskBackend {
   readonly kind = 'memory'
   readonly durable: boolean = false
   readonly execution: TaskExecution = 'local'
-  /** Unfinished tasks, and cancelled ones still waiting in a queue to be skipped. */
-  private readonly live = new Map<string, Task>()
+  /** Unfinished tasks, and cancelled ones still waiting in a queue to be skipped (no Map: see live-tasks.ts). */
+  private readonly live = new LiveTasks()
   /** Where unfinished tasks wait: each request's tasks in order, the ready ones by priority, the others by time. */
   private readonly queues = new TaskQueues((task) => this.forgetSkipped(task))
   private readonly finished: FinishedRing
@@ -71,7 +72,7 @@ export class MemoryBackend implements TaskBackend {
   enqueue(group: Task[]): void {
     let previous: Task | undefined
     for (const task of group) {
-      this.live.set(task.id, task)
+      this.live.set(task)
       this.queues.chainAfter(previous, task)
       previous = task
       if (task.key !== undefined) this.keys.set(task.key.key, { taskId: task.id, fingerprint: task.key.fingerprint, at: task.createdAt })
@@ -157,7 +158,7 @@ export class MemoryBackend implements TaskBackend {
     // A task waiting in the ready queue (or behind an earlier task of its request) stays there
     // until skipped; a retrying or scheduled one is in neither, so its successor is released now.
     if (wasDelayed) this.queues.releaseNext(task)
-    if (!task.inReady && !task.linked) this.live.delete(task.id)
+    if (!task.inReady && !task.linked) this.live.delete(task.id, task)
     cancelled?.(task)
     return { outcome: 'cancelled', record: recordOf(task) }
   }
@@ -183,7 +184,7 @@ export class MemoryBackend implements TaskBackend {
     task.startedAt = undefined
     task.finishedAt = undefined
     task.runAt = undefined
-    this.live.set(task.id, task)
+    this.live.set(task)
     admit?.(task)
     // Cancelled before its turn, it still waits in the ready queue or behind an earlier task of
     // its request: it keeps its place. Otherwise its request went on without it: it runs alone.
@@ -219,7 +220,7 @@ export class MemoryBackend implements TaskBackend {
     for (const group of restored.groups) {
       let previous: Task | undefined
       for (const task of group) {
-        this.live.set(task.id, task)
+        this.live.set(task)
         this.queues.chainAfter(previous, task)
         previous = task
       }
@@ -271,7 +272,7 @@ export class MemoryBackend implements TaskBackend {
     task.finishedAt = now
     task.intent = undefined
     this.keepFinished(task, now)
-    this.live.delete(task.id)
+    this.live.delete(task.id, task)
     this.queues.releaseNext(task)
   }
 
@@ -283,7 +284,7 @@ export class MemoryBackend implements TaskBackend {
 
   /** A cancelled task skipped in a queue: its record is in the ring, the object can go. */
   private forgetSkipped(task: Task): void {
-    if (this.live.get(task.id) === task && isFinished(task.status)) this.live.delete(task.id)
+    if (isFinished(task.status)) this.live.delete(task.id, task)
   }
 
   private prune(now: number): void {

@@ -1,0 +1,124 @@
+/**
+ * The memory backend's unfinished tasks by id, without a Map. A Map whose entries come and go
+ * rehashes into a new table every few hundred tasks, and V8 keeps the table it left (with every
+ * task it held then) until the next full collection; the young collector treats its pointers as
+ * roots, so every task that passed through it was copied, promoted to the old generation and
+ * freed only by a full collection. Here the tasks sit in a plain array whose slot is cleared when
+ * they leave, found through a hash of their id kept in typed arrays (which hold no pointers): a
+ * finished task is garbage the young collector frees at once.
+ *
+ * Iteration is in slot order, not insertion order (listings sort their records).
+ */
+import type { Task } from '../../task.js'
+import { hashId } from './id-bits.js'
+
+const EMPTY = -1
+const INITIAL_CAPACITY = 256
+
+/** The first 32 bits of an id that starts with 8 hex digits (a UUID: random bits), else FNV-1a of the whole id. */
+function hashOf(id: string): number {
+  let value = 0
+  if (id.length >= 8) {
+    for (let i = 0; i < 8; i++) {
+      const c = id.charCodeAt(i)
+      const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1
+      if (digit < 0) return hashId(id)
+      value = value * 16 + digit
+    }
+    return value >>> 0
+  }
+  return hashId(id)
+}
+
+export class LiveTasks {
+  private tasks: (Task | undefined)[] = []
+  /** Per slot: the task's id hash. */
+  private hashes = new Int32Array(0)
+  /** Per bucket: its first slot. */
+  private buckets = new Int32Array(0)
+  /** Per slot: the next slot of its bucket, or (free slots) the next free slot. */
+  private chain = new Int32Array(0)
+  private firstFree = EMPTY
+  private count = 0
+
+  constructor() {
+    this.resize(INITIAL_CAPACITY)
+  }
+
+  get size(): number {
+    return this.count
+  }
+
+  get(id: string): Task | undefined {
+    const slot = this.find(id, hashOf(id))
+    return slot === EMPTY ? undefined : this.tasks[slot]
+  }
+
+  /** Add the task, or put it in the place of the one with its id. */
+  set(task: Task): void {
+    const hash = hashOf(task.id)
+    const found = this.find(task.id, hash)
+    if (found !== EMPTY) {
+      this.tasks[found] = task
+      return
+    }
+    if (this.firstFree === EMPTY) this.resize(this.tasks.length * 2)
+    this.insert(task, hash)
+  }
+
+  /** Forget the task with this id (if it is this one, when `only` is given). */
+  delete(id: string, only?: Task): void {
+    const hash = hashOf(id)
+    const bucket = hash & (this.buckets.length - 1)
+    let previous = EMPTY
+    for (let slot = this.buckets[bucket] as number; slot !== EMPTY; previous = slot, slot = this.chain[slot] as number) {
+      const task = this.tasks[slot] as Task
+      if (this.hashes[slot] !== (hash | 0) || task.id !== id) continue
+      if (only !== undefined && task !== only) return
+      if (previous === EMPTY) this.buckets[bucket] = this.chain[slot] as number
+      else this.chain[previous] = this.chain[slot] as number
+      this.tasks[slot] = undefined
+      this.chain[slot] = this.firstFree
+      this.firstFree = slot
+      this.count--
+      return
+    }
+  }
+
+  *values(): Generator<Task> {
+    for (const task of this.tasks) if (task !== undefined) yield task
+  }
+
+  private find(id: string, hash: number): number {
+    for (let slot = this.buckets[hash & (this.buckets.length - 1)] as number; slot !== EMPTY; slot = this.chain[slot] as number) {
+      if (this.hashes[slot] === (hash | 0) && (this.tasks[slot] as Task).id === id) return slot
+    }
+    return EMPTY
+  }
+
+  private insert(task: Task, hash: number): void {
+    const slot = this.firstFree
+    this.firstFree = this.chain[slot] as number
+    const bucket = hash & (this.buckets.length - 1)
+    this.tasks[slot] = task
+    this.hashes[slot] = hash
+    this.chain[slot] = this.buckets[bucket] as number
+    this.buckets[bucket] = slot
+    this.count++
+  }
+
+  /** A capacity (a power of two) with every task re-inserted; the array left behind is cleared. */
+  private resize(capacity: number): void {
+    const old = this.tasks
+    this.tasks = new Array<Task | undefined>(capacity).fill(undefined)
+    this.hashes = new Int32Array(capacity)
+    this.buckets = new Int32Array(capacity).fill(EMPTY)
+    this.chain = new Int32Array(capacity)
+    // Free slots in order, so that the first tasks take the first slots.
+    for (let slot = 0; slot < capacity; slot++) this.chain[slot] = slot + 1 < capacity ? slot + 1 : EMPTY
+    this.firstFree = 0
+    this.count = 0
+    for (const task of old) if (task !== undefined) this.insert(task, hashOf(task.id))
+    old.fill(undefined)
+  }
+}
