@@ -4,9 +4,14 @@
  * timeouts, cancellation, status, a bounded backlog and a drain on close.
  *
  * The request lifecycle: tasks are added by the handler; `onSend` drops them if the reply
- * failed, or marks them ready (a durable backend commits them before the reply is sent); they
- * are handed to the runner on `onResponse`, or on `onRequestAbort` when the client left after
- * the handler succeeded.
+ * failed (a durable backend commits them before the reply is sent). In memory, `onSend` hands
+ * them to the runner as soon as Fastify has written the reply, which it does within the same call
+ * for a string or buffer payload; a stream, or a later onSend hook still at work, ends later, and
+ * the tasks are handed over when the response closes (finished, or the client gone: the handler
+ * succeeded, so they run). `onResponse` gives back the room of tasks whose reply never went
+ * through `onSend` (hijacked), and `onError` drops a ready list whose reply a later onSend hook
+ * failed. No hook runs per request beyond `onSend` and `onResponse`: no `onRequestAbort`, which
+ * would add a listener to every request.
  *
  * It imports nothing from the application that registers it.
  */
@@ -90,10 +95,23 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     if (durable) return commitBeforeReply(reply, list, payload, done)
     if (header !== false) reply.header(header, list.idList)
     list.markReady()
-    // The client is already gone: neither onResponse nor onRequestAbort will follow.
-    if (reply.raw.destroyed) submitInBackground(request, list)
     done(null, payload)
+    // Written (or failed by a later hook) within done(), or the client is gone: hand over now.
+    // Otherwise (a stream, a later hook still at work) once the response closes.
+    if (reply.raw.writableEnded || reply.raw.destroyed) handOver(request, reply, list)
+    else reply.raw.once('close', () => handOver(request, reply, list))
   })
+
+  /** The reply has been written, or its response closed: a ready list runs if the reply succeeded. */
+  function handOver(request: FastifyRequest, reply: FastifyReply, list: BackgroundTasks): void {
+    if (!list.isReady) return
+    if (reply.statusCode >= 400) {
+      // A later onSend hook failed the reply after the tasks were marked ready.
+      request.log.debug({ dropped: list.drop(), statusCode: reply.statusCode }, 'reply failed: background tasks dropped')
+      return
+    }
+    submitInBackground(request, list)
+  }
 
   function commitBeforeReply(reply: FastifyReply, list: BackgroundTasks, payload: unknown, done: OnSendDone): void {
     // The ids are named once stored (a keyed task's may be another request's): an error reply names none.
@@ -111,21 +129,25 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     committed.then(stored, done)
   }
 
-  // Memory: hand the tasks over once the response has been sent…
-  fastify.addHook('onResponse', function onResponseTasks(request, _reply, done) {
+  // An onSend hook after this plugin's failed the reply: the tasks never run, and the reply
+  // Fastify sends instead names none of them. (Runs only on errors: nothing per request.)
+  fastify.addHook('onError', function onErrorTasks(request, reply, _error, done) {
     const list = (request as RequestWithTasks)[kTasks]
-    if (list !== null) {
-      if (list.isReady) submitInBackground(request, list)
-      else if (list.isOpenOrReady()) list.drop() // answered without onSend (hijacked): never ran, give the room back
+    if (list !== null && list.isReady) {
+      if (header !== false) reply.removeHeader(header)
+      request.log.debug({ dropped: list.drop() }, 'reply failed after onSend: background tasks dropped')
     }
     done()
   })
 
-  // …or when the client disconnected after the handler succeeded: Fastify fires
-  // onRequestAbort instead of onResponse then, and the work was accepted.
-  fastify.addHook('onRequestAbort', function onAbortTasks(request, done) {
+  // A reply that never went through onSend (hijacked) never runs its tasks: their room is given
+  // back. A ready list still here (its onSend threw past done()) is handed over like any other.
+  fastify.addHook('onResponse', function onResponseTasks(request, reply, done) {
     const list = (request as RequestWithTasks)[kTasks]
-    if (list !== null && list.isReady) submitInBackground(request, list)
+    if (list !== null) {
+      if (list.isReady) handOver(request, reply, list)
+      else if (list.isOpenOrReady()) list.drop()
+    }
     done()
   })
 

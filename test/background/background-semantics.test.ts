@@ -3,6 +3,7 @@
  * order per request, dropped on failure, still run when the client leaves, isolated failures.
  */
 import net from 'node:net'
+import { PassThrough } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Type } from '@sinclair/typebox'
 import { Agent } from 'undici'
@@ -79,6 +80,30 @@ async function serverWithProbe(probe: Probe): Promise<TestServer> {
           reply.hijack()
           reply.raw.writeHead(200, { 'content-type': 'text/plain', 'content-length': '8' })
           reply.raw.end('hijacked')
+        })
+        // A route-level onSend hook fails the reply after the plugin's has marked the list ready.
+        app.post(
+          '/fails-after-on-send',
+          {
+            onSend: (_request, _reply, _payload, done) => {
+              done(new Error('a later onSend hook failed'))
+            },
+          },
+          async (request) => {
+            request.backgroundTasks.add(record, 'never-after-failed-on-send')
+            return { ok: true }
+          },
+        )
+        // A streamed reply: its task starts once the stream has ended, not when the handler returns.
+        app.post('/streamed', async (request, reply) => {
+          request.backgroundTasks.add(record, 'after-stream')
+          const body = new PassThrough()
+          body.write('first ')
+          probe.gate.promise.then(
+            () => body.end('last'),
+            () => body.end(),
+          )
+          return reply.type('text/plain').send(body)
         })
         // Route-level onSend hooks run after the app's: the plugin has marked the list ready
         // by the time this one holds the reply back, until the test opens the gate.
@@ -183,13 +208,47 @@ describe('request.backgroundTasks', () => {
       connection.send('POST', '/slow-on-send')
       await waitFor(() => probe.events.includes('on-send-held'), { what: "the route's onSend to hold the reply" })
       connection.destroy()
-      // Still held: neither onResponse nor the plugin's onSend can submit it now, only onRequestAbort.
+      // Still held: neither onResponse nor the plugin's onSend can submit it now, only the close of the response.
       await waitFor(() => probe.events.includes('ready-then-disconnect'), {
         timeoutMs: 3000,
         what: 'the task of the request aborted in onSend',
       })
     } finally {
       probe.gate.open()
+    }
+  })
+
+  it('drops the tasks when an onSend hook after the plugin fails the reply', async () => {
+    const probe: Probe = { events: [], gate: gate() }
+    server = await serverWithProbe(probe)
+    const failed = await server.request('/fails-after-on-send')
+    expect(failed.status).toBe(500)
+    expect(failed.headers['task-id']).toBeUndefined()
+    await waitFor(async () => (await server!.request('/ready', { method: 'GET' })).json().pending === 0, {
+      what: "the failed reply's task dropped and its place given back",
+    })
+    expect((await server.request('/three?tag=after')).status).toBe(200)
+    await waitFor(() => probe.events.length === 3, { what: "the next request's tasks" })
+    expect(probe.events).toEqual(['after:1', 'after:2', 'after:3'])
+  })
+
+  it("starts a streamed reply's tasks once the stream has ended", async () => {
+    const probe: Probe = { events: [], gate: gate() }
+    server = await serverWithProbe(probe)
+    const connection = await RawConnection.open(server.url)
+    try {
+      connection.send('POST', '/streamed')
+      await connection.waitFor('first ')
+      // The handler has long returned, the reply is on its way: its task waits for the end.
+      await new Promise((resolve) => setImmediate(resolve))
+      expect((await server.request('/ready', { method: 'GET' })).json().pending).toBe(1)
+      expect(probe.events).toEqual([])
+      probe.gate.open()
+      await connection.waitFor('last')
+      await waitFor(() => probe.events.includes('after-stream'), { what: "the streamed reply's task" })
+    } finally {
+      probe.gate.open()
+      connection.destroy()
     }
   })
 

@@ -31,7 +31,9 @@ describe('task ids as bits', () => {
       expect(parseId(id, words)).toBe(true)
       expect(formatId(words, 0)).toBe(id)
     }
-    for (const other of ['t1', randomUUID().toUpperCase(), `${randomUUID()}x`, 'gggggggg-gggg-4ggg-8ggg-gggggggggggg', ''])
+    // Not ASCII, though each code's low 7 bits are a hex digit ('\u00b0' → '0', '\u0131' → '1').
+    const notAscii = ['0000000\u00b0-0000-4000-8000-000000000000', '00000000-0000-4000-8000-00000000000\u0131']
+    for (const other of ['t1', randomUUID().toUpperCase(), `${randomUUID()}x`, 'gggggggg-gggg-4ggg-8ggg-gggggggggggg', '', ...notAscii])
       expect(parseId(other, words), other).toBe(false)
     expect(hashId('t1')).not.toBe(hashId('t2'))
   })

@@ -22,6 +22,15 @@ export class RawConnection {
     this.closed = once(socket, 'close')
   }
 
+  /** Resolves once the bytes received so far contain `text` (a streamed reply's part, say). */
+  async waitFor(text: string, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!this.buffer.includes(text)) {
+      if (Date.now() > deadline) throw new Error(`no ${JSON.stringify(text)} within ${timeoutMs} ms; received: ${this.buffer.toString()}`)
+      await once(this.socket, 'data')
+    }
+  }
+
   static async open(url: string): Promise<RawConnection> {
     const { hostname, port } = new URL(url)
     const socket = net.connect(Number(port), hostname)

@@ -5,30 +5,33 @@
  * Fastify's default request ids (`req-1z`) are kept as their counter.
  */
 
-/** Where each of the 32 hex digits is in the 36 characters. */
-const DIGIT_AT = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35]
 const HEX = '0123456789abcdef'
-
-function hexValue(code: number): number {
-  if (code >= 0x30 && code <= 0x39) return code - 0x30
-  if (code >= 0x61 && code <= 0x66) return code - 0x61 + 10
-  return -1
-}
+/** The value of each ASCII hex digit (lower case), -1 for any other code. */
+const HEX_VALUE = new Int8Array(128).fill(-1)
+for (let digit = 0; digit < 16; digit++) HEX_VALUE[HEX.charCodeAt(digit)] = digit
 
 /** Fill `out` with the id's four words; false when the id is not a canonical lower-case UUID. */
 export function parseId(id: string, out: Uint32Array): boolean {
   if (id.length !== 36) return false
   if (id.charCodeAt(8) !== 0x2d || id.charCodeAt(13) !== 0x2d || id.charCodeAt(18) !== 0x2d || id.charCodeAt(23) !== 0x2d) return false
-  for (let word = 0; word < 4; word++) {
-    let value = 0
-    for (let i = 0; i < 8; i++) {
-      const digit = hexValue(id.charCodeAt(DIGIT_AT[word * 8 + i] as number))
-      if (digit < 0) return false
-      value = value * 16 + digit
+  // Negative once any character is not a hex digit (or not ASCII); checked once at the end.
+  let invalid = 0
+  let value = 0
+  let digits = 0
+  let word = 0
+  for (let i = 0; i < 36; i++) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) continue
+    const code = id.charCodeAt(i)
+    const digit = HEX_VALUE[code & 0x7f] as number
+    invalid |= digit | -(code >> 7)
+    value = (value << 4) | (digit & 0xf)
+    if (++digits === 8) {
+      out[word++] = value
+      value = 0
+      digits = 0
     }
-    out[word] = value
   }
-  return true
+  return invalid >= 0
 }
 
 /** The id whose words start at `at`. */
