@@ -71,7 +71,8 @@ async function main(): Promise<number> {
     ...baseEnv,
     SHUTDOWN_TIMEOUT_MS: '60000',
     ...(options.mode === 'overload'
-      ? { ...OVERLOAD_ENV, BENCH_TASK_DELAY_MS: String(options.taskDelayMs), BENCH_APP_DIST: join(ROOT, 'dist') }
+      ? // The app's own dist (another build's with --app): slow-task.ts patches the module instance it runs.
+        { ...OVERLOAD_ENV, BENCH_TASK_DELAY_MS: String(options.taskDelayMs), BENCH_APP_DIST: join(appRoot(options), 'dist') }
       : {}),
     ...options.env,
   }

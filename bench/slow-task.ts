@@ -12,7 +12,7 @@ if (appDir === undefined) throw new Error('BENCH_APP_DIST is not set')
 
 // The same module instance the server imports: patching its prototype slows every append.
 type Append = (text: string, beforeWrite?: (offset: number) => Promise<void>) => Promise<void>
-const { LogFile } = (await import(new URL('tasks/log-file.js', `file://${appDir}/`).href)) as {
+const { LogFile } = (await import(new URL('app/tasks/log-file.js', `file://${appDir}/`).href)) as {
   LogFile: { prototype: { append: Append } }
 }
 const append = LogFile.prototype.append

@@ -18,11 +18,11 @@ interface BenchRequest {
   backgroundTasks: { add(task: unknown, ...args: unknown[]): { id: string } }
 }
 
-const { buildApp } = await load<{ buildApp(config: unknown, options: { beforeRoutes(app: App): void }): Promise<App> }>('app.js')
-const { loadConfig } = await load<{ loadConfig(env: NodeJS.ProcessEnv): unknown }>('config.js')
+const { buildApp } = await load<{ buildApp(config: unknown, options: { beforeRoutes(app: App): void }): Promise<App> }>('app/app.js')
+const { loadConfig } = await load<{ loadConfig(env: NodeJS.ProcessEnv): unknown }>('app/config.js')
 const { defineTask } = await load<{ defineTask(options: Record<string, unknown>): unknown }>('background/index.js')
-const { HashPasswordArgs } = await load<{ HashPasswordArgs: unknown }>('tasks/hash-password-args.js')
-const thread = await load<{ default: (args: unknown, context: unknown) => unknown }>('tasks/hash-password.thread.js')
+const { HashPasswordArgs } = await load<{ HashPasswordArgs: unknown }>('app/tasks/hash-password-args.js')
+const thread = await load<{ default: (args: unknown, context: unknown) => unknown }>('app/tasks/hash-password.thread.js')
 
 const inline = defineTask({
   name: 'hash_password_inline',
