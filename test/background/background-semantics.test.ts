@@ -126,6 +126,17 @@ async function serverWithProbe(probe: Probe): Promise<TestServer> {
   )
 }
 
+/** The dropped task's room is given back (pending 0), it never ran, and the next request's tasks run in order. */
+async function expectNothingRanAndRoomBack(server: TestServer, probe: Probe, what: string): Promise<void> {
+  await waitFor(async () => (await server.request('/ready', { method: 'GET' })).json().pending === 0, {
+    timeoutMs: 2000,
+    what: `${what} dropped and its place given back`,
+  })
+  expect((await server.request('/three?tag=after')).status).toBe(200)
+  await waitFor(() => probe.events.length === 3, { what: "the next request's tasks" })
+  expect(probe.events).toEqual(['after:1', 'after:2', 'after:3'])
+}
+
 describe('request.backgroundTasks', () => {
   let server: TestServer | undefined
   afterEach(async () => {
@@ -224,12 +235,7 @@ describe('request.backgroundTasks', () => {
     const failed = await server.request('/fails-after-on-send')
     expect(failed.status).toBe(500)
     expect(failed.headers['task-id']).toBeUndefined()
-    await waitFor(async () => (await server!.request('/ready', { method: 'GET' })).json().pending === 0, {
-      what: "the failed reply's task dropped and its place given back",
-    })
-    expect((await server.request('/three?tag=after')).status).toBe(200)
-    await waitFor(() => probe.events.length === 3, { what: "the next request's tasks" })
-    expect(probe.events).toEqual(['after:1', 'after:2', 'after:3'])
+    await expectNothingRanAndRoomBack(server, probe, "the failed reply's task")
   })
 
   it("starts a streamed reply's tasks once the stream has ended", async () => {
@@ -257,13 +263,7 @@ describe('request.backgroundTasks', () => {
     server = await serverWithProbe(probe)
     const reply = await server.request('/hijacked')
     expect(reply.text).toBe('hijacked')
-    await waitFor(async () => (await server!.request('/ready', { method: 'GET' })).json().pending === 0, {
-      timeoutMs: 2000,
-      what: "the hijacked request's place given back",
-    })
-    expect((await server.request('/three?tag=after')).status).toBe(200)
-    await waitFor(() => probe.events.length === 3, { what: "the next request's tasks" })
-    expect(probe.events).toEqual(['after:1', 'after:2', 'after:3'])
+    await expectNothingRanAndRoomBack(server, probe, "the hijacked request's task")
   })
 
   it('refuses add() after the reply has been sent', async () => {
