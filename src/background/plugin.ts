@@ -89,7 +89,7 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     const list = (request as RequestWithTasks)[kTasks]
     if (list === null || list.size === 0 || !list.isOpenOrReady()) return done(null, payload)
     if (reply.statusCode >= 400) {
-      request.log.debug({ dropped: list.drop(), statusCode: reply.statusCode }, 'reply failed: background tasks dropped')
+      dropFailed(request, reply, list)
       return done(null, payload)
     }
     if (durable) return commitBeforeReply(reply, list, payload, done)
@@ -105,12 +105,14 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
   /** The reply has been written, or its response closed: a ready list runs if the reply succeeded. */
   function handOver(request: FastifyRequest, reply: FastifyReply, list: BackgroundTasks): void {
     if (!list.isReady) return
-    if (reply.statusCode >= 400) {
-      // A later onSend hook failed the reply after the tasks were marked ready.
-      request.log.debug({ dropped: list.drop(), statusCode: reply.statusCode }, 'reply failed: background tasks dropped')
-      return
-    }
-    submitInBackground(request, list)
+    // A status >= 400 here: a later onSend hook failed the reply after the tasks were marked ready.
+    if (reply.statusCode >= 400) dropFailed(request, reply, list)
+    else submitInBackground(request, list)
+  }
+
+  /** The reply failed: the tasks never run, their room is given back. */
+  function dropFailed(request: FastifyRequest, reply: FastifyReply, list: BackgroundTasks): void {
+    request.log.debug({ dropped: list.drop(), statusCode: reply.statusCode }, 'reply failed: background tasks dropped')
   }
 
   function commitBeforeReply(reply: FastifyReply, list: BackgroundTasks, payload: unknown, done: OnSendDone): void {
@@ -135,7 +137,7 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     const list = (request as RequestWithTasks)[kTasks]
     if (list !== null && list.isReady) {
       if (header !== false) reply.removeHeader(header)
-      request.log.debug({ dropped: list.drop() }, 'reply failed after onSend: background tasks dropped')
+      dropFailed(request, reply, list)
     }
     done()
   })

@@ -35,7 +35,7 @@ describe('LiveTasks', () => {
     expect(live.size).toBe(5000)
     expect(live.get(again.id)).toBe(again)
 
-    for (const gone of tasks.slice(0, 4000)) live.delete(gone.id)
+    for (const gone of tasks.slice(0, 4000)) live.delete(gone === tasks[10] ? again : gone)
     expect(live.size).toBe(1000)
     for (const gone of tasks.slice(0, 4000)) expect(live.get(gone.id)).toBeUndefined()
     for (const kept of tasks.slice(4000)) expect(live.get(kept.id)).toBe(kept)
@@ -50,9 +50,9 @@ describe('LiveTasks', () => {
     live.set(first)
     const replacement = task(first.id)
     live.set(replacement)
-    live.delete(first.id, first)
+    live.delete(first)
     expect(live.get(first.id)).toBe(replacement)
-    live.delete(first.id, replacement)
+    live.delete(replacement)
     expect(live.get(first.id)).toBeUndefined()
     expect(live.size).toBe(0)
   })
@@ -65,7 +65,7 @@ describe('LiveTasks', () => {
     const all = [...twins, ...others].map((id) => task(id))
     for (const added of all) live.set(added)
     for (const added of all) expect(live.get(added.id)).toBe(added)
-    live.delete(twins[1]!)
+    live.delete(all[1]!)
     expect(live.get(twins[0]!)).toBe(all[0])
     expect(live.get(twins[1]!)).toBeUndefined()
     expect(live.get(twins[2]!)).toBe(all[2])
@@ -73,7 +73,7 @@ describe('LiveTasks', () => {
     for (let i = 0; i < 10_000; i++) {
       const churn = task()
       live.set(churn)
-      live.delete(churn.id)
+      live.delete(churn)
     }
     expect(live.size).toBe(all.length - 1)
     expect((live as unknown as { tasks: unknown[] }).tasks.length).toBeLessThanOrEqual(256)

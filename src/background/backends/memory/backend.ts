@@ -158,7 +158,7 @@ export class MemoryBackend implements TaskBackend {
     // A task waiting in the ready queue (or behind an earlier task of its request) stays there
     // until skipped; a retrying or scheduled one is in neither, so its successor is released now.
     if (wasDelayed) this.queues.releaseNext(task)
-    if (!task.inReady && !task.linked) this.live.delete(task.id, task)
+    if (!task.inReady && !task.linked) this.live.delete(task)
     cancelled?.(task)
     return { outcome: 'cancelled', record: recordOf(task) }
   }
@@ -272,7 +272,7 @@ export class MemoryBackend implements TaskBackend {
     task.finishedAt = now
     task.intent = undefined
     this.keepFinished(task, now)
-    this.live.delete(task.id, task)
+    this.live.delete(task)
     this.queues.releaseNext(task)
   }
 
@@ -284,7 +284,7 @@ export class MemoryBackend implements TaskBackend {
 
   /** A cancelled task skipped in a queue: its record is in the ring, the object can go. */
   private forgetSkipped(task: Task): void {
-    if (isFinished(task.status)) this.live.delete(task.id, task)
+    if (isFinished(task.status)) this.live.delete(task)
   }
 
   private prune(now: number): void {

@@ -34,6 +34,22 @@ export function parseId(id: string, out: Uint32Array): boolean {
   return invalid >= 0
 }
 
+/**
+ * A 32-bit hash of any id: the value of its first 8 hex digits when it starts with them (a UUID's,
+ * random bits: the same value `parseId` puts in its first word), else `hashId`.
+ */
+export function idHash(id: string): number {
+  if (id.length < 8) return hashId(id)
+  let value = 0
+  for (let i = 0; i < 8; i++) {
+    const code = id.charCodeAt(i)
+    const digit = code < 0x80 ? (HEX_VALUE[code] as number) : -1
+    if (digit < 0) return hashId(id)
+    value = (value << 4) | digit
+  }
+  return value >>> 0
+}
+
 /** The id whose words start at `at`. */
 export function formatId(words: Uint32Array, at: number): string {
   let out = ''

@@ -10,25 +10,10 @@
  * Iteration is in slot order, not insertion order (listings sort their records).
  */
 import type { Task } from '../../task.js'
-import { hashId } from './id-bits.js'
+import { idHash } from './id-bits.js'
 
 const EMPTY = -1
 const INITIAL_CAPACITY = 256
-
-/** The first 32 bits of an id that starts with 8 hex digits (a UUID: random bits), else FNV-1a of the whole id. */
-function hashOf(id: string): number {
-  let value = 0
-  if (id.length >= 8) {
-    for (let i = 0; i < 8; i++) {
-      const c = id.charCodeAt(i)
-      const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1
-      if (digit < 0) return hashId(id)
-      value = value * 16 + digit
-    }
-    return value >>> 0
-  }
-  return hashId(id)
-}
 
 export class LiveTasks {
   private tasks: (Task | undefined)[] = []
@@ -50,13 +35,13 @@ export class LiveTasks {
   }
 
   get(id: string): Task | undefined {
-    const slot = this.find(id, hashOf(id))
+    const slot = this.find(id, idHash(id))
     return slot === EMPTY ? undefined : this.tasks[slot]
   }
 
   /** Add the task, or put it in the place of the one with its id. */
   set(task: Task): void {
-    const hash = hashOf(task.id)
+    const hash = idHash(task.id)
     const found = this.find(task.id, hash)
     if (found !== EMPTY) {
       this.tasks[found] = task
@@ -66,15 +51,13 @@ export class LiveTasks {
     this.insert(task, hash)
   }
 
-  /** Forget the task with this id (if it is this one, when `only` is given). */
-  delete(id: string, only?: Task): void {
-    const hash = hashOf(id)
+  /** Forget this task (not another one under its id, as after a retry). */
+  delete(task: Task): void {
+    const hash = idHash(task.id)
     const bucket = hash & (this.buckets.length - 1)
     let previous = EMPTY
     for (let slot = this.buckets[bucket] as number; slot !== EMPTY; previous = slot, slot = this.chain[slot] as number) {
-      const task = this.tasks[slot] as Task
-      if (this.hashes[slot] !== (hash | 0) || task.id !== id) continue
-      if (only !== undefined && task !== only) return
+      if (this.tasks[slot] !== task) continue
       if (previous === EMPTY) this.buckets[bucket] = this.chain[slot] as number
       else this.chain[previous] = this.chain[slot] as number
       this.tasks[slot] = undefined
@@ -118,7 +101,7 @@ export class LiveTasks {
     for (let slot = 0; slot < capacity; slot++) this.chain[slot] = slot + 1 < capacity ? slot + 1 : EMPTY
     this.firstFree = 0
     this.count = 0
-    for (const task of old) if (task !== undefined) this.insert(task, hashOf(task.id))
+    for (const task of old) if (task !== undefined) this.insert(task, idHash(task.id))
     old.fill(undefined)
   }
 }
