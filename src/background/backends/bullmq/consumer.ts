@@ -17,6 +17,7 @@ import { type BackendHooks, type FailOptions, type MaybePromise, isPromise } fro
 import { Task } from '../../task.js'
 import { type ConnectionLog, type RedisTarget, blockingConnection, closeConnection } from './connection.js'
 import { HandOff } from './handoff.js'
+import { LiveTasks } from '../memory/live-tasks.js'
 import { OutcomeWaits } from './outcome-waits.js'
 import type { JobGate } from './job-gate.js'
 import { type JobData, type RetryProgress, SKIPPED_REASON } from './records.js'
@@ -39,6 +40,8 @@ export interface ConsumerOptions {
 
 /** A job the processor holds, with what settles the processor's promise. */
 interface Held {
+  /** The job's id. */
+  id: string
   job: Job<JobData>
   token: string | undefined
   resolve: () => void
@@ -67,8 +70,8 @@ export class JobConsumer {
   private readonly client: { url: string } | Cluster
   /** Taken by the worker, not yet claimed by the runner. */
   private readonly handOff = new HandOff<Held>()
-  /** Claimed by the runner: running. */
-  private readonly claimed = new Map<string, Held>()
+  /** Claimed by the runner: running. Not a Map: see live-tasks.ts. */
+  private readonly claimed = new LiveTasks<Held>()
   /** `complete`/`fail` calls waiting for BullMQ's `completed`/`failed` event. */
   private readonly outcomes: OutcomeWaits
   private hooks: BackendHooks | undefined
@@ -168,8 +171,8 @@ export class JobConsumer {
 
   /** A cancel of a job held here: one not claimed yet is failed as cancelled at once, without running. */
   async cancelHeld(id: string): Promise<'cancelled' | 'running' | undefined> {
-    if (this.claimed.has(id)) return 'running'
-    const held = this.handOff.remove((h) => h.job.id === id)
+    if (this.claimed.get(id) !== undefined) return 'running'
+    const held = this.handOff.remove((h) => h.id === id)
     if (held === undefined) return undefined
     await this.finish(held, new UnrecoverableError(SKIPPED_REASON))
     return 'cancelled'
@@ -183,7 +186,7 @@ export class JobConsumer {
    */
   cancelLocal(id: string): void {
     const worker = this.workers.get(this.options.shardOf(id) ?? -1)
-    if (worker === undefined || (!this.claimed.has(id) && !this.handOff.has((h) => h.job.id === id))) return
+    if (worker === undefined || (this.claimed.get(id) === undefined && !this.handOff.has((h) => h.id === id))) return
     Job.fromId<JobData>(worker, id)
       .then((job) => (job?.data.cancelledAt === undefined ? undefined : this.cancelHeld(id)))
       .then((here) => here === 'running' && this.hooks?.cancelLocal(id), this.log.error)
@@ -202,7 +205,7 @@ export class JobConsumer {
     this.stop()
     const closed = Promise.all([...this.workers.values()].map((worker) => worker.close()))
     const held = [...this.claimed.values()]
-    this.claimed.clear()
+    for (const h of held) this.claimed.delete(h)
     await Promise.all(held.map((h) => this.handBack(h)))
     await closed.catch(this.log.error)
     if (!('url' in this.client)) await closeConnection(this.client)
@@ -225,7 +228,9 @@ export class JobConsumer {
       (error: unknown) => {
         // The check could not be made (Redis away): back to `wait`, not run and not failed.
         this.log.error(error as Error)
-        return new Promise<void>((resolve, reject) => void this.handBack({ job, token, resolve, reject, trace: undefined }))
+        return new Promise<void>(
+          (resolve, reject) => void this.handBack({ id: job.id as string, job, token, resolve, reject, trace: undefined }),
+        )
       },
     )
   }
@@ -233,7 +238,7 @@ export class JobConsumer {
   private handOver(job: Job<JobData>, token: string | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const trace = (this.traced ? activeTraceCarrier() : undefined) ?? parseTraceCarrier(job.data.trace)
-      const held: Held = { job, token, resolve, reject, trace }
+      const held: Held = { id: job.id as string, job, token, resolve, reject, trace }
       if (this.stopped) return void this.handBack(held)
       this.handOff.put(held)
       this.hooks?.wake()
@@ -244,9 +249,9 @@ export class JobConsumer {
     if (held === undefined) return undefined
     if (this.stopped) return void this.handBack(held)
     const { job } = held
-    this.claimed.set(job.id as string, held)
+    this.claimed.set(held)
     const task = new Task({
-      id: job.id as string,
+      id: held.id,
       name: job.name,
       args: job.data.args,
       requestId: job.data.requestId,
@@ -263,14 +268,13 @@ export class JobConsumer {
   private settle(id: string, error?: Error): Promise<void> {
     const held = this.claimed.get(id)
     if (held === undefined) return Promise.resolve()
-    this.claimed.delete(id)
+    this.claimed.delete(held)
     return this.finish(held, error)
   }
 
   /** Settle the processor, and resolve once BullMQ has recorded the outcome (or after a bounded wait). */
   private finish(held: Held, error?: Error): Promise<void> {
-    const id = held.job.id as string
-    const recorded = this.outcomes.waitFor(id)
+    const recorded = this.outcomes.waitFor(held.id)
     if (error === undefined) held.resolve()
     else held.reject(error)
     return recorded

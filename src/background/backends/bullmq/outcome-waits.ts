@@ -4,13 +4,21 @@
  * or the lock was lost, and the runner must not be held for that.
  */
 import type { ConnectionLog } from './connection.js'
+import { LiveTasks } from '../memory/live-tasks.js'
+
+interface Wait {
+  /** The job's id. */
+  readonly id: string
+  readonly since: number
+  readonly resolve: () => void
+}
 
 /** How long a wait lasts at most. */
 const RECORD_WAIT_MS = 5_000
 
 export class OutcomeWaits {
-  /** By job id, oldest first. */
-  private readonly waits = new Map<string, { since: number; resolve: () => void }>()
+  /** By job id. Not a Map: a wait lasts one Redis round trip, see live-tasks.ts. */
+  private readonly waits = new LiveTasks<Wait>()
   /** Ends the waits whose event never came; runs only while some wait. */
   private timer: NodeJS.Timeout | undefined
 
@@ -18,7 +26,7 @@ export class OutcomeWaits {
 
   /** Resolves once the job's outcome is recorded, or after the bound. */
   waitFor(id: string): Promise<void> {
-    const recorded = new Promise<void>((resolve) => this.waits.set(id, { since: Date.now(), resolve }))
+    const recorded = new Promise<void>((resolve) => this.waits.set({ id, since: Date.now(), resolve }))
     this.timer ??= setInterval(() => this.endOverdue(), 1_000).unref()
     return recorded
   }
@@ -27,21 +35,21 @@ export class OutcomeWaits {
   recorded(id: string | undefined): void {
     const waiting = id === undefined ? undefined : this.waits.get(id)
     if (waiting === undefined) return
-    this.waits.delete(id as string)
+    this.waits.delete(waiting)
     waiting.resolve()
   }
 
   /** Closing: nobody waits any more. */
   endAll(): void {
-    for (const id of this.waits.keys()) this.recorded(id)
+    for (const { id } of [...this.waits.values()]) this.recorded(id)
     clearInterval(this.timer)
     this.timer = undefined
   }
 
   private endOverdue(): void {
     const overdue = Date.now() - RECORD_WAIT_MS
-    for (const [id, { since }] of this.waits) {
-      if (since > overdue) break
+    for (const { id, since } of [...this.waits.values()]) {
+      if (since > overdue) continue
       this.log.limited({ taskId: id }, 'BullMQ has not recorded the end of a task yet (Redis unreachable, or the lock was lost)')
       this.recorded(id)
     }

@@ -15,8 +15,13 @@ import { idHash } from './id-bits.js'
 const EMPTY = -1
 const INITIAL_CAPACITY = 256
 
-export class LiveTasks {
-  private tasks: (Task | undefined)[] = []
+/** What it holds: tasks, or anything else named by a task's id (a BullMQ worker's held jobs). */
+export interface HasId {
+  readonly id: string
+}
+
+export class LiveTasks<T extends HasId = Task> {
+  private tasks: (T | undefined)[] = []
   /** Per slot: the task's id hash. */
   private hashes = new Int32Array(0)
   /** Per bucket: its first slot. */
@@ -34,13 +39,13 @@ export class LiveTasks {
     return this.count
   }
 
-  get(id: string): Task | undefined {
+  get(id: string): T | undefined {
     const slot = this.find(id, idHash(id))
     return slot === EMPTY ? undefined : this.tasks[slot]
   }
 
   /** Add the task, or put it in the place of the one with its id. */
-  set(task: Task): void {
+  set(task: T): void {
     const hash = idHash(task.id)
     const found = this.find(task.id, hash)
     if (found !== EMPTY) {
@@ -52,7 +57,7 @@ export class LiveTasks {
   }
 
   /** Forget this task (not another one under its id, as after a retry). */
-  delete(task: Task): void {
+  delete(task: T): void {
     const hash = idHash(task.id)
     const bucket = hash & (this.buckets.length - 1)
     let previous = EMPTY
@@ -68,18 +73,18 @@ export class LiveTasks {
     }
   }
 
-  *values(): Generator<Task> {
+  *values(): Generator<T> {
     for (const task of this.tasks) if (task !== undefined) yield task
   }
 
   private find(id: string, hash: number): number {
     for (let slot = this.buckets[hash & (this.buckets.length - 1)] as number; slot !== EMPTY; slot = this.chain[slot] as number) {
-      if (this.hashes[slot] === (hash | 0) && (this.tasks[slot] as Task).id === id) return slot
+      if (this.hashes[slot] === (hash | 0) && (this.tasks[slot] as T).id === id) return slot
     }
     return EMPTY
   }
 
-  private insert(task: Task, hash: number): void {
+  private insert(task: T, hash: number): void {
     const slot = this.firstFree
     this.firstFree = this.chain[slot] as number
     const bucket = hash & (this.buckets.length - 1)
@@ -93,7 +98,7 @@ export class LiveTasks {
   /** A capacity (a power of two) with every task re-inserted; the array left behind is cleared. */
   private resize(capacity: number): void {
     const old = this.tasks
-    this.tasks = new Array<Task | undefined>(capacity).fill(undefined)
+    this.tasks = new Array<T | undefined>(capacity).fill(undefined)
     this.hashes = new Int32Array(capacity)
     this.buckets = new Int32Array(capacity).fill(EMPTY)
     this.chain = new Int32Array(capacity)
