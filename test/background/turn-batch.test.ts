@@ -82,14 +82,22 @@ describeWithRedis('bullmq: single jobs of one turn, added together', () => {
     expect(await q.getJob(id)).toBeDefined()
   })
 
-  it('close() sends what waits for its turn and resolves once Redis has answered', async () => {
+  it('close() sends what waits for its turn and resolves once Redis has answered every batch', async () => {
     const q = open()
     const batch = new TurnBatch(q)
-    const ids = [randomUUID(), randomUUID()]
-    const added = ids.map((id) => batch.add(job(id)))
+    const stored = new Set<string>()
+    const add = (id: string) => batch.add(job(id)).then(() => void stored.add(id))
+    // One batch already sent (its turn ended) and not answered yet, one still waiting for its turn.
+    const sentIds = [randomUUID(), randomUUID()]
+    const sent = sentIds.map(add)
+    await nextTurn()
+    const waitingIds = [randomUUID()]
+    const waiting = waitingIds.map(add)
     await batch.close()
-    await Promise.all(added)
-    for (const id of ids) expect(await q.getJob(id)).toBeDefined()
+    // Once close() resolves, every caller has its answer: the queue's connection may close now.
+    expect([...stored].sort()).toEqual([...sentIds, ...waitingIds].sort())
+    await Promise.all([...sent, ...waiting])
+    for (const id of [...sentIds, ...waitingIds]) expect(await q.getJob(id)).toBeDefined()
     await batch.close()
   })
 })

@@ -25,8 +25,13 @@ export class TurnBatch<Data> {
   private jobs: Array<BulkJob<Data>> = []
   private waiters: Waiter[] = []
   private scheduled: NodeJS.Immediate | undefined
-  /** Batches sent and not answered yet. */
-  private readonly inFlight = new Set<Promise<void>>()
+  /**
+   * Batches sent and not answered yet: a count, not a Set of their promises (no promise or entry
+   * per batch to keep; a Set whose entries come and go leaves old tables behind, see live-tasks.ts).
+   */
+  private inFlight = 0
+  /** `close()` calls waiting for the batches in flight. */
+  private idle: Array<() => void> = []
 
   constructor(
     private readonly queue: Queue<Data>,
@@ -45,7 +50,7 @@ export class TurnBatch<Data> {
   /** Send what waits now, and resolve once every batch sent has been answered (stored or refused). */
   async close(): Promise<void> {
     if (this.jobs.length > 0) this.send()
-    await Promise.all(this.inFlight)
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.push(resolve))
   }
 
   private readonly send = (): void => {
@@ -56,15 +61,23 @@ export class TurnBatch<Data> {
     this.jobs = []
     this.waiters = []
     // Typed as the queue's own job shape: addBulk takes the name, data and options of each.
-    const sent = this.queue.addBulk(jobs as Parameters<Queue<Data>['addBulk']>[0]).then(
+    this.inFlight++
+    this.queue.addBulk(jobs as Parameters<Queue<Data>['addBulk']>[0]).then(
       () => {
+        this.answered()
         for (const waiter of waiters) waiter.resolve()
       },
       (error: unknown) => {
+        this.answered()
         for (const waiter of waiters) waiter.reject(error)
       },
     )
-    this.inFlight.add(sent)
-    void sent.finally(() => this.inFlight.delete(sent))
+  }
+
+  private answered(): void {
+    if (--this.inFlight > 0 || this.idle.length === 0) return
+    const idle = this.idle
+    this.idle = []
+    for (const resolve of idle) resolve()
   }
 }
