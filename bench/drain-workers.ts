@@ -7,12 +7,24 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { LOG_LINE } from './log-verify.js'
-import { BenchProcess } from './processes.js'
+import { BenchProcess, cpuTimes } from './processes.js'
 
 export interface DrainTiming {
   seconds: number
   duplicates: number
   missing: number
+  /** CPU the workers used (all their threads, user and kernel) from the first line to the last, per job, in µs. */
+  workerCpuUsPerJob: number
+}
+
+/** CPU used so far by the processes (ms), all threads. */
+function cpuOf(processes: BenchProcess[]): number {
+  let total = 0
+  for (const proc of processes) {
+    const times = cpuTimes(proc.pid)
+    if (times !== undefined) total += times.userMs + times.systemMs
+  }
+  return total
 }
 
 function countLines(files: string[]): number {
@@ -28,7 +40,7 @@ function countLines(files: string[]): number {
 /**
  * Start `workers` processes (`nodeArgs`, `env` plus LOG_FILE and LOG_LEVEL=warn, in `cwd`), pushed to
  * `processes` so the caller stops them whatever happens; wait until `expected.size` lines are
- * logged, stop them and check the logs. `beforeStop` runs once the last line is in (read Redis's counters there).
+ * logged, stop them and check the logs, and say what CPU the workers used meanwhile.
  */
 export async function timeWorkers(options: {
   name: string
@@ -40,6 +52,8 @@ export async function timeWorkers(options: {
   expected: ReadonlySet<string>
   processes: BenchProcess[]
   beforeStop?: () => Promise<void>
+  /** Runs once the first line is in (read Redis's counters there). */
+  onFirstLine?: () => Promise<void>
 }): Promise<DrainTiming> {
   const { expected, processes } = options
   const jobs = expected.size
@@ -54,16 +68,23 @@ export async function timeWorkers(options: {
       }),
     )
   }
+  const workers = processes.slice(-files.length)
   let firstAt: number | undefined
+  let cpuAtFirst = 0
   const deadline = Date.now() + 300_000
   for (;;) {
     const lines = countLines(files)
-    if (lines > 0) firstAt ??= performance.now()
+    if (lines > 0 && firstAt === undefined) {
+      firstAt = performance.now()
+      cpuAtFirst = cpuOf(workers)
+      await options.onFirstLine?.()
+    }
     if (lines >= jobs) break
     if (Date.now() > deadline) throw new Error(`only ${lines} of ${jobs} jobs logged within 300 s`)
     await sleep(10)
   }
   const seconds = (performance.now() - (firstAt ?? performance.now())) / 1000
+  const workerCpuUsPerJob = ((cpuOf(workers) - cpuAtFirst) * 1000) / jobs
   await options.beforeStop?.()
   await Promise.all(processes.map((proc) => proc.stop()))
   const seen = new Map<string, number>()
@@ -77,5 +98,6 @@ export async function timeWorkers(options: {
     seconds,
     duplicates: [...seen.values()].reduce((sum, n) => sum + Math.max(0, n - 1), 0),
     missing: [...expected].filter((message) => !seen.has(message)).length,
+    workerCpuUsPerJob,
   }
 }

@@ -21,6 +21,7 @@ import { pathToFileURL } from 'node:url'
 import { type BenchProcess, freePort } from './processes.js'
 import { timeWorkers } from './drain-workers.js'
 import { HAND_WRITTEN_QUEUE, plainQueue, WORKER_CONCURRENCY } from './hand-written-queue.js'
+import { type RedisCounters, perJob, readCounters } from './redis-targets.js'
 import { median } from './stats.js'
 import { DRAIN_TARGET, judgeDrain } from './targets.js'
 
@@ -54,6 +55,9 @@ interface DrainResult {
   jobsPerSecond: number
   duplicates: number
   missing: number
+  /** CPU per job from the first line to the last: the workers' (all threads), and redis-server's. */
+  workerCpuUs: number
+  redisCpuUs: number
 }
 
 /** The app's worker: jobs through the app's own BullMQ backend, consumed by dist/worker.js. */
@@ -115,7 +119,9 @@ async function drain(kind: Kind, workers: number, jobs: number, concurrency: num
       }
       await Promise.all(batch)
     }
-    const { seconds, duplicates, missing } = await timeWorkers({
+    let redisBefore: RedisCounters | undefined
+    let redisAfter: RedisCounters | undefined
+    const timing = await timeWorkers({
       name: `${kind} worker`,
       workers,
       dir,
@@ -124,8 +130,22 @@ async function drain(kind: Kind, workers: number, jobs: number, concurrency: num
       cwd: ROOT,
       expected,
       processes,
+      onFirstLine: async () => void (redisBefore = await readCounters([port])),
+      beforeStop: async () => void (redisAfter = await readCounters([port])),
     })
-    return { kind, workers, jobs, seconds, jobsPerSecond: jobs / seconds, duplicates, missing }
+    const { seconds, duplicates, missing } = timing
+    const redisCpuUs = redisBefore === undefined || redisAfter === undefined ? NaN : perJob(redisBefore, redisAfter, jobs).cpuUs
+    return {
+      kind,
+      workers,
+      jobs,
+      seconds,
+      jobsPerSecond: jobs / seconds,
+      duplicates,
+      missing,
+      workerCpuUs: timing.workerCpuUsPerJob,
+      redisCpuUs,
+    }
   } finally {
     await Promise.all(processes.map((proc) => proc.stop()))
     await side.close()
@@ -165,7 +185,8 @@ async function main(): Promise<number> {
         results.push(result)
         console.log(
           `  ${workers} worker(s), run ${run}, ${kind === 'app' ? 'app worker  ' : 'plain Worker'}: ${result.jobs} jobs in ${result.seconds.toFixed(2)} s = ` +
-            `${Math.round(result.jobsPerSecond)} jobs/s; ${result.duplicates} duplicates, ${result.missing} missing`,
+            `${Math.round(result.jobsPerSecond)} jobs/s; CPU per job: workers ${result.workerCpuUs.toFixed(1)} µs, redis-server ${result.redisCpuUs.toFixed(1)} µs; ` +
+            `${result.duplicates} duplicates, ${result.missing} missing`,
         )
       }
     }
@@ -174,6 +195,12 @@ async function main(): Promise<number> {
     console.log(
       `  ${workers} worker(s): median app ${Math.round(medianOf('app', workers))} jobs/s, plain Worker ${Math.round(medianOf('plain', workers))} jobs/s; ` +
         `app/plain Worker ${verdict.median.toFixed(3)} (per run ${verdict.ratios.map((r) => r.toFixed(3)).join(', ')}; target >= ${DRAIN_TARGET}: ${verdict.text})`,
+    )
+    const cpuOf = (kind: Kind, field: 'workerCpuUs' | 'redisCpuUs') =>
+      median(results.filter((r) => r.kind === kind && r.workers === workers).map((r) => r[field]))
+    console.log(
+      `  ${workers} worker(s): median CPU per job, app/plain Worker: workers ${(cpuOf('app', 'workerCpuUs') / cpuOf('plain', 'workerCpuUs')).toFixed(2)}×, ` +
+        `redis-server ${(cpuOf('app', 'redisCpuUs') / cpuOf('plain', 'redisCpuUs')).toFixed(2)}×`,
     )
   }
   const base = counts[0]
