@@ -12,7 +12,8 @@ export type SqlValue = string | number | bigint | null | Uint8Array
 export type SqlParams = Record<string, SqlValue | undefined>
 
 export interface SqlStatement {
-  run(params?: SqlParams | SqlValue): { changes: number; lastInsertRowid: number | bigint }
+  /** With named parameters (one object), or positional ones (`?`, in order: cheaper to bind). */
+  run(...params: [] | [SqlParams] | SqlValue[]): { changes: number; lastInsertRowid: number | bigint }
   get(params?: SqlParams | SqlValue): Record<string, SqlValue> | undefined
   all(params?: SqlParams | SqlValue): Array<Record<string, SqlValue>>
 }
@@ -102,8 +103,9 @@ function nodeSqlite(): SqliteDriver {
         prepare(sql) {
           const statement = translated(() => db.prepare(sql))
           return {
-            run: (params) => {
-              const result = translated(() => statement.run(...bindable(params)))
+            run: (...params) => {
+              const values = params.length === 1 ? bindable(params[0]) : params
+              const result = translated(() => statement.run(...values))
               return { changes: Number(result.changes), lastInsertRowid: result.lastInsertRowid }
             },
             get: (params) => translated(() => statement.get(...bindable(params))),
@@ -248,7 +250,7 @@ function betterSqlite3(): SqliteDriver {
         prepare(sql) {
           const statement = db.prepare(sql)
           return {
-            run: (params) => statement.run(...args(params)),
+            run: (...params) => statement.run(...params),
             get: (params) => statement.get(...args(params)),
             all: (params) => statement.all(...args(params)),
           }
