@@ -28,6 +28,8 @@ describe('LiveTasks', () => {
     expect(live.size).toBe(5000)
     for (const added of tasks) expect(live.get(added.id)).toBe(added)
     expect(live.get(randomUUID())).toBeUndefined()
+    expect(live.has(tasks[0]!.id)).toBe(true)
+    expect(live.has(randomUUID())).toBe(false)
 
     // A new object under a known id takes its place.
     const again = task(tasks[10]!.id)
@@ -38,6 +40,7 @@ describe('LiveTasks', () => {
     for (const gone of tasks.slice(0, 4000)) live.delete(gone === tasks[10] ? again : gone)
     expect(live.size).toBe(1000)
     for (const gone of tasks.slice(0, 4000)) expect(live.get(gone.id)).toBeUndefined()
+    expect(live.has(tasks[0]!.id)).toBe(false)
     for (const kept of tasks.slice(4000)) expect(live.get(kept.id)).toBe(kept)
     expect(new Set(live.values())).toEqual(new Set(tasks.slice(4000)))
     // Nothing left points at a forgotten task.

@@ -171,7 +171,7 @@ export class JobConsumer {
 
   /** A cancel of a job held here: one not claimed yet is failed as cancelled at once, without running. */
   async cancelHeld(id: string): Promise<'cancelled' | 'running' | undefined> {
-    if (this.claimed.get(id) !== undefined) return 'running'
+    if (this.claimed.has(id)) return 'running'
     const held = this.handOff.remove((h) => h.id === id)
     if (held === undefined) return undefined
     await this.finish(held, new UnrecoverableError(SKIPPED_REASON))
@@ -186,7 +186,7 @@ export class JobConsumer {
    */
   cancelLocal(id: string): void {
     const worker = this.workers.get(this.options.shardOf(id) ?? -1)
-    if (worker === undefined || (this.claimed.get(id) === undefined && !this.handOff.has((h) => h.id === id))) return
+    if (worker === undefined || (!this.claimed.has(id) && !this.handOff.has((h) => h.id === id))) return
     Job.fromId<JobData>(worker, id)
       .then((job) => (job?.data.cancelledAt === undefined ? undefined : this.cancelHeld(id)))
       .then((here) => here === 'running' && this.hooks?.cancelLocal(id), this.log.error)

@@ -6,6 +6,7 @@
 import type { ConnectionLog } from './connection.js'
 import { LiveTasks } from '../memory/live-tasks.js'
 
+/** A small object of its own, not the held job: a wait lasts until BullMQ's event, after the runner is done with the task. */
 interface Wait {
   /** The job's id. */
   readonly id: string
@@ -33,25 +34,28 @@ export class OutcomeWaits {
 
   /** BullMQ recorded the job's outcome. */
   recorded(id: string | undefined): void {
-    const waiting = id === undefined ? undefined : this.waits.get(id)
-    if (waiting === undefined) return
-    this.waits.delete(waiting)
-    waiting.resolve()
+    const wait = id === undefined ? undefined : this.waits.get(id)
+    if (wait !== undefined) this.end(wait)
   }
 
   /** Closing: nobody waits any more. */
   endAll(): void {
-    for (const { id } of [...this.waits.values()]) this.recorded(id)
+    for (const wait of [...this.waits.values()]) this.end(wait)
     clearInterval(this.timer)
     this.timer = undefined
   }
 
+  private end(wait: Wait): void {
+    this.waits.delete(wait)
+    wait.resolve()
+  }
+
   private endOverdue(): void {
     const overdue = Date.now() - RECORD_WAIT_MS
-    for (const { id, since } of [...this.waits.values()]) {
-      if (since > overdue) continue
-      this.log.limited({ taskId: id }, 'BullMQ has not recorded the end of a task yet (Redis unreachable, or the lock was lost)')
-      this.recorded(id)
+    for (const wait of [...this.waits.values()]) {
+      if (wait.since > overdue) continue
+      this.log.limited({ taskId: wait.id }, 'BullMQ has not recorded the end of a task yet (Redis unreachable, or the lock was lost)')
+      this.end(wait)
     }
     if (this.waits.size > 0) return
     clearInterval(this.timer)

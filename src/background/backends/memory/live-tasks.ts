@@ -44,6 +44,10 @@ export class LiveTasks<T extends HasId = Task> {
     return slot === EMPTY ? undefined : this.tasks[slot]
   }
 
+  has(id: string): boolean {
+    return this.find(id, idHash(id)) !== EMPTY
+  }
+
   /** Add the task, or put it in the place of the one with its id. */
   set(task: T): void {
     const hash = idHash(task.id)
