@@ -86,6 +86,8 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
   inDelayed = false
   /** @internal a local backend's queues: waits behind an earlier task of its request. */
   linked = false
+  /** @internal the sqlite journal's row of this task; 0 until its insert is committed. */
+  rowid = 0
 
   /** @internal a cancelled attempt in its grace: settle it now (the shutdown deadline passed). */
   endGrace: (() => void) | undefined = undefined

@@ -231,10 +231,9 @@ export class MemoryBackend implements TaskBackend {
     return { unfinished, scheduled, tasks, changed }
   }
 
-  /** Keep what a running task recorded it is about to do (for the journal's index; see TaskBackend.recordIntent). */
-  setIntent(id: string, intent: unknown): void {
-    const task = this.live.get(id)
-    if (task !== undefined && !isFinished(task.status)) task.intent = intent
+  /** An unfinished task's object, for the journal: it keeps the task's row and intent on it. */
+  liveTask(id: string): Task | undefined {
+    return this.live.get(id)
   }
 
   /** Forget finished tasks past the retention age (and count). */

@@ -35,6 +35,7 @@ import {
   type TaskPage,
   type TaskRecord,
   type TaskSummary,
+  isFinished,
 } from '../types.js'
 
 export { JournalOpenError } from './journal.js'
@@ -62,8 +63,6 @@ export class SqliteBackend implements TaskBackend {
   private readonly journal: Journal
   private readonly index: MemoryBackend
   private readonly now: () => number
-  /** The file row of each unfinished task. */
-  private readonly rowids: Map<string, number>
   private readonly unfinishedAtOpen: RecoveredTasks
   /** The schedules' last occurrences, as the file had them when opened. */
   private readonly occurrencesAtOpen = new Map<string, RecordedOccurrence>()
@@ -80,14 +79,20 @@ export class SqliteBackend implements TaskBackend {
     try {
       this.walSync = options.sync === 'full' ? new WalSync(`${options.path}-wal`) : undefined
       const loaded = this.journal.load()
-      this.rowids = loaded.rowids
-      this.writer = new JournalWriter(this.journal, this.index, this.rowids, this.now, options.logger, this.walSync)
+      this.writer = new JournalWriter(this.journal, this.index, this.now, options.logger, this.walSync)
       const restored = this.index.restore(loaded.groups, this.now())
+      for (const [id, rowid] of loaded.rowids) {
+        const task = this.index.liveTask(id)
+        if (task !== undefined) task.rowid = rowid
+      }
       this.index.restoreKeys(loaded.keys, this.now())
       for (const occurrence of loaded.occurrences) this.occurrencesAtOpen.set(occurrence.scheduleId, occurrence)
       this.unfinishedAtOpen = { unfinished: restored.unfinished, scheduled: restored.scheduled, tasks: restored.tasks }
       // What a dead process left running is queued again: say so in the file too.
-      for (const id of restored.changed) this.writer.touch(id)
+      for (const id of restored.changed) {
+        const task = this.index.liveTask(id)
+        if (task !== undefined) this.writer.touch(task)
+      }
     } catch (error) {
       this.journal.close()
       throw new JournalOpenError(
@@ -130,19 +135,19 @@ export class SqliteBackend implements TaskBackend {
 
   claim(now: number, limit: number): Task[] {
     const tasks = this.index.claim(now, limit)
-    for (const task of tasks) this.writer.touch(task.id)
+    for (const task of tasks) this.writer.touch(task)
     return tasks
   }
 
   complete(task: Task, now: number): void {
     this.index.complete(task, now)
-    this.writer.touch(task.id, 'immediate')
+    this.writer.touch(task, 'immediate')
   }
 
   fail(task: Task, options: FailOptions): void {
     this.index.fail(task, options)
     // A running task ended by a cancel: the DELETE is answered once this is in the file.
-    this.writer.touch(task.id, options.status === 'cancelled' ? 'microtask' : 'immediate')
+    this.writer.touch(task, options.status === 'cancelled' ? 'microtask' : 'immediate')
   }
 
   get(id: string): TaskRecord | undefined {
@@ -155,9 +160,13 @@ export class SqliteBackend implements TaskBackend {
    */
   async cancel(id: string, now: number, cancelled?: (task: Task) => void): Promise<CancelOutcome> {
     if (!this.writer.closed && !this.writer.writable()) throw this.unwritable()
-    const outcome = this.index.cancel(id, now, cancelled)
-    if (outcome.outcome !== 'cancelled' || this.writer.closed) return outcome
-    this.writer.touch(id)
+    let ended: Task | undefined
+    const outcome = this.index.cancel(id, now, (task) => {
+      ended = task
+      cancelled?.(task)
+    })
+    if (ended === undefined || this.writer.closed) return outcome
+    this.writer.touch(ended)
     await this.writer.whenCommitted()
     return outcome
   }
@@ -170,13 +179,19 @@ export class SqliteBackend implements TaskBackend {
     if (this.writer.closed) throw new BackendUnavailableError('the task journal is closed')
     if (!this.writer.writable()) throw this.unwritable()
     if (this.index.get(id) === undefined) return { outcome: 'not_found' }
-    const rowid = this.rowids.get(id) ?? this.journal.rowidOf(id)
+    // A finished task's object is gone (its record is in the ring): its row is looked up in the file.
+    const rowid = this.index.liveTask(id)?.rowid || this.journal.rowidOf(id)
     // The file pruned the row already: as good as forgotten.
     if (rowid === undefined) return { outcome: 'not_found' }
-    const outcome = this.index.retry(id, now, admit)
-    if (outcome.outcome !== 'retried') return outcome
-    this.rowids.set(id, rowid)
-    this.writer.touch(id)
+    let revived: Task | undefined
+    const outcome = this.index.retry(id, now, (task) => {
+      // A finished task comes back as a new object: it takes its row again.
+      task.rowid = rowid
+      revived = task
+      admit?.(task)
+    })
+    if (revived === undefined) return outcome
+    this.writer.touch(revived)
     await this.writer.whenCommitted()
     return outcome
   }
@@ -223,8 +238,11 @@ export class SqliteBackend implements TaskBackend {
     if (this.writer.failure !== undefined)
       return Promise.reject(new BackendUnavailableError(`the task journal cannot be written: ${this.writer.failure}`))
     for (const [id, intent] of entries) {
-      this.index.setIntent(id, intent)
-      this.writer.noteIntent(id, JSON.stringify(intent))
+      // Kept on the task too: its next attempt in this process asks alreadyDone with it.
+      const task = this.index.liveTask(id)
+      if (task === undefined || isFinished(task.status)) continue
+      task.intent = intent
+      this.writer.noteIntent(task, JSON.stringify(intent))
     }
     return this.writer.whenIntentsCommitted()
   }

@@ -14,7 +14,6 @@ import { BackendUnavailableError } from '../../errors.js'
 import { describeError } from '../../describe-error.js'
 import type { Task } from '../../task.js'
 import type { MemoryBackend } from '../memory/backend.js'
-import { isFinished } from '../types.js'
 import type { Journal } from './journal.js'
 import { type PendingGroup, PendingWrites, type Waiter } from './pending-writes.js'
 import type { WalSync } from './wal-sync.js'
@@ -42,10 +41,8 @@ export class JournalWriter {
 
   constructor(
     private readonly journal: Journal,
-    /** The in-memory index: a change writes its current record; a committed group is queued in it. */
-    private readonly index: Pick<MemoryBackend, 'get' | 'enqueue'>,
-    /** The file row of each unfinished task: set for new rows, dropped for finished ones. */
-    private readonly rowids: Map<string, number>,
+    /** The in-memory index: a committed group is queued in it. */
+    private readonly index: Pick<MemoryBackend, 'enqueue'>,
     private readonly now: () => number,
     private readonly logger: JournalLogger | undefined,
     /** `sync: 'full'`: the WAL is fsynced off the event loop before a commit is acknowledged. */
@@ -78,14 +75,15 @@ export class JournalWriter {
   }
 
   /**
-   * Note a task's new record for the next write: at the end of the microtask burst (a claim, so
+   * Note that a task's record changed, for the next write (which writes its state then): at the end of the microtask burst (a claim, so
    * that it is in the file before the task's first I/O callback; a cancel, of a waiting or a
    * running task, or a retry someone waits for), or with the next turn's commit (a result: after
    * a crash the task only runs again).
    */
-  touch(id: string, when: FlushWhen = 'microtask'): void {
-    if (this.isClosed) return
-    this.next.dirty.set(id, this.index.get(id) ?? null)
+  touch(task: Task, when: FlushWhen = 'microtask'): void {
+    // A task without a row was never committed: nothing to change in the file.
+    if (this.isClosed || task.rowid <= 0) return
+    this.next.dirty.set(task.rowid, task)
     // While the file fails, the retry timer (and new enqueues) try again; no attempt per change.
     if (this.lastFailure === undefined) this.scheduleFlush(when)
     else this.scheduleRetry()
@@ -97,8 +95,8 @@ export class JournalWriter {
   }
 
   /** Note a running task's intent (JSON) for the write at the end of this microtask burst. */
-  noteIntent(id: string, intent: string): void {
-    this.next.intents.set(id, intent)
+  noteIntent(task: Task, intent: string): void {
+    if (task.rowid > 0) this.next.intents.set(task.rowid, intent)
   }
 
   /** Resolves once the intents noted so far are committed (not fsynced). */
@@ -180,7 +178,7 @@ export class JournalWriter {
     this.next = new PendingWrites()
     let rowids: number[][]
     try {
-      rowids = this.journal.write(batch.toWrite(this.rowids, this.now()))
+      rowids = this.journal.write(batch.toWrite(this.now()))
     } catch (error) {
       // Keep the changes and try again later; the enqueues are refused: their requests get a 503
       // and the client retries. An intent that cannot be recorded fails its attempt (the task
@@ -190,12 +188,11 @@ export class JournalWriter {
       this.failed(error)
       return
     }
-    const { groups, dirty, waiters, intentWaiters } = batch
+    const { groups, waiters, intentWaiters } = batch
     for (const waiter of intentWaiters) waiter.resolve()
     this.committed++
     if (this.lastFailure !== undefined) this.recovered()
-    for (const [id, record] of dirty) if (record === null || isFinished(record.status)) this.rowids.delete(id)
-    groups.forEach((pending, i) => pending.group.forEach((task, j) => this.rowids.set(task.id, rowids[i]?.[j] ?? -1)))
+    groups.forEach((pending, i) => pending.group.forEach((task, j) => (task.rowid = rowids[i]?.[j] ?? 0)))
     const acknowledge = (): void => {
       for (const pending of groups) {
         this.index.enqueue(pending.group)

@@ -8,62 +8,12 @@
 import { statSync, type Stats } from 'node:fs'
 import { sqliteDriver, type SqlDatabase, type SqliteDriver, type SqliteDriverName, type SqlStatement } from './driver.js'
 import { describeError as describe } from '../../describe-error.js'
-import type { TaskRecord } from '../types.js'
 import { JournalOpenError, SCHEMA_VERSION, explainOpenError, inspect, mkdirOrThrow, oneLine } from './journal-file.js'
 import { createSchema, migrate } from './journal-schema.js'
 import { type LoadedJournal, loadJournal } from './journal-load.js'
+import type { JournalInsert, JournalRecord, JournalWrite } from './journal-write.js'
 
 export { APPLICATION_ID, JournalOpenError, SCHEMA_VERSION } from './journal-file.js'
-
-/** A key to write with its task (a type, not an interface: it binds as SQL parameters). */
-export type JournalKeyInsert = {
-  key: string
-  fingerprint: string
-  taskId: string
-  createdAt: number
-}
-
-/** A schedule's occurrence, recorded with its task (a type: it binds as SQL parameters). */
-export type JournalScheduleRun = {
-  scheduleId: string
-  occurrence: number
-  taskId: string
-}
-
-/** A new row: one task of a request's group (a type, not an interface: it binds as SQL parameters). */
-export type JournalInsert = {
-  id: string
-  grp: string
-  seq: number
-  name: string
-  args: string
-  maxAttempts: number
-  requestId: string | undefined
-  createdAt: number
-  /** `queued`, or `scheduled` with its run-at time. */
-  status: 'queued' | 'scheduled'
-  runAt: number | null
-  priority: number
-  /** JSON: the trace context of the request that added it; null when none. */
-  traceContext: string | null
-}
-
-/** A change to write: the task's whole current record, or null to delete its row. */
-export type JournalChange = [rowid: number, record: TaskRecord | null]
-
-export interface JournalWrite {
-  inserts: JournalInsert[][]
-  /** Idempotency keys of the inserted tasks: committed with them. */
-  keys?: JournalKeyInsert[]
-  /** Schedule occurrences of the inserted tasks: committed with them. */
-  scheduleRuns?: JournalScheduleRun[]
-  /** Keys to forget (their tasks' commit was not acknowledged). */
-  keyDeletes?: string[]
-  changes: JournalChange[]
-  /** Intents to record (JSON text), by row. */
-  intents?: Array<[rowid: number, intent: string]>
-  now: number
-}
 
 export interface JournalOptions {
   /** Finished rows kept: at most this many, for at most this long. */
@@ -307,8 +257,8 @@ export class Journal {
     )
   }
 
-  private update(rowid: number, record: TaskRecord): void {
-    const { status, attempts, finishedAt } = record
+  private update(rowid: number, record: JournalRecord): void {
+    const { status, attempt: attempts, finishedAt } = record
     const startedAt = record.startedAt ?? null
     const runAt = record.runAt ?? null
     const lastError = record.lastError ?? null

@@ -4,8 +4,7 @@
  * it one `JournalWrite`.
  */
 import type { Task } from '../../task.js'
-import type { TaskRecord } from '../types.js'
-import type { JournalChange, JournalInsert, JournalKeyInsert, JournalScheduleRun, JournalWrite } from './journal.js'
+import type { JournalChange, JournalInsert, JournalKeyInsert, JournalScheduleRun, JournalWrite } from './journal-write.js'
 
 export interface PendingGroup {
   group: Task[]
@@ -23,14 +22,17 @@ export interface Waiter {
 
 export class PendingWrites {
   readonly groups: PendingGroup[] = []
-  /** Records to write, by task id; null: the index forgot it already, delete its row. */
-  readonly dirty = new Map<string, TaskRecord | null>()
+  /**
+   * Tasks whose row to update, by row: the write takes each one's state at that time (touched
+   * twice, written once); null: delete the row.
+   */
+  readonly dirty = new Map<number, Task | null>()
   /** Idempotency keys whose commit was not acknowledged (the fsync failed): deleted with the next write. */
   readonly keyDeletes: string[] = []
   /** Who waits for the changes: resolved once acknowledged (fsynced with `sync: 'full'`). */
   readonly waiters: Waiter[] = []
-  /** Intents to write (JSON), by task id, and who waits for them: committed, never fsynced. */
-  readonly intents = new Map<string, string>()
+  /** Intents to write (JSON), by row, and who waits for them: committed, never fsynced. */
+  readonly intents = new Map<number, string>()
   readonly intentWaiters: Waiter[] = []
 
   /** One request's tasks as rows; throws (synchronously) for a plain function, which cannot be stored. */
@@ -69,18 +71,10 @@ export class PendingWrites {
     return this.groups.length === 0 && this.dirty.size === 0 && this.intents.size === 0 && this.keyDeletes.length === 0
   }
 
-  /** The write, for the tasks that have a row (`rowids`); a task without one was never committed. */
-  toWrite(rowids: Map<string, number>, now: number): JournalWrite {
-    const changes: JournalChange[] = []
-    for (const [id, record] of this.dirty) {
-      const rowid = rowids.get(id)
-      if (rowid !== undefined) changes.push([rowid, record])
-    }
-    const intentRows: Array<[number, string]> = []
-    for (const [id, intent] of this.intents) {
-      const rowid = rowids.get(id)
-      if (rowid !== undefined) intentRows.push([rowid, intent])
-    }
+  /** The write. */
+  toWrite(now: number): JournalWrite {
+    const changes: JournalChange[] = [...this.dirty]
+    const intentRows: Array<[number, string]> = [...this.intents]
     let keys: JournalKeyInsert[] | undefined
     let scheduleRuns: JournalScheduleRun[] | undefined
     for (const pending of this.groups) {
@@ -100,14 +94,14 @@ export class PendingWrites {
 
   /** This set's write failed: its changes and key deletes go with the next one (a newer record of the same task wins). */
   keepFor(next: PendingWrites): void {
-    for (const [id, record] of this.dirty) if (!next.dirty.has(id)) next.dirty.set(id, record)
+    for (const [rowid, task] of this.dirty) if (!next.dirty.has(rowid)) next.dirty.set(rowid, task)
     next.keyDeletes.push(...this.keyDeletes)
   }
 
   /** The rows of these groups, committed but not acknowledged, are deleted with this write, and their keys. */
   deleteRowsOf(groups: PendingGroup[]): void {
     for (const pending of groups) {
-      for (const task of pending.group) this.dirty.set(task.id, null)
+      for (const task of pending.group) if (task.rowid > 0) this.dirty.set(task.rowid, null)
       for (const key of pending.keys ?? []) this.keyDeletes.push(key.key)
     }
   }
