@@ -75,10 +75,10 @@ export class JournalWriter {
   }
 
   /**
-   * Note that a task's record changed, for the next write (which writes its state then): at the end of the microtask burst (a claim, so
-   * that it is in the file before the task's first I/O callback; a cancel, of a waiting or a
-   * running task, or a retry someone waits for), or with the next turn's commit (a result: after
-   * a crash the task only runs again).
+   * Note that a task's record changed, for the next write (which writes its state then): at the
+   * end of the microtask burst (a claim, so that it is in the file before the task's first I/O
+   * callback; a cancel, of a waiting or a running task, or a retry someone waits for), or with the
+   * next turn's commit (a result: after a crash the task only runs again).
    */
   touch(task: Task, when: FlushWhen = 'microtask'): void {
     // A task without a row was never committed: nothing to change in the file.
