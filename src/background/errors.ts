@@ -130,3 +130,10 @@ export const TaskRoutesWithoutRunnerError = createError(
   'taskRoutes needs fastify.taskRunner: register the background-tasks plugin (backgroundTasks) before it, in the same or a parent context',
   500,
 )
+
+/** `request.backgroundTasks` on a route without the plugin's hooks: its tasks would never run. */
+export const TasksNotOnRouteError = createError<[string, string]>(
+  'TASKS_NOT_ON_ROUTE',
+  'request.backgroundTasks is not available on %s %s: register the background-tasks plugin before this route, and do not set config.backgroundTasks to false on it',
+  500,
+)

@@ -13,15 +13,22 @@
  * failed. No hook runs per request beyond `onSend` and `onResponse`: no `onRequestAbort`, which
  * would add a listener to every request.
  *
+ * The hooks are the routes' own, added by an `onRoute` hook to each route registered after the
+ * plugin, first among its route-level hooks; a route with `config: { backgroundTasks: false }`
+ * (one that never adds tasks: health, metrics, the task routes) gets none and pays nothing. On a
+ * route without them (registered before the plugin, or marked so), `request.backgroundTasks`
+ * throws `TASKS_NOT_ON_ROUTE` rather than take tasks that would never run.
+ *
  * It imports nothing from the application that registers it.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import { BackgroundTasks } from './request-tasks.js'
 import { TaskRunner } from './runner/runner.js'
 import { MemoryBackend } from './backends/memory/backend.js'
 import { type BackgroundTasksOptions, resolveOptions } from './options.js'
 import { TaskSchedules } from './schedules/task-schedules.js'
+import { TasksNotOnRouteError } from './errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -34,9 +41,16 @@ declare module 'fastify' {
     /** This request's background tasks: they run after the response is sent. */
     backgroundTasks: BackgroundTasks
   }
+  interface FastifyContextConfig {
+    /** false: the route never adds tasks, and gets none of the plugin's hooks (it costs nothing per request). */
+    backgroundTasks?: boolean
+  }
 }
 
 const kTasks = Symbol('backgroundTasks')
+/** In the config of each route that has the plugin's hooks. */
+const kHooked = Symbol('backgroundTasksHooked')
+type HookedConfig = FastifyContextConfig & { [kHooked]?: true }
 type RequestWithTasks = FastifyRequest & { [kTasks]: BackgroundTasks | null }
 type OnSendDone = HookHandlerDoneFunction & ((err: Error | null, value?: unknown) => void)
 
@@ -72,8 +86,22 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
   fastify.decorateRequest('backgroundTasks', {
     getter(this: FastifyRequest) {
       const request = this as RequestWithTasks
-      return (request[kTasks] ??= new BackgroundTasks(runner, request.id))
+      const list = request[kTasks]
+      if (list !== null) return list
+      // Without the route's hooks, the tasks would never be handed over: refuse them.
+      const route = request.routeOptions
+      if ((route.config as HookedConfig)[kHooked] !== true) throw new TasksNotOnRouteError(request.method, route.url ?? request.url)
+      return (request[kTasks] = new BackgroundTasks(runner, request.id))
     },
+  })
+
+  fastify.addHook('onRoute', function addTaskHooks(route) {
+    if (route.config?.backgroundTasks === false) return
+    route.config = { ...route.config, [kHooked]: true } as HookedConfig
+    // First among the route's own hooks, where a global hook of the plugin's would run.
+    route.onSend = [onSendTasks, ...[route.onSend ?? []].flat()]
+    route.onResponse = [onResponseTasks, ...[route.onResponse ?? []].flat()]
+    route.onError = [onErrorTasks, ...[route.onError ?? []].flat()]
   })
 
   function submitInBackground(request: FastifyRequest, list: BackgroundTasks): void {
@@ -85,7 +113,7 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
   }
 
   // The reply is ready: drop the tasks of a failed reply; durable backends commit before sending.
-  fastify.addHook('onSend', function onSendTasks(request, reply, payload, done) {
+  function onSendTasks(request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
     const list = (request as RequestWithTasks)[kTasks]
     if (list === null || list.size === 0 || !list.isOpenOrReady()) return done(null, payload)
     if (reply.statusCode >= 400) {
@@ -100,7 +128,7 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
     // Otherwise (a stream, a later hook still at work) once the response closes.
     if (reply.raw.writableEnded || reply.raw.destroyed) handOver(request, reply, list)
     else reply.raw.once('close', () => handOver(request, reply, list))
-  })
+  }
 
   /** The reply has been written, or its response closed: a ready list runs if the reply succeeded. */
   function handOver(request: FastifyRequest, reply: FastifyReply, list: BackgroundTasks): void {
@@ -133,25 +161,25 @@ async function backgroundTasksPlugin(fastify: FastifyInstance, rawOptions: Backg
 
   // An onSend hook after this plugin's failed the reply: the tasks never run, and the reply
   // Fastify sends instead names none of them. (Runs only on errors: nothing per request.)
-  fastify.addHook('onError', function onErrorTasks(request, reply, _error, done) {
+  function onErrorTasks(request: FastifyRequest, reply: FastifyReply, _error: Error, done: HookHandlerDoneFunction): void {
     const list = (request as RequestWithTasks)[kTasks]
     if (list !== null && list.isReady) {
       if (header !== false) reply.removeHeader(header)
       dropFailed(request, reply, list)
     }
     done()
-  })
+  }
 
   // A reply that never went through onSend (hijacked) never runs its tasks: their room is given
   // back. A ready list still here (its onSend threw past done()) is handed over like any other.
-  fastify.addHook('onResponse', function onResponseTasks(request, reply, done) {
+  function onResponseTasks(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const list = (request as RequestWithTasks)[kTasks]
     if (list !== null) {
       if (list.isReady) handOver(request, reply, list)
       else if (list.isOpenOrReady()) list.drop()
     }
     done()
-  })
+  }
 
   fastify.addHook('onReady', async function startRunner() {
     await runner.start()

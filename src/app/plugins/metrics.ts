@@ -225,7 +225,7 @@ async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Pro
   app.get(
     '/metrics',
     {
-      config: { servedWhileClosing: true, admin: true },
+      config: { servedWhileClosing: true, admin: true, backgroundTasks: false },
       schema: {
         summary: 'Prometheus metrics',
         description: [

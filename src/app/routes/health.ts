@@ -42,7 +42,8 @@ const Ready = Type.Object(
   { title: 'Readiness' },
 )
 
-const whileClosing = { servedWhileClosing: true }
+// Probed often: served while closing, and without the background-tasks hooks (they add no task).
+const whileClosing = { servedWhileClosing: true, backgroundTasks: false }
 
 /** The backend's own check, bounded in time; a throw or no answer counts as unreachable. */
 async function checkBackend(backend: TaskBackend, timeoutMs: number): Promise<BackendReadiness> {

@@ -50,6 +50,7 @@ export const indexRoutes: FastifyPluginAsyncTypebox<IndexOptions> = async (app, 
   app.get(
     '/',
     {
+      config: { backgroundTasks: false },
       schema: {
         summary: 'Where to go from here: the docs, the dashboard, the task routes, health',
         description:

@@ -169,6 +169,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
     method: ['GET', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
     url: PATH,
     schema: { hide: true },
+    config: { backgroundTasks: false },
     handler: async (request, reply) => {
       reply.header('allow', 'POST')
       throw new MethodNotAllowedError(request.method, PATH, 'POST')

@@ -66,7 +66,11 @@ export const dashboard: FastifyPluginAsync<DashboardOptions> = async (app, optio
     '/dashboard.css': [read('dashboard.css'), 'text/css; charset=utf-8'],
   }
   const option = options.routeConfig
-  const configOf = (path: string): FastifyContextConfig => ({ ...(typeof option === 'function' ? option(path) : option) })
+  // The page adds no tasks: none of the background-tasks hooks on its routes.
+  const configOf = (path: string): FastifyContextConfig => ({
+    ...(typeof option === 'function' ? option(path) : option),
+    backgroundTasks: false,
+  })
   const onRequest = [options.onRequest ?? []].flat()
 
   app.get('/', { schema: { hide: true }, config: configOf('/'), onRequest }, async (_request, reply) =>

@@ -66,8 +66,9 @@ export function bearerCheck(token: string): onRequestHookHandler {
 }
 
 function configOf(option: TaskRoutesOptions['routeConfig']): TaskRouteConfigOf {
-  if (typeof option === 'function') return (method, path) => ({ ...option(method, path) })
-  return () => ({ ...option })
+  // They add no tasks: none of the background-tasks hooks on them.
+  if (typeof option === 'function') return (method, path) => ({ ...option(method, path), backgroundTasks: false })
+  return () => ({ ...option, backgroundTasks: false })
 }
 
 export const taskRoutes: FastifyPluginAsync<TaskRoutesOptions> = async (app, options) => {
