@@ -26,7 +26,7 @@ async function listen(app: ReturnType<typeof Fastify>): Promise<string> {
  */
 function hooksOf(app: ReturnType<typeof Fastify>, leaf: string, method: string): string {
   const tree = app.printRoutes({ includeHooks: true, commonPrefix: false, method })
-  const lines = tree.split('\n')
+  const lines: string[] = tree.split('\n')
   const at = lines.findIndex((line) => line.endsWith(` ${leaf} (${method})`))
   expect(at, `${method} ${leaf} in\n${tree}`).toBeGreaterThanOrEqual(0)
   const hooks: string[] = []
