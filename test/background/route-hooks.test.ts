@@ -4,27 +4,20 @@
  * `request.backgroundTasks` on a route without them refuses rather than take tasks that would
  * never run. Bare Fastify apps, as a user who installs the plugin has.
  */
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { request } from 'undici'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { backgroundTasks, taskRoutes } from '../../src/background/index.js'
+import { bareApps } from '../helpers/bare-fastify.js'
 import { waitFor } from '../helpers/wait.js'
 
-const apps: Array<ReturnType<typeof Fastify>> = []
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.close()))
-})
-
-async function listen(app: ReturnType<typeof Fastify>): Promise<string> {
-  apps.push(app)
-  return app.listen({ port: 0, host: '127.0.0.1' })
-}
+const { track, listen } = bareApps()
 
 /**
  * The hooks Fastify lists for one route and method (printRoutes names each hook function);
  * `leaf`: the route as the tree shows it, its last part (`/work`, `:id`).
  */
-function hooksOf(app: ReturnType<typeof Fastify>, leaf: string, method: string): string {
+function hooksOf(app: FastifyInstance, leaf: string, method: string): string {
   const tree = app.printRoutes({ includeHooks: true, commonPrefix: false, method })
   const lines: string[] = tree.split('\n')
   const at = lines.findIndex((line) => line.endsWith(` ${leaf} (${method})`))
@@ -39,7 +32,7 @@ function hooksOf(app: ReturnType<typeof Fastify>, leaf: string, method: string):
 
 describe('the plugin hooks only the routes that may add tasks', () => {
   it('adds onSend, onResponse and onError to a route registered after it, none to one marked backgroundTasks: false', async () => {
-    const app = Fastify()
+    const app = track(Fastify())
     await app.register(backgroundTasks)
     app.post('/work', async (req) => {
       req.backgroundTasks.add(() => {})

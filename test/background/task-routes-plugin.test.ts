@@ -1,23 +1,16 @@
 /** taskRoutes' own options, in a bare Fastify app (no demo plugins): what an app that installs the package gets. */
 import Fastify from 'fastify'
 import { request } from 'undici'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { backgroundTasks, errors, taskRoutes } from '../../src/background/index.js'
+import { bareApps } from '../helpers/bare-fastify.js'
 
-const apps: Array<ReturnType<typeof Fastify>> = []
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.close()))
-})
-
-async function listen(app: ReturnType<typeof Fastify>): Promise<string> {
-  apps.push(app)
-  return app.listen({ port: 0, host: '127.0.0.1' })
-}
+const { track, listen } = bareApps()
 
 describe('taskRoutes', () => {
   it('refuses to register without the background-tasks plugin, naming what is missing', async () => {
     const app = Fastify()
-    apps.push(app)
+    track(app)
     await expect(app.register(taskRoutes, { prefix: '/tasks' }).ready()).rejects.toBeInstanceOf(errors.TaskRoutesWithoutRunnerError)
   })
 
