@@ -83,4 +83,24 @@ describe('the plugin hooks only the routes that may add tasks', () => {
     expect(ran).toEqual(['after'])
     expect(app.taskRunner.stats()).toMatchObject({ pending: 0, running: 0 })
   })
+
+  it("drops the tasks when another plugin's global onSend hook, which runs before the route's own, fails the reply", async () => {
+    const app = Fastify()
+    const ran: string[] = []
+    await app.register(backgroundTasks)
+    app.addHook('onSend', (_req, _reply, _payload, done) => {
+      done(new Error('a global onSend hook failed'))
+    })
+    app.post('/work', async (req) => {
+      req.backgroundTasks.add(() => ran.push('never'))
+      return { ok: true }
+    })
+    const url = await listen(app)
+    const reply = await request(`${url}/work`, { method: 'POST' })
+    expect(reply.statusCode).toBe(500)
+    expect(reply.headers['task-id']).toBeUndefined()
+    await reply.body.dump()
+    await waitFor(() => app.taskRunner.stats().pending === 0, { what: 'the room given back' })
+    expect(ran).toEqual([])
+  })
 })
