@@ -1,17 +1,13 @@
 /** The package's dashboard plugin in a bare Fastify app (no demo plugins): its options, and the page over the app's taskRoutes. */
 import Fastify from 'fastify'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { backgroundTasks, dashboard, DASHBOARD_SECURITY_HEADERS, taskRoutes } from '../../src/background/index.js'
+import { bareApps } from '../helpers/bare-fastify.js'
 
-const apps: Array<ReturnType<typeof Fastify>> = []
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.close()))
-})
+const { track } = bareApps()
 
 function bare() {
-  const app = Fastify()
-  apps.push(app)
-  return app
+  return track(Fastify())
 }
 
 describe('dashboard', () => {
