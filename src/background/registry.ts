@@ -2,7 +2,7 @@
  * The task registry: defined tasks by name (a stored task finds its code by name after a
  * restart or in a worker process), and the check of every `add()` call before anything is stored.
  */
-import { newTaskId } from './task-id.js'
+import { newTaskId, newTaskIdWords } from './task-id.js'
 import { type AnyTaskDefinition, type TaskCall, isTaskCall, isTaskDefinition } from './define-task.js'
 import { runAtOf } from './call-options.js'
 import { taskKey } from './idempotency.js'
@@ -23,6 +23,8 @@ export class TaskRegistry {
   private readonly backendKind: string
   /** Mints a task's id: the backend's (it may say where the task is stored), else a random UUID. */
   private readonly newId: (sibling: string | undefined) => string
+  /** Ids are `newTaskId()`'s: each task takes its id's words too. */
+  private readonly uuidIds: boolean
 
   constructor(options: {
     durable: boolean
@@ -33,6 +35,7 @@ export class TaskRegistry {
     this.durable = options.durable
     this.backendKind = options.backendKind
     this.newId = options.newId ?? newTaskId
+    this.uuidIds = options.newId === undefined
     for (const task of options.tasks ?? []) this.register(task)
   }
 
@@ -77,6 +80,7 @@ export class TaskRegistry {
       }
       return new Task({
         id: this.newId(sibling),
+        idWords: this.uuidIds ? newTaskIdWords : undefined,
         name: target.name,
         args,
         requestId,
@@ -90,6 +94,7 @@ export class TaskRegistry {
     if (this.durable) throw new NotDurableTaskError(name, this.backendKind)
     return new Task({
       id: newTaskId(),
+      idWords: newTaskIdWords,
       name,
       args,
       requestId,

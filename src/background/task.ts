@@ -30,6 +30,8 @@ export interface TaskEnvironment {
 /** What a task is made of, at `add()` or when a store hands one back. */
 export interface TaskInit {
   id: string
+  /** The id's four words, when its maker has them (`newTaskIdWords`, right after `newTaskId()`). */
+  idWords?: Int32Array | undefined
   name: string
   args: unknown[]
   requestId: string | undefined
@@ -47,6 +49,14 @@ const NOT_ABORTED: unique symbol = Symbol('not aborted')
 
 export class Task implements BatchItem<unknown[]>, TaskContext {
   readonly id: string
+  /**
+   * @internal the id as four 32-bit words (see task-id.ts), which a finished record keeps instead
+   * of the string; all 0 when the id came without them (another form, or read back from a store).
+   */
+  readonly idWord0: number
+  readonly idWord1: number
+  readonly idWord2: number
+  readonly idWord3: number
   readonly name: string
   /** JSON for stored tasks; dropped (an empty array) once the task succeeded. */
   args: unknown[]
@@ -106,6 +116,11 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
 
   constructor(init: TaskInit) {
     this.id = init.id
+    const words = init.idWords
+    this.idWord0 = words === undefined ? 0 : (words[0] as number)
+    this.idWord1 = words === undefined ? 0 : (words[1] as number)
+    this.idWord2 = words === undefined ? 0 : (words[2] as number)
+    this.idWord3 = words === undefined ? 0 : (words[3] as number)
     this.name = init.name
     this.args = init.args
     this.requestId = init.requestId

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { FinishedRing, type FinishedInput } from '../../src/background/backends/memory/finished-ring.js'
 import { formatId, hashId, parseId } from '../../src/background/backends/memory/id-bits.js'
+import { newTaskId, newTaskIdWords } from '../../src/background/task-id.js'
 
 function finished(id: string, at: number, overrides: Partial<FinishedInput> = {}): FinishedInput {
   return {
@@ -44,12 +45,19 @@ describe('FinishedRing', () => {
     const ring = new FinishedRing(3000)
     const ids: string[] = []
     for (let i = 0; i < 5000; i++) {
-      const id = i % 7 === 0 ? `custom-${i}` : randomUUID()
+      // Ids of another form, UUIDs given as strings only, and new task ids with their words.
+      const withWords = i % 7 !== 0 && i % 2 === 1
+      const id = i % 7 === 0 ? `custom-${i}` : withWords ? newTaskId() : randomUUID()
+      const [idWord0, idWord1, idWord2, idWord3] = withWords ? newTaskIdWords : [0, 0, 0, 0]
       ids.push(id)
       const requestId = i % 5 === 0 ? `other-${i}` : i % 11 === 0 ? undefined : `req-${i.toString(36)}`
       const status = i % 3 === 0 ? 'failed' : 'succeeded'
       ring.push(
         finished(id, 1_000_000 + i, {
+          idWord0,
+          idWord1,
+          idWord2,
+          idWord3,
           requestId,
           status,
           attempt: 1 + (i % 4),

@@ -10,9 +10,16 @@ import { Fifo } from '../../src/background/backends/memory/fifo.js'
 import { ClaimedExecutions } from '../../src/background/runner/claimed-executions.js'
 import type { Execution } from '../../src/background/runner/outcomes.js'
 import { Task } from '../../src/background/task.js'
+import { newTaskId, newTaskIdWords } from '../../src/background/task-id.js'
 
-function task(id: string = randomUUID()): Task {
-  return new Task({ id, name: 'n', args: [], requestId: undefined, maxAttempts: 1, createdAt: 0 })
+let made = 0
+
+/** Without an id given, every other task has its id's words (as `add()` makes them), the rest only the string. */
+function task(id?: string): Task {
+  const withWords = id === undefined && made++ % 2 === 0
+  const taskId = id ?? (withWords ? newTaskId() : randomUUID())
+  const idWords = withWords ? newTaskIdWords : undefined
+  return new Task({ id: taskId, idWords, name: 'n', args: [], requestId: undefined, maxAttempts: 1, createdAt: 0 })
 }
 
 /** What an array-backed structure still points at (a left slot must not keep its item alive). */
@@ -31,7 +38,8 @@ describe('LiveTasks', () => {
     expect(live.has(tasks[0]!.id)).toBe(true)
     expect(live.has(randomUUID())).toBe(false)
 
-    // A new object under a known id takes its place.
+    // A new object under a known id takes its place (the first had its words, this one only the string).
+    expect(tasks[10]!.idWord1).not.toBe(0)
     const again = task(tasks[10]!.id)
     live.set(again)
     expect(live.size).toBe(5000)

@@ -1,6 +1,7 @@
 /** Task ids: random version-4 UUIDs, unique, every random nibble used. */
 import { describe, expect, it } from 'vitest'
-import { newTaskId } from '../../src/background/task-id.js'
+import { newTaskId, newTaskIdWords } from '../../src/background/task-id.js'
+import { parseId } from '../../src/background/backends/memory/id-bits.js'
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
@@ -31,5 +32,15 @@ describe('task ids', () => {
     const copy = `${first}`
     for (let i = 0; i < 300; i++) newTaskId()
     expect(first).toBe(copy)
+  })
+
+  it("leaves the id's four words in newTaskIdWords, the same a parse of the string gives", () => {
+    const parsed = new Uint32Array(4)
+    for (let i = 0; i < 2_000; i++) {
+      const id = newTaskId()
+      expect(parseId(id, parsed)).toBe(true)
+      expect(Array.from(newTaskIdWords, (word) => word >>> 0)).toEqual([...parsed])
+      expect(newTaskIdWords[1]).not.toBe(0)
+    }
   })
 })

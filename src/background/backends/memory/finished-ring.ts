@@ -9,11 +9,13 @@
  * Oldest first; a new record past `maxCount` overwrites the oldest. The columns grow by doubling
  * up to `maxCount`, so a small retention costs little and a large one is paid as it fills.
  */
-import type { FinishedStatus, PlainTaskFn, TaskRecord, TaskStatus } from '../types.js'
+import type { Task } from '../../task.js'
+import type { FinishedStatus, PlainTaskFn, TaskRecord } from '../types.js'
 import { defaultRequestNumber, hashId, parseId, formatId } from './id-bits.js'
 
 const STATUSES: readonly FinishedStatus[] = ['succeeded', 'failed', 'cancelled']
-const STATUS_CODE: Record<string, number> = { succeeded: 0, failed: 1, cancelled: 2 }
+const SUCCEEDED = 0
+const STATUS_CODE: Record<string, number> = { succeeded: SUCCEEDED, failed: 1, cancelled: 2 }
 const NO_TIME = -1
 const EMPTY = -1
 const INITIAL_CAPACITY = 1024
@@ -25,22 +27,13 @@ export interface FinishedExtras {
   fn: PlainTaskFn | undefined
 }
 
-/** What goes into the ring: a finished task's record, and what a retry needs. */
-export interface FinishedInput {
-  id: string
-  name: string
-  status: TaskStatus
-  attempt: number
-  maxAttempts: number
-  requestId: string | undefined
-  createdAt: number
-  startedAt: number | undefined
-  finishedAt: number | undefined
-  priority: number
-  lastError: string | undefined
-  args: unknown[]
-  fn: PlainTaskFn | undefined
-}
+/**
+ * What goes into the ring: a finished task's record, and what a retry needs (a Task is one). The
+ * id's words when it has them (see task-id.ts); without them (`idWord1` 0 or absent), its string is parsed.
+ */
+export type FinishedInput = Pick<Task, 'id' | 'name' | 'status' | 'attempt' | 'maxAttempts' | 'requestId' | 'createdAt'> &
+  Pick<Task, 'startedAt' | 'finishedAt' | 'priority' | 'lastError' | 'args' | 'fn'> &
+  Partial<Pick<Task, 'idWord0' | 'idWord1' | 'idWord2' | 'idWord3'>>
 
 export class FinishedRing {
   private readonly maxCount: number
@@ -90,7 +83,16 @@ export class FinishedRing {
     this.count++
     const words = this.scratch
     let hash: number
-    if (parseId(task.id, words)) {
+    if (task.idWord1 !== undefined && task.idWord1 !== 0) {
+      // A new task's id: its words as drawn, without reading the string.
+      const at = slot * 4
+      const ids = this.idWords
+      hash = task.idWord0 as number
+      ids[at] = hash
+      ids[at + 1] = task.idWord1
+      ids[at + 2] = task.idWord2 as number
+      ids[at + 3] = task.idWord3 as number
+    } else if (parseId(task.id, words)) {
       this.idWords.set(words, slot * 4)
       hash = words[0] as number
     } else {
@@ -106,7 +108,7 @@ export class FinishedRing {
     this.attempts[slot] = task.attempt
     this.maxAttempts[slot] = task.maxAttempts
     this.priority[slot] = task.priority
-    this.status[slot] = STATUS_CODE[task.status] as number
+    this.status[slot] = task.status === 'succeeded' ? SUCCEEDED : (STATUS_CODE[task.status] as number)
     this.nameIndex[slot] = this.codeOf(task.name)
     this.requestNumber[slot] = this.requestCode(slot, task.requestId)
     if (task.status !== 'succeeded') this.extras.set(slot, { lastError: task.lastError, args: task.args, fn: task.fn })

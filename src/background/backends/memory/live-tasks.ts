@@ -18,6 +18,14 @@ const INITIAL_CAPACITY = 256
 /** What it holds: tasks, or anything else named by a task's id (a BullMQ worker's held jobs). */
 export interface HasId {
   readonly id: string
+  /** The id's first two words, when it has them (a new task's: see task-id.ts); idWord1 0 otherwise. */
+  readonly idWord0?: number
+  readonly idWord1?: number
+}
+
+/** Its id's hash: the first word when it has its words, the same value `idHash` reads from the string. */
+function hashOf(item: HasId): number {
+  return item.idWord1 !== undefined && item.idWord1 !== 0 ? (item.idWord0 as number) : idHash(item.id)
 }
 
 export class LiveTasks<T extends HasId = Task> {
@@ -50,7 +58,7 @@ export class LiveTasks<T extends HasId = Task> {
 
   /** Add the task, or put it in the place of the one with its id. */
   set(task: T): void {
-    const hash = idHash(task.id)
+    const hash = hashOf(task)
     const found = this.find(task.id, hash)
     if (found !== EMPTY) {
       this.tasks[found] = task
@@ -62,7 +70,7 @@ export class LiveTasks<T extends HasId = Task> {
 
   /** Forget this task (not another one under its id, as after a retry). */
   delete(task: T): void {
-    const hash = idHash(task.id)
+    const hash = hashOf(task)
     const bucket = hash & (this.buckets.length - 1)
     let previous = EMPTY
     for (let slot = this.buckets[bucket] as number; slot !== EMPTY; previous = slot, slot = this.chain[slot] as number) {
@@ -110,7 +118,7 @@ export class LiveTasks<T extends HasId = Task> {
     for (let slot = 0; slot < capacity; slot++) this.chain[slot] = slot + 1 < capacity ? slot + 1 : EMPTY
     this.firstFree = 0
     this.count = 0
-    for (const task of old) if (task !== undefined) this.insert(task, idHash(task.id))
+    for (const task of old) if (task !== undefined) this.insert(task, hashOf(task))
     old.fill(undefined)
   }
 }
