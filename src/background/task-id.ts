@@ -10,8 +10,8 @@
  */
 import { randomFillSync } from 'node:crypto'
 
-/** Random words drawn ahead, 4 per id: one `randomFillSync` call every 256 ids. */
-const POOL_WORDS = 4 * 256
+/** Random words drawn ahead, 4 per id: one `randomFillSync` call (64 KiB) every 4,096 ids, its fixed cost shared. */
+const POOL_WORDS = 4 * 4096
 const pool = new Uint32Array(POOL_WORDS)
 let poolOffset = POOL_WORDS
 

@@ -12,6 +12,7 @@
 import type { Task } from '../../task.js'
 import type { FinishedStatus, PlainTaskFn, TaskRecord } from '../types.js'
 import { defaultRequestNumber, hashId, parseId, formatId } from './id-bits.js'
+import { SlotChains } from './slot-chains.js'
 
 const STATUSES: readonly FinishedStatus[] = ['succeeded', 'failed', 'cancelled']
 const SUCCEEDED = 0
@@ -54,11 +55,11 @@ export class FinishedRing {
   private nameIndex = new Uint16Array(0)
   /** `req-<base36 counter>` (Fastify's default request ids) as the counter; -1: none; -2: in `otherRequestIds`. */
   private requestNumber = new Float64Array(0)
-  /** Hash chains: the first slot of each bucket, and each slot's next. */
-  private buckets = new Int32Array(0)
-  private chain = new Int32Array(0)
+  /** The slots by their id's hash. */
+  private readonly chains = new SlotChains()
   private readonly names: string[] = []
   private readonly nameCodes = new Map<string, number>()
+  private lastCode = 0
   private readonly otherIds = new Map<number, string>()
   private readonly otherRequestIds = new Map<number, string>()
   private readonly extras = new Map<number, FinishedExtras>()
@@ -99,9 +100,7 @@ export class FinishedRing {
       this.otherIds.set(slot, task.id)
       hash = hashId(task.id)
     }
-    const bucket = hash & (this.buckets.length - 1)
-    this.chain[slot] = this.buckets[bucket] as number
-    this.buckets[bucket] = slot
+    this.chains.link(slot, hash)
     this.created[slot] = task.createdAt
     this.started[slot] = task.startedAt ?? NO_TIME
     this.finished[slot] = task.finishedAt ?? NO_TIME
@@ -121,7 +120,7 @@ export class FinishedRing {
     const words = this.scratch
     const canonical = parseId(id, words)
     const hash = canonical ? (words[0] as number) : hashId(id)
-    for (let slot = this.buckets[hash & (this.buckets.length - 1)] as number; slot !== EMPTY; slot = this.chain[slot] as number) {
+    for (let slot = this.chains.first(hash); slot !== EMPTY; slot = this.chains.next(slot)) {
       if (canonical) {
         const at = slot * 4
         const ids = this.idWords
@@ -205,14 +204,7 @@ export class FinishedRing {
 
   private unlink(slot: number): void {
     if (this.status[slot] === REMOVED) return this.clearSparse(slot)
-    const hash = this.otherIds.has(slot) ? hashId(this.otherIds.get(slot) as string) : (this.idWords[slot * 4] as number)
-    const bucket = hash & (this.buckets.length - 1)
-    let at = this.buckets[bucket] as number
-    if (at === slot) this.buckets[bucket] = this.chain[slot] as number
-    else {
-      while (at !== EMPTY && this.chain[at] !== slot) at = this.chain[at] as number
-      if (at !== EMPTY) this.chain[at] = this.chain[slot] as number
-    }
+    this.chains.unlink(slot, this.hashAt(slot))
     this.clearSparse(slot)
   }
 
@@ -222,18 +214,26 @@ export class FinishedRing {
     if (this.extras.size > 0) this.extras.delete(slot)
   }
 
+  /** The hash a slot's record is chained by: its id's first word, or an id of another form hashed. */
+  private hashAt(slot: number): number {
+    const other = this.otherIds.size === 0 ? undefined : this.otherIds.get(slot)
+    return other === undefined ? (this.idWords[slot * 4] as number) : hashId(other)
+  }
+
   private idAt(slot: number): string {
     return this.otherIds.get(slot) ?? formatId(this.idWords, slot * 4)
   }
 
+  /** A name's code; the last one's without a lookup (a batch's tasks share their name). */
   private codeOf(name: string): number {
+    if (name === this.names[this.lastCode]) return this.lastCode
     let code = this.nameCodes.get(name)
     if (code === undefined) {
       code = this.names.length
       this.names.push(name)
       this.nameCodes.set(name, code)
     }
-    return code
+    return (this.lastCode = code)
   }
 
   private requestCode(slot: number, requestId: string | undefined): number {
@@ -278,18 +278,10 @@ export class FinishedRing {
     remap(this.extras)
     this.capacity = capacity
     this.head = 0
-    // Re-chain every record: bucket count follows capacity (a power of two at least as large).
-    let buckets = 1
-    while (buckets < capacity) buckets *= 2
-    this.buckets = new Int32Array(buckets).fill(EMPTY)
-    this.chain = new Int32Array(capacity).fill(EMPTY)
+    this.chains.reset(capacity)
     for (let slot = 0; slot < this.count; slot++) {
       if (this.status[slot] === REMOVED) continue
-      const id = this.otherIds.get(slot)
-      const hash = id === undefined ? (this.idWords[slot * 4] as number) : hashId(id)
-      const bucket = hash & (buckets - 1)
-      this.chain[slot] = this.buckets[bucket] as number
-      this.buckets[bucket] = slot
+      this.chains.link(slot, this.hashAt(slot))
     }
   }
 }
