@@ -29,8 +29,8 @@ type State = 'open' | 'ready' | 'submitted' | 'dropped'
 export class BackgroundTasks {
   private readonly runner: TaskRunner
   private readonly requestId: string | undefined
-  /** The tasks admitted, in order: each is its own handle. */
-  private readonly group: Task[] = []
+  /** The tasks admitted, in order: each is its own handle. (Made with its first task: see keep.) */
+  private group: Task[] = []
   /**
    * One per add(), in order, once a keyed task was added (a keyed task whose key was used already
    * has a handle but no new task); until then the group alone says what was added.
@@ -53,16 +53,22 @@ export class BackgroundTasks {
     const task = this.runner.prepare(target, args, this.requestId, this.group[0]?.id)
     const stored = this.runner.admit(task)
     if (task.key === undefined) {
-      this.group.push(task)
+      this.keep(task)
       this.handles?.push(task)
       return task
     }
     // A keyed task: its handle may name the task an earlier call stored, now or once committed.
     this.handles ??= this.group.map((added) => ({ id: added.id, name: added.name }))
     const handle = { id: stored ?? task.id, name: task.name }
-    if (stored === undefined) this.group.push(task)
+    if (stored === undefined) this.keep(task)
     this.handles.push(handle)
     return handle
+  }
+
+  /** Most requests add one task: an array of one, not an empty one grown to room for 17. */
+  private keep(task: Task): void {
+    if (this.group.length === 0) this.group = [task]
+    else this.group.push(task)
   }
 
   get size(): number {

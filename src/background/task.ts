@@ -47,6 +47,14 @@ export interface TaskInit {
 
 const NOT_ABORTED: unique symbol = Symbol('not aborted')
 
+/**
+ * Told when a running task is aborted: one object per attempt, or per batch (then the index says
+ * which of its tasks), so that starting an attempt makes no closure per task.
+ */
+export interface AbortWatcher {
+  aborted(task: Task, index: number): void
+}
+
 export class Task implements BatchItem<unknown[]>, TaskContext {
   readonly id: string
   /**
@@ -109,7 +117,8 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
   environment: TaskEnvironment | undefined = undefined
   #abortReason: unknown = NOT_ABORTED
   #controller: AbortController | undefined = undefined
-  #onAbort: (() => void) | undefined = undefined
+  #watcher: AbortWatcher | undefined = undefined
+  #watchIndex = 0
   #log: FastifyBaseLogger | undefined = undefined
   /** The span #log was bound to: a new attempt's span makes a new logger. */
   #logSpan: Span | undefined = undefined
@@ -168,22 +177,23 @@ export class Task implements BatchItem<unknown[]>, TaskContext {
   abort(reason: Error): void {
     if (this.#abortReason !== NOT_ABORTED) return
     this.#abortReason = reason
-    const listener = this.#onAbort
-    this.#onAbort = undefined
-    listener?.()
+    const watcher = this.#watcher
+    this.#watcher = undefined
+    watcher?.aborted(this, this.#watchIndex)
     this.#controller?.abort(reason)
   }
 
-  /** @internal the runner's one listener, called before the signal's. */
-  onAbort(listener: () => void): void {
-    this.#onAbort = listener
+  /** @internal the runner's one watcher, told before the signal's listeners; `index`: the task's place in its batch. */
+  onAbort(watcher: AbortWatcher, index = 0): void {
+    this.#watcher = watcher
+    this.#watchIndex = index
   }
 
   /** @internal a new attempt starts: not aborted, no signal yet. */
   resetAbort(): void {
     this.#abortReason = NOT_ABORTED
     this.#controller = undefined
-    this.#onAbort = undefined
+    this.#watcher = undefined
     this.endGrace = undefined
   }
 

@@ -11,6 +11,8 @@ import { errorResponse } from '../schemas.js'
 import type { LogMessageTask } from '../tasks/log-message.js'
 
 export const RECEIVED = 'Message received. It will be logged soon.'
+/** The reply, the same object every time (Fastify serializes it; nothing changes it). */
+const ACCEPTED = { message: RECEIVED } as const
 
 export interface SendMessageOptions {
   logMessage: LogMessageTask
@@ -161,7 +163,7 @@ export const sendMessageRoutes: FastifyPluginAsyncTypebox<SendMessageOptions> = 
         const options: CallOptions = { key, delay, priority, runAt }
         request.backgroundTasks.add(logMessage.with(options), message)
       }
-      return { message: RECEIVED } as const
+      return ACCEPTED
     },
   )
 

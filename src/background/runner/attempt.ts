@@ -6,9 +6,9 @@
  */
 import type { AnyTaskDefinition, BatchContext, BatchItem, BatchOutcomes } from '../define-task.js'
 import { UnregisteredTaskError } from '../errors.js'
-import type { Task, TaskEnvironment } from '../task.js'
+import type { AbortWatcher, Task, TaskEnvironment } from '../task.js'
 import type { ThreadPool } from '../thread/pool.js'
-import { onAbortSettle, runUntilAborted } from './run-until-aborted.js'
+import { runUntilAborted, settleAbort } from './run-until-aborted.js'
 
 export type AttemptOutcome = { ok: true } | { ok: false; failure: unknown }
 
@@ -79,19 +79,24 @@ export function runBatch(
     // An aborted item that failed failed for the abort (a cancelled item ends cancelled, not retried).
     onOutcome(index, !outcome.ok && task.aborted ? failed(task.abortReason) : outcome)
   }
-  // An item cancelled (or cut off) before the batch started fails at once and is not passed on.
-  const live: number[] = []
+  // One watcher for the batch: an aborted item settles on its own (no closure made per item).
+  const watcher: AbortWatcher = { aborted: (task, index) => settleAbort(task, cancelGraceMs, (reason) => deliver(index, failed(reason))) }
+  // An item cancelled (or cut off) before the batch started fails at once and is not passed on;
+  // `live` lists the others only when there was one (else every index is live).
+  let live: number[] | undefined
   for (let i = 0; i < tasks.length; i++) {
     const task = tasks[i] as Task
-    if (task.aborted) deliver(i, failed(task.abortReason))
-    else {
-      onAbortSettle(task, cancelGraceMs, (reason) => deliver(i, failed(reason)))
-      live.push(i)
+    if (task.aborted) {
+      live ??= Array.from({ length: i }, (_, earlier) => earlier)
+      deliver(i, failed(task.abortReason))
+    } else {
+      task.onAbort(watcher, i)
+      live?.push(i)
     }
   }
-  if (live.length === 0) return
+  if (live?.length === 0) return
   // The tasks are the items: no copy unless some were aborted before the batch started.
-  const items: Array<BatchItem<unknown>> = live.length === tasks.length ? tasks : live.map((i) => tasks[i] as Task)
+  const items: Array<BatchItem<unknown>> = live === undefined ? tasks : live.map((i) => tasks[i] as Task)
   let result: Promise<BatchOutcomes>
   try {
     const context: BatchContext = {
@@ -106,15 +111,20 @@ export function runBatch(
   result.then(
     (outcomes) => {
       if (outcomes === undefined) {
-        const succeeded = live.filter((task) => delivered[task] === 0)
-        for (const task of succeeded) delivered[task] = 1
+        // Those not delivered yet (neither aborted before the start nor since) succeeded together.
+        const succeeded: number[] = []
+        for (let i = 0; i < tasks.length; i++) if (delivered[i] === 0) succeeded.push(i)
+        for (const i of succeeded) delivered[i] = 1
         if (succeeded.length > 0) onAllSucceeded(succeeded)
         return
       }
-      live.forEach((task, i) => deliver(task, outcomeOf(outcomes, i, live.length)))
+      // One outcome per item: item i is the task at order[i].
+      const order = live ?? tasks.map((_, i) => i)
+      order.forEach((task, i) => deliver(task, outcomeOf(outcomes, i, order.length)))
     },
     (error: unknown) => {
-      for (const task of live) deliver(task, failed(error))
+      // An item already delivered (aborted) is skipped by deliver.
+      for (let i = 0; i < tasks.length; i++) deliver(i, failed(error))
     },
   )
 }

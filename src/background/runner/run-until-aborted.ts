@@ -7,19 +7,17 @@
 import { TaskCancelledError } from '../errors.js'
 import type { Task } from '../task.js'
 
-/** Call `settle` with the abort reason: now, or after `cancelGraceMs` for a cancel. */
-export function onAbortSettle(task: Task, cancelGraceMs: number, settle: (reason: unknown) => void): void {
-  task.onAbort(() => {
-    const reason = task.abortReason
-    if (!(reason instanceof TaskCancelledError) || cancelGraceMs <= 0) return settle(reason)
-    const end = (): void => {
-      clearTimeout(timer)
-      task.endGrace = undefined
-      settle(reason)
-    }
-    const timer = setTimeout(end, cancelGraceMs).unref()
-    task.endGrace = end
-  })
+/** Call `settle` with an aborted task's reason: now, or after `cancelGraceMs` for a cancel. */
+export function settleAbort(task: Task, cancelGraceMs: number, settle: (reason: unknown) => void): void {
+  const reason = task.abortReason
+  if (!(reason instanceof TaskCancelledError) || cancelGraceMs <= 0) return settle(reason)
+  const end = (): void => {
+    clearTimeout(timer)
+    task.endGrace = undefined
+    settle(reason)
+  }
+  const timer = setTimeout(end, cancelGraceMs).unref()
+  task.endGrace = end
 }
 
 export function runUntilAborted(fn: () => unknown, task: Task, cancelGraceMs: number): Promise<unknown> {
@@ -29,7 +27,7 @@ export function runUntilAborted(fn: () => unknown, task: Task, cancelGraceMs: nu
       return
     }
     // Once the promise has settled a later abort is a no-op: nothing to remove.
-    onAbortSettle(task, cancelGraceMs, reject)
+    task.onAbort({ aborted: (aborted) => settleAbort(aborted, cancelGraceMs, reject) })
     let result: unknown
     try {
       result = fn()
