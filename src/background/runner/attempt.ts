@@ -113,8 +113,11 @@ export function runBatch(
       if (outcomes === undefined) {
         // Those not delivered yet (neither aborted before the start nor since) succeeded together.
         const succeeded: number[] = []
-        for (let i = 0; i < tasks.length; i++) if (delivered[i] === 0) succeeded.push(i)
-        for (const i of succeeded) delivered[i] = 1
+        for (let i = 0; i < tasks.length; i++) {
+          if (delivered[i] === 1) continue
+          delivered[i] = 1
+          succeeded.push(i)
+        }
         if (succeeded.length > 0) onAllSucceeded(succeeded)
         return
       }

@@ -11,7 +11,7 @@
  */
 import type { Task } from '../../task.js'
 import type { FinishedStatus, PlainTaskFn, TaskRecord } from '../types.js'
-import { defaultRequestNumber, hashId, parseId, formatId } from './id-bits.js'
+import { defaultRequestNumber, hasIdWords, hashId, parseId, formatId } from './id-bits.js'
 import { SlotChains } from './slot-chains.js'
 
 const STATUSES: readonly FinishedStatus[] = ['succeeded', 'failed', 'cancelled']
@@ -84,13 +84,13 @@ export class FinishedRing {
     this.count++
     const words = this.scratch
     let hash: number
-    if (task.idWord1 !== undefined && task.idWord1 !== 0) {
+    if (hasIdWords(task)) {
       // A new task's id: its words as drawn, without reading the string.
       const at = slot * 4
       const ids = this.idWords
       hash = task.idWord0 as number
       ids[at] = hash
-      ids[at + 1] = task.idWord1
+      ids[at + 1] = task.idWord1 as number
       ids[at + 2] = task.idWord2 as number
       ids[at + 3] = task.idWord3 as number
     } else if (parseId(task.id, words)) {

@@ -10,6 +10,14 @@ const HEX = '0123456789abcdef'
 const HEX_VALUE = new Int8Array(128).fill(-1)
 for (let digit = 0; digit < 16; digit++) HEX_VALUE[HEX.charCodeAt(digit)] = digit
 
+/**
+ * The item carries its id's words (a new task: see task-id.ts). A version-4 UUID's second word
+ * holds its version, so it is never 0 when they are there.
+ */
+export function hasIdWords(item: { readonly idWord1?: number | undefined }): boolean {
+  return item.idWord1 !== undefined && item.idWord1 !== 0
+}
+
 /** Fill `out` with the id's four words; false when the id is not a canonical lower-case UUID. */
 export function parseId(id: string, out: Uint32Array): boolean {
   if (id.length !== 36) return false

@@ -10,7 +10,7 @@
  * Iteration is in slot order, not insertion order (listings sort their records).
  */
 import type { Task } from '../../task.js'
-import { idHash } from './id-bits.js'
+import { hasIdWords, idHash } from './id-bits.js'
 
 const EMPTY = -1
 const INITIAL_CAPACITY = 256
@@ -25,7 +25,7 @@ export interface HasId {
 
 /** Its id's hash: the first word when it has its words, the same value `idHash` reads from the string. */
 function hashOf(item: HasId): number {
-  return item.idWord1 !== undefined && item.idWord1 !== 0 ? (item.idWord0 as number) : idHash(item.id)
+  return hasIdWords(item) ? (item.idWord0 as number) : idHash(item.id)
 }
 
 export class LiveTasks<T extends HasId = Task> {
