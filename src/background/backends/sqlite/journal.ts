@@ -6,12 +6,13 @@
  * tables, `journal-load.ts` reads the rows back.
  */
 import { statSync, type Stats } from 'node:fs'
-import { sqliteDriver, type SqlDatabase, type SqliteDriver, type SqliteDriverName, type SqlStatement } from './driver.js'
+import { sqliteDriver, type SqlDatabase, type SqliteDriver, type SqliteDriverName, type SqlStatement, type SqlValue } from './driver.js'
 import { describeError as describe } from '../../describe-error.js'
 import { JournalOpenError, SCHEMA_VERSION, explainOpenError, inspect, mkdirOrThrow, oneLine } from './journal-file.js'
 import { createSchema, migrate } from './journal-schema.js'
 import { type LoadedJournal, loadJournal } from './journal-load.js'
-import type { JournalInsert, JournalRecord, JournalWrite } from './journal-write.js'
+import type { JournalWrite } from './journal-write.js'
+import { RowsStatement } from './rows-statement.js'
 
 export { APPLICATION_ID, JournalOpenError, SCHEMA_VERSION } from './journal-file.js'
 
@@ -24,6 +25,7 @@ export interface JournalOptions {
 
 interface WriteResult {
   rowids: number[][]
+  nextRowid: number
   finishedDelta: number
   keyDelta: number
   agePruned: boolean
@@ -37,11 +39,11 @@ export class Journal {
   private readonly identity: Pick<Stats, 'dev' | 'ino'>
   private readonly retention: JournalOptions['retention']
   private readonly writeTransaction: (write: JournalWrite) => WriteResult
-  private readonly insertStatement: SqlStatement
-  private readonly unfinishedStatement: SqlStatement
-  private readonly endedStatement: SqlStatement
-  private readonly succeededStatement: SqlStatement
-  private readonly intentStatement: SqlStatement
+  private readonly insertRows: RowsStatement
+  private readonly unfinishedRows: RowsStatement
+  private readonly endedRows: RowsStatement
+  private readonly succeededRows: RowsStatement
+  private readonly intentRows: RowsStatement
   private readonly deleteStatement: SqlStatement
   private readonly rowidStatement: SqlStatement
   private readonly pruneAgeStatement: SqlStatement
@@ -52,6 +54,11 @@ export class Journal {
   private readonly keyPruneCountStatement: SqlStatement
   private readonly scheduleRunStatement: SqlStatement
   private finishedRows: number
+  /**
+   * The rowid the next new row gets: given here rather than by SQLite, so that one statement
+   * inserts a whole write's rows (this connection is the file's only writer).
+   */
+  private nextRowid: number
   /** Rows in idempotency_keys: pruned only when there are any, so a journal without keys does no more work. */
   private keyRows: number
   private nextAgePrune = 0
@@ -102,18 +109,25 @@ export class Journal {
     this.db = db
     this.retention = options.retention
     this.identity = statSync(path)
-    // Positional parameters: binding by name costs more than the rest of a small statement.
-    this.insertStatement = db.prepare(
-      `INSERT INTO tasks (id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at, run_at, priority, trace_context)
-       VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)`,
+    // Each write's rows in one statement per kind (rows-statement.ts), bound by position: binding
+    // by name costs more than the rest of a small statement.
+    this.insertRows = new RowsStatement(
+      db,
+      13,
+      (values) =>
+        `INSERT INTO tasks (rowid, id, grp, seq, name, args, status, attempts, max_attempts, request_id, created_at, run_at, priority, trace_context)
+         VALUES ${values}`,
+      '(?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)',
     )
     // A record's change in one of three shapes: unfinished (arguments and intent kept); finished
     // failed or cancelled (arguments kept for a retry, intent dropped); succeeded (both dropped).
-    const setRecord = 'UPDATE tasks SET status = ?, attempts = ?, started_at = ?, run_at = ?, last_error = ?'
-    this.unfinishedStatement = db.prepare(`${setRecord}, finished_at = NULL WHERE rowid = ?`)
-    this.endedStatement = db.prepare(`${setRecord}, finished_at = ?, intent = NULL WHERE rowid = ?`)
-    this.succeededStatement = db.prepare(`${setRecord}, finished_at = ?, intent = NULL, args = NULL WHERE rowid = ?`)
-    this.intentStatement = db.prepare('UPDATE tasks SET intent = ? WHERE rowid = ?')
+    // Each row of the VALUES list is (rowid, status, attempts, started_at, run_at, last_error[, finished_at]).
+    const update = (set: string) => (values: string) => `UPDATE tasks SET ${set} FROM (VALUES ${values}) AS v WHERE tasks.rowid = v.column1`
+    const setRecord = 'status = v.column2, attempts = v.column3, started_at = v.column4, run_at = v.column5, last_error = v.column6'
+    this.unfinishedRows = new RowsStatement(db, 6, update(`${setRecord}, finished_at = NULL`))
+    this.endedRows = new RowsStatement(db, 7, update(`${setRecord}, finished_at = v.column7, intent = NULL`))
+    this.succeededRows = new RowsStatement(db, 7, update(`${setRecord}, finished_at = v.column7, intent = NULL, args = NULL`))
+    this.intentRows = new RowsStatement(db, 2, update('intent = v.column2'))
     this.deleteStatement = db.prepare('DELETE FROM tasks WHERE rowid = ?')
     this.rowidStatement = db.prepare('SELECT rowid FROM tasks WHERE id = ?')
     this.pruneAgeStatement = db.prepare('DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?')
@@ -121,6 +135,7 @@ export class Journal {
       'DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks WHERE finished_at IS NOT NULL ORDER BY finished_at LIMIT ?)',
     )
     this.finishedRows = Number(db.value('SELECT count(*) FROM tasks WHERE finished_at IS NOT NULL'))
+    this.nextRowid = Number(db.value('SELECT coalesce(max(rowid), 0) + 1 FROM tasks'))
     this.keyInsertStatement = db.prepare(
       `INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, task_id, created_at) VALUES (@key, @fingerprint, @taskId, @createdAt)`,
     )
@@ -154,6 +169,7 @@ export class Journal {
     // Counted only once committed: a failed transaction changed nothing.
     this.finishedRows += result.finishedDelta
     this.keyRows += result.keyDelta
+    this.nextRowid = result.nextRowid
     if (result.agePruned) this.nextAgePrune = write.now + Math.min(AGE_PRUNE_INTERVAL_MS, this.retention.maxAgeMs)
     return result.rowids
   }
@@ -205,22 +221,58 @@ export class Journal {
   }
 
   private applyWrite({ inserts, keys, scheduleRuns, keyDeletes, changes, intents, now }: JournalWrite): WriteResult {
-    const rowids = inserts.map((group) => group.map((row) => Number(this.insert(row).lastInsertRowid)))
+    let nextRowid = this.nextRowid
+    const rowids: number[][] = []
+    const newRows: SqlValue[] = []
+    for (const group of inserts) {
+      const groupRowids: number[] = []
+      for (const row of group) {
+        groupRowids.push(nextRowid)
+        const { id, grp, seq, name, args, status, maxAttempts, requestId, createdAt, runAt, priority, traceContext } = row
+        newRows.push(
+          nextRowid++,
+          id,
+          grp,
+          seq,
+          name,
+          args,
+          status,
+          maxAttempts,
+          requestId ?? null,
+          createdAt,
+          runAt,
+          priority,
+          traceContext,
+        )
+      }
+      rowids.push(groupRowids)
+    }
+    if (newRows.length > 0) this.insertRows.run(newRows)
     if (scheduleRuns !== undefined) for (const run of scheduleRuns) this.scheduleRunStatement.run(run)
     let keyDelta = 0
     if (keys !== undefined) for (const key of keys) keyDelta += this.keyInsertStatement.run(key).changes > 0 ? 1 : 0
     if (keyDeletes !== undefined) for (const key of keyDeletes) keyDelta -= this.keyDeleteStatement.run(key).changes
     // Before the changes: a task that finished in the same write clears its intent again.
-    if (intents !== undefined) for (const [rowid, intent] of intents) this.intentStatement.run(intent, rowid)
+    if (intents !== undefined && intents.length > 0) this.intentRows.run(intents.flat())
     let finishedDelta = 0
+    const unfinished: SqlValue[] = []
+    const ended: SqlValue[] = []
+    const succeeded: SqlValue[] = []
     for (const [rowid, record] of changes) {
       if (record === null) {
         this.deleteStatement.run(rowid)
         continue
       }
-      this.update(rowid, record)
-      if (record.finishedAt !== undefined) finishedDelta++
+      const { status, attempt, finishedAt } = record
+      const values = finishedAt === undefined ? unfinished : status === 'succeeded' ? succeeded : ended
+      values.push(rowid, status, attempt, record.startedAt ?? null, record.runAt ?? null, record.lastError ?? null)
+      if (finishedAt === undefined) continue
+      values.push(finishedAt)
+      finishedDelta++
     }
+    if (unfinished.length > 0) this.unfinishedRows.run(unfinished)
+    if (ended.length > 0) this.endedRows.run(ended)
+    if (succeeded.length > 0) this.succeededRows.run(succeeded)
     // Prune finished rows: by age at most once a second, by count once a little slack has built up.
     const { maxCount, maxAgeMs } = this.retention
     const agePruned = now >= this.nextAgePrune
@@ -236,34 +288,6 @@ export class Journal {
     if (excess > 0 && excess >= Math.min(1000, Math.ceil(maxCount / 10))) {
       finishedDelta -= this.pruneCountStatement.run(excess).changes
     }
-    return { rowids, finishedDelta, keyDelta, agePruned }
-  }
-
-  private insert(row: JournalInsert): { lastInsertRowid: number | bigint } {
-    const { id, grp, seq, name, args, status, maxAttempts, requestId, createdAt, runAt, priority, traceContext } = row
-    return this.insertStatement.run(
-      id,
-      grp,
-      seq,
-      name,
-      args,
-      status,
-      maxAttempts,
-      requestId ?? null,
-      createdAt,
-      runAt,
-      priority,
-      traceContext,
-    )
-  }
-
-  private update(rowid: number, record: JournalRecord): void {
-    const { status, attempt: attempts, finishedAt } = record
-    const startedAt = record.startedAt ?? null
-    const runAt = record.runAt ?? null
-    const lastError = record.lastError ?? null
-    if (finishedAt === undefined) this.unfinishedStatement.run(status, attempts, startedAt, runAt, lastError, rowid)
-    else if (status === 'succeeded') this.succeededStatement.run(status, attempts, startedAt, runAt, lastError, finishedAt, rowid)
-    else this.endedStatement.run(status, attempts, startedAt, runAt, lastError, finishedAt, rowid)
+    return { rowids, nextRowid, finishedDelta, keyDelta, agePruned }
   }
 }
