@@ -189,12 +189,15 @@ describe('sqlite journal', () => {
       }
       await new Promise((resolve) => setImmediate(resolve)) // the last results are written
     }
-    await runRound(1000)
+    // A round writes ~10,000 WAL pages, so the file has been checkpointed (every 4,000) in each.
+    await runRound(4000)
     const sizeAfterFirst = statSync(path).size
-    await runRound(1000)
+    await runRound(4000)
     expect(backend.rowCount()).toBeLessThanOrEqual(50 + 5)
     expect(backend.size).toBeLessThanOrEqual(50)
     expect(statSync(path).size).toBeLessThanOrEqual(sizeAfterFirst)
+    // The WAL: 4,000 pages and their frame headers until a checkpoint, then reused from its start.
+    expect(statSync(`${path}-wal`).size).toBeLessThanOrEqual(4000 * (4096 + 24) + 64 * 1024)
   })
 
   it('prunes finished tasks older than the retention age', async () => {

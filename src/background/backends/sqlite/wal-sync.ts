@@ -8,7 +8,7 @@
  * (group commit), so there is at most one fsync running and one waiting.
  *
  * Checkpoints still sync on the event loop, as SQLite runs them inside a commit: once per
- * ~4 MB of WAL, not per commit.
+ * ~16 MB of WAL, not per commit.
  */
 import { closeSync, fsyncSync, openSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
