@@ -8,6 +8,7 @@ import { availableSqliteDrivers, sqliteDriver, type SqliteDriver } from '../../s
 import { describeBackendConformance } from '../backend-conformance.js'
 import { taskKey } from '../../src/background/idempotency.js'
 import { SCHEMA_VERSION } from '../../src/background/backends/sqlite/journal.js'
+import { MAX_ROWS } from '../../src/background/backends/sqlite/rows-statement.js'
 import { tempDir } from '../helpers/app.js'
 import { journalStatuses, openBackend, siblings, statusesAfterKill, writeForeignDatabase, writeGarbage } from '../helpers/journal.js'
 
@@ -80,6 +81,37 @@ describe('sqlite journal', () => {
     expect(second.claim(Date.now(), 1)[0]).toBeUndefined() // c waits for b; the cancelled task never runs
     second.complete(again!, Date.now())
     expect(second.claim(Date.now(), 1)[0]?.id).toBe(group[2]!.id)
+  })
+
+  it('a write of more rows than one statement takes: every row gets its own rowid and state, kept across a restart', async () => {
+    const path = journalPath()
+    const first = backendAt(path)
+    const count = 2 * MAX_ROWS + 22 // three statements of each kind: 64, 64 and 22 rows
+    const tasks = Array.from({ length: count }, (_, i) => task(`bulk_${i}`))
+    await Promise.all(tasks.map((t) => first.enqueue([t]))) // one turn: one commit
+    const claimed = first.claim(Date.now(), count)
+    expect(claimed.map((t) => t.id)).toEqual(tasks.map((t) => t.id))
+    expect(new Set(claimed.map((t) => t.rowid)).size).toBe(count)
+    const now = Date.now()
+    claimed.slice(0, 70).forEach((t) => first.complete(t, now))
+    claimed.slice(70, 140).forEach((t) => first.fail(t, { error: `failed ${t.name}`, now }))
+    await new Promise((resolve) => setImmediate(resolve)) // the results' commit
+    await first.enqueue([task('next')]) // a second insert: the next rowid
+    first.close()
+    expect(journalStatuses(path)).toEqual({ succeeded: 70, failed: 70, running: count - 140, queued: 1 })
+
+    const second = backendAt(path)
+    expect(second.start()).toMatchObject({ unfinished: count - 140 + 1 })
+    for (const i of [0, MAX_ROWS - 1, MAX_ROWS, 69, 70, 2 * MAX_ROWS, 139, 140, count - 1]) {
+      const expected =
+        i < 70 ? { status: 'succeeded' } : i < 140 ? { status: 'failed', lastError: `failed bulk_${i}` } : { status: 'queued' }
+      expect(second.get(tasks[i]!.id)).toMatchObject({ name: `bulk_${i}`, attempts: 1, ...expected })
+    }
+    // Rows added after the restart take rowids after the last one: none is overwritten.
+    const later = task('later')
+    await second.enqueue([later])
+    second.close()
+    expect(journalStatuses(path)).toEqual({ succeeded: 70, failed: 70, queued: count - 140 + 2 })
   })
 
   it('a task waiting for a retry when the process stopped is retried right after the next start', async () => {

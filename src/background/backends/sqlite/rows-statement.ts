@@ -1,13 +1,14 @@
 /**
  * One SQL statement that writes many rows at once (a multi-row `VALUES` list): a write of thirty
- * rows runs one statement instead of thirty, so SQLite parses no more, and the binding's fixed
- * cost per call (crossing into C++, the statement's reset, the result object) is paid once.
+ * rows runs one statement instead of thirty, so the binding's fixed cost per call (crossing into
+ * C++, the result object) and SQLite's per statement (its reset, the program's start and end) are
+ * paid once.
  * Prepared on first use for each row count, up to `MAX_ROWS` rows a statement; more rows run in
  * chunks of that size.
  */
 import type { SqlDatabase, SqlStatement, SqlValue } from './driver.js'
 
-/** Rows per statement at most: 64 × 14 parameters stays far below SQLite's 32,766. */
+/** Rows per statement at most: 64 rows of up to 13 parameters stay far below SQLite's 32,766. */
 export const MAX_ROWS = 64
 
 export class RowsStatement {
