@@ -7,7 +7,7 @@ import { JournalOpenError, SqliteBackend } from '../../src/background/backends/s
 import { availableSqliteDrivers, sqliteDriver, type SqliteDriver } from '../../src/background/backends/sqlite/driver.js'
 import { describeBackendConformance } from '../backend-conformance.js'
 import { taskKey } from '../../src/background/idempotency.js'
-import { SCHEMA_VERSION } from '../../src/background/backends/sqlite/journal.js'
+import { SCHEMA_VERSION, WAL_CHECKPOINT_PAGES } from '../../src/background/backends/sqlite/journal.js'
 import { MAX_ROWS } from '../../src/background/backends/sqlite/rows-statement.js'
 import { tempDir } from '../helpers/app.js'
 import { journalStatuses, openBackend, siblings, statusesAfterKill, writeForeignDatabase, writeGarbage } from '../helpers/journal.js'
@@ -221,15 +221,15 @@ describe('sqlite journal', () => {
       }
       await new Promise((resolve) => setImmediate(resolve)) // the last results are written
     }
-    // A round writes ~10,000 WAL pages, so the file has been checkpointed (every 4,000) in each.
+    // A round writes ~10,000 WAL pages, so the file has been checkpointed (every WAL_CHECKPOINT_PAGES) in each.
     await runRound(4000)
     const sizeAfterFirst = statSync(path).size
     await runRound(4000)
     expect(backend.rowCount()).toBeLessThanOrEqual(50 + 5)
     expect(backend.size).toBeLessThanOrEqual(50)
     expect(statSync(path).size).toBeLessThanOrEqual(sizeAfterFirst)
-    // The WAL: 4,000 pages and their frame headers until a checkpoint, then reused from its start.
-    expect(statSync(`${path}-wal`).size).toBeLessThanOrEqual(4000 * (4096 + 24) + 64 * 1024)
+    // The WAL: its pages and their frame headers until a checkpoint, then reused from its start.
+    expect(statSync(`${path}-wal`).size).toBeLessThanOrEqual(WAL_CHECKPOINT_PAGES * (4096 + 24) + 64 * 1024)
   })
 
   it('prunes finished tasks older than the retention age', async () => {

@@ -33,6 +33,10 @@ interface WriteResult {
 
 const AGE_PRUNE_INTERVAL_MS = 1000
 
+/** WAL pages between checkpoints (SQLite's default: 1,000): a busy journal's hot pages, rewritten in every commit, are
+ * copied to the file once per checkpoint, which syncs on the event loop; 4,000 × 4 KiB is the 16 MiB journal_size_limit. */
+export const WAL_CHECKPOINT_PAGES = 4000
+
 export class Journal {
   readonly path: string
   private readonly db: SqlDatabase
@@ -89,10 +93,7 @@ export class Journal {
       if (mode !== 'wal') throw new JournalOpenError(path, `cannot use write-ahead logging (journal_mode is ${String(mode)})`)
       // A commit survives a crash of the process; `sync: 'full'` fsyncs the WAL itself (wal-sync.ts).
       db.exec('PRAGMA synchronous = NORMAL')
-      // A checkpoint every 4,000 pages (16 MiB of WAL) rather than SQLite's 1,000: the hot pages a
-      // busy journal rewrites in every commit are copied to the file once per checkpoint, and each
-      // checkpoint syncs on the event loop; the WAL is truncated back to 16 MiB after one.
-      db.exec('PRAGMA wal_autocheckpoint = 4000')
+      db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`)
       db.exec('PRAGMA journal_size_limit = 16777216')
       // Arguments may hold secrets (POST /hash's password) and are cleared once a task succeeds:
       // zero what a row leaves behind when rewritten shorter or deleted, so no copy of them stays
