@@ -20,40 +20,34 @@ export type JournalScheduleRun = {
   taskId: string
 }
 
-/** A new row: one task of a request's group (a type, not an interface: it binds as SQL parameters). */
-export type JournalInsert = {
+/**
+ * A request's new rows: its tasks themselves, read at the write, with their arguments as JSON
+ * (serialized when added: what the request passed then, and a value JSON cannot hold is refused
+ * at once). Row `seq` of the group is task `seq`.
+ */
+export interface JournalGroup {
   id: string
-  grp: string
-  seq: number
-  name: string
-  args: string
-  maxAttempts: number
-  requestId: string | undefined
-  createdAt: number
-  /** `queued`, or `scheduled` with its run-at time. */
-  status: 'queued' | 'scheduled'
-  runAt: number | null
-  priority: number
-  /** JSON: the trace context of the request that added it; null when none. */
-  traceContext: string | null
+  tasks: readonly Task[]
+  args: readonly string[]
 }
 
 /** What a change writes of a task: its state now (the live task itself, not a copy). */
 export type JournalRecord = Pick<Task, 'status' | 'attempt' | 'startedAt' | 'finishedAt' | 'runAt' | 'lastError'>
 
-/** A change to write: the task's current state, or null to delete its row. */
-export type JournalChange = [rowid: number, record: JournalRecord | null]
+/** The changes to write, by row: each task's current state, or null to delete its row. */
+export type JournalChanges = ReadonlyMap<number, JournalRecord | null>
 
 export interface JournalWrite {
-  inserts: JournalInsert[][]
+  /** New rows, numbered in order from the journal's next rowid: group by group, task by task. */
+  inserts: JournalGroup[]
   /** Idempotency keys of the inserted tasks: committed with them. */
   keys?: JournalKeyInsert[]
   /** Schedule occurrences of the inserted tasks: committed with them. */
   scheduleRuns?: JournalScheduleRun[]
   /** Keys to forget (their tasks' commit was not acknowledged). */
   keyDeletes?: string[]
-  changes: JournalChange[]
+  changes: JournalChanges
   /** Intents to record (JSON text), by row. */
-  intents?: Array<[rowid: number, intent: string]>
+  intents?: ReadonlyMap<number, string>
   now: number
 }

@@ -12,6 +12,7 @@ import { JournalOpenError, SCHEMA_VERSION, explainOpenError, inspect, mkdirOrThr
 import { createSchema, migrate } from './journal-schema.js'
 import { type LoadedJournal, loadJournal } from './journal-load.js'
 import type { JournalWrite } from './journal-write.js'
+import type { Task } from '../../task.js'
 import { RowsStatement } from './rows-statement.js'
 
 export { APPLICATION_ID, JournalOpenError, SCHEMA_VERSION } from './journal-file.js'
@@ -24,7 +25,6 @@ export interface JournalOptions {
 }
 
 interface WriteResult {
-  rowids: number[][]
   nextRowid: number
   finishedDelta: number
   keyDelta: number
@@ -162,21 +162,22 @@ export class Journal {
   }
 
   /**
-   * Write new groups and changed records in one transaction (and prune finished rows beyond
-   * retention). Returns the new rows' rowids, per group. Throws if the file cannot be written
-   * (disk full, I/O error, the file replaced or deleted); nothing is then written.
+   * Write new groups and changed records in one transaction, pruning past retention; all or
+   * nothing: throws if the file cannot be written (disk full, I/O error, replaced or deleted).
+   * Returns the first new rowid (the rest follow in order, group by group, task by task).
    */
-  write(write: JournalWrite): number[][] {
+  write(write: JournalWrite): number {
     if (this.closed) throw new Error('the task journal is closed')
     // SQLite keeps writing to a deleted file: refuse instead of acknowledging work that would be lost.
     this.checkIdentity()
+    const firstRowid = this.nextRowid
     const result = this.writeTransaction(write)
     // Counted only once committed: a failed transaction changed nothing.
     this.finishedRows += result.finishedDelta
     this.keyRows += result.keyDelta
     this.nextRowid = result.nextRowid
     if (result.agePruned) this.nextAgePrune = write.now + Math.min(AGE_PRUNE_INTERVAL_MS, this.retention.maxAgeMs)
-    return result.rowids
+    return firstRowid
   }
 
   /** A small real write (the header's user_version, rewritten): throws if the file cannot be written. */
@@ -227,30 +228,27 @@ export class Journal {
 
   private applyWrite({ inserts, keys, scheduleRuns, keyDeletes, changes, intents, now }: JournalWrite): WriteResult {
     let nextRowid = this.nextRowid
-    const rowids: number[][] = []
     const newRows: SqlValue[] = []
-    for (const group of inserts) {
-      const groupRowids: number[] = []
-      for (const row of group) {
-        groupRowids.push(nextRowid)
-        const { id, grp, seq, name, args, status, maxAttempts, requestId, createdAt, runAt, priority, traceContext } = row
+    for (const { id: grp, tasks, args } of inserts) {
+      for (let seq = 0; seq < tasks.length; seq++) {
+        const task = tasks[seq] as Task
+        const { runAt, traceContext } = task
         newRows.push(
           nextRowid++,
-          id,
+          task.id,
           grp,
           seq,
-          name,
-          args,
-          status,
-          maxAttempts,
-          requestId ?? null,
-          createdAt,
-          runAt,
-          priority,
-          traceContext,
+          task.name,
+          args[seq] as string,
+          runAt === undefined ? 'queued' : 'scheduled',
+          task.maxAttempts,
+          task.requestId ?? null,
+          task.createdAt,
+          runAt ?? null,
+          task.priority,
+          traceContext === undefined ? null : JSON.stringify(traceContext),
         )
       }
-      rowids.push(groupRowids)
     }
     if (newRows.length > 0) this.insertRows.run(newRows)
     if (scheduleRuns !== undefined) for (const run of scheduleRuns) this.scheduleRunStatement.run(run)
@@ -258,23 +256,27 @@ export class Journal {
     if (keys !== undefined) for (const key of keys) keyDelta += this.keyInsertStatement.run(key).changes > 0 ? 1 : 0
     if (keyDeletes !== undefined) for (const key of keyDeletes) keyDelta -= this.keyDeleteStatement.run(key).changes
     // Before the changes: a task that finished in the same write clears its intent again.
-    if (intents !== undefined && intents.length > 0) this.intentRows.run(intents.flat())
+    if (intents !== undefined && intents.size > 0) {
+      const intentRows: SqlValue[] = []
+      intents.forEach((intent, rowid) => intentRows.push(rowid, intent))
+      this.intentRows.run(intentRows)
+    }
     let finishedDelta = 0
     const unfinished: SqlValue[] = []
     const ended: SqlValue[] = []
     const succeeded: SqlValue[] = []
-    for (const [rowid, record] of changes) {
+    changes.forEach((record, rowid) => {
       if (record === null) {
         this.deleteStatement.run(rowid)
-        continue
+        return
       }
       const { status, attempt, finishedAt } = record
       const values = finishedAt === undefined ? unfinished : status === 'succeeded' ? succeeded : ended
       values.push(rowid, status, attempt, record.startedAt ?? null, record.runAt ?? null, record.lastError ?? null)
-      if (finishedAt === undefined) continue
+      if (finishedAt === undefined) return
       values.push(finishedAt)
       finishedDelta++
-    }
+    })
     if (unfinished.length > 0) this.unfinishedRows.run(unfinished)
     if (ended.length > 0) this.endedRows.run(ended)
     if (succeeded.length > 0) this.succeededRows.run(succeeded)
@@ -293,6 +295,6 @@ export class Journal {
     if (excess > 0 && excess >= Math.min(1000, Math.ceil(maxCount / 10))) {
       finishedDelta -= this.pruneCountStatement.run(excess).changes
     }
-    return { rowids, nextRowid, finishedDelta, keyDelta, agePruned }
+    return { nextRowid, finishedDelta, keyDelta, agePruned }
   }
 }

@@ -4,11 +4,11 @@
  * it one `JournalWrite`.
  */
 import type { Task } from '../../task.js'
-import type { JournalChange, JournalInsert, JournalKeyInsert, JournalScheduleRun, JournalWrite } from './journal-write.js'
+import type { JournalGroup, JournalKeyInsert, JournalScheduleRun, JournalWrite } from './journal-write.js'
 
-export interface PendingGroup {
-  group: Task[]
-  rows: JournalInsert[]
+/** A request's tasks waiting for the commit: its rows, its keys and occurrences, and who waits. */
+export interface PendingGroup extends JournalGroup {
+  tasks: Task[]
   keys: JournalKeyInsert[] | undefined
   scheduleRuns: JournalScheduleRun[] | undefined
   resolve: () => void
@@ -35,35 +35,23 @@ export class PendingWrites {
   readonly intents = new Map<number, string>()
   readonly intentWaiters: Waiter[] = []
 
-  /** One request's tasks as rows; throws (synchronously) for a plain function, which cannot be stored. */
-  addGroup(group: Task[], groupId: string): Promise<void> {
-    const rows = group.map((task, seq): JournalInsert => {
+  /** One request's tasks, for rows; throws (synchronously) for a plain function, which cannot be stored. */
+  addGroup(tasks: Task[], groupId: string): Promise<void> {
+    const args: string[] = []
+    for (const task of tasks) {
       if (task.fn !== undefined) throw new TypeError(`task "${task.name}" is a plain function: it cannot be stored`)
-      return {
-        id: task.id,
-        grp: groupId,
-        seq,
-        name: task.name,
-        args: JSON.stringify(task.args),
-        maxAttempts: task.maxAttempts,
-        requestId: task.requestId,
-        createdAt: task.createdAt,
-        status: task.runAt === undefined ? 'queued' : 'scheduled',
-        runAt: task.runAt ?? null,
-        priority: task.priority ?? 0,
-        traceContext: task.traceContext === undefined ? null : JSON.stringify(task.traceContext),
-      }
-    })
+      args.push(JSON.stringify(task.args))
+    }
     let keys: JournalKeyInsert[] | undefined
     let scheduleRuns: JournalScheduleRun[] | undefined
-    for (const task of group) {
+    for (const task of tasks) {
       const { key, occurrence } = task
       if (occurrence !== undefined)
         (scheduleRuns ??= []).push({ scheduleId: occurrence.scheduleId, occurrence: occurrence.at, taskId: task.id })
       if (key === undefined) continue
       ;(keys ??= []).push({ key: key.key, fingerprint: key.fingerprint, taskId: task.id, createdAt: task.createdAt })
     }
-    return new Promise((resolve, reject) => this.groups.push({ group, rows, keys, scheduleRuns, resolve, reject }))
+    return new Promise((resolve, reject) => this.groups.push({ id: groupId, tasks, args, keys, scheduleRuns, resolve, reject }))
   }
 
   /** Nothing to write (there may still be waiters: they are answered at once). */
@@ -71,10 +59,8 @@ export class PendingWrites {
     return this.groups.length === 0 && this.dirty.size === 0 && this.intents.size === 0 && this.keyDeletes.length === 0
   }
 
-  /** The write. */
+  /** The write: the pending sets themselves, not copies. */
   toWrite(now: number): JournalWrite {
-    const changes: JournalChange[] = [...this.dirty]
-    const intentRows: Array<[number, string]> = [...this.intents]
     let keys: JournalKeyInsert[] | undefined
     let scheduleRuns: JournalScheduleRun[] | undefined
     for (const pending of this.groups) {
@@ -82,12 +68,12 @@ export class PendingWrites {
       if (pending.scheduleRuns !== undefined) (scheduleRuns ??= []).push(...pending.scheduleRuns)
     }
     return {
-      inserts: this.groups.map((pending) => pending.rows),
+      inserts: this.groups,
       ...(keys === undefined ? {} : { keys }),
       ...(scheduleRuns === undefined ? {} : { scheduleRuns }),
       ...(this.keyDeletes.length === 0 ? {} : { keyDeletes: this.keyDeletes }),
-      changes,
-      intents: intentRows,
+      changes: this.dirty,
+      intents: this.intents,
       now,
     }
   }
@@ -101,7 +87,7 @@ export class PendingWrites {
   /** The rows of these groups, committed but not acknowledged, are deleted with this write, and their keys. */
   deleteRowsOf(groups: PendingGroup[]): void {
     for (const pending of groups) {
-      for (const task of pending.group) if (task.rowid > 0) this.dirty.set(task.rowid, null)
+      for (const task of pending.tasks) if (task.rowid > 0) this.dirty.set(task.rowid, null)
       for (const key of pending.keys ?? []) this.keyDeletes.push(key.key)
     }
   }
