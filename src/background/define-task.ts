@@ -119,7 +119,7 @@ export interface TaskOptions<A extends TTuple<TSchema[]>> {
    * Before a task runs again after an attempt that recorded its intent and did not finish (the
    * process died): did that attempt's effect happen? `true`: the task is recorded succeeded
    * without running; `false` (or a throw): it runs. With an intent that pins the effect down
-   * (where a line was written, and its checksum), this makes the task exactly once on the journal.
+   * (where a line was written, and what it holds), this makes the task exactly once on the journal.
    */
   alreadyDone?: (task: UnfinishedTask<Static<A>>, context: { log: FastifyBaseLogger }) => boolean | Promise<boolean>
 }

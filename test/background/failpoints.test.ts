@@ -15,7 +15,6 @@
  * off was counted); then, no intent or an intent whose bytes are not in the log → it runs again;
  * an intent whose line is there → recorded succeeded without running.
  */
-import { createHash } from 'node:crypto'
 import { readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -37,10 +36,11 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
+/** What log_message records before its batch's write: the line's place and its timestamp (epoch ms). */
 interface LineIntent {
   offset: number
   length: number
-  sha1: string
+  at: number
 }
 
 /** A task the dead process left running, or with an intent (which only a running task records). */
@@ -90,10 +90,12 @@ async function crashAndRestart(failpoint: Record<string, string>): Promise<Crash
     .filter((row) => row.status === 'running' || row.intent !== null)
     .map((row): LeftRunning => {
       const intent = row.intent === null ? undefined : (JSON.parse(row.intent) as LineIntent)
+      const message = messageOf(row)
+      // The load's messages need no escaping: the line is the timestamp, the message, a newline.
+      const line = intent === undefined ? undefined : Buffer.from(`${new Date(intent.at).toISOString()}: ${message}\n`)
       const bytes = intent === undefined ? undefined : log.subarray(intent.offset, intent.offset + intent.length)
-      const lineThere =
-        bytes !== undefined && bytes.length === intent!.length && createHash('sha1').update(bytes).digest('base64') === intent!.sha1
-      return { row, message: messageOf(row), intent, lineThere }
+      const lineThere = line !== undefined && line.length === intent!.length && line.equals(bytes!)
+      return { row, message, intent, lineThere }
     })
 
   const restarted = await spawnServer(env)

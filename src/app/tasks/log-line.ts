@@ -31,17 +31,15 @@ export function escapeControlCharacters(message: string): string {
 let cachedMs = Number.NaN
 let cachedTimestamp = ''
 
-function timestampNow(): string {
-  const now = Date.now()
-  if (now !== cachedMs) {
-    cachedMs = now
-    cachedTimestamp = new Date(now).toISOString()
+function timestampAt(ms: number): string {
+  if (ms !== cachedMs) {
+    cachedMs = ms
+    cachedTimestamp = new Date(ms).toISOString()
   }
   return cachedTimestamp
 }
 
-/** `<timestamp>: <message>\n`, the timestamp `at` (default: now) in ISO 8601 UTC with ms. */
-export function formatLogLine(message: string, at?: Date): string {
-  const timestamp = at === undefined ? timestampNow() : at.toISOString()
-  return `${timestamp}: ${escapeControlCharacters(message)}\n`
+/** `<timestamp>: <message>\n`, the timestamp `at` (epoch ms or a Date; default: now) in ISO 8601 UTC with ms. */
+export function formatLogLine(message: string, at: number | Date = Date.now()): string {
+  return `${timestampAt(typeof at === 'number' ? at : at.getTime())}: ${escapeControlCharacters(message)}\n`
 }

@@ -4,8 +4,9 @@
  * fails, every item of the batch fails and is retried with backoff.
  *
  * Exactly once on the journal (sqlite): just before the write, each line's place in the file
- * (offset, length, checksum) is recorded as its task's intent; a task that a crash left
- * unfinished is not run again when its line is already there, byte for byte (`alreadyDone`).
+ * (offset, length) and its timestamp are recorded as its task's intent; a task that a crash left
+ * unfinished is not run again when its line is already there, byte for byte (`alreadyDone`
+ * formats the line again from the message and the timestamp, and compares).
  * A torn last line is cut off when the file is opened (log-file.ts), so its task writes it whole.
  */
 import { createHash } from 'node:crypto'
@@ -17,12 +18,10 @@ import { formatLogLine } from './log-line.js'
 
 export const LOG_MESSAGE_TASK = 'log_message'
 
-/** Where a line was about to be written: what `alreadyDone` checks in the file. */
-const LineIntent = Type.Object({ offset: Type.Integer({ minimum: 0 }), length: Type.Integer({ minimum: 1 }), sha1: Type.String() })
-
-function sha1(bytes: string | Buffer): string {
-  return createHash('sha1').update(bytes).digest('base64')
-}
+/** Where a line was about to be written, and its timestamp (epoch ms): what `alreadyDone` checks in the file. */
+const LineIntent = Type.Object({ offset: Type.Integer({ minimum: 0 }), length: Type.Integer({ minimum: 1 }), at: Type.Integer() })
+/** The form earlier versions recorded (a SHA-1 of the line): still honoured after an upgrade. */
+const HashedLineIntent = Type.Object({ offset: Type.Integer({ minimum: 0 }), length: Type.Integer({ minimum: 1 }), sha1: Type.String() })
 
 export function createLogMessageTask(logFile: LogFile) {
   return defineTask({
@@ -32,28 +31,32 @@ export function createLogMessageTask(logFile: LogFile) {
     backoff: { type: 'exponential', delayMs: 100, maxDelayMs: 10_000, jitter: true },
     timeoutMs: 5_000,
     batch: async (items, context) => {
+      // One timestamp for the batch: its lines are written together.
+      const at = Date.now()
       if (!context.recordsIntents) {
         let text = ''
-        for (const item of items) text += formatLogLine(item.args[0])
-        await logFile.append(text)
-        return
+        for (const item of items) text += formatLogLine(item.args[0], at)
+        return logFile.append(text)
       }
-      const lines = items.map((item) => formatLogLine(item.args[0]))
+      const lines = items.map((item) => formatLogLine(item.args[0], at))
       await logFile.append(lines.join(''), async (offset) => {
         const intents: Array<[BatchItem<unknown>, unknown]> = []
         for (let i = 0; i < items.length; i++) {
-          const line = lines[i] as string
-          const length = Buffer.byteLength(line)
-          intents.push([items[i] as BatchItem<unknown>, { offset, length, sha1: sha1(line) }])
+          const length = Buffer.byteLength(lines[i] as string)
+          intents.push([items[i] as BatchItem<unknown>, { offset, length, at }])
           offset += length
         }
         await context.recordIntent(intents)
       })
     },
-    alreadyDone: async ({ intent }) => {
-      if (!Value.Check(LineIntent, intent)) return false
+    alreadyDone: async ({ args, intent }) => {
+      if (Value.Check(LineIntent, intent)) {
+        const line = Buffer.from(formatLogLine(args[0], intent.at))
+        return line.length === intent.length && line.equals(await logFile.readAt(intent.offset, intent.length))
+      }
+      if (!Value.Check(HashedLineIntent, intent)) return false
       const found = await logFile.readAt(intent.offset, intent.length)
-      return found.length === intent.length && sha1(found) === intent.sha1
+      return found.length === intent.length && createHash('sha1').update(found).digest('base64') === intent.sha1
     },
   })
 }
