@@ -18,10 +18,12 @@ import { formatLogLine } from './log-line.js'
 
 export const LOG_MESSAGE_TASK = 'log_message'
 
-/** Where a line was about to be written, and its timestamp (epoch ms): what `alreadyDone` checks in the file. */
-const LineIntent = Type.Object({ offset: Type.Integer({ minimum: 0 }), length: Type.Integer({ minimum: 1 }), at: Type.Integer() })
+/** Where a line was about to be written in the file. */
+const linePlace = { offset: Type.Integer({ minimum: 0 }), length: Type.Integer({ minimum: 1 }) }
+/** The place and the line's timestamp (epoch ms): what `alreadyDone` checks in the file. */
+const LineIntent = Type.Object({ ...linePlace, at: Type.Integer() })
 /** The form earlier versions recorded (a SHA-1 of the line): still honoured after an upgrade. */
-const HashedLineIntent = Type.Object({ offset: Type.Integer({ minimum: 0 }), length: Type.Integer({ minimum: 1 }), sha1: Type.String() })
+const HashedLineIntent = Type.Object({ ...linePlace, sha1: Type.String() })
 
 export function createLogMessageTask(logFile: LogFile) {
   return defineTask({

@@ -38,7 +38,7 @@ export type JournalRecord = Pick<Task, 'status' | 'attempt' | 'startedAt' | 'fin
 export type JournalChanges = ReadonlyMap<number, JournalRecord | null>
 
 export interface JournalWrite {
-  /** New rows, numbered in order from the journal's next rowid: group by group, task by task. */
+  /** New rows: each task gets its `rowid` once they are committed. */
   inserts: JournalGroup[]
   /** Idempotency keys of the inserted tasks: committed with them. */
   keys?: JournalKeyInsert[]

@@ -176,9 +176,8 @@ export class JournalWriter {
     const batch = this.next
     if (batch.isEmpty()) return batch.resolveWaiters()
     this.next = new PendingWrites()
-    let rowid: number
     try {
-      rowid = this.journal.write(batch.toWrite(this.now()))
+      this.journal.write(batch.toWrite(this.now()))
     } catch (error) {
       // Keep the changes and try again later; the enqueues are refused: their requests get a 503
       // and the client retries. An intent that cannot be recorded fails its attempt (the task
@@ -192,7 +191,6 @@ export class JournalWriter {
     for (const waiter of intentWaiters) waiter.resolve()
     this.committed++
     if (this.lastFailure !== undefined) this.recovered()
-    for (const pending of groups) for (const task of pending.tasks) task.rowid = rowid++
     const acknowledge = (): void => {
       for (const pending of groups) {
         this.index.enqueue(pending.tasks)

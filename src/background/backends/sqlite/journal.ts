@@ -164,20 +164,20 @@ export class Journal {
   /**
    * Write new groups and changed records in one transaction, pruning past retention; all or
    * nothing: throws if the file cannot be written (disk full, I/O error, replaced or deleted).
-   * Returns the first new rowid (the rest follow in order, group by group, task by task).
+   * Once committed, each new task gets its row's `rowid`.
    */
-  write(write: JournalWrite): number {
+  write(write: JournalWrite): void {
     if (this.closed) throw new Error('the task journal is closed')
     // SQLite keeps writing to a deleted file: refuse instead of acknowledging work that would be lost.
     this.checkIdentity()
-    const firstRowid = this.nextRowid
+    let rowid = this.nextRowid
     const result = this.writeTransaction(write)
     // Counted only once committed: a failed transaction changed nothing.
     this.finishedRows += result.finishedDelta
     this.keyRows += result.keyDelta
     this.nextRowid = result.nextRowid
     if (result.agePruned) this.nextAgePrune = write.now + Math.min(AGE_PRUNE_INTERVAL_MS, this.retention.maxAgeMs)
-    return firstRowid
+    for (const group of write.inserts) for (const task of group.tasks) task.rowid = rowid++ // as applyWrite numbered them
   }
 
   /** A small real write (the header's user_version, rewritten): throws if the file cannot be written. */
