@@ -11,7 +11,7 @@
  */
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, loadDotEnv } from './app/config.js'
-import { runnerSettings } from './app/runner-from-config.js'
+import { runnerSettings, startError } from './app/runner-from-config.js'
 import { buildWorker } from './app/worker-app.js'
 import { startTracing } from './app/tracing.js'
 
@@ -37,6 +37,12 @@ async function main(): Promise<void> {
     },
   )
 
+  try {
+    await app.ready()
+  } catch (error) {
+    await app.close()
+    throw startError(error, config)
+  }
   if (config.WORKER_PORT > 0) {
     try {
       await app.listen({ host: config.HOST, port: config.WORKER_PORT })
@@ -47,8 +53,6 @@ async function main(): Promise<void> {
         name: 'ListenError',
       })
     }
-  } else {
-    await app.ready()
   }
   const settings = runnerSettings(config)
   logger.info(

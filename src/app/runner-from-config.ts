@@ -19,6 +19,12 @@ export class TaskDbError extends Error {
   override name = 'TaskDbError'
 }
 
+/** An error of the runner's start, as a configuration error naming the setting to change when it is one. */
+export function startError(error: unknown, config: Config): unknown {
+  if ((error as { code?: unknown } | null)?.code !== 'TASKS_SHARD_COUNT_CHANGED') return error
+  return new ConfigError(`Invalid configuration: TASK_QUEUE_SHARDS=${config.TASK_QUEUE_SHARDS}: ${(error as Error).message}`)
+}
+
 /** The plugin's resolved options that come from the configuration. */
 export type RunnerSettings = Omit<ResolvedOptions, 'backend' | 'tasks' | 'taskIdHeader' | 'schedules' | 'missedRuns' | 'rateLimits'>
 

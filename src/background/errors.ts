@@ -62,6 +62,13 @@ export const TaskAlreadyFinishedError = createError<[string, string]>(
 /** Plugin options rejected at registration. */
 export const InvalidOptionError = createError<[string, string]>('TASKS_INVALID_OPTION', 'Invalid background-tasks option "%s": %s', 500)
 
+/** At start: the BullMQ queue's earlier shard count left unfinished tasks in shards the configured count does not reach. */
+export const ShardCountChangedError = createError<[string, number, number, string, number]>(
+  'TASKS_SHARD_COUNT_CHANGED',
+  'Queue "%s" was last run with %d shards, and %d unfinished tasks wait in its shards %s, which %d shards do not reach: run with the earlier count until they have finished',
+  500,
+)
+
 /** Reasons a running task's AbortSignal is aborted with. */
 export const TaskTimeoutError = createError<[number]>('TASK_TIMEOUT', 'Task timed out after %d ms', 500)
 export const TaskCancelledError = createError('TASK_CANCELLED', 'Task was cancelled', 500)

@@ -156,6 +156,27 @@ describeWithRedis(
       expect(exits.map((exit) => exit.code)).toEqual([0, 0, 0])
     })
 
+    it('TASK_QUEUE_SHARDS changed while tasks wait in shards the new count does not reach: web and worker exit 1 naming it', async () => {
+      const redis = await redisServer()
+      const dir = tempDir()
+      const four = await spawnServer({
+        TASK_BACKEND: 'bullmq',
+        REDIS_URL: redis.url,
+        LOG_FILE: join(dir, 'web.txt'),
+        TASK_QUEUE_SHARDS: '4',
+      })
+      children.push(four)
+      const agent = client()
+      const replies = await Promise.all(messagesFor('sharded', 4).map((message) => post(agent, four.url, message)))
+      expect(replies.map((reply) => reply.status)).toEqual([200, 200, 200, 200])
+      const refused =
+        /exited with 1 before listening: ConfigError: Invalid configuration: TASK_QUEUE_SHARDS=2: Queue "background-tasks" was last run with 4 shards, and 3 unfinished tasks wait in its shards 1, 2, 3/
+      await expect(
+        spawnServer({ TASK_BACKEND: 'bullmq', REDIS_URL: redis.url, LOG_FILE: join(dir, 'web2.txt'), TASK_QUEUE_SHARDS: '2' }),
+      ).rejects.toThrow(refused)
+      await expect(worker(redis, join(dir, 'worker.txt'), { TASK_QUEUE_SHARDS: '2' })).rejects.toThrow(refused)
+    })
+
     it('a worker with WORKER_PORT serves /metrics (role="worker", its own task counts), /health and /ready; without it, no port', async () => {
       const redis = await redisServer()
       const dir = tempDir()

@@ -429,6 +429,45 @@ describeWithRedis('bullmq backend', () => {
     expect((await producer.get(ids[4]!))?.status).toBe('succeeded')
   })
 
+  it('refuses to start with another shard count while shards it would not reach hold unfinished tasks; records it once they are done', async () => {
+    const queueName = `shard-count-${randomUUID()}`
+    const task = defineTask({ name: 'counted', args: Type.Tuple([Type.Integer()]), run: () => {} })
+    const started = async (role: 'producer' | 'worker', shards: number): Promise<TaskRunner> => {
+      const runner = new TaskRunner({
+        backend: await backend(role, queueName, { shards }),
+        concurrency: 4,
+        maxPending: 100,
+        defaultTimeoutMs: 1000,
+        logger: silent,
+        tasks: [task],
+      })
+      opened.push({ close: () => runner.close(2000) })
+      await runner.start()
+      return runner
+    }
+    const client = new Redis(redis.url)
+    opened.push({ close: () => client.quit() })
+    // From one shard to four: shard 0 is the queue as it was, so a task waiting there is still reached.
+    const one = await started('producer', 1)
+    const first = await one.add(task, [0])
+    const four = await started('producer', 4)
+    expect(await client.get(`bull:${queueName}:shard-count`)).toBe('4')
+    const ids = [first, ...(await Promise.all([1, 2, 3, 4].map((i) => four.add(task, [i]))))]
+    // Two shards would not reach shards 1 to 3 of four (a shard's queue depends on the count).
+    await expect(started('producer', 2)).rejects.toMatchObject({
+      code: 'TASKS_SHARD_COUNT_CHANGED',
+      message: expect.stringMatching(
+        /last run with 4 shards, and 3 unfinished tasks wait in its shards 1, 2, 3, which 2 shards do not reach/,
+      ) as unknown,
+    })
+    await expect(started('worker', 1)).rejects.toMatchObject({ code: 'TASKS_SHARD_COUNT_CHANGED' })
+    // Once a worker of the same count has run them, the new count starts and is recorded.
+    await started('worker', 4)
+    for (const id of ids) await waitFor(async () => (await four.get(id))?.status === 'succeeded', { what: `task ${id}` })
+    await started('worker', 2)
+    expect(await client.get(`bull:${queueName}:shard-count`)).toBe('2')
+  })
+
   describe('idempotency keys in Redis', () => {
     const keyedTask = defineTask({ name: 'keyed', args: Type.Tuple([Type.String()]), run: () => {} })
 

@@ -61,6 +61,7 @@ import { enqueueKeyed } from './keyed-enqueue.js'
 import { QueueKeys } from './keys.js'
 import { ShardQueues } from './shard-queues.js'
 import { ShardPlan } from './shards.js'
+import { checkShardCount } from './shard-count.js'
 import { JobSchedulers } from './job-schedulers.js'
 import type { MissedRunPolicy } from '../../schedules/schedule.js'
 
@@ -150,12 +151,23 @@ export class BullMQBackend implements TaskBackend {
     const ready = await Promise.race([connected(), new Promise<false>((resolve) => setTimeout(resolve, 2_000, false).unref())]).catch(
       () => false,
     )
-    if (!ready) {
+    if (ready) {
+      // A shard count that would strand tasks: the process does not start.
+      await this.checkShards()
+      this.consumer?.start(hooks)
+    } else {
       const meaning = this.consumer === undefined ? 'requests get 503 until it is' : 'tasks start once it is'
       this.log.warn({ queue: this.queueName }, `Redis is not reachable yet; ${meaning}`)
+      // Checked once Redis answers; a worker takes no job before.
+      connected()
+        .then(() => this.checkShards())
+        .then(() => this.consumer?.start(hooks), this.log.error)
     }
-    this.consumer?.start(hooks)
     return { unfinished: 0, scheduled: 0 }
+  }
+
+  private checkShards(): Promise<void> {
+    return checkShardCount(this.redis, this.queueName, this.shards.plan, !('url' in this.target))
   }
 
   /** Make the queue's job schedulers these schedules (see `job-schedulers.ts`). */
