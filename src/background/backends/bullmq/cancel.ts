@@ -9,6 +9,7 @@
 import { type Queue, QueueEvents, QueueEventsProducer } from 'bullmq'
 import type { CancelOutcome, TaskRecord } from '../types.js'
 import { type RedisClient, type RedisTarget, blockingConnection, closeConnection } from './connection.js'
+import { changeJobData } from './job-data.js'
 import { FINISHED, type JobData, toRecord } from './records.js'
 
 const CANCEL_EVENT = 'task-cancel'
@@ -26,11 +27,11 @@ export class CancelChannel {
     private readonly queueName: string,
     /** The queue holding a job (its id says which shard), or undefined for an id of no shard here. */
     private readonly queueOf: (id: string) => Queue<JobData> | undefined,
-    connection: RedisClient,
+    private readonly redis: RedisClient,
     private readonly waitMs: number,
     private readonly onError: (error: Error) => void,
   ) {
-    this.control = new QueueEventsProducer(`${queueName}-control`, { connection })
+    this.control = new QueueEventsProducer(`${queueName}-control`, { connection: redis })
     this.control.on('error', onError)
   }
 
@@ -60,7 +61,14 @@ export class CancelChannel {
     if (FINISHED.has(state)) return { outcome: 'finished', record: toRecord(job, state) }
     // Already cancelled, and no worker will run it: as good as finished.
     if (job.data.cancelledAt !== undefined && state !== 'active') return { outcome: 'finished', record: toRecord(job, state) }
-    if (job.data.cancelledAt === undefined) await job.updateData({ ...job.data, cancelledAt: now })
+    if (job.data.cancelledAt === undefined) {
+      // Kept with whatever another process writes to the job's data meanwhile (a rate-limit deferral).
+      const marked = await changeJobData(this.redis, (queue as Queue<JobData>).toKey(id), (data) =>
+        data.cancelledAt === undefined ? { ...data, cancelledAt: now } : undefined,
+      )
+      if (marked === undefined) return { outcome: 'not_found' }
+      job.data = marked
+    }
     // From here on no worker starts it; it may have started before the mark, though.
     const after = await (queue as Queue<JobData>).getJobState(id)
     const record = toRecord(job, after)

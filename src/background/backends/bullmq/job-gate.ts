@@ -6,7 +6,8 @@
  */
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq'
 import type { RateLimits } from '../../rate-limits/rate-limits.js'
-import type { ConnectionLog } from './connection.js'
+import type { ConnectionLog, RedisClient } from './connection.js'
+import { changeJobData } from './job-data.js'
 import type { JobSchedulers } from './job-schedulers.js'
 import type { RateWindow } from './rate-window.js'
 import { type JobData, MISSED_REASON } from './records.js'
@@ -19,6 +20,9 @@ export class JobGate {
     private readonly schedulers: JobSchedulers,
     private readonly window: RateWindow,
     private readonly log: ConnectionLog,
+    private readonly redis: RedisClient,
+    /** The key of a job's hash (in its shard). */
+    private readonly jobKey: (jobId: string) => string,
   ) {}
 
   /** False for most jobs: then `check` has nothing to do. */
@@ -38,7 +42,9 @@ export class JobGate {
     if (waitMs === 0) return undefined
     this.limits?.deferred(job.name)
     const until = Date.now() + waitMs
-    await job.updateData({ ...job.data, rateLimitedUntil: until })
+    // Kept with a cancel mark another process may be writing meanwhile: the job then never runs.
+    const data = await changeJobData(this.redis, this.jobKey(job.id as string), (current) => ({ ...current, rateLimitedUntil: until }))
+    if (data !== undefined) job.data = data
     await job.moveToDelayed(until, token)
     return new DelayedError()
   }

@@ -28,11 +28,8 @@ export function createWorkerConsumer(parts: WorkerConsumerParts): JobConsumer {
   const { plan } = shards
   const firstQueue = shards.queues[0]!
   // A name's window is one key for every shard (shard 0's tag); the job's own key is in its shard.
-  const rateWindow = new RateWindow(
-    redis,
-    (name) => firstQueue.toKey(`rate:${name}`),
-    (jobId) => (shards.queueOf(jobId) ?? firstQueue).toKey(jobId),
-  )
+  const jobKey = (jobId: string): string => (shards.queueOf(jobId) ?? firstQueue).toKey(jobId)
+  const rateWindow = new RateWindow(redis, (name) => firstQueue.toKey(`rate:${name}`), jobKey)
   return new JobConsumer(
     {
       target: parts.target,
@@ -45,6 +42,6 @@ export function createWorkerConsumer(parts: WorkerConsumerParts): JobConsumer {
       telemetry: parts.telemetry,
     },
     parts.log,
-    new JobGate(parts.schedulers, rateWindow, parts.log),
+    new JobGate(parts.schedulers, rateWindow, parts.log, redis, jobKey),
   )
 }
