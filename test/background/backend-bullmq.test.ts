@@ -44,18 +44,21 @@ describeWithRedis('bullmq backend', () => {
     return created
   }
 
-  async function workerRunner(queueName: string, tasks: AnyTaskDefinition[], concurrency = 4): Promise<TaskRunner> {
-    const runner = new TaskRunner({
-      backend: await backend('worker', queueName, { concurrency }),
-      concurrency,
-      maxPending: 100,
-      defaultTimeoutMs: 5000,
-      logger: silent,
-      tasks,
-    })
+  /** A started runner over the backend, closed after the test. */
+  async function startedRunner(
+    over: BullMQBackend,
+    tasks: AnyTaskDefinition[],
+    concurrency = 4,
+    defaultTimeoutMs = 1000,
+  ): Promise<TaskRunner> {
+    const runner = new TaskRunner({ backend: over, concurrency, maxPending: 100, defaultTimeoutMs, logger: silent, tasks })
     opened.push({ close: () => runner.close(2000) })
     await runner.start()
     return runner
+  }
+
+  async function workerRunner(queueName: string, tasks: AnyTaskDefinition[], concurrency = 4): Promise<TaskRunner> {
+    return startedRunner(await backend('worker', queueName, { concurrency }), tasks, concurrency, 5000)
   }
 
   /** Submit through a web-side runner, as a request would; resolves with the task ids once committed. */
@@ -124,16 +127,7 @@ describeWithRedis('bullmq backend', () => {
   it('finished jobs past the retention age are removed from the queue with no other job finishing', async () => {
     const queueName = `retention-${randomUUID()}`
     const quick = defineTask({ name: 'quick', args: Type.Tuple([Type.String()]), run: () => {} })
-    const worker = new TaskRunner({
-      backend: await backend('worker', queueName, { retention: { maxCount: 1000, maxAgeMs: 500 } }),
-      concurrency: 1,
-      maxPending: 10,
-      defaultTimeoutMs: 1000,
-      logger: silent,
-      tasks: [quick],
-    })
-    opened.push({ close: () => worker.close(2000) })
-    await worker.start()
+    await startedRunner(await backend('worker', queueName, { retention: { maxCount: 1000, maxAgeMs: 500 } }), [quick], 1)
     const producer = await backend('producer', queueName)
     opened.push(producer)
     const [id] = await submit(producer, quick, [['once']])
@@ -407,16 +401,7 @@ describeWithRedis('bullmq backend', () => {
   it('finished jobs are kept per TASK_RETENTION_COUNT: older ones are forgotten (404)', async () => {
     const queueName = `retention-${randomUUID()}`
     const task = defineTask({ name: 'kept', args: Type.Tuple([Type.Integer()]), run: () => {} })
-    const runner = new TaskRunner({
-      backend: await backend('worker', queueName, { concurrency: 1, retention: { maxCount: 2, maxAgeMs: 60_000 } }),
-      concurrency: 1,
-      maxPending: 100,
-      defaultTimeoutMs: 1000,
-      logger: silent,
-      tasks: [task],
-    })
-    opened.push({ close: () => runner.close(2000) })
-    await runner.start()
+    await startedRunner(await backend('worker', queueName, { concurrency: 1, retention: { maxCount: 2, maxAgeMs: 60_000 } }), [task], 1)
     const producer = await backend('producer', queueName, { retention: { maxCount: 2, maxAgeMs: 60_000 } })
     opened.push(producer)
     const ids: string[] = []
@@ -432,19 +417,7 @@ describeWithRedis('bullmq backend', () => {
   it('refuses to start with another shard count while shards it would not reach hold unfinished tasks; records it once they are done', async () => {
     const queueName = `shard-count-${randomUUID()}`
     const task = defineTask({ name: 'counted', args: Type.Tuple([Type.Integer()]), run: () => {} })
-    const started = async (role: 'producer' | 'worker', shards: number): Promise<TaskRunner> => {
-      const runner = new TaskRunner({
-        backend: await backend(role, queueName, { shards }),
-        concurrency: 4,
-        maxPending: 100,
-        defaultTimeoutMs: 1000,
-        logger: silent,
-        tasks: [task],
-      })
-      opened.push({ close: () => runner.close(2000) })
-      await runner.start()
-      return runner
-    }
+    const started = async (role: 'producer' | 'worker', shards: number) => startedRunner(await backend(role, queueName, { shards }), [task])
     const client = new Redis(redis.url)
     opened.push({ close: () => client.quit() })
     // From one shard to four: shard 0 is the queue as it was, so a task waiting there is still reached.
