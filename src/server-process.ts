@@ -7,7 +7,7 @@ import { setTimeout } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app/app.js'
 import { loadConfig, loadDotEnv } from './app/config.js'
-import { startError } from './app/runner-from-config.js'
+import { startApp } from './app/runner-from-config.js'
 import { startTracing } from './app/tracing.js'
 
 async function main(): Promise<void> {
@@ -40,13 +40,8 @@ async function main(): Promise<void> {
     },
   )
 
-  // The plugins' start (the task backend's checks) first: its errors are not the listener's.
-  try {
-    await app.ready()
-  } catch (error) {
-    await app.close()
-    throw startError(error, config)
-  }
+  // The plugins' start first: its errors are not the listener's.
+  await startApp(app, config)
   try {
     await app.listen({ host: config.HOST, port: config.PORT })
   } catch (error) {

@@ -11,7 +11,7 @@
  */
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, loadDotEnv } from './app/config.js'
-import { runnerSettings, startError } from './app/runner-from-config.js'
+import { runnerSettings, startApp } from './app/runner-from-config.js'
 import { buildWorker } from './app/worker-app.js'
 import { startTracing } from './app/tracing.js'
 
@@ -37,12 +37,8 @@ async function main(): Promise<void> {
     },
   )
 
-  try {
-    await app.ready()
-  } catch (error) {
-    await app.close()
-    throw startError(error, config)
-  }
+  // The plugins' start first: its errors are not the listener's.
+  await startApp(app, config)
   if (config.WORKER_PORT > 0) {
     try {
       await app.listen({ host: config.HOST, port: config.WORKER_PORT })

@@ -143,12 +143,12 @@ export class BullMQBackend implements TaskBackend {
     this.log.logger = hooks.logger
     const consumer = this.consumer
     if (consumer !== undefined) this.cancels.listen(this.target, (id) => consumer.cancelLocal(id))
-    const connected = async (): Promise<true> => {
+    const connected = (async (): Promise<true> => {
       await this.waitUntilReady()
       await this.cancels.waitUntilReady()
       return true
-    }
-    const ready = await Promise.race([connected(), new Promise<false>((resolve) => setTimeout(resolve, 2_000, false).unref())]).catch(
+    })()
+    const ready = await Promise.race([connected, new Promise<false>((resolve) => setTimeout(resolve, 2_000, false).unref())]).catch(
       () => false,
     )
     if (ready) {
@@ -159,9 +159,7 @@ export class BullMQBackend implements TaskBackend {
       const meaning = this.consumer === undefined ? 'requests get 503 until it is' : 'tasks start once it is'
       this.log.warn({ queue: this.queueName }, `Redis is not reachable yet; ${meaning}`)
       // Checked once Redis answers; a worker takes no job before.
-      connected()
-        .then(() => this.checkShards())
-        .then(() => this.consumer?.start(hooks), this.log.error)
+      connected.then(() => this.checkShards()).then(() => this.consumer?.start(hooks), this.log.error)
     }
     return { unfinished: 0, scheduled: 0 }
   }

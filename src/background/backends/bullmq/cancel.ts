@@ -9,7 +9,7 @@
 import { type Queue, QueueEvents, QueueEventsProducer } from 'bullmq'
 import type { CancelOutcome, TaskRecord } from '../types.js'
 import { type RedisClient, type RedisTarget, blockingConnection, closeConnection } from './connection.js'
-import { changeJobData } from './job-data.js'
+import { markCancelled } from './job-data.js'
 import { FINISHED, type JobData, toRecord } from './records.js'
 
 const CANCEL_EVENT = 'task-cancel'
@@ -63,9 +63,7 @@ export class CancelChannel {
     if (job.data.cancelledAt !== undefined && state !== 'active') return { outcome: 'finished', record: toRecord(job, state) }
     if (job.data.cancelledAt === undefined) {
       // Kept with whatever another process writes to the job's data meanwhile (a rate-limit deferral).
-      const marked = await changeJobData(this.redis, (queue as Queue<JobData>).toKey(id), (data) =>
-        data.cancelledAt === undefined ? { ...data, cancelledAt: now } : undefined,
-      )
+      const marked = await markCancelled(this.redis, (queue as Queue<JobData>).toKey(id), now)
       if (marked === undefined) return { outcome: 'not_found' }
       job.data = marked
     }

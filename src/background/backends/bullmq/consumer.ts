@@ -15,8 +15,9 @@ import { Job, type Telemetry, UnrecoverableError, WaitingError, Worker } from 'b
 import type { Cluster } from 'ioredis'
 import { type BackendHooks, type FailOptions, type MaybePromise, isPromise } from '../types.js'
 import { Task } from '../../task.js'
-import { type ConnectionLog, type RedisTarget, blockingConnection, closeConnection } from './connection.js'
+import { type ConnectionLog, type RedisClient, type RedisTarget, blockingConnection, closeConnection } from './connection.js'
 import { HandOff } from './handoff.js'
+import { markCancelled } from './job-data.js'
 import { LiveTasks } from '../memory/live-tasks.js'
 import { OutcomeWaits } from './outcome-waits.js'
 import type { JobGate } from './job-gate.js'
@@ -26,6 +27,9 @@ import { type TraceCarrier, activeTraceCarrier, parseTraceCarrier } from '../../
 export interface ConsumerOptions {
   target: RedisTarget
   queueName: string
+  /** The producer connection, for changes to a job's data (job-data.ts), and the key of a job's hash. */
+  redis: RedisClient
+  jobKey: (jobId: string) => string
   /** The key prefix of each shard consumed here, by shard number. */
   prefixes: ReadonlyMap<number, string>
   /** The shard an id names. */
@@ -161,7 +165,7 @@ export class JobConsumer {
     const retryAt = options.status === 'cancelled' ? undefined : options.retryAt
     try {
       if (options.status === 'cancelled' && job.data.cancelledAt === undefined)
-        await job.updateData({ ...job.data, cancelledAt: options.now })
+        await markCancelled(this.options.redis, this.options.jobKey(id), options.now)
       if (retryAt !== undefined) await job.updateProgress({ retryAt } satisfies RetryProgress)
     } finally {
       // BullMQ's own retry (attempts, delayed set, failedReason), or a final failure.

@@ -37,3 +37,8 @@ export async function changeJobData(
   }
   throw new Error(`the data of job ${jobKey} kept changing while it was being written`)
 }
+
+/** Mark the job cancelled at `now` unless it is already: the data as it is then, or undefined if the job is gone. */
+export function markCancelled(redis: RedisClient, jobKey: string, now: number): Promise<JobData | undefined> {
+  return changeJobData(redis, jobKey, (data) => (data.cancelledAt === undefined ? { ...data, cancelledAt: now } : undefined))
+}

@@ -13,7 +13,7 @@ import type { RedisClient } from './connection.js'
 import { UNFINISHED_STATES } from './records.js'
 import { MAX_SHARDS, ShardPlan } from './shards.js'
 
-export function shardCountKey(queueName: string): string {
+function shardCountKey(queueName: string): string {
   return `bull:${queueName}:shard-count`
 }
 

@@ -34,6 +34,8 @@ export function createWorkerConsumer(parts: WorkerConsumerParts): JobConsumer {
     {
       target: parts.target,
       queueName: parts.queueName,
+      redis,
+      jobKey,
       prefixes: new Map(plan.consumed.map((shard) => [shard, plan.prefixes[shard] as string])),
       shardOf: (id) => plan.shardOf(id),
       concurrency: parts.concurrency,

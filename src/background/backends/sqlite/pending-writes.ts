@@ -38,13 +38,11 @@ export class PendingWrites {
   /** One request's tasks, for rows; throws (synchronously) for a plain function, which cannot be stored. */
   addGroup(tasks: Task[], groupId: string): Promise<void> {
     const args: string[] = []
-    for (const task of tasks) {
-      if (task.fn !== undefined) throw new TypeError(`task "${task.name}" is a plain function: it cannot be stored`)
-      args.push(JSON.stringify(task.args))
-    }
     let keys: JournalKeyInsert[] | undefined
     let scheduleRuns: JournalScheduleRun[] | undefined
     for (const task of tasks) {
+      if (task.fn !== undefined) throw new TypeError(`task "${task.name}" is a plain function: it cannot be stored`)
+      args.push(JSON.stringify(task.args))
       const { key, occurrence } = task
       if (occurrence !== undefined)
         (scheduleRuns ??= []).push({ scheduleId: occurrence.scheduleId, occurrence: occurrence.at, taskId: task.id })
