@@ -441,6 +441,41 @@ describeWithRedis('bullmq backend', () => {
     expect(await client.get(`bull:${queueName}:shard-count`)).toBe('2')
   })
 
+  it.skipIf(redisSetup.mode !== 'server')(
+    'Redis away at start, then back with tasks in shards the count does not reach: the process stores no task and is not ready',
+    async () => {
+      const own = await startRedis({ persistent: true })
+      opened.push({ close: () => own.stop() })
+      const queueName = `shard-late-${randomUUID()}`
+      const task = defineTask({ name: 'late', args: Type.Tuple([Type.Integer()]), run: () => {} })
+      const over = (role: 'producer' | 'worker', shards: number) =>
+        new BullMQBackend({ role, url: own.url, queueName, retention, shards, concurrency: 1 })
+      // Four shards, a task waiting in each, no worker.
+      const four = over('producer', 4)
+      await four.waitUntilReady()
+      const fourRunner = await startedRunner(four, [task])
+      for (const i of [0, 1, 2, 3]) await fourRunner.add(task, [i])
+      await fourRunner.close(2000)
+      await own.stop()
+      // Two shards while Redis is away: the check waits for it, and the runners start meanwhile.
+      const web = over('producer', 2)
+      const worker = over('worker', 2)
+      await startedRunner(web, [task])
+      await startedRunner(worker, [task])
+      expect((await web.ready()).reason).toMatch(/not reachable/)
+      await own.restart()
+      for (const backend of [web, worker])
+        await waitFor(async () => /last run with 4 shards/.test((await backend.ready()).reason ?? ''), {
+          what: 'the refusal once Redis is back',
+        })
+      await expect(submit(web, task, [[4]])).rejects.toMatchObject({
+        statusCode: 503,
+        code: 'TASKS_BACKEND_UNAVAILABLE',
+        message: expect.stringMatching(/last run with 4 shards, and 3 unfinished tasks wait in its shards 1, 2, 3/) as unknown,
+      })
+    },
+  )
+
   describe('idempotency keys in Redis', () => {
     const keyedTask = defineTask({ name: 'keyed', args: Type.Tuple([Type.String()]), run: () => {} })
 

@@ -61,7 +61,7 @@ import { enqueueKeyed } from './keyed-enqueue.js'
 import { QueueKeys } from './keys.js'
 import { ShardQueues } from './shard-queues.js'
 import { ShardPlan } from './shards.js'
-import { checkShardCount } from './shard-count.js'
+import { ShardCountGuard, checkShardCount } from './shard-count.js'
 import { JobSchedulers } from './job-schedulers.js'
 import type { MissedRunPolicy } from '../../schedules/schedule.js'
 
@@ -87,6 +87,8 @@ export class BullMQBackend implements TaskBackend {
   private readonly keys: QueueKeys
   /** Recurring schedules live in shard 0's queue (their occurrences are that shard's jobs). */
   private readonly schedulers: JobSchedulers
+  /** The shard count's check at start; a refusal found late (Redis away at start) stops storing. */
+  private readonly shardGuard: ShardCountGuard
   private closePromise: Promise<void> | undefined
   private readonly retentionAgeMs: number
   private nextClean = 0
@@ -101,6 +103,7 @@ export class BullMQBackend implements TaskBackend {
     const plan = new ShardPlan(this.queueName, options.shards ?? 1, !('url' in this.target), options.consumeShards)
     const telemetry = options.telemetry
     this.shards = new ShardQueues(plan, this.queueName, this.redis, options.retention, this.log.error, telemetry)
+    this.shardGuard = new ShardCountGuard(() => checkShardCount(this.redis, this.queueName, plan, !('url' in this.target)), this.log)
     this.schedulers = new JobSchedulers(this.shards.queues[0]!, this.redis, options.retention)
     this.browser = new JobBrowser(this.shards, this.redis, options.browseCacheMs ?? 1_000)
     this.keys = new QueueKeys(this.redis, this.shards, options.retention.maxAgeMs)
@@ -153,19 +156,15 @@ export class BullMQBackend implements TaskBackend {
     )
     if (ready) {
       // A shard count that would strand tasks: the process does not start.
-      await this.checkShards()
+      await this.shardGuard.check()
       this.consumer?.start(hooks)
     } else {
       const meaning = this.consumer === undefined ? 'requests get 503 until it is' : 'tasks start once it is'
       this.log.warn({ queue: this.queueName }, `Redis is not reachable yet; ${meaning}`)
       // Checked once Redis answers; a worker takes no job before.
-      connected.then(() => this.checkShards()).then(() => this.consumer?.start(hooks), this.log.error)
+      void this.shardGuard.later(connected, () => this.consumer?.start(hooks))
     }
     return { unfinished: 0, scheduled: 0 }
-  }
-
-  private checkShards(): Promise<void> {
-    return checkShardCount(this.redis, this.queueName, this.shards.plan, !('url' in this.target))
   }
 
   /** Make the queue's job schedulers these schedules (see `job-schedulers.ts`). */
@@ -179,7 +178,8 @@ export class BullMQBackend implements TaskBackend {
 
   /** For `GET /ready`: the producer connection's state. */
   ready(): BackendReadiness {
-    return readiness(this.redis, this.target)
+    const refusal = this.shardGuard.refusal
+    return refusal === undefined ? readiness(this.redis, this.target) : { ok: false, reason: refusal.message }
   }
 
   /** A task's id names its shard: the shard of `sibling` (the first task of its request), or the next one in turn. */
@@ -188,6 +188,8 @@ export class BullMQBackend implements TaskBackend {
   }
 
   async enqueue(group: Task[]): Promise<void | Deduplicated> {
+    const refusal = this.shardGuard.refusal
+    if (refusal !== undefined) throw new BackendUnavailableError(refusal.message)
     this.requireConnection()
     if (group.some((task) => task.key !== undefined)) return enqueueKeyed(group, this.keys, this.shards, this.log.error)
     try {
@@ -279,6 +281,7 @@ export class BullMQBackend implements TaskBackend {
 
   private async shutdown(): Promise<void> {
     this.log.closing = true
+    this.shardGuard.stop()
     await this.consumer?.close()
     await Promise.allSettled([this.shards.close(this.log.error), this.cancels.close()])
     await closeConnection(this.redis)

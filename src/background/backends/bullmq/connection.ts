@@ -51,6 +51,11 @@ export class ConnectionLog {
     if (!this.closing) this.logger?.warn({ ...fields, backend: this.kind }, message)
   }
 
+  /** Not a passing state: logged every time, as an error. */
+  failure(fields: Record<string, unknown>, message: string): void {
+    if (!this.closing) this.logger?.error({ ...fields, backend: this.kind }, message)
+  }
+
   info(fields: Record<string, unknown>, message: string): void {
     if (!this.closing) this.logger?.info({ ...fields, backend: this.kind }, message)
   }

@@ -6,10 +6,13 @@
  * queues hold unfinished tasks; once they are empty (drained by processes of the earlier count),
  * it records its own count. Each job scheduler's next occurrence is not counted: schedules are
  * synced again into the new count's queues.
+ *
+ * With Redis away at start the check waits for it (`ShardCountGuard.later`): found then, the
+ * refusal cannot stop a process already serving, so the process stores no task and is not ready.
  */
 import { Queue } from 'bullmq'
 import { ShardCountChangedError } from '../../errors.js'
-import type { RedisClient } from './connection.js'
+import type { ConnectionLog, RedisClient } from './connection.js'
 import { UNFINISHED_STATES } from './records.js'
 import { MAX_SHARDS, ShardPlan } from './shards.js'
 
@@ -47,5 +50,62 @@ async function unfinishedIn(queue: Queue): Promise<number> {
     return total - occurrences
   } finally {
     await queue.close()
+  }
+}
+
+/** After a failed check (Redis lost again meanwhile), the next attempt. */
+const RETRY_MS = 1_000
+
+/** The check at start, or once Redis answers; a refusal found late is kept for `ready()` and `enqueue()`. */
+export class ShardCountGuard {
+  private found: Error | undefined
+  private stopped = false
+
+  constructor(
+    readonly check: () => Promise<void>,
+    private readonly log: ConnectionLog,
+  ) {}
+
+  /** The refusal found after start, if any: this process must store no task. */
+  get refusal(): Error | undefined {
+    return this.found
+  }
+
+  /**
+   * Redis was away at start: check once `connected` resolves, again after an attempt Redis
+   * failed, then call `passed` (a worker starts taking jobs). A changed shard count is kept as
+   * the refusal, and `passed` is never called.
+   */
+  async later(connected: Promise<unknown>, passed: () => void): Promise<void> {
+    if (
+      !(await connected.then(
+        () => true,
+        () => false,
+      ))
+    )
+      return
+    while (!this.stopped) {
+      try {
+        await this.check()
+        if (!this.stopped) passed()
+        return
+      } catch (error) {
+        if (error instanceof ShardCountChangedError) {
+          this.found = error
+          this.log.failure(
+            { err: error },
+            'this process stores and runs no task: TASK_QUEUE_SHARDS differs from the count the queue was last run with',
+          )
+          return
+        }
+        this.log.error(error as Error)
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS).unref())
+      }
+    }
+  }
+
+  /** Closing: no further attempt. */
+  stop(): void {
+    this.stopped = true
   }
 }
