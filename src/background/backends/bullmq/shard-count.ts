@@ -77,13 +77,11 @@ export class ShardCountGuard {
    * the refusal, and `passed` is never called.
    */
   async later(connected: Promise<unknown>, passed: () => void): Promise<void> {
-    if (
-      !(await connected.then(
-        () => true,
-        () => false,
-      ))
-    )
-      return
+    try {
+      await connected
+    } catch {
+      return // closed before Redis answered
+    }
     while (!this.stopped) {
       try {
         await this.check()
