@@ -448,20 +448,25 @@ describeWithRedis('bullmq backend', () => {
       opened.push({ close: () => own.stop() })
       const queueName = `shard-late-${randomUUID()}`
       const task = defineTask({ name: 'late', args: Type.Tuple([Type.Integer()]), run: () => {} })
+      // What the two-shard worker runs, and what a worker of the right count runs.
+      const ranByTwo: number[] = []
+      const ranByFour: number[] = []
+      const runs = (into: number[]) => defineTask({ name: 'late', args: Type.Tuple([Type.Integer()]), run: ([i]) => void into.push(i) })
       const over = (role: 'producer' | 'worker', shards: number) =>
         new BullMQBackend({ role, url: own.url, queueName, retention, shards, concurrency: 1 })
       // Four shards, a task waiting in each, no worker.
       const four = over('producer', 4)
       await four.waitUntilReady()
       const fourRunner = await startedRunner(four, [task])
-      for (const i of [0, 1, 2, 3]) await fourRunner.add(task, [i])
+      const ids: string[] = []
+      for (const i of [0, 1, 2, 3]) ids.push(await fourRunner.add(task, [i]))
       await fourRunner.close(2000)
       await own.stop()
       // Two shards while Redis is away: the check waits for it, and the runners start meanwhile.
       const web = over('producer', 2)
       const worker = over('worker', 2)
       await startedRunner(web, [task])
-      await startedRunner(worker, [task])
+      await startedRunner(worker, [runs(ranByTwo)])
       expect((await web.ready()).reason).toMatch(/not reachable/)
       await own.restart()
       for (const backend of [web, worker])
@@ -473,6 +478,13 @@ describeWithRedis('bullmq backend', () => {
         code: 'TASKS_BACKEND_UNAVAILABLE',
         message: expect.stringMatching(/last run with 4 shards, and 3 unfinished tasks wait in its shards 1, 2, 3/) as unknown,
       })
+      // The two-shard worker took nothing, not even shard 0's task, which it reaches: a worker of the right count runs all four.
+      const fourWorker = over('worker', 4)
+      await fourWorker.waitUntilReady()
+      await startedRunner(fourWorker, [runs(ranByFour)])
+      for (const id of ids) await waitFor(async () => (await fourWorker.get(id))?.status === 'succeeded', { what: `task ${id}` })
+      expect(ranByFour.sort()).toEqual([0, 1, 2, 3])
+      expect(ranByTwo).toEqual([])
     },
   )
 

@@ -89,6 +89,8 @@ export class BullMQBackend implements TaskBackend {
   private readonly schedulers: JobSchedulers
   /** The shard count's check at start; a refusal found late (Redis away at start) stops storing. */
   private readonly shardGuard: ShardCountGuard
+  /** Claims: `direct` without a runner (a test), `held` from a runner's start until the shard check passes, then `open`. */
+  private claims: 'direct' | 'held' | 'open' = 'direct'
   private closePromise: Promise<void> | undefined
   private readonly retentionAgeMs: number
   private nextClean = 0
@@ -143,6 +145,7 @@ export class BullMQBackend implements TaskBackend {
    * recover: a killed worker's jobs go back to the queue.
    */
   async start(hooks: BackendHooks): Promise<RecoveredTasks> {
+    this.claims = 'held'
     this.log.logger = hooks.logger
     const consumer = this.consumer
     if (consumer !== undefined) this.cancels.listen(this.target, (id) => consumer.cancelLocal(id))
@@ -154,15 +157,19 @@ export class BullMQBackend implements TaskBackend {
     const ready = await Promise.race([connected, new Promise<false>((resolve) => setTimeout(resolve, 2_000, false).unref())]).catch(
       () => false,
     )
+    const open = (): void => {
+      this.claims = 'open'
+      this.consumer?.start(hooks)
+    }
     if (ready) {
       // A shard count that would strand tasks: the process does not start.
       await this.shardGuard.check()
-      this.consumer?.start(hooks)
+      open()
     } else {
       const meaning = this.consumer === undefined ? 'requests get 503 until it is' : 'tasks start once it is'
       this.log.warn({ queue: this.queueName }, `Redis is not reachable yet; ${meaning}`)
       // Checked once Redis answers; a worker takes no job before.
-      void this.shardGuard.later(connected, () => this.consumer?.start(hooks))
+      void this.shardGuard.later(connected, open)
     }
     return { unfinished: 0, scheduled: 0 }
   }
@@ -201,6 +208,8 @@ export class BullMQBackend implements TaskBackend {
 
   claim(_now: number, limit: number): MaybePromise<Task[]> {
     if (this.consumer === undefined) throw new Error('a producer backend does not claim: tasks run in `npm run worker` processes')
+    // Started by a runner: no job is taken before the shard count's check has passed.
+    if (this.claims === 'held') return []
     return this.consumer.claim(limit)
   }
 
