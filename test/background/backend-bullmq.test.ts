@@ -488,6 +488,24 @@ describeWithRedis('bullmq backend', () => {
     },
   )
 
+  it.skipIf(redisSetup.mode !== 'server')('a worker started while Redis is away takes tasks once it is back', async () => {
+    const own = await startRedis()
+    opened.push({ close: () => own.stop() })
+    const queueName = `late-worker-${randomUUID()}`
+    const ran: number[] = []
+    const task = defineTask({ name: 'later', args: Type.Tuple([Type.Integer()]), run: ([i]) => void ran.push(i) })
+    await own.stop()
+    const worker = new BullMQBackend({ role: 'worker', url: own.url, queueName, retention, concurrency: 1 })
+    await startedRunner(worker, [task])
+    await own.restart()
+    const producer = new BullMQBackend({ role: 'producer', url: own.url, queueName, retention })
+    await producer.waitUntilReady()
+    const web = await startedRunner(producer, [task])
+    const id = await web.add(task, [7])
+    await waitFor(async () => (await producer.get(id))?.status === 'succeeded', { what: 'the task run by the late worker' })
+    expect(ran).toEqual([7])
+  })
+
   describe('idempotency keys in Redis', () => {
     const keyedTask = defineTask({ name: 'keyed', args: Type.Tuple([Type.String()]), run: () => {} })
 
