@@ -22,12 +22,15 @@ const silent = pino({ level: 'silent' })
 describeWithRedis('bullmq backend', () => {
   let redis: RedisServer
   const opened: Array<{ close: () => Promise<unknown> }> = []
+  /** A test's own Redis, stopped once everything using it has closed (BullMQ's close needs it). */
+  const ownServers: RedisServer[] = []
 
   beforeAll(async () => {
     redis = await startRedis()
   })
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((thing) => thing.close()))
+    await Promise.all(ownServers.splice(0).map((server) => server.stop()))
   })
   afterAll(async () => {
     await redis?.stop()
@@ -445,7 +448,7 @@ describeWithRedis('bullmq backend', () => {
     'Redis away at start, then back with tasks in shards the count does not reach: the process stores no task and is not ready',
     async () => {
       const own = await startRedis({ persistent: true })
-      opened.push({ close: () => own.stop() })
+      ownServers.push(own)
       const queueName = `shard-late-${randomUUID()}`
       const task = defineTask({ name: 'late', args: Type.Tuple([Type.Integer()]), run: () => {} })
       // What the two-shard worker runs, and what a worker of the right count runs.
@@ -490,7 +493,7 @@ describeWithRedis('bullmq backend', () => {
 
   it.skipIf(redisSetup.mode !== 'server')('a worker started while Redis is away takes tasks once it is back', async () => {
     const own = await startRedis()
-    opened.push({ close: () => own.stop() })
+    ownServers.push(own)
     const queueName = `late-worker-${randomUUID()}`
     const ran: number[] = []
     const task = defineTask({ name: 'later', args: Type.Tuple([Type.Integer()]), run: ([i]) => void ran.push(i) })
