@@ -89,8 +89,8 @@ export class BullMQBackend implements TaskBackend {
   private readonly schedulers: JobSchedulers
   /** The shard count's check at start; a refusal found late (Redis away at start) stops storing. */
   private readonly shardGuard: ShardCountGuard
-  /** Claims: `direct` without a runner (a test), `held` from a runner's start until the shard check passes, then `open`. */
-  private claims: 'direct' | 'held' | 'open' = 'direct'
+  /** From a runner's start until the shard count's check has passed: claims take no job. */
+  private claimsHeld = false
   private closePromise: Promise<void> | undefined
   private readonly retentionAgeMs: number
   private nextClean = 0
@@ -145,7 +145,7 @@ export class BullMQBackend implements TaskBackend {
    * recover: a killed worker's jobs go back to the queue.
    */
   async start(hooks: BackendHooks): Promise<RecoveredTasks> {
-    this.claims = 'held'
+    this.claimsHeld = true
     this.log.logger = hooks.logger
     const consumer = this.consumer
     if (consumer !== undefined) this.cancels.listen(this.target, (id) => consumer.cancelLocal(id))
@@ -158,7 +158,7 @@ export class BullMQBackend implements TaskBackend {
       () => false,
     )
     const open = (): void => {
-      this.claims = 'open'
+      this.claimsHeld = false
       this.consumer?.start(hooks)
     }
     if (ready) {
@@ -209,7 +209,7 @@ export class BullMQBackend implements TaskBackend {
   claim(_now: number, limit: number): MaybePromise<Task[]> {
     if (this.consumer === undefined) throw new Error('a producer backend does not claim: tasks run in `npm run worker` processes')
     // Started by a runner: no job is taken before the shard count's check has passed.
-    if (this.claims === 'held') return []
+    if (this.claimsHeld) return []
     return this.consumer.claim(limit)
   }
 
