@@ -253,6 +253,19 @@ describeWithRedis(
       }
     })
 
+    it('SIGTERM to a worker while Redis is away: it stops at once and exits 0, not when the shutdown timer kills it', async () => {
+      const redis = await redisServer()
+      const child = await worker(redis, join(tempDir(), 'worker.txt'), { SHUTDOWN_TIMEOUT_MS: '1000' })
+      await redis.stop()
+      await waitFor(() => child.logs.some((line) => /lost the connection to Redis/.test(String(line.msg))), {
+        what: 'the worker to see Redis gone',
+      })
+      child.child.kill('SIGTERM')
+      // Hung on Redis, close-with-grace would end it with 1 after SHUTDOWN_TIMEOUT_MS + 5 s ("killed by timeout").
+      expect(await child.exited).toEqual({ code: 0, signal: null })
+      expect(child.logs.map((line) => line.msg)).toContain('worker stopped')
+    })
+
     it('Redis stopped mid-run: 503 with Retry-After and never a 200; restarted: 200 again without a restart, and every 200 is logged', async () => {
       // Production settings: the append-only file, fsynced on every write, keeps what was accepted.
       const redis = await redisServer({ persistent: true })

@@ -22,7 +22,7 @@ const silent = pino({ level: 'silent' })
 describeWithRedis('bullmq backend', () => {
   let redis: RedisServer
   const opened: Array<{ close: () => Promise<unknown> }> = []
-  /** A test's own Redis, stopped once everything using it has closed (BullMQ's close needs it). */
+  /** A test's own Redis, stopped once everything using it has closed (a graceful close uses it). */
   const ownServers: RedisServer[] = []
 
   beforeAll(async () => {
@@ -508,6 +508,53 @@ describeWithRedis('bullmq backend', () => {
     await waitFor(async () => (await producer.get(id))?.status === 'succeeded', { what: 'the task run by the late worker' })
     expect(ran).toEqual([7])
   })
+
+  it.skipIf(redisSetup.mode !== 'server')(
+    'a worker closing while Redis is away closes without it; the task it cut off runs on another worker once Redis is back',
+    async () => {
+      const own = await startRedis({ persistent: true })
+      ownServers.push(own)
+      const queueName = `away-close-${randomUUID()}`
+      const attempts: number[] = []
+      const stubborn = defineTask({
+        name: 'stubborn',
+        args: Type.Tuple([]),
+        timeoutMs: 60_000,
+        run: (_args, { attempt }) => {
+          attempts.push(attempt)
+          return attempt === 1 ? new Promise(() => {}) : undefined
+        },
+      })
+      const over = (role: 'producer' | 'worker') =>
+        new BullMQBackend({ role, url: own.url, queueName, retention, concurrency: 1, lockDurationMs: 1_000, stalledIntervalMs: 500 })
+      const first = over('worker')
+      await first.waitUntilReady()
+      const runner = new TaskRunner({
+        backend: first,
+        concurrency: 1,
+        maxPending: 10,
+        defaultTimeoutMs: 60_000,
+        logger: silent,
+        tasks: [stubborn],
+      })
+      await runner.start()
+      const producer = over('producer')
+      await producer.waitUntilReady()
+      const web = await startedRunner(producer, [stubborn])
+      const id = await web.add(stubborn, [])
+      await waitFor(() => attempts.length === 1, { what: 'the first attempt' })
+      await own.stop()
+      // BullMQ's graceful close would wait for Redis without end: this close must return without it.
+      expect(await runner.close(200)).toMatchObject({ drained: false, unfinished: [{ id, status: 'running' }] })
+      await own.restart()
+      // Not handed back (Redis was away): its lock expires and the stalled check puts it back.
+      const second = over('worker')
+      await second.waitUntilReady()
+      await startedRunner(second, [stubborn])
+      await waitFor(async () => (await producer.get(id))?.status === 'succeeded', { what: 'another worker to run it' })
+      expect(attempts).toEqual([1, 2])
+    },
+  )
 
   describe('idempotency keys in Redis', () => {
     const keyedTask = defineTask({ name: 'keyed', args: Type.Tuple([Type.String()]), run: () => {} })

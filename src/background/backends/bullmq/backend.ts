@@ -291,8 +291,10 @@ export class BullMQBackend implements TaskBackend {
   private async shutdown(): Promise<void> {
     this.log.closing = true
     this.shardGuard.stop()
-    await this.consumer?.close()
-    await Promise.allSettled([this.shards.close(this.log.error), this.cancels.close()])
+    // Redis away: BullMQ's blocking connections would wait for it without end.
+    const redisAway = this.redis.status !== 'ready'
+    await this.consumer?.close(redisAway)
+    await Promise.allSettled([this.shards.close(this.log.error), this.cancels.close(redisAway)])
     await closeConnection(this.redis)
   }
 }

@@ -82,7 +82,9 @@ export class CancelChannel {
     return this.awaitCancelled(id, record)
   }
 
-  async close(): Promise<void> {
+  /** With Redis away (`redisAway`) the listener's connection is dropped without waiting for it. */
+  async close(redisAway = false): Promise<void> {
+    if (redisAway && this.listener !== undefined) await forceClose(this.listener)
     await Promise.allSettled([this.control.close(), this.listener?.close()])
     if (this.listenerClient !== undefined) await closeConnection(this.listenerClient)
   }
@@ -112,4 +114,14 @@ export class CancelChannel {
     if (record.status === 'succeeded' || record.status === 'failed') return { outcome: 'finished', record }
     return { outcome: 'running', record }
   }
+}
+
+/**
+ * QueueEvents has no forced close, and its `close()` waits for its connection's `end` event, which
+ * ioredis never emits for a client disconnected while it waits to reconnect. Its connection's own
+ * `close(true)` drops the client at once and marks it ended, after which `close()` returns.
+ */
+async function forceClose(events: QueueEvents): Promise<void> {
+  const connection = (events as unknown as { backend?: { close?: (force: boolean) => Promise<void> } }).backend
+  if (typeof connection?.close === 'function') await connection.close(true)
 }

@@ -147,10 +147,7 @@ export class JobConsumer {
     // A runner is woken for each job handed over: it need not wait. A direct caller waits a moment.
     if (claimed.length > 0 || this.stopped || this.hooks !== undefined) return claimed
     const held = this.handOff.take(CLAIM_WAIT_MS)
-    const one = (h: Held | undefined): Task[] => {
-      const task = this.toClaimed(h)
-      return task === undefined ? [] : [task]
-    }
+    const one = (h: Held | undefined): Task[] => [this.toClaimed(h)].filter((task) => task !== undefined)
     return isPromise(held) ? held.then(one) : one(held)
   }
 
@@ -204,13 +201,18 @@ export class JobConsumer {
     for (const held of this.handOff.drain()) void this.handBack(held)
   }
 
-  /** Jobs still held (cut off by the shutdown deadline) go back to `wait` now, not when their lock expires. */
-  async close(): Promise<void> {
+  /**
+   * Jobs still held (cut off by the shutdown deadline) go back to `wait` now, not when their lock
+   * expires. With Redis away, BullMQ's graceful close would wait for it without end: the Workers
+   * close by force, and held jobs go back when their lock expires, as a killed worker's do.
+   */
+  async close(redisAway = false): Promise<void> {
     this.stop()
-    const closed = Promise.all([...this.workers.values()].map((worker) => worker.close()))
+    const closed = Promise.all([...this.workers.values()].map((worker) => worker.close(redisAway)))
     const held = [...this.claimed.values()]
     for (const h of held) this.claimed.delete(h)
-    await Promise.all(held.map((h) => this.handBack(h)))
+    if (redisAway) for (const h of held) h.reject(new WaitingError())
+    else await Promise.all(held.map((h) => this.handBack(h)))
     await closed.catch(this.log.error)
     if (!('url' in this.client)) await closeConnection(this.client)
     this.outcomes.endAll()
