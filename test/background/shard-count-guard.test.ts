@@ -1,0 +1,93 @@
+/**
+ * The shard-count check made late (Redis away at start), without Redis: `ShardCountGuard.later`
+ * retries a check that Redis failed, keeps a changed count as the refusal, and stops when closed.
+ * The check itself, against a real Redis, is in backend-bullmq.test.ts.
+ */
+import { pino } from 'pino'
+import { describe, expect, it } from 'vitest'
+import { ConnectionLog } from '../../src/background/backends/bullmq/connection.js'
+import { ShardCountGuard } from '../../src/background/backends/bullmq/shard-count.js'
+import { ShardCountChangedError } from '../../src/background/errors.js'
+
+/** A log that keeps what it was given, by level (a pino logger writing to an array). */
+function recordingLog(): { log: ConnectionLog; lines: Array<{ level: string; message: string }> } {
+  const log = new ConnectionLog('bullmq')
+  const lines: Array<{ level: string; message: string }> = []
+  const logger = pino(
+    { level: 'info' },
+    {
+      write: (line: string) => {
+        const parsed = JSON.parse(line) as { level: number; msg: string }
+        lines.push({ level: pino.levels.labels[parsed.level] ?? String(parsed.level), message: parsed.msg })
+      },
+    },
+  )
+  log.logger = logger
+  return { log, lines }
+}
+
+describe('ShardCountGuard.later', () => {
+  it('retries a check Redis failed, then lets the process take work; nothing is refused', async () => {
+    const { log, lines } = recordingLog()
+    const outcomes: Array<Error | undefined> = [new Error('Connection is closed.'), new Error('read ECONNRESET'), undefined]
+    let checks = 0
+    const guard = new ShardCountGuard(() => {
+      const outcome = outcomes[checks++]
+      return outcome === undefined ? Promise.resolve() : Promise.reject(outcome)
+    }, log)
+    let passed = 0
+    await guard.later(Promise.resolve(), () => passed++)
+    expect(checks).toBe(3)
+    expect(passed).toBe(1)
+    expect(guard.refusal).toBeUndefined()
+    // The failed attempts are Redis errors (rate-limited warnings), not a refusal.
+    expect(lines.filter((line) => line.level === 'error')).toEqual([])
+    expect(lines.map((line) => line.message)).toContain('Redis error')
+  })
+
+  it('keeps a changed shard count as the refusal, logs it as an error, and never lets the process take work', async () => {
+    const { log, lines } = recordingLog()
+    const changed = new ShardCountChangedError('q', 4, 3, '1, 2, 3', 2)
+    let checks = 0
+    const guard = new ShardCountGuard(() => {
+      checks++
+      return checks === 1 ? Promise.reject(new Error('Connection is closed.')) : Promise.reject(changed)
+    }, log)
+    let passed = 0
+    await guard.later(Promise.resolve(), () => passed++)
+    expect(checks).toBe(2)
+    expect(passed).toBe(0)
+    expect(guard.refusal).toBe(changed)
+    expect(lines).toContainEqual({
+      level: 'error',
+      message: 'this process stores and runs no task: TASK_QUEUE_SHARDS differs from the count the queue was last run with',
+    })
+  })
+
+  it('stopped (the process closes) while it waits to retry: no further check, and no work taken', async () => {
+    const { log } = recordingLog()
+    let checks = 0
+    const guard = new ShardCountGuard(() => {
+      checks++
+      guard.stop()
+      return Promise.reject(new Error('Connection is closed.'))
+    }, log)
+    let passed = 0
+    await guard.later(Promise.resolve(), () => passed++)
+    expect(checks).toBe(1)
+    expect(passed).toBe(0)
+    expect(guard.refusal).toBeUndefined()
+  })
+
+  it('closed before Redis ever answered: no check at all', async () => {
+    const { log } = recordingLog()
+    let checks = 0
+    const guard = new ShardCountGuard(() => {
+      checks++
+      return Promise.resolve()
+    }, log)
+    let passed = 0
+    await guard.later(Promise.reject(new Error('closed')), () => passed++)
+    expect([checks, passed]).toEqual([0, 0])
+  })
+})
