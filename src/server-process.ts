@@ -7,7 +7,7 @@ import { setTimeout } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app/app.js'
 import { loadConfig, loadDotEnv } from './app/config.js'
-import { startApp } from './app/runner-from-config.js'
+import { listenOrExplain, runProcess, startApp } from './app/process-start.js'
 import { startTracing } from './app/tracing.js'
 
 async function main(): Promise<void> {
@@ -42,17 +42,7 @@ async function main(): Promise<void> {
 
   // The plugins' start first: its errors are not the listener's.
   await startApp(app, config)
-  try {
-    await app.listen({ host: config.HOST, port: config.PORT })
-  } catch (error) {
-    await app.close()
-    const reason = error instanceof Error ? error.message : String(error)
-    throw Object.assign(new Error(`Cannot listen on HOST=${config.HOST} PORT=${config.PORT}: ${reason}`), { name: 'ListenError' })
-  }
+  await listenOrExplain(app, config.HOST, config.PORT, 'PORT')
 }
 
-main().catch((error: unknown) => {
-  // Configuration and start-up errors: one clear line, exit 1.
-  console.error(error instanceof Error ? `${error.name}: ${error.message}` : String(error))
-  process.exit(1)
-})
+runProcess(main)

@@ -11,7 +11,8 @@
  */
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, loadDotEnv } from './app/config.js'
-import { runnerSettings, startApp } from './app/runner-from-config.js'
+import { listenOrExplain, runProcess, startApp } from './app/process-start.js'
+import { runnerSettings } from './app/runner-from-config.js'
 import { buildWorker } from './app/worker-app.js'
 import { startTracing } from './app/tracing.js'
 
@@ -39,17 +40,7 @@ async function main(): Promise<void> {
 
   // The plugins' start first: its errors are not the listener's.
   await startApp(app, config)
-  if (config.WORKER_PORT > 0) {
-    try {
-      await app.listen({ host: config.HOST, port: config.WORKER_PORT })
-    } catch (error) {
-      await app.close()
-      const reason = error instanceof Error ? error.message : String(error)
-      throw Object.assign(new Error(`Cannot listen on HOST=${config.HOST} WORKER_PORT=${config.WORKER_PORT}: ${reason}`), {
-        name: 'ListenError',
-      })
-    }
-  }
+  if (config.WORKER_PORT > 0) await listenOrExplain(app, config.HOST, config.WORKER_PORT, 'WORKER_PORT')
   const settings = runnerSettings(config)
   logger.info(
     {
@@ -63,7 +54,4 @@ async function main(): Promise<void> {
   )
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? `${error.name}: ${error.message}` : String(error))
-  process.exit(1)
-})
+runProcess(main)

@@ -2,7 +2,7 @@
  * The one place the configuration becomes the task runner's settings and the task backend,
  * for the web process (`server.ts`, through `app.ts`) and for `npm run worker` alike.
  */
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger } from 'fastify'
 import {
   type AnyTaskDefinition,
   type BackgroundTasksOptions,
@@ -17,21 +17,6 @@ import { bullmqTelemetry } from './tracing.js'
 /** The journal named by TASK_DB cannot be used: the start stops, the file is left as it was. */
 export class TaskDbError extends Error {
   override name = 'TaskDbError'
-}
-
-/**
- * Wait for the app's plugins to start (the task backend's checks among them), before it listens;
- * a start that fails closes the app and throws, as a configuration error naming the setting to
- * change when it is one.
- */
-export async function startApp(app: FastifyInstance, config: Config): Promise<void> {
-  try {
-    await app.ready()
-  } catch (error) {
-    await app.close()
-    if ((error as { code?: unknown } | null)?.code !== 'TASKS_SHARD_COUNT_CHANGED') throw error
-    throw new ConfigError(`Invalid configuration: TASK_QUEUE_SHARDS=${config.TASK_QUEUE_SHARDS}: ${(error as Error).message}`)
-  }
 }
 
 /** The plugin's resolved options that come from the configuration. */
