@@ -10,7 +10,7 @@ import { createServer } from 'node:net'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { tempDir } from './app.js'
-import { freePort, launch, stopChild } from './redis.js'
+import { freePort, launchOnFreePort, stopChild } from './redis.js'
 import { waitFor } from './wait.js'
 
 const run = promisify(execFile)
@@ -50,23 +50,16 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   }
   try {
     const ports: number[] = []
-    for (let i = 0; i < 3; i++) {
+    const clusterArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']
+    const unusedPort = async () => {
       let port = await clusterPort()
       while (ports.includes(port)) port = await clusterPort()
-      ports.push(port)
+      return port
     }
-    for (const port of ports) {
-      const dir = tempDir('bgtasks-cluster-')
-      children.push(
-        await launch(port, dir, false, [
-          '--cluster-enabled',
-          'yes',
-          '--cluster-config-file',
-          'nodes.conf',
-          '--cluster-node-timeout',
-          '2000',
-        ]),
-      )
+    for (let i = 0; i < 3; i++) {
+      const { port, child } = await launchOnFreePort(tempDir('bgtasks-cluster-'), false, unusedPort, clusterArgs)
+      ports.push(port)
+      children.push(child)
     }
     await run(CLI_BINARY, ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'])
     for (const port of ports) {

@@ -103,6 +103,26 @@ export async function stopChild(child: ChildProcess | undefined): Promise<void> 
   await exited
 }
 
+/**
+ * A redis-server on a port free when probed: another process (a client's ephemeral port, another
+ * test's server) can take it before Redis binds, so a start that finds it in use tries another.
+ */
+export async function launchOnFreePort(
+  dir: string,
+  persistent: boolean,
+  pickPort: () => Promise<number> = freePort,
+  extraArgs: string[] = [],
+): Promise<{ port: number; child: ChildProcess }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await pickPort()
+    try {
+      return { port, child: await launch(port, dir, persistent, extraArgs) }
+    } catch (error) {
+      if (attempt >= 5 || !/Address already in use/.test(String(error))) throw error
+    }
+  }
+}
+
 /** Start a fresh Redis for one test file (or one test). */
 export async function startRedis(options: { persistent?: boolean } = {}): Promise<RedisServer> {
   if (redisSetup.mode === 'url') {
@@ -111,8 +131,9 @@ export async function startRedis(options: { persistent?: boolean } = {}): Promis
   }
   const persistent = options.persistent === true
   const dir = tempDir('bgtasks-redis-')
-  const port = await freePort()
-  let child: ChildProcess | undefined = await launch(port, dir, persistent)
+  const started = await launchOnFreePort(dir, persistent)
+  const port = started.port
+  let child: ChildProcess | undefined = started.child
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
