@@ -64,6 +64,19 @@ describeWithRedis('bullmq backend', () => {
     return startedRunner(await backend('worker', queueName, { concurrency }), tasks, concurrency, 5000)
   }
 
+  /** A task whose first attempt never ends on its own, and whose later ones do; each attempt's number goes to `attempts`. */
+  function stubbornTask(attempts: number[]): AnyTaskDefinition {
+    return defineTask({
+      name: 'stubborn',
+      args: Type.Tuple([]),
+      timeoutMs: 60_000,
+      run: (_args, { attempt }) => {
+        attempts.push(attempt)
+        return attempt === 1 ? new Promise(() => {}) : undefined
+      },
+    })
+  }
+
   /** Submit through a web-side runner, as a request would; resolves with the task ids once committed. */
   async function submit(producer: BullMQBackend, task: AnyTaskDefinition, args: unknown[][]): Promise<string[]> {
     const web = new TaskRunner({
@@ -295,16 +308,7 @@ describeWithRedis('bullmq backend', () => {
   it('a worker closing past its deadline hands the task it cut off back to the queue, and another worker runs it', async () => {
     const queueName = `handback-${randomUUID()}`
     const attempts: number[] = []
-    const stubborn = defineTask({
-      name: 'stubborn',
-      args: Type.Tuple([]),
-      timeoutMs: 60_000,
-      run: (_args, { attempt }) => {
-        attempts.push(attempt)
-        // The first attempt never ends on its own; the second does.
-        return attempt === 1 ? new Promise(() => {}) : undefined
-      },
-    })
+    const stubborn = stubbornTask(attempts)
     const first = new TaskRunner({
       backend: await backend('worker', queueName, { concurrency: 1 }),
       concurrency: 1,
@@ -516,15 +520,7 @@ describeWithRedis('bullmq backend', () => {
       ownServers.push(own)
       const queueName = `away-close-${randomUUID()}`
       const attempts: number[] = []
-      const stubborn = defineTask({
-        name: 'stubborn',
-        args: Type.Tuple([]),
-        timeoutMs: 60_000,
-        run: (_args, { attempt }) => {
-          attempts.push(attempt)
-          return attempt === 1 ? new Promise(() => {}) : undefined
-        },
-      })
+      const stubborn = stubbornTask(attempts)
       const over = (role: 'producer' | 'worker') =>
         new BullMQBackend({ role, url: own.url, queueName, retention, concurrency: 1, lockDurationMs: 1_000, stalledIntervalMs: 500 })
       const first = over('worker')

@@ -26,19 +26,33 @@ function recordingLog(): { log: ConnectionLog; lines: Array<{ level: string; mes
   return { log, lines }
 }
 
+/**
+ * A guard whose checks end, in turn, as `outcomes` says (an error: rejected; undefined: passed),
+ * and `run()`, which waits for `later` and says how many checks were made and how often it let
+ * the process take work.
+ */
+function guardOf(outcomes: Array<Error | undefined>, onCheck: (guard: ShardCountGuard) => void = () => {}) {
+  const { log, lines } = recordingLog()
+  let checks = 0
+  const guard: ShardCountGuard = new ShardCountGuard(() => {
+    onCheck(guard)
+    const outcome = outcomes[checks++]
+    return outcome === undefined ? Promise.resolve() : Promise.reject(outcome)
+  }, log)
+  const run = async (connected: Promise<unknown> = Promise.resolve()) => {
+    let passed = 0
+    await guard.later(connected, () => passed++)
+    return { checks, passed }
+  }
+  return { guard, lines, run }
+}
+
+const lost = () => new Error('Connection is closed.')
+
 describe('ShardCountGuard.later', () => {
   it('retries a check Redis failed, then lets the process take work; nothing is refused', async () => {
-    const { log, lines } = recordingLog()
-    const outcomes: Array<Error | undefined> = [new Error('Connection is closed.'), new Error('read ECONNRESET'), undefined]
-    let checks = 0
-    const guard = new ShardCountGuard(() => {
-      const outcome = outcomes[checks++]
-      return outcome === undefined ? Promise.resolve() : Promise.reject(outcome)
-    }, log)
-    let passed = 0
-    await guard.later(Promise.resolve(), () => passed++)
-    expect(checks).toBe(3)
-    expect(passed).toBe(1)
+    const { guard, lines, run } = guardOf([lost(), new Error('read ECONNRESET'), undefined])
+    expect(await run()).toEqual({ checks: 3, passed: 1 })
     expect(guard.refusal).toBeUndefined()
     // The failed attempts are Redis errors (rate-limited warnings), not a refusal.
     expect(lines.filter((line) => line.level === 'error')).toEqual([])
@@ -46,17 +60,9 @@ describe('ShardCountGuard.later', () => {
   })
 
   it('keeps a changed shard count as the refusal, logs it as an error, and never lets the process take work', async () => {
-    const { log, lines } = recordingLog()
     const changed = new ShardCountChangedError('q', 4, 3, '1, 2, 3', 2)
-    let checks = 0
-    const guard = new ShardCountGuard(() => {
-      checks++
-      return checks === 1 ? Promise.reject(new Error('Connection is closed.')) : Promise.reject(changed)
-    }, log)
-    let passed = 0
-    await guard.later(Promise.resolve(), () => passed++)
-    expect(checks).toBe(2)
-    expect(passed).toBe(0)
+    const { guard, lines, run } = guardOf([lost(), changed])
+    expect(await run()).toEqual({ checks: 2, passed: 0 })
     expect(guard.refusal).toBe(changed)
     expect(lines).toContainEqual({
       level: 'error',
@@ -65,29 +71,13 @@ describe('ShardCountGuard.later', () => {
   })
 
   it('stopped (the process closes) while it waits to retry: no further check, and no work taken', async () => {
-    const { log } = recordingLog()
-    let checks = 0
-    const guard = new ShardCountGuard(() => {
-      checks++
-      guard.stop()
-      return Promise.reject(new Error('Connection is closed.'))
-    }, log)
-    let passed = 0
-    await guard.later(Promise.resolve(), () => passed++)
-    expect(checks).toBe(1)
-    expect(passed).toBe(0)
+    const { guard, run } = guardOf([lost(), undefined], (guard) => guard.stop())
+    expect(await run()).toEqual({ checks: 1, passed: 0 })
     expect(guard.refusal).toBeUndefined()
   })
 
   it('closed before Redis ever answered: no check at all', async () => {
-    const { log } = recordingLog()
-    let checks = 0
-    const guard = new ShardCountGuard(() => {
-      checks++
-      return Promise.resolve()
-    }, log)
-    let passed = 0
-    await guard.later(Promise.reject(new Error('closed')), () => passed++)
-    expect([checks, passed]).toEqual([0, 0])
+    const { run } = guardOf([undefined])
+    expect(await run(Promise.reject(new Error('closed')))).toEqual({ checks: 0, passed: 0 })
   })
 })
