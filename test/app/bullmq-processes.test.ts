@@ -253,17 +253,22 @@ describeWithRedis(
       }
     })
 
-    it('SIGTERM to a worker while Redis is away: it stops at once and exits 0, not when the shutdown timer kills it', async () => {
+    it('SIGTERM to a worker and a web process while Redis is away: they stop at once and exit 0, not when the shutdown timer kills them', async () => {
       const redis = await redisServer()
-      const child = await worker(redis, join(tempDir(), 'worker.txt'), { SHUTDOWN_TIMEOUT_MS: '1000' })
+      const dir = tempDir()
+      const [server, child] = await Promise.all([web(redis, dir), worker(redis, join(dir, 'worker.txt'), { SHUTDOWN_TIMEOUT_MS: '1000' })])
       await redis.stop()
-      await waitFor(() => child.logs.some((line) => /lost the connection to Redis/.test(String(line.msg))), {
-        what: 'the worker to see Redis gone',
-      })
+      for (const spawned of [server, child])
+        await waitFor(() => spawned.logs.some((line) => /lost the connection to Redis/.test(String(line.msg))), {
+          what: 'the process to see Redis gone',
+        })
+      server.child.kill('SIGTERM')
       child.child.kill('SIGTERM')
-      // Hung on Redis, close-with-grace would end it with 1 after SHUTDOWN_TIMEOUT_MS + 5 s ("killed by timeout").
+      // Hung on Redis, close-with-grace would end them with 1 after SHUTDOWN_TIMEOUT_MS + 5 s ("killed by timeout").
       expect(await child.exited).toEqual({ code: 0, signal: null })
+      expect(await server.exited).toEqual({ code: 0, signal: null })
       expect(child.logs.map((line) => line.msg)).toContain('worker stopped')
+      expect(server.logs.map((line) => line.msg)).toContain('shutdown complete')
     })
 
     it('Redis stopped mid-run: 503 with Retry-After and never a 200; restarted: 200 again without a restart, and every 200 is logged', async () => {
