@@ -36,6 +36,13 @@ describeWithRedis('bullmq backend', () => {
     await redis?.stop()
   })
 
+  /** A Redis of the test's own (to stop and restart), stopped after the test. */
+  async function ownRedis(options: { persistent?: boolean } = {}): Promise<RedisServer> {
+    const own = await startRedis(options)
+    ownServers.push(own)
+    return own
+  }
+
   async function backend(
     role: 'producer' | 'worker',
     queueName: string,
@@ -451,8 +458,7 @@ describeWithRedis('bullmq backend', () => {
   it.skipIf(redisSetup.mode !== 'server')(
     'Redis away at start, then back with tasks in shards the count does not reach: the process stores no task and is not ready',
     async () => {
-      const own = await startRedis({ persistent: true })
-      ownServers.push(own)
+      const own = await ownRedis({ persistent: true })
       const queueName = `shard-late-${randomUUID()}`
       const task = defineTask({ name: 'late', args: Type.Tuple([Type.Integer()]), run: () => {} })
       // What the two-shard worker runs, and what a worker of the right count runs.
@@ -496,8 +502,7 @@ describeWithRedis('bullmq backend', () => {
   )
 
   it.skipIf(redisSetup.mode !== 'server')('a worker started while Redis is away takes tasks once it is back', async () => {
-    const own = await startRedis()
-    ownServers.push(own)
+    const own = await ownRedis()
     const queueName = `late-worker-${randomUUID()}`
     const ran: number[] = []
     const task = defineTask({ name: 'later', args: Type.Tuple([Type.Integer()]), run: ([i]) => void ran.push(i) })
@@ -516,8 +521,7 @@ describeWithRedis('bullmq backend', () => {
   it.skipIf(redisSetup.mode !== 'server')(
     'a worker closing while Redis is away closes without it; the task it cut off runs on another worker once Redis is back',
     async () => {
-      const own = await startRedis({ persistent: true })
-      ownServers.push(own)
+      const own = await ownRedis({ persistent: true })
       const queueName = `away-close-${randomUUID()}`
       const attempts: number[] = []
       const stubborn = stubbornTask(attempts)

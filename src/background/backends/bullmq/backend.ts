@@ -105,7 +105,7 @@ export class BullMQBackend implements TaskBackend {
     const plan = new ShardPlan(this.queueName, options.shards ?? 1, !('url' in this.target), options.consumeShards)
     const telemetry = options.telemetry
     this.shards = new ShardQueues(plan, this.queueName, this.redis, options.retention, this.log.error, telemetry)
-    this.shardGuard = new ShardCountGuard(() => checkShardCount(this.redis, this.queueName, plan, !('url' in this.target)), this.log)
+    this.shardGuard = new ShardCountGuard(() => checkShardCount(this.redis, this.queueName, plan), this.log)
     this.schedulers = new JobSchedulers(this.shards.queues[0]!, this.redis, options.retention)
     this.browser = new JobBrowser(this.shards, this.redis, options.browseCacheMs ?? 1_000)
     this.keys = new QueueKeys(this.redis, this.shards, options.retention.maxAgeMs)

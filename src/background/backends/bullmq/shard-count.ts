@@ -21,14 +21,14 @@ function shardCountKey(queueName: string): string {
 }
 
 /** Throws `TASKS_SHARD_COUNT_CHANGED` while an earlier count's queues out of reach hold unfinished tasks. */
-export async function checkShardCount(redis: RedisClient, queueName: string, plan: ShardPlan, clustered: boolean): Promise<void> {
+export async function checkShardCount(redis: RedisClient, queueName: string, plan: ShardPlan): Promise<void> {
   const key = shardCountKey(queueName)
   const stored = Number((await redis.get(key)) ?? 1)
   const earlier = Number.isInteger(stored) && stored >= 1 && stored <= MAX_SHARDS ? stored : 1
   if (earlier === plan.count) return
   const left: number[] = []
   let unfinished = 0
-  for (const [shard, prefix] of new ShardPlan(queueName, earlier, clustered).prefixes.entries()) {
+  for (const [shard, prefix] of new ShardPlan(queueName, earlier, plan.clustered).prefixes.entries()) {
     if (plan.prefixes.includes(prefix)) continue
     const waiting = await unfinishedIn(new Queue(queueName, { connection: redis, prefix }))
     if (waiting === 0) continue

@@ -69,7 +69,8 @@ export class ShardPlan {
   constructor(
     queueName: string,
     readonly count: number,
-    clustered: boolean,
+    /** The queue is on a Redis Cluster: each shard's keys get a hash tag of their own. */
+    readonly clustered: boolean,
     consumed?: readonly number[],
   ) {
     if (!Number.isInteger(count) || count < 1 || count > MAX_SHARDS)
