@@ -69,6 +69,16 @@ export const ShardCountChangedError = createError<[string, number, number, strin
   500,
 )
 
+/**
+ * While running: another process recorded a shard count whose queues leave out some of this
+ * process's shards. Its tasks would go where no worker of that count looks, so it stores none.
+ */
+export const ShardCountSupersededError = createError<[string, number, string, number]>(
+  'TASKS_SHARD_COUNT_SUPERSEDED',
+  'Queue "%s" is now run with %d shards, which do not reach this process\'s shards %s of %d: it stores no task; restart it with the new count',
+  500,
+)
+
 /** Reasons a running task's AbortSignal is aborted with. */
 export const TaskTimeoutError = createError<[number]>('TASK_TIMEOUT', 'Task timed out after %d ms', 500)
 export const TaskCancelledError = createError('TASK_CANCELLED', 'Task was cancelled', 500)

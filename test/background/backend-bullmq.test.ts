@@ -455,6 +455,72 @@ describeWithRedis('bullmq backend', () => {
     expect(await client.get(`bull:${queueName}:shard-count`)).toBe('2')
   })
 
+  it('a process still running with an earlier shard count stops storing once another is recorded; its worker runs what its shards hold, and says what it leaves', async () => {
+    const queueName = `shard-superseded-${randomUUID()}`
+    const ran: number[] = []
+    const task = defineTask({ name: 'counted', args: Type.Tuple([Type.Integer()]), run: ([i]) => void ran.push(i) })
+    const attempts: number[] = []
+    const stubborn = stubbornTask(attempts)
+    const client = new Redis(redis.url)
+    opened.push({ close: () => client.quit() })
+    const lines: Array<{ level: number; msg: string; unfinished?: number }> = []
+    const recording = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) })
+    // One shard, then four (raising keeps shard 0, so the one-shard process goes on), with a four-shard worker.
+    const oneWeb = await backend('producer', queueName, { shards: 1 })
+    const one = await startedRunner(oneWeb, [task])
+    const fourWeb = await backend('producer', queueName, { shards: 4 })
+    const four = await startedRunner(fourWeb, [task])
+    const fourWorker = await backend('worker', queueName, { shards: 4 })
+    const workerRunner = new TaskRunner({
+      backend: fourWorker,
+      concurrency: 4,
+      maxPending: 100,
+      defaultTimeoutMs: 5_000,
+      logger: recording,
+      tasks: [task, stubborn],
+    })
+    opened.push({ close: () => workerRunner.close(2000) })
+    await workerRunner.start()
+    expect(await client.get(`bull:${queueName}:shard-count`)).toBe('4')
+    // A rolling deploy records two shards while four's are empty.
+    await startedRunner(await backend('producer', queueName, { shards: 2 }), [task])
+    expect(await client.get(`bull:${queueName}:shard-count`)).toBe('2')
+    // The four-shard processes see it at their next sweep: they store nothing more and are not ready.
+    const superseded = /Queue "shard-superseded-[^"]+" is now run with 2 shards, which do not reach this process's shards 1, 2, 3 of 4/
+    for (const backend of [fourWeb, fourWorker])
+      await waitFor(async () => superseded.test((await backend.ready()).reason ?? ''), { what: 'the four-shard process superseded' })
+    await expect(four.add(task, [9])).rejects.toMatchObject({
+      statusCode: 503,
+      code: 'TASKS_BACKEND_UNAVAILABLE',
+      message: expect.stringMatching(superseded) as unknown,
+    })
+    // The one-shard process's shard is reached by two: it goes on storing.
+    await oneWeb.sweep(Date.now() + 60_000)
+    expect((await oneWeb.ready()).ok).toBe(true)
+    const fromOne = await one.add(task, [5])
+    // Tasks a four-shard web process stored before it noticed: the four-shard worker still runs them, in every shard.
+    const stale = await backend('producer', queueName, { shards: 4 })
+    const staleIds: string[] = []
+    for (const i of [0, 1, 2, 3]) staleIds.push(...(await submit(stale, task, [[i]])))
+    expect(staleIds.map((id) => /\.s(\d)$/.exec(id)?.[1] ?? '0')).toEqual(['0', '1', '2', '3'])
+    for (const id of [fromOne, ...staleIds])
+      await waitFor(async () => (await stale.get(id))?.status === 'succeeded', { what: `task ${id}` })
+    expect(ran.sort()).toEqual([0, 1, 2, 3, 5])
+    // One left in shard 1 when the worker stops (cut off at its deadline, handed back): it says so.
+    await submit(stale, task, [[4]])
+    const [leftId] = await submit(stale, stubborn, [[]])
+    expect(leftId).toMatch(/\.s1$/)
+    await waitFor(() => attempts.length === 1, { what: 'the stubborn task running' })
+    expect(await workerRunner.close(200)).toMatchObject({ drained: false })
+    const said = lines.find((line) => line.level === 50 && /unfinished tasks are left in shards/.test(line.msg))
+    expect(said).toMatchObject({
+      unfinished: 1,
+      msg: expect.stringMatching(
+        /^1 unfinished tasks are left in shards 1, 2, 3 of 4, which no worker of the shard count now recorded reads: run a worker with TASK_QUEUE_SHARDS=4/,
+      ) as unknown,
+    })
+  })
+
   it.skipIf(redisSetup.mode !== 'server')(
     'Redis away at start, then back with tasks in shards the count does not reach: the process stores no task and is not ready',
     async () => {

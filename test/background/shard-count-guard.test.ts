@@ -1,13 +1,14 @@
 /**
- * The shard-count check made late (Redis away at start), without Redis: `ShardCountGuard.later`
- * retries a check that Redis failed, keeps a changed count as the refusal, and stops when closed.
- * The check itself, against a real Redis, is in backend-bullmq.test.ts.
+ * The shard-count guard without Redis: the check made late (Redis away at start),
+ * `ShardCountGuard.later`, retries a check that Redis failed, keeps a changed count as the
+ * refusal, and stops when closed; the watch (`ShardCountGuard.watch`) follows the recorded count.
+ * The check and the watch against a real Redis are in backend-bullmq.test.ts.
  */
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { ConnectionLog } from '../../src/background/backends/bullmq/connection.js'
-import { ShardCountGuard } from '../../src/background/backends/bullmq/shard-count.js'
-import { ShardCountChangedError } from '../../src/background/errors.js'
+import { ShardCountGuard, type Superseded, WATCH_INTERVAL_MS } from '../../src/background/backends/bullmq/shard-count.js'
+import { ShardCountChangedError, ShardCountSupersededError } from '../../src/background/errors.js'
 
 /** A log that keeps what it was given, by level (a pino logger writing to an array). */
 function recordingLog(): { log: ConnectionLog; lines: Array<{ level: string; message: string }> } {
@@ -79,5 +80,57 @@ describe('ShardCountGuard.later', () => {
   it('closed before Redis ever answered: no check at all', async () => {
     const { run } = guardOf([undefined])
     expect(await run(Promise.reject(new Error('closed')))).toEqual({ checks: 0, passed: 0 })
+  })
+})
+
+describe('ShardCountGuard.watch', () => {
+  /** A guard whose check passes and whose reads of the recorded count give, in turn, `reads`. */
+  function watchedGuard(reads: Array<Superseded | undefined>) {
+    const { log, lines } = recordingLog()
+    let count = 0
+    const guard = new ShardCountGuard(
+      () => Promise.resolve(),
+      log,
+      () => Promise.resolve(reads[count++]),
+    )
+    return { guard, lines, reads: () => count }
+  }
+  const twoOverFour: Superseded = { error: new ShardCountSupersededError('q', 2, '1, 2, 3', 4), shards: [1, 2, 3] }
+  const errors = (lines: Array<{ level: string }>) => lines.filter((line) => line.level === 'error').length
+
+  it('reads nothing before the check passed, then at most once per interval', async () => {
+    const { guard, reads } = watchedGuard([undefined, undefined])
+    await guard.watch(0)
+    expect(reads()).toBe(0)
+    await guard.check()
+    await guard.watch(1_000)
+    await guard.watch(1_000 + WATCH_INTERVAL_MS - 1)
+    expect(reads()).toBe(1)
+    await guard.watch(1_000 + WATCH_INTERVAL_MS)
+    expect(reads()).toBe(2)
+  })
+
+  it('another count recorded is the refusal, logged once as an error, for as long as it is recorded', async () => {
+    const { guard, lines } = watchedGuard([twoOverFour, twoOverFour, undefined])
+    await guard.check()
+    await guard.watch(0)
+    expect(guard.refusal).toBe(twoOverFour.error)
+    expect(guard.strandedShards).toEqual([1, 2, 3])
+    await guard.watch(WATCH_INTERVAL_MS)
+    expect(errors(lines)).toBe(1)
+    // The count back to this process's: it stores again.
+    await guard.watch(2 * WATCH_INTERVAL_MS)
+    expect(guard.refusal).toBeUndefined()
+    expect(guard.strandedShards).toEqual([])
+    expect(lines.at(-1)?.level).toBe('info')
+  })
+
+  it('stopped: reads no more', async () => {
+    const { guard, reads } = watchedGuard([twoOverFour])
+    await guard.check()
+    guard.stop()
+    await guard.watch(0)
+    expect(reads()).toBe(0)
+    expect(guard.refusal).toBeUndefined()
   })
 })

@@ -13,8 +13,8 @@
  * - `browse.ts` lists, counts and retries jobs; `job-schedulers.ts` the recurring schedules;
  * - `connection.ts` is the producer's Redis (or Redis Cluster) client, its readiness and the
  *   rate-limited warnings;
- * - `shards.ts` places tasks on shards (one queue each, hash-tagged for a Redis Cluster) and
- *   `shard-queues.ts` holds the shards' queues and producers.
+ * - `shards.ts` places tasks on shards (one queue each, hash-tagged for a Redis Cluster);
+ *   `shard-queues.ts` holds their queues and producers, `shard-count.ts` guards their count.
  *
  * A web process (`role: 'producer'`) only stores tasks, answers status and cancels: the runner
  * sees `execution: 'remote'` and never claims. Its Redis client fails fast (no offline queue):
@@ -53,6 +53,7 @@ import {
   closeConnection,
   producerConnection,
   readiness,
+  requireReady,
   unavailable,
 } from './connection.js'
 import type { JobConsumer } from './consumer.js'
@@ -61,7 +62,7 @@ import { enqueueKeyed } from './keyed-enqueue.js'
 import { QueueKeys } from './keys.js'
 import { ShardQueues } from './shard-queues.js'
 import { ShardPlan } from './shards.js'
-import { ShardCountGuard, checkShardCount } from './shard-count.js'
+import { type ShardCountGuard, shardCountGuard } from './shard-count.js'
 import { JobSchedulers } from './job-schedulers.js'
 import type { MissedRunPolicy } from '../../schedules/schedule.js'
 
@@ -87,7 +88,7 @@ export class BullMQBackend implements TaskBackend {
   private readonly keys: QueueKeys
   /** Recurring schedules live in shard 0's queue (their occurrences are that shard's jobs). */
   private readonly schedulers: JobSchedulers
-  /** The shard count's check at start; a refusal found late (Redis away at start) stops storing. */
+  /** The shard count's check at start, then its watch: a refusal found late, or another count recorded, stops storing. */
   private readonly shardGuard: ShardCountGuard
   /** From a runner's start until the shard count's check has passed: claims take no job. */
   private claimsHeld = false
@@ -105,7 +106,7 @@ export class BullMQBackend implements TaskBackend {
     const plan = new ShardPlan(this.queueName, options.shards ?? 1, !('url' in this.target), options.consumeShards)
     const telemetry = options.telemetry
     this.shards = new ShardQueues(plan, this.queueName, this.redis, options.retention, this.log.error, telemetry)
-    this.shardGuard = new ShardCountGuard(() => checkShardCount(this.redis, this.queueName, plan), this.log)
+    this.shardGuard = shardCountGuard(this.redis, this.queueName, plan, this.log)
     this.schedulers = new JobSchedulers(this.shards.queues[0]!, this.redis, options.retention)
     this.browser = new JobBrowser(this.shards, this.redis, options.browseCacheMs ?? 1_000)
     this.keys = new QueueKeys(this.redis, this.shards, options.retention.maxAgeMs)
@@ -197,7 +198,7 @@ export class BullMQBackend implements TaskBackend {
   async enqueue(group: Task[]): Promise<void | Deduplicated> {
     const refusal = this.shardGuard.refusal
     if (refusal !== undefined) throw new BackendUnavailableError(refusal.message)
-    this.requireConnection()
+    requireReady(this.redis)
     if (group.some((task) => task.key !== undefined)) return enqueueKeyed(group, this.keys, this.shards, this.log.error)
     try {
       await this.shards.add(group)
@@ -231,7 +232,7 @@ export class BullMQBackend implements TaskBackend {
   }
 
   async cancel(id: string, now: number): Promise<CancelOutcome> {
-    this.requireConnection()
+    requireReady(this.redis)
     try {
       return await this.cancels.cancel(id, now, async (held) => this.consumer?.cancelHeld(held))
     } catch (error) {
@@ -255,7 +256,7 @@ export class BullMQBackend implements TaskBackend {
 
   /** A Redis call: refused at once while Redis is away, its failure a 503. */
   private async guarded<T>(call: () => Promise<T>): Promise<T> {
-    this.requireConnection()
+    requireReady(this.redis)
     try {
       return await call()
     } catch (error) {
@@ -268,19 +269,17 @@ export class BullMQBackend implements TaskBackend {
   }
 
   /**
-   * BullMQ removes finished jobs past `removeOnComplete`/`removeOnFail` only when another job
-   * finishes; an idle queue kept them. `Queue.clean` removes them by age, here at most every
-   * CLEAN_INTERVAL_MS per process (every process sweeps the same queue), and never while Redis is away.
+   * Reads the recorded shard count again (shard-count.ts). BullMQ removes finished jobs past
+   * `removeOnComplete`/`removeOnFail` only when another job finishes; an idle queue kept them.
+   * `Queue.clean` removes them by age, here at most every CLEAN_INTERVAL_MS per process (every
+   * process sweeps the same queue), and never while Redis is away.
    */
   async sweep(now: number): Promise<void> {
-    if (now < this.nextClean || this.redis.status !== 'ready' || this.log.closing) return
+    if (this.redis.status !== 'ready' || this.log.closing) return
+    await this.shardGuard.watch(now)
+    if (now < this.nextClean) return
     this.nextClean = now + Math.min(CLEAN_INTERVAL_MS, this.retentionAgeMs)
     await this.shards.clean(this.retentionAgeMs)
-  }
-
-  /** Fail at once while Redis is away: BullMQ's own calls would wait for the connection without end. */
-  private requireConnection(): void {
-    if (this.redis.status !== 'ready') throw new BackendUnavailableError(`Redis is not reachable (connection ${this.redis.status})`)
   }
 
   close(): Promise<void> {
@@ -294,6 +293,7 @@ export class BullMQBackend implements TaskBackend {
     // Redis away: BullMQ's blocking connections would wait for it without end.
     const redisAway = this.redis.status !== 'ready'
     await this.consumer?.close(redisAway)
+    if (this.consumer !== undefined && !redisAway) await this.shardGuard.reportStranded(this.shards, this.queueName)
     await Promise.allSettled([this.shards.close(this.log.error), this.cancels.close(redisAway)])
     await closeConnection(this.redis)
   }

@@ -56,6 +56,11 @@ export class ConnectionLog {
     if (!this.closing) this.logger?.error({ ...fields, backend: this.kind }, message)
   }
 
+  /** An error found while closing, which closing must not silence. */
+  closingFailure(fields: Record<string, unknown>, message: string): void {
+    this.logger?.error({ ...fields, backend: this.kind }, message)
+  }
+
   info(fields: Record<string, unknown>, message: string): void {
     if (!this.closing) this.logger?.info({ ...fields, backend: this.kind }, message)
   }
@@ -119,6 +124,11 @@ export function readiness(redis: RedisClient, target: RedisTarget): BackendReadi
 export async function closeConnection(redis: RedisClient): Promise<void> {
   if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect())
   else redis.disconnect()
+}
+
+/** Fail at once while Redis is away: BullMQ's own calls would wait for the connection without end. */
+export function requireReady(redis: RedisClient): void {
+  if (redis.status !== 'ready') throw new BackendUnavailableError(`Redis is not reachable (connection ${redis.status})`)
 }
 
 /** A Redis failure seen by a caller: a 503 with Retry-After (the runner adds the header). */

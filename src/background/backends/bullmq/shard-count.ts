@@ -9,22 +9,34 @@
  *
  * With Redis away at start the check waits for it (`ShardCountGuard.later`): found then, the
  * refusal cannot stop a process already serving, so the process stores no task and is not ready.
+ *
+ * Once passed, the count is read again every second (`ShardCountGuard.watch`, from the sweep): a
+ * process still running after another count was recorded (a rolling deploy that changed it)
+ * would keep adding tasks to shards that count's workers never read. When some of its shards
+ * are out of the recorded count's reach it stores no more tasks and is not ready; a worker keeps
+ * running the tasks of its shards, and when it stops, says how many are left there.
  */
 import { Queue } from 'bullmq'
-import { ShardCountChangedError } from '../../errors.js'
+import { ShardCountChangedError, ShardCountSupersededError } from '../../errors.js'
 import type { ConnectionLog, RedisClient } from './connection.js'
 import { UNFINISHED_STATES } from './records.js'
+import type { ShardQueues } from './shard-queues.js'
 import { MAX_SHARDS, ShardPlan } from './shards.js'
 
 function shardCountKey(queueName: string): string {
   return `bull:${queueName}:shard-count`
 }
 
+/** The count recorded for the queue: 1 if none (a queue never sharded) or not a count. */
+async function recordedCount(redis: RedisClient, queueName: string): Promise<number> {
+  const stored = Number((await redis.get(shardCountKey(queueName))) ?? 1)
+  return Number.isInteger(stored) && stored >= 1 && stored <= MAX_SHARDS ? stored : 1
+}
+
 /** Throws `TASKS_SHARD_COUNT_CHANGED` while an earlier count's queues out of reach hold unfinished tasks. */
 export async function checkShardCount(redis: RedisClient, queueName: string, plan: ShardPlan): Promise<void> {
   const key = shardCountKey(queueName)
-  const stored = Number((await redis.get(key)) ?? 1)
-  const earlier = Number.isInteger(stored) && stored >= 1 && stored <= MAX_SHARDS ? stored : 1
+  const earlier = await recordedCount(redis, queueName)
   if (earlier === plan.count) return
   const left: number[] = []
   let unfinished = 0
@@ -41,34 +53,86 @@ export async function checkShardCount(redis: RedisClient, queueName: string, pla
   await redis.set(key, String(plan.count))
 }
 
+/** A recorded count that leaves some of `plan`'s shards out of its reach: which ones. */
+export interface Superseded {
+  readonly error: Error
+  readonly shards: readonly number[]
+}
+
+/** The shards of `plan` that the count recorded now does not reach, if any (none when it is `plan`'s). */
+export async function supersededShards(redis: RedisClient, queueName: string, plan: ShardPlan): Promise<Superseded | undefined> {
+  const recorded = await recordedCount(redis, queueName)
+  if (recorded === plan.count) return undefined
+  const reached = new ShardPlan(queueName, recorded, plan.clustered).prefixes
+  const shards = [...plan.prefixes.keys()].filter((shard) => !reached.includes(plan.prefixes[shard] as string))
+  if (shards.length === 0) return undefined
+  return { error: new ShardCountSupersededError(queueName, recorded, shards.join(', '), plan.count), shards }
+}
+
 async function unfinishedIn(queue: Queue): Promise<number> {
   try {
-    const counts = await queue.getJobCounts(...UNFINISHED_STATES)
-    const total = Object.values(counts).reduce((sum, count) => sum + count, 0)
-    // A job scheduler keeps its next occurrence delayed: not a task anyone added.
-    const occurrences = Math.min(counts.delayed ?? 0, await queue.getJobSchedulersCount())
-    return total - occurrences
+    return await countUnfinished(queue)
   } finally {
     await queue.close()
   }
 }
 
+/** The tasks a shard's queue holds unfinished: waiting, scheduled, running. */
+async function countUnfinished(queue: Queue): Promise<number> {
+  const counts = await queue.getJobCounts(...UNFINISHED_STATES)
+  const total = Object.values(counts).reduce((sum, count) => sum + count, 0)
+  // A job scheduler keeps its next occurrence delayed: not a task anyone added.
+  const occurrences = Math.min(counts.delayed ?? 0, await queue.getJobSchedulersCount())
+  return total - occurrences
+}
+
+/** The guard of a backend's shards: the check at start, and the watch of the count recorded since. */
+export function shardCountGuard(redis: RedisClient, queueName: string, plan: ShardPlan, log: ConnectionLog): ShardCountGuard {
+  return new ShardCountGuard(
+    () => checkShardCount(redis, queueName, plan),
+    log,
+    () => supersededShards(redis, queueName, plan),
+  )
+}
+
 /** After a failed check (Redis lost again meanwhile), the next attempt. */
 const RETRY_MS = 1_000
 
-/** The check at start, or once Redis answers; a refusal found late is kept for `ready()` and `enqueue()`. */
+/** How often a process that passed the check reads the recorded count again. */
+export const WATCH_INTERVAL_MS = 1_000
+
+/**
+ * The check at start, or once Redis answers; a refusal found late is kept for `ready()` and
+ * `enqueue()`. Then the watch: another count recorded meanwhile is a refusal too, as long as it
+ * is recorded.
+ */
 export class ShardCountGuard {
   private found: Error | undefined
+  private superseded: Superseded | undefined
+  private passed = false
   private stopped = false
+  private nextWatch = 0
 
   constructor(
-    readonly check: () => Promise<void>,
+    private readonly runCheck: () => Promise<void>,
     private readonly log: ConnectionLog,
+    private readonly readSuperseded: () => Promise<Superseded | undefined> = async () => undefined,
   ) {}
 
-  /** The refusal found after start, if any: this process must store no task. */
+  /** Why this process must store no task, if it must not: a refusal found after start, or another count recorded since. */
   get refusal(): Error | undefined {
-    return this.found
+    return this.found ?? this.superseded?.error
+  }
+
+  /** The shards of this process that the recorded count does not reach (empty while it reaches them all). */
+  get strandedShards(): readonly number[] {
+    return this.superseded?.shards ?? []
+  }
+
+  /** The check at start: throws `TASKS_SHARD_COUNT_CHANGED` (the process must not start); once passed, the watch may run. */
+  async check(): Promise<void> {
+    await this.runCheck()
+    this.passed = true
   }
 
   /**
@@ -99,6 +163,52 @@ export class ShardCountGuard {
         this.log.error(error as Error)
         await new Promise((resolve) => setTimeout(resolve, RETRY_MS).unref())
       }
+    }
+  }
+
+  /**
+   * Read the recorded count again, at most once per WATCH_INTERVAL_MS and only once the check
+   * passed. Another count that leaves some of this process's shards out of reach becomes the
+   * refusal (logged once); the recorded count back to one that reaches them all lifts it.
+   */
+  async watch(now: number): Promise<void> {
+    if (!this.passed || this.stopped || now < this.nextWatch) return
+    this.nextWatch = now + WATCH_INTERVAL_MS
+    const superseded = await this.readSuperseded()
+    if (this.stopped) return
+    const was = this.superseded
+    this.superseded = superseded
+    if (superseded !== undefined && was === undefined) {
+      this.log.failure(
+        { err: superseded.error },
+        'this process stores no more tasks: another TASK_QUEUE_SHARDS was recorded for the queue, whose workers do not read some of its shards; a worker keeps running the tasks in them',
+      )
+    } else if (superseded === undefined && was !== undefined) {
+      this.log.info({}, "the queue is run with this process's TASK_QUEUE_SHARDS again: it stores tasks again")
+    }
+  }
+
+  /**
+   * A worker of a count no longer recorded is stopping: the tasks left in its shards that the
+   * recorded count does not reach wait for a worker of its count, so it says how many.
+   */
+  async reportStranded(queues: ShardQueues, queueName: string): Promise<void> {
+    const shards = this.strandedShards
+    if (shards.length === 0) return
+    const count = queues.plan.count
+    try {
+      const counts = await Promise.all(shards.map((shard) => countUnfinished(queues.queues[shard] as Queue)))
+      const unfinished = counts.reduce((sum, each) => sum + each, 0)
+      if (unfinished === 0) return
+      this.log.closingFailure(
+        { queue: queueName, shards, unfinished },
+        `${unfinished} unfinished tasks are left in shards ${shards.join(', ')} of ${count}, which no worker of the shard count now recorded reads: run a worker with TASK_QUEUE_SHARDS=${count} until they have finished`,
+      )
+    } catch (error) {
+      this.log.closingFailure(
+        { err: error, queue: queueName, shards },
+        'could not count the tasks left in shards the recorded shard count does not reach',
+      )
     }
   }
 
