@@ -5,7 +5,7 @@
  * The check and the watch against a real Redis are in backend-bullmq.test.ts.
  */
 import { pino } from 'pino'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { ConnectionLog } from '../../src/background/backends/bullmq/connection.js'
 import { ShardCountGuard, type Superseded, WATCH_INTERVAL_MS } from '../../src/background/backends/bullmq/shard-count.js'
 import { ShardCountChangedError, ShardCountSupersededError } from '../../src/background/errors.js'
@@ -76,6 +76,20 @@ describe('ShardCountGuard.later', () => {
     expect(await run()).toEqual({ checks: 1, passed: 0 })
     expect(guard.refusal).toBeUndefined()
   })
+
+  it('stopped while it waits to retry: returns at once, without the wait', async () => {
+    // The retry's timer never fires here: only stop() can end the wait.
+    vi.useFakeTimers({ toFake: ['setTimeout'] })
+    try {
+      const { guard, lines, run } = guardOf([lost(), undefined])
+      const done = run()
+      for (let turn = 0; turn < 100 && !lines.some((line) => line.message === 'Redis error'); turn++) await Promise.resolve()
+      guard.stop()
+      expect(await done).toEqual({ checks: 1, passed: 0 })
+    } finally {
+      vi.useRealTimers()
+    }
+  }, 5_000)
 
   it('closed before Redis ever answered: no check at all', async () => {
     const { run } = guardOf([undefined])

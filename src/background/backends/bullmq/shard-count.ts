@@ -112,6 +112,8 @@ export class ShardCountGuard {
   private passed = false
   private stopped = false
   private nextWatch = 0
+  /** Ends the wait before the next attempt of `later`. */
+  private wake: () => void = () => {}
 
   constructor(
     private readonly runCheck: () => Promise<void>,
@@ -161,7 +163,11 @@ export class ShardCountGuard {
           return
         }
         this.log.error(error as Error)
-        await new Promise((resolve) => setTimeout(resolve, RETRY_MS).unref())
+        if (this.stopped) return
+        await new Promise<void>((resolve) => {
+          this.wake = resolve
+          setTimeout(resolve, RETRY_MS).unref()
+        })
       }
     }
   }
@@ -212,8 +218,9 @@ export class ShardCountGuard {
     }
   }
 
-  /** Closing: no further attempt. */
+  /** Closing: no further attempt, and no wait for one. */
   stop(): void {
     this.stopped = true
+    this.wake()
   }
 }
