@@ -14,10 +14,10 @@ import { once } from 'node:events'
 import { mkdtempSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pathToFileURL } from 'node:url'
 import { Agent, request } from 'undici'
+import { benchArgs } from './cli-args.js'
 import { BenchProcess, RssWatch, freePort, waitUntilServing } from './processes.js'
 import { mb, ms } from './report.js'
 import { percentile } from './stats.js'
@@ -157,15 +157,15 @@ async function run(jobs: number, options: Options): Promise<{ idle: Phase; polle
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      jobs: { type: 'string', default: '5000,20000' },
-      pollers: { type: 'string', default: '10' },
-      interval: { type: 'string', default: '0' },
-      senders: { type: 'string', default: '4' },
-      seconds: { type: 'string', default: '10' },
-      server: { type: 'string', default: join(ROOT, 'dist/server.js') },
-    },
+  const usage =
+    'usage: npm run bench:browse -- [--jobs 5000,20000] [--pollers 10] [--interval MS (0)] [--senders 4] [--seconds 10] [--server dist/server.js]'
+  const values = benchArgs(usage, {
+    jobs: { type: 'string', default: '5000,20000' },
+    pollers: { type: 'string', default: '10' },
+    interval: { type: 'string', default: '0' },
+    senders: { type: 'string', default: '4' },
+    seconds: { type: 'string', default: '10' },
+    server: { type: 'string', default: join(ROOT, 'dist/server.js') },
   })
   const options: Options = {
     sizes: values.jobs.split(',').map(Number),
@@ -177,9 +177,7 @@ async function main(): Promise<number> {
   }
   const numbers = [options.pollers, options.interval, options.senders, options.seconds, ...options.sizes]
   if (numbers.some((n) => !Number.isInteger(n) || n < 0) || options.sizes.length === 0 || options.senders < 1 || options.seconds < 1) {
-    console.error(
-      'usage: npm run bench:browse -- [--jobs 5000,20000] [--pollers 10] [--interval MS] [--senders 4] [--seconds 10] [--server dist/server.js]',
-    )
+    console.error(usage)
     return 2
   }
   console.log(

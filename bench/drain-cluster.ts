@@ -12,8 +12,8 @@ import { randomUUID } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
+import { benchArgs } from './cli-args.js'
 import { timeWorkers } from './drain-workers.js'
 import type { BenchProcess } from './processes.js'
 import { type RedisTargetRun, perJob, readCounters, startLocalCluster, startPlainRedis } from './redis-targets.js'
@@ -125,14 +125,14 @@ const callsText = (calls: ReadonlyArray<readonly [string, number]>) =>
     .join(', ')
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      jobs: { type: 'string', default: '20000' },
-      workers: { type: 'string', default: '2' },
-      concurrency: { type: 'string', default: '256' },
-      runs: { type: 'string', default: '3' },
-      shards: { type: 'string', default: '1,3,6' },
-    },
+  const usage =
+    'usage: npm run bench:cluster -- [--jobs N (20000)] [--workers N (2)] [--concurrency N (256)] [--runs N (3)] [--shards 1,3,6]'
+  const values = benchArgs(usage, {
+    jobs: { type: 'string', default: '20000' },
+    workers: { type: 'string', default: '2' },
+    concurrency: { type: 'string', default: '256' },
+    runs: { type: 'string', default: '3' },
+    shards: { type: 'string', default: '1,3,6' },
   })
   const jobs = Number(values.jobs)
   const workers = Number(values.workers)
@@ -140,7 +140,7 @@ async function main(): Promise<number> {
   const runs = Number(values.runs)
   const shardCounts = values.shards.split(',').map(Number)
   if ([jobs, workers, concurrency, runs, ...shardCounts].some((n) => !Number.isInteger(n) || n < 1)) {
-    console.error('usage: npm run bench:cluster -- [--jobs N] [--workers N] [--concurrency N] [--runs N] [--shards 1,3,6]')
+    console.error(usage)
     return 2
   }
   const modes: Mode[] = [

@@ -15,9 +15,9 @@ import { once } from 'node:events'
 import { mkdtempSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pathToFileURL } from 'node:url'
+import { benchArgs } from './cli-args.js'
 import { type BenchProcess, freePort } from './processes.js'
 import { timeWorkers } from './drain-workers.js'
 import { HAND_WRITTEN_QUEUE, plainQueue, WORKER_CONCURRENCY } from './hand-written-queue.js'
@@ -155,20 +155,19 @@ async function drain(kind: Kind, workers: number, jobs: number, concurrency: num
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      jobs: { type: 'string', default: '20000' },
-      workers: { type: 'string', default: '1,2' },
-      concurrency: { type: 'string', default: '256' },
-      runs: { type: 'string', default: '3' },
-    },
+  const usage = 'usage: npm run bench:drain -- [--jobs N (20000)] [--workers 1,2] [--concurrency N (256)] [--runs N (3)]'
+  const values = benchArgs(usage, {
+    jobs: { type: 'string', default: '20000' },
+    workers: { type: 'string', default: '1,2' },
+    concurrency: { type: 'string', default: '256' },
+    runs: { type: 'string', default: '3' },
   })
   const jobs = Number(values.jobs)
   const concurrency = Number(values.concurrency)
   const runs = Number(values.runs)
   const counts = values.workers.split(',').map(Number)
   if (!Number.isInteger(jobs) || jobs < 1 || !Number.isInteger(runs) || runs < 1 || counts.some((n) => !Number.isInteger(n) || n < 1)) {
-    console.error('usage: npm run bench:drain -- [--jobs N] [--workers 1,2] [--concurrency N] [--runs N]')
+    console.error(usage)
     return 2
   }
   console.log(

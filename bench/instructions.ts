@@ -31,10 +31,10 @@ import { once } from 'node:events'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { callgrindControl, dumpedInstructions, type Dumped } from './callgrind.js'
+import { benchArgs } from './cli-args.js'
 import { freePort } from './processes.js'
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js'
 import { boundMark, INSTRUCTION_TARGETS } from './targets.js'
@@ -66,16 +66,18 @@ interface Options {
   tracing: boolean
 }
 
+const USAGE =
+  'usage: npm run bench:instructions -- [--requests N (20000)] [--warmup N (20000)] [--connections N (20)] [--env KEY=VALUE]… ' +
+  '[--servers bare,hand-written,app] [--tracing]'
+
 function options(): Options {
-  const { values } = parseArgs({
-    options: {
-      requests: { type: 'string', default: '20000' },
-      warmup: { type: 'string', default: '20000' },
-      connections: { type: 'string', default: '20' },
-      env: { type: 'string', multiple: true, default: [] },
-      servers: { type: 'string', default: NAMES.join(',') },
-      tracing: { type: 'boolean', default: false },
-    },
+  const values = benchArgs(USAGE, {
+    requests: { type: 'string', default: '20000' },
+    warmup: { type: 'string', default: '20000' },
+    connections: { type: 'string', default: '20' },
+    env: { type: 'string', multiple: true, default: [] },
+    servers: { type: 'string', default: NAMES.join(',') },
+    tracing: { type: 'boolean', default: false },
   })
   const env: Record<string, string> = {}
   for (const pair of values.env) {
