@@ -75,7 +75,7 @@ export const ShardCountChangedError = createError<[string, number, number, strin
  */
 export const ShardCountSupersededError = createError<[string, number, string, number]>(
   'TASKS_SHARD_COUNT_SUPERSEDED',
-  'Queue "%s" is now run with %d shards, which do not reach this process\'s shards %s of %d: it stores no task; restart it with the new count',
+  'Queue "%s" is now run with %d shards, which do not reach this process\'s shards %s of %d: it stores no task. Restart a web process with the new count now, a worker once the tasks in those shards have finished',
   500,
 )
 

@@ -521,6 +521,23 @@ describeWithRedis('bullmq backend', () => {
     })
   })
 
+  it('a shard count lost from Redis (a restart without persistence) stops no process: a sharded one records its own again', async () => {
+    const queueName = `shard-lost-${randomUUID()}`
+    const task = defineTask({ name: 'counted', args: Type.Tuple([Type.Integer()]), run: () => {} })
+    const client = new Redis(redis.url)
+    opened.push({ close: () => client.quit() })
+    const fourWeb = await backend('producer', queueName, { shards: 4 })
+    const four = await startedRunner(fourWeb, [task])
+    const key = `bull:${queueName}:shard-count`
+    expect(await client.get(key)).toBe('4')
+    await client.del(key)
+    // The next watch (forced here, a minute on) finds no count: not a refusal, and its own recorded again.
+    await fourWeb.sweep(Date.now() + 60_000)
+    expect(await fourWeb.ready()).toMatchObject({ ok: true })
+    expect(await client.get(key)).toBe('4')
+    expect(await four.add(task, [1])).toMatch(/^[0-9a-f-]{36}(\.s[1-3])?$/)
+  })
+
   it.skipIf(redisSetup.mode !== 'server')(
     'Redis away at start, then back with tasks in shards the count does not reach: the process stores no task and is not ready',
     async () => {

@@ -27,10 +27,16 @@ function shardCountKey(queueName: string): string {
   return `bull:${queueName}:shard-count`
 }
 
+/** A stored count, or undefined if it is not one. */
+function validCount(stored: string): number | undefined {
+  const count = Number(stored)
+  return Number.isInteger(count) && count >= 1 && count <= MAX_SHARDS ? count : undefined
+}
+
 /** The count recorded for the queue: 1 if none (a queue never sharded) or not a count. */
 async function recordedCount(redis: RedisClient, queueName: string): Promise<number> {
-  const stored = Number((await redis.get(shardCountKey(queueName))) ?? 1)
-  return Number.isInteger(stored) && stored >= 1 && stored <= MAX_SHARDS ? stored : 1
+  const stored = await redis.get(shardCountKey(queueName))
+  return (stored === null ? undefined : validCount(stored)) ?? 1
 }
 
 /** Throws `TASKS_SHARD_COUNT_CHANGED` while an earlier count's queues out of reach hold unfinished tasks. */
@@ -59,10 +65,20 @@ export interface Superseded {
   readonly shards: readonly number[]
 }
 
-/** The shards of `plan` that the count recorded now does not reach, if any (none when it is `plan`'s). */
+/**
+ * The shards of `plan` that the count recorded now does not reach, if any (none when it is
+ * `plan`'s). No count recorded (Redis restarted without its data, the key removed) supersedes
+ * nothing: a sharded process records its own again, if no other process did first.
+ */
 export async function supersededShards(redis: RedisClient, queueName: string, plan: ShardPlan): Promise<Superseded | undefined> {
-  const recorded = await recordedCount(redis, queueName)
-  if (recorded === plan.count) return undefined
+  const key = shardCountKey(queueName)
+  const stored = await redis.get(key)
+  if (stored === null) {
+    if (plan.count > 1) await redis.set(key, String(plan.count), 'NX')
+    return undefined
+  }
+  const recorded = validCount(stored)
+  if (recorded === undefined || recorded === plan.count) return undefined
   const reached = new ShardPlan(queueName, recorded, plan.clustered).prefixes
   const shards = [...plan.prefixes.keys()].filter((shard) => !reached.includes(plan.prefixes[shard] as string))
   if (shards.length === 0) return undefined
