@@ -8,12 +8,13 @@ import { Type } from '@sinclair/typebox'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { type AnyTaskDefinition, BackgroundTasks, TaskRunner, defineTask, errors } from '../../src/background/index.js'
+import { type AnyTaskDefinition, BackgroundTasks, type RunnerOptions, TaskRunner, defineTask, errors } from '../../src/background/index.js'
 import { taskKey } from '../../src/background/idempotency.js'
 import { PENDING_STALE_MS } from '../../src/background/backends/bullmq/keys.js'
 import { BullMQBackend } from '../../src/background/backends/bullmq/backend.js'
 import { describeBackendConformance } from '../backend-conformance.js'
 import { describeWithRedis, redisSetup, startRedis, type RedisServer } from '../helpers/redis.js'
+import { stubbornTask } from '../helpers/test-tasks.js'
 import { waitFor } from '../helpers/wait.js'
 
 const retention = { maxCount: 1000, maxAgeMs: 60_000 }
@@ -60,8 +61,9 @@ describeWithRedis('bullmq backend', () => {
     tasks: AnyTaskDefinition[],
     concurrency = 4,
     defaultTimeoutMs = 1000,
+    logger: RunnerOptions['logger'] = silent,
   ): Promise<TaskRunner> {
-    const runner = new TaskRunner({ backend: over, concurrency, maxPending: 100, defaultTimeoutMs, logger: silent, tasks })
+    const runner = new TaskRunner({ backend: over, concurrency, maxPending: 100, defaultTimeoutMs, logger, tasks })
     opened.push({ close: () => runner.close(2000) })
     await runner.start()
     return runner
@@ -69,19 +71,6 @@ describeWithRedis('bullmq backend', () => {
 
   async function workerRunner(queueName: string, tasks: AnyTaskDefinition[], concurrency = 4): Promise<TaskRunner> {
     return startedRunner(await backend('worker', queueName, { concurrency }), tasks, concurrency, 5000)
-  }
-
-  /** A task whose first attempt never ends on its own, and whose later ones do; each attempt's number goes to `attempts`. */
-  function stubbornTask(attempts: number[]): AnyTaskDefinition {
-    return defineTask({
-      name: 'stubborn',
-      args: Type.Tuple([]),
-      timeoutMs: 60_000,
-      run: (_args, { attempt }) => {
-        attempts.push(attempt)
-        return attempt === 1 ? new Promise(() => {}) : undefined
-      },
-    })
   }
 
   /** Submit through a web-side runner, as a request would; resolves with the task ids once committed. */
@@ -471,16 +460,7 @@ describeWithRedis('bullmq backend', () => {
     const fourWeb = await backend('producer', queueName, { shards: 4 })
     const four = await startedRunner(fourWeb, [task])
     const fourWorker = await backend('worker', queueName, { shards: 4 })
-    const workerRunner = new TaskRunner({
-      backend: fourWorker,
-      concurrency: 4,
-      maxPending: 100,
-      defaultTimeoutMs: 5_000,
-      logger: recording,
-      tasks: [task, stubborn],
-    })
-    opened.push({ close: () => workerRunner.close(2000) })
-    await workerRunner.start()
+    const workerRunner = await startedRunner(fourWorker, [task, stubborn], 4, 5_000, recording)
     expect(await client.get(`bull:${queueName}:shard-count`)).toBe('4')
     // A rolling deploy records two shards while four's are empty.
     await startedRunner(await backend('producer', queueName, { shards: 2 }), [task])

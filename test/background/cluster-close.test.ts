@@ -4,17 +4,12 @@
  * goes back to the queue when its lock expires, as with one Redis: backend-bullmq.test.ts).
  */
 import { randomUUID } from 'node:crypto'
-import { Type } from '@sinclair/typebox'
-import { pino } from 'pino'
 import { afterEach, expect, it } from 'vitest'
-import { TaskRunner, defineTask } from '../../src/background/index.js'
-import { BullMQBackend } from '../../src/background/backends/bullmq/backend.js'
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
 import { describeWithRedis } from '../helpers/redis.js'
+import { startSchedulingRunner } from '../helpers/scheduling-runner.js'
+import { stubbornTask } from '../helpers/test-tasks.js'
 import { waitFor } from '../helpers/wait.js'
-
-const silent = pino({ level: 'silent' })
-const retention = { maxCount: 1000, maxAgeMs: 60_000 }
 
 describeWithRedis('a Redis Cluster away while a worker closes', () => {
   let cluster: RedisCluster | undefined
@@ -28,32 +23,9 @@ describeWithRedis('a Redis Cluster away while a worker closes', () => {
     cluster = await startRedisCluster()
     const queueName = `cluster-away-${randomUUID()}`
     const attempts: number[] = []
-    const stubborn = defineTask({
-      name: 'stubborn',
-      args: Type.Tuple([]),
-      timeoutMs: 60_000,
-      run: (_args, { attempt }) => {
-        attempts.push(attempt)
-        return new Promise(() => {})
-      },
-    })
-    const over = (role: 'producer' | 'worker') =>
-      new BullMQBackend({ role, clusterNodes: cluster!.nodes, shards: 3, queueName, retention, concurrency: 1 })
-    const started = async (role: 'producer' | 'worker') => {
-      const backend = over(role)
-      await backend.waitUntilReady()
-      const runner = new TaskRunner({
-        backend,
-        concurrency: 1,
-        maxPending: 10,
-        defaultTimeoutMs: 60_000,
-        logger: silent,
-        tasks: [stubborn],
-      })
-      await runner.start()
-      opened.push(() => runner.close(200))
-      return runner
-    }
+    const stubborn = stubbornTask(attempts)
+    const started = async (role: 'producer' | 'worker') =>
+      (await startSchedulingRunner({ clusterNodes: cluster!.nodes, shards: 3 }, role, queueName, [stubborn], {}, opened)).runner
     const worker = await started('worker')
     const web = await started('producer')
     const id = await web.add(stubborn, [])

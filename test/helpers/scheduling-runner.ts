@@ -1,7 +1,7 @@
 /**
  * A task runner over a BullMQ backend of its own, as a web process or a worker process has, with
  * its schedules handed to the queue as the plugin does: for the schedule and rate-limit tests on
- * one Redis and on a Redis Cluster.
+ * one Redis and on a Redis Cluster, and for a Cluster worker's close.
  */
 import { pino } from 'pino'
 import { type AnyTaskDefinition, type MissedRunPolicy, TaskRunner, TaskSchedules } from '../../src/background/index.js'

@@ -170,3 +170,16 @@ export function addTasksBody(...tasks: Array<[task: string, ...args: unknown[]]>
     body: JSON.stringify({ tasks: tasks.map(([task, ...args]) => ({ task, args })) }),
   }
 }
+
+/** A task whose first attempt never ends on its own, and whose later ones do; each attempt's number goes to `attempts`. */
+export function stubbornTask(attempts: number[]): AnyTaskDefinition {
+  return defineTask({
+    name: 'stubborn',
+    args: Type.Tuple([]),
+    timeoutMs: 60_000,
+    run: (_args, { attempt }) => {
+      attempts.push(attempt)
+      return attempt === 1 ? new Promise(() => {}) : undefined
+    },
+  })
+}
