@@ -290,11 +290,11 @@ export class BullMQBackend implements TaskBackend {
   private async shutdown(): Promise<void> {
     this.log.closing = true
     this.shardGuard.stop()
-    // Redis away: BullMQ's blocking connections would wait for it without end.
+    // Redis away (at the start, or by the time the listener closes): BullMQ's blocking connections would wait for it without end.
     const redisAway = this.redis.status !== 'ready'
     await this.consumer?.close(redisAway)
     if (this.consumer !== undefined && !redisAway) await this.shardGuard.reportStranded(this.shards, this.queueName)
-    await Promise.allSettled([this.shards.close(this.log.error), this.cancels.close(redisAway)])
+    await Promise.allSettled([this.shards.close(this.log.error), this.cancels.close(this.redis.status !== 'ready')])
     await closeConnection(this.redis)
   }
 }
