@@ -35,11 +35,15 @@ function recordingLog(): { log: ConnectionLog; lines: Array<{ level: string; mes
 function guardOf(outcomes: Array<Error | undefined>, onCheck: (guard: ShardCountGuard) => void = () => {}) {
   const { log, lines } = recordingLog()
   let checks = 0
-  const guard: ShardCountGuard = new ShardCountGuard(() => {
-    onCheck(guard)
-    const outcome = outcomes[checks++]
-    return outcome === undefined ? Promise.resolve() : Promise.reject(outcome)
-  }, log)
+  const guard: ShardCountGuard = new ShardCountGuard(
+    () => {
+      onCheck(guard)
+      const outcome = outcomes[checks++]
+      return outcome === undefined ? Promise.resolve() : Promise.reject(outcome)
+    },
+    log,
+    () => Promise.resolve(undefined),
+  )
   const run = async (connected: Promise<unknown> = Promise.resolve()) => {
     let passed = 0
     await guard.later(connected, () => passed++)

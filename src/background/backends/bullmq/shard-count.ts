@@ -27,27 +27,29 @@ function shardCountKey(queueName: string): string {
   return `bull:${queueName}:shard-count`
 }
 
-/** A stored count, or undefined if it is not one. */
-function validCount(stored: string): number | undefined {
+/** The count stored for the queue: null if none (a queue never sharded, or Redis lost it), undefined if not a count. */
+async function storedCount(redis: RedisClient, queueName: string): Promise<number | null | undefined> {
+  const stored = await redis.get(shardCountKey(queueName))
+  if (stored === null) return null
   const count = Number(stored)
   return Number.isInteger(count) && count >= 1 && count <= MAX_SHARDS ? count : undefined
 }
 
-/** The count recorded for the queue: 1 if none (a queue never sharded) or not a count. */
-async function recordedCount(redis: RedisClient, queueName: string): Promise<number> {
-  const stored = await redis.get(shardCountKey(queueName))
-  return (stored === null ? undefined : validCount(stored)) ?? 1
+/** The shards of `plan` whose queues `other` (another count of the same queue) does not have. */
+function outOfReach(plan: ShardPlan, other: ShardPlan): number[] {
+  return [...plan.prefixes.keys()].filter((shard) => !other.prefixes.includes(plan.prefixes[shard] as string))
 }
 
 /** Throws `TASKS_SHARD_COUNT_CHANGED` while an earlier count's queues out of reach hold unfinished tasks. */
 export async function checkShardCount(redis: RedisClient, queueName: string, plan: ShardPlan): Promise<void> {
   const key = shardCountKey(queueName)
-  const earlier = await recordedCount(redis, queueName)
+  const earlier = (await storedCount(redis, queueName)) ?? 1
   if (earlier === plan.count) return
   const left: number[] = []
   let unfinished = 0
-  for (const [shard, prefix] of new ShardPlan(queueName, earlier, plan.clustered).prefixes.entries()) {
-    if (plan.prefixes.includes(prefix)) continue
+  const earlierPlan = new ShardPlan(queueName, earlier, plan.clustered)
+  for (const shard of outOfReach(earlierPlan, plan)) {
+    const prefix = earlierPlan.prefixes[shard] as string
     const waiting = await unfinishedIn(new Queue(queueName, { connection: redis, prefix }))
     if (waiting === 0) continue
     left.push(shard)
@@ -71,16 +73,13 @@ export interface Superseded {
  * nothing: a sharded process records its own again, if no other process did first.
  */
 export async function supersededShards(redis: RedisClient, queueName: string, plan: ShardPlan): Promise<Superseded | undefined> {
-  const key = shardCountKey(queueName)
-  const stored = await redis.get(key)
-  if (stored === null) {
-    if (plan.count > 1) await redis.set(key, String(plan.count), 'NX')
+  const recorded = await storedCount(redis, queueName)
+  if (recorded === null) {
+    if (plan.count > 1) await redis.set(shardCountKey(queueName), String(plan.count), 'NX')
     return undefined
   }
-  const recorded = validCount(stored)
   if (recorded === undefined || recorded === plan.count) return undefined
-  const reached = new ShardPlan(queueName, recorded, plan.clustered).prefixes
-  const shards = [...plan.prefixes.keys()].filter((shard) => !reached.includes(plan.prefixes[shard] as string))
+  const shards = outOfReach(plan, new ShardPlan(queueName, recorded, plan.clustered))
   if (shards.length === 0) return undefined
   return { error: new ShardCountSupersededError(queueName, recorded, shards.join(', '), plan.count), shards }
 }
@@ -134,7 +133,7 @@ export class ShardCountGuard {
   constructor(
     private readonly runCheck: () => Promise<void>,
     private readonly log: ConnectionLog,
-    private readonly readSuperseded: () => Promise<Superseded | undefined> = async () => undefined,
+    private readonly readSuperseded: () => Promise<Superseded | undefined>,
   ) {}
 
   /** Why this process must store no task, if it must not: a refusal found after start, or another count recorded since. */
